@@ -1,0 +1,77 @@
+# ficus: see README.md. Every target works on a fresh Debian machine; the
+# ones that need PostgreSQL find or install it through scripts/ensure-postgres.sh.
+
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+# The test suites and the demo need these with a local Docker engine and no
+# registry: no reaper container, and published ports reached on 127.0.0.1.
+export TESTCONTAINERS_RYUK_DISABLED ?= true
+export TESTCONTAINERS_HOST_OVERRIDE ?= 127.0.0.1
+# Use the offline Postgres image when "make images" has built it; otherwise
+# the suites default to the upstream postgres image.
+LOCAL_PG_IMAGE := ficus/postgres:15
+export FICUS_POSTGRES_IMAGE ?= $(shell docker image inspect $(LOCAL_PG_IMAGE) >/dev/null 2>&1 && echo $(LOCAL_PG_IMAGE))
+
+DEMO_DURATION ?= 45s
+FUZZTIME ?= 10s
+STATICCHECK_VERSION ?= v0.8.2
+
+.PHONY: all build test e2e bench lint fmt demo images fuzz clean postgres
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ficus ./cmd/ficus
+
+postgres:
+	@bash scripts/ensure-postgres.sh
+
+## test: unit and integration tests against real PostgreSQL, race detector on.
+test: postgres
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+## e2e: the end-to-end suite in Docker (build tag e2e).
+e2e: images
+	@if compgen -G 'e2e/*.go' >/dev/null; then \
+		$(GO) test -tags e2e -race -count=1 -timeout 30m ./e2e/...; \
+	else echo "e2e: no end-to-end scenarios in this tree yet"; fi
+
+## bench: benchmarks, with allocations.
+bench: postgres
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+
+## lint: gofmt, go vet and staticcheck (installed into ./bin).
+lint: $(BIN)/staticcheck
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(BIN)/staticcheck ./...
+
+$(BIN)/staticcheck:
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+## demo: the legacy world and its symptoms, live, for DEMO_DURATION.
+demo: postgres build
+	$(BIN)/ficus demo --duration $(DEMO_DURATION)
+
+## images: the offline Postgres image (when missing) and the ficus image.
+images:
+	bash scripts/images.sh
+
+## fuzz: every fuzz target for FUZZTIME each.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+clean:
+	rm -rf $(BIN)

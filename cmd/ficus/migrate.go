@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ficuslabs/ficus/migrate"
+)
+
+func (a *app) migrateCommand() *cobra.Command {
+	var url string
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Create or inspect ficus's own schema in PostgreSQL",
+		Long: `ficus keeps its tables in the schema "ficus", apart from the application's,
+with embedded versioned migrations. Run "ficus migrate up" before starting
+components that store state in PostgreSQL; it is safe to run from several
+replicas at once.`,
+	}
+	databaseFlag(cmd.PersistentFlags(), &url, "of the database ficus keeps its state in")
+	up := &cobra.Command{
+		Use:   "up",
+		Short: "Apply every pending migration",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pool, err := connect(cmd.Context(), url)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			applied, err := migrate.Up(cmd.Context(), pool)
+			for _, m := range applied {
+				fmt.Fprintf(a.stdout, "applied %05d %s (%s)\n", m.Version, m.Name, m.Duration.Round(time.Millisecond))
+			}
+			if err != nil {
+				return err
+			}
+			if len(applied) == 0 {
+				fmt.Fprintln(a.stdout, "schema ficus is up to date")
+			}
+			return nil
+		},
+	}
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "List migrations and whether each has been applied",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pool, err := connect(cmd.Context(), url)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			all, err := migrate.Status(cmd.Context(), pool)
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "VERSION\tNAME\tSTATE\tAPPLIED AT")
+			pending := 0
+			for _, m := range all {
+				state, at := "applied", m.AppliedAt.UTC().Format("2006-01-02 15:04:05Z")
+				if !m.Applied {
+					state, at, pending = "pending", "-", pending+1
+				}
+				fmt.Fprintf(w, "%05d\t%s\t%s\t%s\n", m.Version, m.Name, state, at)
+			}
+			w.Flush()
+			if pending > 0 {
+				fmt.Fprintf(a.stdout, "%d pending: run \"ficus migrate up\"\n", pending)
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(up, status)
+	return cmd
+}

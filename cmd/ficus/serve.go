@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/pflag"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ficuslabs/ficus/internal/httpserve"
+	"github.com/ficuslabs/ficus/internal/ops"
+)
+
+// service is one part of a long-running command; it runs until ctx ends.
+type service func(ctx context.Context) error
+
+// serve runs the services and the /metrics, /healthz and /readyz endpoints
+// on metricsAddr until ctx ends or one of them fails, then stops them all.
+func (a *app) serve(ctx context.Context, metricsAddr string, h *ops.Handler, services ...service) error {
+	ln, err := httpserve.Listen(metricsAddr)
+	if err != nil {
+		return fmt.Errorf("--metrics-listen: %w", err)
+	}
+	a.log.Info("serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: h}) })
+	for _, s := range services {
+		g.Go(func() error { return s(ctx) })
+	}
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) || errors.Is(err, errJobDone) {
+		err = nil
+	}
+	if err == nil {
+		a.log.Info("stopped cleanly")
+	}
+	return err
+}
+
+// metricsFlag adds --metrics-listen with a per-command default, so that
+// several ficus processes on one machine do not collide.
+func metricsFlag(fs *pflag.FlagSet, addr *string, def string) {
+	fs.StringVar(addr, "metrics-listen", def, "address to serve /metrics, /healthz and /readyz on")
+}
+
+// databaseFlag adds --database-url.
+func databaseFlag(fs *pflag.FlagSet, url *string, what string) {
+	fs.StringVar(url, "database-url", "", "PostgreSQL URL "+what+", e.g. postgres://user:pass@host:5432/db")
+}
+
+// connect opens a pool and checks that the server answers, with an error
+// that tells the user what to fix.
+func connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	if url == "" {
+		return nil, usageError{errors.New("--database-url (or FICUS_DATABASE_URL) is required")}
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--database-url: %w", err)}
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to postgres at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to postgres at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
+	}
+	return pool, nil
+}
+
+// poolReady is a readiness check that pings the database.
+func poolReady(pool *pgxpool.Pool) ops.Check {
+	return func(r *http.Request) error { return pool.Ping(r.Context()) }
+}
+
+// errDone ends serve when a bounded job finishes: it turns the job's
+// success into errJobDone, which serve reports as a clean stop.
+func errDone(err error) error {
+	if err == nil {
+		return errJobDone
+	}
+	return err
+}
+
+// errJobDone stops the other services once a bounded job has finished.
+var errJobDone = errors.New("job done")

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/spf13/cobra"
+
+	"github.com/ficuslabs/ficus/internal/httpserve"
+	"github.com/ficuslabs/ficus/internal/ops"
+	"github.com/ficuslabs/ficus/sim/crm"
+	"github.com/ficuslabs/ficus/sim/mes"
+	"github.com/ficuslabs/ficus/sim/shop"
+)
+
+func (a *app) simCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sim",
+		Short: "Run a simulated legacy system: mes, shop or crm",
+		Long: `The simulated legacy world, to rehearse a migration on: faithful test doubles
+of the MES (its API, its single price calculator and its faults), the online
+shop writing to PostgreSQL, and the CRM that polls the shop's database.
+ficus demo and the end-to-end suite use them; so can you.`,
+	}
+	cmd.AddCommand(a.simMESCommand(), a.simShopCommand(), a.simCRMCommand())
+	return cmd
+}
+
+func (a *app) simMESCommand() *cobra.Command {
+	var listen, metricsAddr string
+	var cfg mes.Config
+	cmd := &cobra.Command{
+		Use:   "mes",
+		Short: "Run the legacy MES API",
+		Long: `Serves the legacy MES API as it behaves today:
+
+  POST /api/v1/orders        creates an order every time (no idempotency)
+  GET  /api/v1/orders/{id}   one order
+  GET  /api/v1/orders        ?status=&client_ref=&page=&per_page=, newest first
+  POST /api/v1/quotes        computes a price synchronously, one at a time
+  POST /admin/faults         {"down","latency_ms","error_rate","drop_rate"}
+  GET  /admin/stats          orders, duplicates per client_ref, quotes, requests
+  POST /admin/reset          forget everything`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Metrics, cfg.Logger = metrics.NewSet(), a.log.With("component", "sim_mes")
+			srv, err := mes.New(cfg)
+			if err != nil {
+				return usageError{err}
+			}
+			ln, err := httpserve.Listen(listen)
+			if err != nil {
+				return err
+			}
+			a.log.Info("legacy MES listening", "addr", ln.Addr().String(), "calc_time", cfg.CalcTime)
+			h := &ops.Handler{}
+			h.Register(cfg.Metrics)
+			return a.serve(cmd.Context(), metricsAddr, h, func(ctx context.Context) error {
+				return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: srv})
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", "127.0.0.1:8081", "address to serve the MES API on")
+	f.DurationVar(&cfg.CalcTime, "calc-time", mes.DefaultCalcTime, "how long one price calculation takes (the real MES takes 2–3 minutes)")
+	metricsFlag(f, &metricsAddr, "127.0.0.1:9191")
+	return cmd
+}
+
+func (a *app) simShopCommand() *cobra.Command {
+	var url, metricsAddr string
+	var cfg shop.Config
+	cmd := &cobra.Command{
+		Use:   "shop",
+		Short: "Run the online shop, writing orders to PostgreSQL",
+		Long: `Creates the schema "shop" (customers, orders, order_items) if missing, then
+takes --rate orders per second, each in one multi-row transaction, and moves
+orders through new → priced → paid → in_production → shipped, some statuses
+lasting less than a second.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			pool, err := connect(ctx, url)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			if err := shop.EnsureSchema(ctx, pool); err != nil {
+				return err
+			}
+			cfg.Pool, cfg.Metrics, cfg.Logger = pool, metrics.NewSet(), a.log.With("component", "sim_shop")
+			gen, err := shop.New(cfg)
+			if err != nil {
+				return usageError{err}
+			}
+			a.log.Info("online shop taking orders", "rate", cfg.Rate)
+			h := &ops.Handler{}
+			h.Register(cfg.Metrics)
+			h.AddCheck("postgres", poolReady(pool))
+			return a.serve(ctx, metricsAddr, h, gen.Run)
+		},
+	}
+	f := cmd.Flags()
+	databaseFlag(f, &url, "of the shop database")
+	f.Float64Var(&cfg.Rate, "rate", 5, "orders per second")
+	metricsFlag(f, &metricsAddr, "127.0.0.1:9193")
+	return cmd
+}
+
+func (a *app) simCRMCommand() *cobra.Command {
+	var listen, url, metricsAddr, mode string
+	var cfg crm.Config
+	cmd := &cobra.Command{
+		Use:   "crm",
+		Short: "Run the CRM: polling the shop database, or receiving events",
+		Long: `--mode poll reproduces today's CRM: it polls shop.orders by updated_at every
+--interval, and so misses every status that lived shorter than that.
+--mode webhook is the CRM fed by ficus: it accepts CloudEvents at POST /events
+(one, or a batch), deduplicates them by id, and records every transition.
+
+Both report at GET /admin/stats what they saw: events received, unique and
+duplicate; per-order status history (GET /admin/orders/{id}); and the gaps
+and out-of-order transitions they detected.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			cfg.Mode = crm.Mode(mode)
+			h := &ops.Handler{}
+			if cfg.Mode == crm.ModePoll {
+				pool, err := connect(ctx, url)
+				if err != nil {
+					return err
+				}
+				defer pool.Close()
+				cfg.Pool = pool
+				h.AddCheck("postgres", poolReady(pool))
+			}
+			cfg.Metrics, cfg.Logger = metrics.NewSet(), a.log.With("component", "sim_crm")
+			c, err := crm.New(cfg)
+			if err != nil {
+				return usageError{err}
+			}
+			ln, err := httpserve.Listen(listen)
+			if err != nil {
+				return err
+			}
+			a.log.Info("CRM listening", "addr", ln.Addr().String(), "mode", mode)
+			h.Register(cfg.Metrics)
+			return a.serve(ctx, metricsAddr, h, c.Run, func(ctx context.Context) error {
+				return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: c.Handler()})
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", "127.0.0.1:8082", "address to serve /events and /admin on")
+	f.StringVar(&mode, "mode", "poll", "poll (read shop.orders every --interval) or webhook (receive CloudEvents)")
+	databaseFlag(f, &url, "of the shop database (poll mode)")
+	f.DurationVar(&cfg.Interval, "interval", 2*time.Second, "how often to poll (poll mode)")
+	metricsFlag(f, &metricsAddr, "127.0.0.1:9192")
+	return cmd
+}
+

@@ -1,0 +1,61 @@
+package demo_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ficuslabs/ficus/demo"
+	"github.com/ficuslabs/ficus/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func TestRunRequiresPool(t *testing.T) {
+	t.Parallel()
+	if _, err := demo.Run(context.Background(), demo.Config{}); !errors.Is(err, demo.ErrNoPool) {
+		t.Fatalf("err = %v, want ErrNoPool", err)
+	}
+}
+
+// A short run of the real legacy world shows the symptoms the demo is for.
+// The assertions hold by construction, not by timing: in the slow phase
+// every B2B attempt is stored and times out, so each order is stored once
+// per attempt; quotes arrive twice as fast as the single calculator serves
+// them, so some are always queued.
+func TestShortRunShowsTheSymptoms(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	var out bytes.Buffer
+	report, err := demo.Run(context.Background(), demo.Config{
+		Pool:         db.Pool,
+		Duration:     5 * time.Second,
+		ReportEvery:  time.Second,
+		CalcTime:     200 * time.Millisecond,
+		PollInterval: 500 * time.Millisecond,
+		Out:          &out,
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if report.Duplicates == 0 {
+		t.Errorf("no duplicate orders: %+v", report)
+	}
+	if report.B2BAttempts <= report.B2BOrders {
+		t.Errorf("the B2B client never retried: %+v", report)
+	}
+	if report.QuotesQueued == 0 || report.QuotesPriced == 0 {
+		t.Errorf("no quote queue: %+v", report)
+	}
+	if report.ShopStatusChanges == 0 || report.CRMTransitionsSeen == 0 {
+		t.Errorf("shop or CRM idle: %+v", report)
+	}
+	for _, want := range []string{"MES under load", "duplicate orders", "lost orders", "quote queue", "CRM polling"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}

@@ -1,0 +1,84 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// quoteClients stand for everyone who needs a price from the MES: operators
+// for shop orders and B2B clients for theirs. Each request waits for the
+// MES's single calculator.
+type quoteClients struct {
+	base string
+	http *http.Client
+
+	mu        sync.Mutex
+	requested int
+	completed int
+	maxQueued time.Duration
+	wg        sync.WaitGroup
+}
+
+// request sends one quote request in the background; it ends with ctx.
+func (q *quoteClients) request(ctx context.Context, n int) {
+	q.mu.Lock()
+	q.requested++
+	q.mu.Unlock()
+	q.wg.Go(func() {
+		queued, err := q.post(ctx, n)
+		if err != nil {
+			return // the demo ended while it waited
+		}
+		q.mu.Lock()
+		q.completed++
+		q.maxQueued = max(q.maxQueued, queued)
+		q.mu.Unlock()
+	})
+}
+
+func (q *quoteClients) post(ctx context.Context, n int) (time.Duration, error) {
+	body, _ := json.Marshal(map[string]any{
+		"model_url": fmt.Sprintf("s3://models/quote-%d.stl", n),
+		"material":  "steel",
+		"quantity":  1 + n%5,
+	})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, q.base+"/api/v1/quotes", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := q.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("quote: status %d", resp.StatusCode)
+	}
+	var quote struct {
+		QueuedMS int64 `json:"queued_ms"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&quote); err != nil {
+		return 0, err
+	}
+	return time.Duration(quote.QueuedMS) * time.Millisecond, nil
+}
+
+type quoteStats struct {
+	Requested, Completed int
+	MaxQueued            time.Duration
+}
+
+func (q *quoteClients) stats() quoteStats {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return quoteStats{Requested: q.requested, Completed: q.completed, MaxQueued: q.maxQueued}
+}
+
+// wait returns when every request has ended.
+func (q *quoteClients) wait() { q.wg.Wait() }

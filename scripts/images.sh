@@ -1,0 +1,327 @@
+#!/usr/bin/env bash
+# images.sh builds the container images ficus tests run, with no registry:
+#
+#   postgres  FICUS_POSTGRES_IMAGE (default ficus/postgres:15): Debian
+#             bookworm minbase with postgresql-15 and wal2json, made with
+#             debootstrap and `docker import`; entrypoint in images/postgres/.
+#             Built only when missing, when its entrypoint changed, or with
+#             --force.
+#   ficus     FICUS_IMAGE (default ficus/ficus:dev): FROM scratch with the
+#             static ./cmd/ficus binary (images/ficus/Dockerfile). Always
+#             rebuilt; it takes seconds.
+#
+# Usage: scripts/images.sh [--force] [postgres] [ficus]
+#   With no image named, both are built. The Docker engine is started with
+#   scripts/docker-up.sh when it is not running.
+#
+# Environment:
+#   FICUS_POSTGRES_IMAGE, FICUS_IMAGE  image names (see above)
+#   FICUS_DEBIAN_MIRROR  Debian mirror for debootstrap; defaults to the one
+#                        apt uses here, else http://deb.debian.org/debian
+#   VERSION              version stamped into ficus; defaults to git describe
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+pg_image="${FICUS_POSTGRES_IMAGE:-ficus/postgres:15}"
+ficus_image="${FICUS_IMAGE:-ficus/ficus:dev}"
+suite=bookworm
+pg_major=15
+entrypoint_src="$root/images/postgres/docker-entrypoint.sh"
+entrypoint_label=dev.ficus.postgres.entrypoint-sha256
+
+say() { printf 'images: %s\n' "$*" >&2; }
+die() {
+	say "error: $*"
+	exit 1
+}
+
+usage() {
+	sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+}
+
+force=0
+targets=()
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--force) force=1 ;;
+	-h | --help)
+		usage
+		exit 0
+		;;
+	postgres | ficus) targets+=("$1") ;;
+	*) die "unknown argument '$1' (usage: scripts/images.sh [--force] [postgres] [ficus])" ;;
+	esac
+	shift
+done
+if [ "${#targets[@]}" -eq 0 ]; then
+	targets=(postgres ficus)
+fi
+
+# step NAME CMD... runs CMD and reports how long it took.
+step() {
+	local name="$1" t0
+	shift
+	t0="$(date +%s)"
+	say "$name ..."
+	"$@"
+	say "$name: done in $(($(date +%s) - t0))s"
+}
+
+apt_updated=0
+apt_install() {
+	[ "$(id -u)" -eq 0 ] || die "installing $* needs root"
+	if [ "$apt_updated" -eq 0 ]; then
+		say "apt-get update"
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq
+		apt_updated=1
+	fi
+	say "apt-get install $*"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# docker_build runs docker build, with the classic builder when the buildx
+# plugin (BuildKit) is not installed.
+docker_build() {
+	if docker buildx version >/dev/null 2>&1; then
+		docker build "$@"
+	else
+		DOCKER_BUILDKIT=0 docker build "$@"
+	fi
+}
+
+image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+# detect_mirror prints the URI apt uses for the main Debian suite: the
+# deb822 `URIs:` of the stanza whose Suites holds "bookworm", else a classic
+# `deb URI bookworm ...` line, else deb.debian.org.
+detect_mirror() {
+	local uri="" f
+	if [ -n "${FICUS_DEBIAN_MIRROR:-}" ]; then
+		echo "$FICUS_DEBIAN_MIRROR"
+		return
+	fi
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[ -f "$f" ] || continue
+		uri="$(awk -v suite="$suite" '
+			function flush() {
+				if (types ~ /(^| )deb( |$)/ && (" " suites " ") ~ (" " suite " ") && uris != "" && !done) {
+					split(uris, u, " "); print u[1]; done = 1
+				}
+				types = ""; suites = ""; uris = ""
+			}
+			/^[ \t]*#/ { next }
+			/^[ \t]*$/ { flush(); next }
+			{
+				key = tolower($1); sub(/:$/, "", key)
+				val = $0; sub(/^[^:]*:[ \t]*/, "", val)
+				if (key == "types") types = val
+				else if (key == "suites") suites = val
+				else if (key == "uris") uris = val
+			}
+			END { flush() }
+		' "$f")"
+		if [ -n "$uri" ]; then
+			echo "$uri"
+			return
+		fi
+	done
+	uri="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+		sed -E 's/^[ \t]*//; s/\[[^]]*\][ \t]*//' |
+		awk -v suite="$suite" '$1 == "deb" && $3 == suite { print $2; exit }')"
+	echo "${uri:-http://deb.debian.org/debian}"
+}
+
+# cleanup_dir unmounts whatever debootstrap left mounted below $1, then
+# removes it without crossing into another file system.
+cleanup_dir() {
+	local dir="$1" m
+	[ -n "$dir" ] && [ -d "$dir" ] || return 0
+	findmnt -rno TARGET 2>/dev/null | awk -v d="$dir/" 'index($0, d) == 1' | sort -r |
+		while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	rm -rf --one-file-system "$dir"
+}
+
+work=""
+cleanup() { cleanup_dir "$work"; }
+trap cleanup EXIT
+
+run_debootstrap() {
+	local rootfs="$1" mirror="$2" log="$3" try
+	for try in 1 2; do
+		if debootstrap --variant=minbase \
+			--include="postgresql-$pg_major,postgresql-$pg_major-wal2json" \
+			"$suite" "$rootfs" "$mirror" >"$log" 2>&1; then
+			return 0
+		fi
+		say "debootstrap failed (try $try of 2); last lines of its log:"
+		tail -n 30 "$log" >&2
+		[ -f "$rootfs/debootstrap/debootstrap.log" ] && tail -n 20 "$rootfs/debootstrap/debootstrap.log" >&2
+		cleanup_dir "$rootfs"
+		if [ "$try" -eq 1 ]; then
+			say "retrying in 10s"
+			sleep 10
+		fi
+	done
+	return 1
+}
+
+# shape_rootfs turns the debootstrap tree into the image's file system.
+shape_rootfs() {
+	local r="$1"
+
+	# Drop the cluster Debian's postinst created; the entrypoint makes one in
+	# PGDATA on first start, and later package installs must not make another.
+	rm -rf "$r/etc/postgresql/$pg_major" "$r/var/lib/postgresql/$pg_major"
+	mkdir -p "$r/etc/postgresql-common"
+	echo 'create_main_cluster = false' >>"$r/etc/postgresql-common/createcluster.conf"
+
+	# Listen on all addresses, like the upstream image.
+	sed -ri "s!^#?(listen_addresses)\s*=\s*\S+.*!\1 = '*'!" \
+		"$r/usr/share/postgresql/$pg_major/postgresql.conf.sample"
+	grep -q "^listen_addresses = '\*'" "$r/usr/share/postgresql/$pg_major/postgresql.conf.sample" ||
+		die "could not set listen_addresses in postgresql.conf.sample"
+
+	# en_US.UTF-8, the upstream image's locale, then drop the locale sources.
+	chroot "$r" localedef -i en_US -c -f UTF-8 -A /usr/share/locale/locale.alias en_US.UTF-8
+	rm -rf "$r/usr/share/i18n"
+
+	# JIT needs LLVM (120 MB with its z3 solver); without it PostgreSQL runs
+	# with jit unavailable (pg_jit_available() is false), which tests never
+	# notice.
+	chroot "$r" dpkg --purge --force-depends libllvm14 libz3-4 >/dev/null 2>&1
+	rm -f "$r/usr/lib/postgresql/$pg_major/lib/llvmjit.so" "$r/usr/lib/postgresql/$pg_major/lib/llvmjit_types.bc"
+	rm -rf "$r/usr/lib/postgresql/$pg_major/lib/bitcode"
+
+	install -m 0755 "$entrypoint_src" "$r/usr/local/bin/docker-entrypoint.sh"
+	ln -sf usr/local/bin/docker-entrypoint.sh "$r/docker-entrypoint.sh"
+	mkdir -p "$r/docker-entrypoint-initdb.d" "$r/var/lib/postgresql/data" "$r/run/postgresql"
+	chmod 0700 "$r/var/lib/postgresql/data"
+	chmod 03775 "$r/run/postgresql"
+	chroot "$r" chown -R postgres:postgres /var/lib/postgresql /run/postgresql
+
+	# Caches, docs, man pages, translations, logs: nothing the server reads.
+	rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/* "$r"/var/cache/debconf/*-old \
+		"$r"/var/lib/dpkg/*-old "$r"/usr/share/doc/* "$r"/usr/share/man/* \
+		"$r"/usr/share/info/* "$r"/usr/share/lintian "$r"/tmp/* "$r"/var/tmp/* \
+		"$r"/debootstrap "$r"/etc/resolv.conf "$r"/etc/hostname
+	find "$r/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
+	find "$r/var/log" -type f -exec truncate -s 0 {} +
+	# Keep later package installs from bringing docs and man pages back.
+	cat >"$r/etc/dpkg/dpkg.cfg.d/ficus-nodoc" <<-'EOF'
+		path-exclude /usr/share/doc/*
+		path-exclude /usr/share/man/*
+		path-exclude /usr/share/info/*
+		path-exclude /usr/share/locale/*
+		path-include /usr/share/locale/locale.alias
+	EOF
+
+	[ -f "$r/usr/lib/postgresql/$pg_major/lib/wal2json.so" ] ||
+		die "wal2json.so missing from the root file system"
+	[ -x "$r/usr/bin/setpriv" ] || die "setpriv missing from the root file system"
+}
+
+import_rootfs() {
+	local r="$1" sum tmp_tag="${pg_image}-rootfs-tmp"
+	sum="$(sha256sum "$entrypoint_src" | cut -d' ' -f1)"
+	tar --numeric-owner -C "$r" -c . |
+		docker import \
+			--change 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]' \
+			--change 'CMD ["postgres"]' \
+			--change "ENV PATH=/usr/lib/postgresql/$pg_major/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+			--change "ENV PG_MAJOR=$pg_major" \
+			--change 'ENV PGDATA=/var/lib/postgresql/data' \
+			--change 'ENV LANG=en_US.utf8' \
+			--change 'EXPOSE 5432' \
+			--change "LABEL $entrypoint_label=$sum" \
+			--change 'USER root' \
+			--message "ficus postgres $pg_major from Debian $suite" \
+			- "$tmp_tag" >/dev/null
+	# docker import cannot set STOPSIGNAL; add it in a metadata-only build so
+	# `docker stop` asks for a fast shutdown (SIGINT) like the upstream image
+	# instead of a smart one that waits for every client to leave.
+	local ctx="$work/stopsignal"
+	mkdir -p "$ctx"
+	printf 'FROM %s\nSTOPSIGNAL SIGINT\n' "$tmp_tag" >"$ctx/Dockerfile"
+	docker_build -q -t "$pg_image" "$ctx" >/dev/null
+	docker image rm "$tmp_tag" >/dev/null
+}
+
+build_postgres() {
+	local want have
+	want="$(sha256sum "$entrypoint_src" | cut -d' ' -f1)"
+	if image_exists "$pg_image" && [ "$force" -eq 0 ]; then
+		have="$(docker image inspect -f "{{ index .Config.Labels \"$entrypoint_label\" }}" "$pg_image" 2>/dev/null || true)"
+		if [ "$have" = "$want" ]; then
+			say "$pg_image exists; not rebuilding (use --force to rebuild)"
+			return 0
+		fi
+		say "$pg_image was built from another images/postgres/docker-entrypoint.sh; rebuilding"
+	fi
+	[ "$(id -u)" -eq 0 ] || die "building $pg_image needs root (debootstrap and chroot); run scripts/images.sh as root"
+	command -v debootstrap >/dev/null 2>&1 || step "install debootstrap" apt_install debootstrap
+	local mirror t0
+	mirror="$(detect_mirror)"
+	t0="$(date +%s)"
+	say "building $pg_image from $mirror ($suite)"
+	work="$(mktemp -d /var/tmp/ficus-postgres-image.XXXXXX)"
+	step "debootstrap $suite minbase + postgresql-$pg_major, wal2json" \
+		run_debootstrap "$work/rootfs" "$mirror" "$work/debootstrap.log"
+	step "shape root file system" shape_rootfs "$work/rootfs"
+	say "root file system: $(du -sh --one-file-system "$work/rootfs" | cut -f1)"
+	local old
+	old="$(docker image inspect -f '{{.Id}}' "$pg_image" 2>/dev/null || true)"
+	step "docker import $pg_image" import_rootfs "$work/rootfs"
+	# Drop the image this build replaced, unless a container still uses it.
+	if [ -n "$old" ] && [ "$old" != "$(docker image inspect -f '{{.Id}}' "$pg_image")" ]; then
+		docker image rm "$old" >/dev/null 2>&1 || true
+	fi
+	cleanup_dir "$work"
+	work=""
+	say "$pg_image built in $(($(date +%s) - t0))s, $(docker image inspect -f '{{.Size}}' "$pg_image" | awk '{printf "%.0f MB", $1/1e6}')"
+}
+
+build_ficus() {
+	local ctx old new
+	if ! compgen -G "cmd/ficus/*.go" >/dev/null; then
+		die "./cmd/ficus does not exist (no Go files in $root/cmd/ficus): the ficus image needs the ficus main package there"
+	fi
+	command -v go >/dev/null 2>&1 || die "go is not on PATH; it is needed to build ./cmd/ficus"
+	work="$(mktemp -d /var/tmp/ficus-image.XXXXXX)"
+	ctx="$work"
+	# Stamp the version the way `make build` does.
+	local version
+	version="${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}"
+	step "go build ./cmd/ficus (static, version $version)" \
+		env CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$version" -o "$ctx/ficus" ./cmd/ficus
+	old="$(docker image inspect -f '{{.Id}}' "$ficus_image" 2>/dev/null || true)"
+	step "docker build $ficus_image" \
+		docker_build -q -f "$root/images/ficus/Dockerfile" -t "$ficus_image" "$ctx" >/dev/null
+	new="$(docker image inspect -f '{{.Id}}' "$ficus_image")"
+	# Drop the image this build replaced, unless something still uses it.
+	if [ -n "$old" ] && [ "$old" != "$new" ]; then
+		docker image rm "$old" >/dev/null 2>&1 || true
+	fi
+	cleanup_dir "$work"
+	work=""
+	say "$ficus_image built, $(docker image inspect -f '{{.Size}}' "$ficus_image" | awk '{printf "%.0f MB", $1/1e6}')"
+}
+
+step "docker engine" "$root/scripts/docker-up.sh"
+# One build at a time on this machine: a concurrent run waits, then finds
+# the Postgres image built.
+lock_file="${TMPDIR:-/tmp}/ficus-images.lock"
+if { : >>"$lock_file"; } 2>/dev/null; then
+	exec 9>>"$lock_file"
+	if ! flock -n 9; then
+		say "another images.sh is running; waiting for it"
+		flock 9
+	fi
+fi
+for t in "${targets[@]}"; do
+	case "$t" in
+	postgres) build_postgres ;;
+	ficus) build_ficus ;;
+	esac
+done

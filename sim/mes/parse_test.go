@@ -1,0 +1,188 @@
+package mes
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func TestPrice(t *testing.T) {
+	t.Parallel()
+	unit := price("s3://models/bracket.stl", "pla", 1)
+	cents := func(p string) int64 { return priceCents(t, p) }
+	if c := cents(unit); c < 2000 || c >= 50000 {
+		t.Errorf("unit price of a PLA model %s, want 20.00–499.99", unit)
+	}
+	for _, tt := range []struct {
+		name            string
+		model, material string
+		quantity        int
+		wantCents       int64
+	}{
+		{"deterministic", "s3://models/bracket.stl", "pla", 1, cents(unit)},
+		{"linear in quantity", "s3://models/bracket.stl", "pla", 7, 7 * cents(unit)},
+		{"material case and spaces ignored", "s3://models/bracket.stl", " PLA ", 1, cents(unit)},
+		{"steel is 3.5×", "s3://models/bracket.stl", "steel", 2, 2 * (cents(unit) * 350 / 100)},
+		{"unknown material is 1.5×", "s3://models/bracket.stl", "unobtainium", 1, cents(unit) * 150 / 100},
+		{"largest order does not overflow", "s3://models/bracket.stl", "titanium", MaxQuantity, MaxQuantity * (cents(unit) * 900 / 100)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := priceCents(t, price(tt.model, tt.material, tt.quantity)); got != tt.wantCents {
+				t.Errorf("price(%q, %q, %d) = %d cents, want %d", tt.model, tt.material, tt.quantity, got, tt.wantCents)
+			}
+		})
+	}
+	if price("s3://models/a.stl", "pla", 1) == price("s3://models/b.stl", "pla", 1) &&
+		price("s3://models/c.stl", "pla", 1) == price("s3://models/d.stl", "pla", 1) {
+		t.Error("different models all cost the same; the price should depend on the model")
+	}
+}
+
+// priceCents parses a price answered by the MES.
+func priceCents(t *testing.T, p string) int64 {
+	t.Helper()
+	whole, frac, ok := strings.Cut(p, ".")
+	if !ok || len(frac) != 2 {
+		t.Fatalf("price %q is not a decimal with two places", p)
+	}
+	w, err1 := strconv.ParseInt(whole, 10, 64)
+	f, err2 := strconv.ParseInt(frac, 10, 64)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("price %q does not parse", p)
+	}
+	return w*100 + f
+}
+
+// checkRequestError fails unless err is one the handlers turn into 400 or
+// 413.
+func checkRequestError(t *testing.T, err error) {
+	t.Helper()
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return
+	}
+	if !errors.Is(err, errInvalidRequest) && !errors.Is(err, ErrInvalidFaults) {
+		t.Fatalf("error %v is neither an invalid request nor a too-large body", err)
+	}
+	if msg := err.Error(); msg == "" || !json.Valid(mustMarshal(t, errorBody{Error: msg})) {
+		t.Fatalf("error message %q cannot be answered as JSON", msg)
+	}
+}
+
+func mustMarshal(t *testing.T, v any) []byte {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatalf("marshal %T: %v", v, err)
+	}
+	return data
+}
+
+func FuzzParseOrder(f *testing.F) {
+	f.Add([]byte(`{"client_ref": "PO-1", "customer": "ACME", "items": [{"model_url": "s3://m.stl", "material": "pla", "quantity": 2}]}`))
+	f.Add([]byte(`{"client_ref": "", "items": []}`))
+	f.Add([]byte(`{"client_ref": "r", "customer": "c", "items": [{"quantity": 1e99}]}`))
+	f.Add([]byte(`{"client_ref": "r", "extra": 1}`))
+	f.Add([]byte(`[null]`))
+	f.Add([]byte(`{} {}`))
+	f.Add([]byte(``))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := parseOrder(http.MaxBytesReader(nil, bodyOf(body), maxBodyBytes))
+		if err != nil {
+			checkRequestError(t, err)
+			return
+		}
+		if strings.TrimSpace(req.ClientRef) == "" || strings.TrimSpace(req.Customer) == "" || len(req.Items) == 0 {
+			t.Fatalf("accepted an order without client_ref, customer or items: %+v", req)
+		}
+		for _, it := range req.Items {
+			if it.Quantity < 1 || it.Quantity > MaxQuantity || strings.TrimSpace(it.ModelURL) == "" || strings.TrimSpace(it.Material) == "" {
+				t.Fatalf("accepted an invalid item: %+v", it)
+			}
+			price(it.ModelURL, it.Material, it.Quantity)
+		}
+		again, err := parseOrder(bytes.NewReader(mustMarshal(t, req)))
+		if err != nil {
+			t.Fatalf("accepted order does not parse again after encoding: %v", err)
+		}
+		if again.ClientRef != req.ClientRef || len(again.Items) != len(req.Items) {
+			t.Fatalf("round trip changed %+v into %+v", req, again)
+		}
+	})
+}
+
+func FuzzParseQuote(f *testing.F) {
+	f.Add([]byte(`{"model_url": "s3://m.stl", "material": "steel", "quantity": 3}`))
+	f.Add([]byte(`{"model_url": "s3://m.stl", "material": "steel", "quantity": -3}`))
+	f.Add([]byte(`{"model_url": 1}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`{"model_url": "m", "material": "pla", "quantity": 1}garbage`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := parseQuote(http.MaxBytesReader(nil, bodyOf(body), maxBodyBytes))
+		if err != nil {
+			checkRequestError(t, err)
+			return
+		}
+		if problems := validateItem("", req); len(problems) > 0 {
+			t.Fatalf("accepted an invalid quote %+v: %v", req, problems)
+		}
+		p := price(req.ModelURL, req.Material, req.Quantity)
+		if strings.HasPrefix(p, "-") || !strings.Contains(p, ".") {
+			t.Fatalf("price(%+v) = %q, want a positive decimal", req, p)
+		}
+	})
+}
+
+func FuzzParseListQuery(f *testing.F) {
+	f.Add("status=new&client_ref=PO-1&page=2&per_page=10")
+	f.Add("page=0")
+	f.Add("per_page=501")
+	f.Add("page=9223372036854775808")
+	f.Add("page=%zz")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, raw string) {
+		values, err := url.ParseQuery(raw)
+		if err != nil {
+			return // net/http would not hand this to the handler either
+		}
+		q, err := parseListQuery(values)
+		if err != nil {
+			checkRequestError(t, err)
+			return
+		}
+		if q.page < 1 || q.perPage < 1 || q.perPage > MaxPerPage {
+			t.Fatalf("accepted page %d per_page %d from %q", q.page, q.perPage, raw)
+		}
+		if q.status != values.Get("status") || q.clientRef != values.Get("client_ref") {
+			t.Fatalf("filters %+v differ from the query %q", q, raw)
+		}
+	})
+}
+
+func FuzzParseFaultsPatch(f *testing.F) {
+	f.Add([]byte(`{"down": true, "latency_ms": 500, "error_rate": 0.1, "drop_rate": 0.2}`))
+	f.Add([]byte(`{"error_rate": 2}`))
+	f.Add([]byte(`{"latency_ms": -1}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		patch, err := parseFaultsPatch(http.MaxBytesReader(nil, bodyOf(body), maxBodyBytes))
+		if err != nil {
+			checkRequestError(t, err)
+			return
+		}
+		for _, base := range []Faults{{}, {Down: true, LatencyMS: MaxLatencyMS, ErrorRate: 1, DropRate: 1}} {
+			if err := patch.apply(base).Validate(); err != nil {
+				t.Fatalf("accepted patch makes invalid faults from %+v: %v", base, err)
+			}
+		}
+	})
+}
+
+// bodyOf wraps a fuzz input as a request body.
+func bodyOf(b []byte) io.ReadCloser { return io.NopCloser(bytes.NewReader(b)) }
