@@ -160,4 +160,3 @@ and out-of-order transitions they detected.`,
 	metricsFlag(f, &metricsAddr, "127.0.0.1:9192")
 	return cmd
 }
-
