@@ -26,7 +26,6 @@ func envImage() string { return os.Getenv("FICUS_POSTGRES_IMAGE") }
 // be pullable) and, for a local engine, 127.0.0.1 as the host to reach
 // published ports on.
 func dockerReachable(ctx context.Context, log *slog.Logger) bool {
-	tclog.SetDefault(debugLogger{log})
 	setDefaultEnv("TESTCONTAINERS_RYUK_DISABLED", "true")
 	if host := os.Getenv("DOCKER_HOST"); host == "" || strings.HasPrefix(host, "unix://") {
 		setDefaultEnv("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
@@ -36,7 +35,10 @@ func dockerReachable(ctx context.Context, log *slog.Logger) bool {
 			return false
 		}
 	}
-	provider, err := testcontainers.NewDockerProvider()
+	// The docker client logs its banner through the package default, which
+	// no option reaches.
+	tclog.SetDefault(debugLogger{log})
+	provider, err := testcontainers.NewDockerProvider(testcontainers.WithLogger(debugLogger{log}))
 	if err != nil {
 		return false
 	}
@@ -59,7 +61,7 @@ func setDefaultEnv(key, value string) {
 	}
 }
 
-func startContainer(ctx context.Context, image string) (*Server, error) {
+func startContainer(ctx context.Context, image string, log *slog.Logger) (*Server, error) {
 	dsn := func(host string, port network.Port) string {
 		u := url.URL{
 			Scheme:   "postgres",
@@ -71,6 +73,7 @@ func startContainer(ctx context.Context, image string) (*Server, error) {
 		return u.String()
 	}
 	ctr, err := testcontainers.Run(ctx, image,
+		testcontainers.WithLogger(debugLogger{log}),
 		testcontainers.WithEnv(map[string]string{
 			"POSTGRES_PASSWORD":    containerPassword,
 			"POSTGRES_INITDB_ARGS": "--no-sync", // a throwaway server needs no durable init

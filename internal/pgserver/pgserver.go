@@ -103,7 +103,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if provider == "docker" || provider == "auto" && dockerReachable(ctx, log) {
 		image := cmp.Or(cfg.Image, envImage(), DefaultImage)
 		log.Info("starting postgres container", "image", image)
-		return startContainer(ctx, image)
+		return startContainer(ctx, image, log)
 	}
 	bin, err := findBinaries()
 	if err != nil {

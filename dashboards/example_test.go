@@ -1,0 +1,27 @@
+package dashboards_test
+
+import (
+	"fmt"
+	"io/fs"
+
+	"github.com/ficuslabs/ficus/dashboards"
+)
+
+// Every file a Grafana or vmalert deployment needs is in FS, for example to
+// write them out next to a docker-compose file or serve them over HTTP.
+func ExampleFS() {
+	_ = fs.WalkDir(dashboards.FS, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			fmt.Println(path)
+		}
+		return nil
+	})
+	// Output:
+	// alerts/legacy-world.yml
+	// grafana/legacy-world.json
+	// provisioning/dashboards/ficus.yml
+	// provisioning/datasources/victoriametrics.yml
+}
