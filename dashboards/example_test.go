@@ -21,7 +21,9 @@ func ExampleFS() {
 	})
 	// Output:
 	// alerts/legacy-world.yml
+	// alerts/proxy.yml
 	// grafana/legacy-world.json
+	// grafana/proxy.json
 	// provisioning/dashboards/ficus.yml
 	// provisioning/datasources/victoriametrics.yml
 }

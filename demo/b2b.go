@@ -18,6 +18,11 @@ type b2bClient struct {
 	http     *http.Client
 	attempts int
 	backoff  func(ctx context.Context, attempt int) error
+	// prefix starts every client_ref, so the MES's counts tell clients apart.
+	prefix string
+	// apiKey, when set, is sent as a Bearer token, and every order carries
+	// an Idempotency-Key (its client_ref) that its retries reuse.
+	apiKey string
 
 	mu      sync.Mutex
 	sent    int              // distinct orders (client_refs) the client meant to place
@@ -52,7 +57,7 @@ func (c *b2bClient) wait() { c.wg.Wait() }
 func (c *b2bClient) placeOrder(ctx context.Context) {
 	c.mu.Lock()
 	c.nextRef++
-	ref := fmt.Sprintf("PO-%06d", c.nextRef)
+	ref := fmt.Sprintf("%s-%06d", c.prefix, c.nextRef)
 	c.sent++
 	c.mu.Unlock()
 
@@ -65,7 +70,7 @@ func (c *b2bClient) placeOrder(ctx context.Context) {
 		c.mu.Lock()
 		c.tries++
 		c.mu.Unlock()
-		id, err := c.post(ctx, body)
+		id, err := c.post(ctx, ref, body)
 		if err == nil {
 			c.mu.Lock()
 			c.acked[ref] = id
@@ -81,12 +86,16 @@ func (c *b2bClient) placeOrder(ctx context.Context) {
 	c.mu.Unlock()
 }
 
-func (c *b2bClient) post(ctx context.Context, body []byte) (int64, error) {
+func (c *b2bClient) post(ctx context.Context, ref string, body []byte) (int64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/api/v1/orders", bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if c.apiKey != "" {
+		req.Header.Set("Authorization", "Bearer "+c.apiKey)
+		req.Header.Set("Idempotency-Key", `"`+ref+`"`)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return 0, err
@@ -106,7 +115,7 @@ func (c *b2bClient) post(ctx context.Context, body []byte) (int64, error) {
 
 // lost returns how many acknowledged orders the MES cannot find: the client
 // was told 201 Created, and the order does not exist.
-func (c *b2bClient) lost(ctx context.Context) (int, error) {
+func (c *b2bClient) lost(ctx context.Context, mesBase string) (int, error) {
 	c.mu.Lock()
 	ids := make([]int64, 0, len(c.acked))
 	for _, id := range c.acked {
@@ -115,7 +124,7 @@ func (c *b2bClient) lost(ctx context.Context) (int, error) {
 	c.mu.Unlock()
 	lost := 0
 	for _, id := range ids {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/api/v1/orders/%d", c.base, id), nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/api/v1/orders/%d", mesBase, id), nil)
 		if err != nil {
 			return 0, err
 		}

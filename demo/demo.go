@@ -1,20 +1,26 @@
 // Package demo runs the whole ficus story on one machine: the simulated
-// legacy world (MES, online shop, CRM) under a realistic load, printing,
-// live, the symptoms a user must see: duplicate orders from B2B retries,
-// orders acknowledged and then lost, the price-calculation queue growing
-// without bound, and the polling CRM missing status changes.
+// legacy world (MES, online shop, CRM) under a realistic load, and the
+// same B2B client twice, once straight to the MES as today and once through
+// ficus proxy. It prints, live, the symptoms a user must see and what ficus
+// changes: duplicate orders from retries (and none through ficus), orders
+// acknowledged and then lost, the price-calculation queue growing without
+// bound, the polling CRM missing status changes, and ficus's circuit
+// breaker opening while the MES is down and closing when it is back.
 package demo
 
 import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -22,6 +28,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ficuslabs/ficus/internal/httpserve"
+	"github.com/ficuslabs/ficus/proxy"
 	"github.com/ficuslabs/ficus/sim/crm"
 	"github.com/ficuslabs/ficus/sim/mes"
 	"github.com/ficuslabs/ficus/sim/shop"
@@ -37,7 +44,7 @@ type Config struct {
 	Pool *pgxpool.Pool
 	// Duration bounds the run. Defaults to 60s.
 	Duration time.Duration
-	// ReportEvery is how often a live line is printed. Defaults to 3s.
+	// ReportEvery is how often a live report is printed. Defaults to 3s.
 	ReportEvery time.Duration
 	// CalcTime is how long the MES takes for one price (the real MES takes
 	// 2–3 minutes). Defaults to 1s.
@@ -59,15 +66,28 @@ type Config struct {
 
 // Report is what a run showed.
 type Report struct {
-	// B2B orders: distinct orders the client meant to place, HTTP attempts,
-	// orders the MES stored for them, and acknowledged orders the MES lost.
-	B2BOrders, B2BAttempts, MESOrders, Duplicates, Lost int
+	// The legacy B2B client, straight to the MES: distinct orders it meant
+	// to place, HTTP attempts, orders the MES stored beyond one per
+	// client_ref, and acknowledged orders the MES lost.
+	Legacy ClientReport
+	// The same client through ficus proxy with Idempotency-Key.
+	Ficus ClientReport
+	// Orders the MES stored in all.
+	MESOrders int
 	// Quotes requested, priced, still queued at the end, and the longest
 	// time a priced quote waited for the calculator.
 	QuotesRequested, QuotesPriced, QuotesQueued int
 	LongestQuoteWait                            time.Duration
 	// Shop status changes committed, and what the polling CRM saw of them.
-	ShopStatusChanges, CRMTransitionsSeen, CRMMissedStatuses, CRMOrdersWithGaps int
+	ShopStatusChanges, CRMTransitionsSeen, CRMMissedStatuses int
+	// BreakerOpened and BreakerClosed count the proxy's breaker
+	// transitions the demo saw.
+	BreakerOpened, BreakerClosed int
+}
+
+// ClientReport is what one B2B client experienced.
+type ClientReport struct {
+	Orders, Attempts, Acknowledged, Duplicates, Lost int
 }
 
 // Run runs the demo until cfg.Duration has passed or ctx ends, and returns
@@ -86,30 +106,66 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.Register == nil {
 		cfg.Register = func(*metrics.Set) {}
 	}
-	w := newWorld(cfg)
+	w := &world{cfg: cfg}
 	if err := w.start(ctx); err != nil {
 		return Report{}, err
 	}
 	return w.run(ctx)
 }
 
-// world is the legacy world and its users.
+// world is the legacy world, ficus in front of it, and their users.
 type world struct {
 	cfg    Config
 	mes    *mes.Server
 	shop   *shop.Generator
 	crm    *crm.CRM
-	b2b    *b2bClient
+	proxy  *proxy.Proxy
+	legacy *b2bClient
+	ficus  *b2bClient
 	quotes *quoteClients
-	base   string
-	start0 time.Time
+	admin  *http.Client
+
+	proxySet           *metrics.Set
+	mesBase, proxyBase string
+	start0             time.Time
+	breaker            string
+	opened, closed     int
 }
 
-func newWorld(cfg Config) *world { return &world{cfg: cfg} }
+// demoAPIKey is the B2B tenant's key in the demo's proxy configuration.
+const demoAPIKey = "demo-acme-key"
+
+// proxyConfig puts the order route under required idempotency keys, with a
+// reconcile lookup by client_ref, and gives the MES a breaker that opens
+// after 5 failures for 2 seconds.
+func proxyConfig(mesURL string) string {
+	sum := sha256.Sum256([]byte(demoAPIKey))
+	return fmt.Sprintf(`
+upstreams:
+  mes:
+    url: %s
+    timeout: 10s
+    breaker: {consecutive_failures: 5, open_for: 2s, half_open_probes: 2}
+tenants:
+  - name: acme
+    lane: b2b
+    api_keys: ["sha256:%s"]
+routes:
+  - name: create-order
+    match: {methods: [POST], path: /api/v1/orders}
+    upstream: mes
+    auth: required
+    idempotency:
+      mode: required
+      reconcile: {method: GET, path: "/api/v1/orders?client_ref={body.client_ref}"}
+  - name: mes
+    upstream: mes
+`, mesURL, hex.EncodeToString(sum[:]))
+}
 
 func (w *world) start(ctx context.Context) error {
 	cfg := w.cfg
-	sets := [3]*metrics.Set{metrics.NewSet(), metrics.NewSet(), metrics.NewSet()}
+	sets := [4]*metrics.Set{metrics.NewSet(), metrics.NewSet(), metrics.NewSet(), metrics.NewSet()}
 	for _, s := range sets {
 		cfg.Register(s)
 	}
@@ -129,51 +185,68 @@ func (w *world) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	w.proxySet = sets[3]
 	return nil
 }
 
 func (w *world) run(ctx context.Context) (Report, error) {
 	cfg := w.cfg
-	ln, err := httpserve.Listen("127.0.0.1:0")
+	mesLn, err := httpserve.Listen("127.0.0.1:0")
 	if err != nil {
 		return Report{}, err
 	}
-	w.base = "http://" + ln.Addr().String()
+	proxyLn, err := httpserve.Listen("127.0.0.1:0")
+	if err != nil {
+		mesLn.Close()
+		return Report{}, err
+	}
+	w.mesBase, w.proxyBase = "http://"+mesLn.Addr().String(), "http://"+proxyLn.Addr().String()
+	pcfg, err := proxy.ParseConfig([]byte(proxyConfig(w.mesBase)), "")
+	if err == nil {
+		w.proxy, err = proxy.New(proxy.Settings{Config: pcfg, Metrics: w.proxySet, Logger: cfg.Logger})
+	}
+	if err != nil {
+		mesLn.Close()
+		proxyLn.Close()
+		return Report{}, fmt.Errorf("demo: proxy: %w", err)
+	}
+
 	transport := &http.Transport{MaxIdleConnsPerHost: 64}
 	defer transport.CloseIdleConnections()
-	w.b2b = &b2bClient{
-		base:     w.base,
-		http:     &http.Client{Transport: transport, Timeout: 500 * time.Millisecond},
-		attempts: 4,
-		backoff:  sleepBackoff,
-		acked:    map[string]int64{},
-	}
-	w.quotes = &quoteClients{base: w.base, http: &http.Client{Transport: transport}}
+	client := &http.Client{Transport: transport, Timeout: 500 * time.Millisecond}
+	w.legacy = &b2bClient{base: w.mesBase, http: client, attempts: 4, backoff: sleepBackoff, prefix: "PO", acked: map[string]int64{}}
+	w.ficus = &b2bClient{base: w.proxyBase, http: client, attempts: 4, backoff: sleepBackoff, prefix: "FX", apiKey: demoAPIKey, acked: map[string]int64{}}
+	w.admin = &http.Client{Transport: transport}
+	w.quotes = &quoteClients{base: w.mesBase, http: w.admin}
 
-	fmt.Fprintf(cfg.Out, "ficus demo: the legacy world for %s (MES at %s; one price takes %s, standing in for 2–3 minutes)\n\n",
-		cfg.Duration, w.base, cfg.CalcTime)
+	fmt.Fprintf(cfg.Out, "ficus demo: the legacy world for %s. One price takes %s, standing in for 2–3 minutes.\n", cfg.Duration, cfg.CalcTime)
+	fmt.Fprintf(cfg.Out, "  MES %s; ficus proxy %s in front of it. The same B2B client runs twice:\n", w.mesBase, w.proxyBase)
+	fmt.Fprintf(cfg.Out, "  \"legacy\" posts straight to the MES; \"ficus\" posts through the proxy with an Idempotency-Key.\n\n")
 
 	runCtx, stop := context.WithTimeout(ctx, cfg.Duration)
 	defer stop()
-	serveCtx, stopServer := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopServer()
+	serveCtx, stopServers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServers()
+	servers, _ := errgroup.WithContext(serveCtx)
+	servers.Go(func() error {
+		return httpserve.Run(serveCtx, httpserve.Config{Listener: mesLn, Handler: w.mes, DrainTimeout: time.Second})
+	})
+	servers.Go(func() error {
+		return httpserve.Run(serveCtx, httpserve.Config{Listener: proxyLn, Handler: w.proxy, DrainTimeout: time.Second})
+	})
 	g, gctx := errgroup.WithContext(runCtx)
-	served := make(chan error, 1)
-	go func() {
-		served <- httpserve.Run(serveCtx, httpserve.Config{Listener: ln, Handler: w.mes, DrainTimeout: time.Second})
-	}()
 	g.Go(func() error { return ignoreEnd(w.shop.Run(gctx)) })
 	g.Go(func() error { return ignoreEnd(w.crm.Run(gctx)) })
+	g.Go(func() error { return ignoreEnd(w.proxy.Run(gctx)) })
 	g.Go(func() error { return w.drive(gctx) })
 	err = g.Wait()
-	w.b2b.wait()
+	w.legacy.wait()
+	w.ficus.wait()
 	w.quotes.wait()
 
-	// The report looks the acknowledged orders up: with the faults gone, so
-	// that a missing order is a lost one and not a failed look-up.
 	report, rerr := w.report(context.WithoutCancel(ctx))
-	stopServer()
-	if serr := <-served; serr != nil && err == nil {
+	stopServers()
+	if serr := servers.Wait(); serr != nil && err == nil {
 		err = serr
 	}
 	if err = errors.Join(err, rerr); err != nil {
@@ -183,9 +256,9 @@ func (w *world) run(ctx context.Context) (Report, error) {
 	return report, nil
 }
 
-// drive is the load and the timeline: B2B orders four times a second,
-// quote requests twice as fast as the calculator can serve them, and the
-// MES's faults changing phase by phase.
+// drive is the load and the timeline: each B2B client places four orders a
+// second, quote requests come twice as fast as the calculator serves them,
+// and the MES's faults change phase by phase.
 func (w *world) drive(ctx context.Context) error {
 	w.start0 = time.Now()
 	orders := time.NewTicker(250 * time.Millisecond)
@@ -194,9 +267,12 @@ func (w *world) drive(ctx context.Context) error {
 	defer quotes.Stop()
 	report := time.NewTicker(w.cfg.ReportEvery)
 	defer report.Stop()
+	watch := time.NewTicker(50 * time.Millisecond)
+	defer watch.Stop()
 	phases := w.phases()
 	phase := time.NewTimer(0)
 	defer phase.Stop()
+	w.breaker = w.proxy.BreakerState("mes")
 	quoteN := 0
 	for {
 		select {
@@ -213,16 +289,38 @@ func (w *world) drive(ctx context.Context) error {
 				phase.Reset(time.Until(w.start0.Add(phases[0].at)))
 			}
 		case <-orders.C:
-			w.b2b.order(ctx)
+			w.legacy.order(ctx)
+			w.ficus.order(ctx)
 		case <-quotes.C:
 			quoteN++
 			w.quotes.request(ctx, quoteN)
+		case <-watch.C:
+			w.watchBreaker()
 		case <-report.C:
 			if err := w.line(ctx); err != nil {
 				return ignoreEnd(err)
 			}
 		}
 	}
+}
+
+// watchBreaker prints the proxy's breaker transitions as they happen.
+func (w *world) watchBreaker() {
+	now := w.proxy.BreakerState("mes")
+	if now == w.breaker {
+		return
+	}
+	switch now {
+	case "open":
+		w.opened++
+		fmt.Fprintf(w.cfg.Out, "[%5s] ficus: circuit breaker OPEN: clients get 503 with Retry-After at once, the MES is left alone\n", w.elapsed())
+	case "half-open":
+		fmt.Fprintf(w.cfg.Out, "[%5s] ficus: circuit breaker half-open: a few probes go to the MES\n", w.elapsed())
+	case "closed":
+		w.closed++
+		fmt.Fprintf(w.cfg.Out, "[%5s] ficus: circuit breaker closed: the MES answers again\n", w.elapsed())
+	}
+	w.breaker = now
 }
 
 type phase struct {
@@ -238,10 +336,12 @@ func (w *world) phases() []phase {
 	d := w.cfg.Duration
 	return []phase{
 		{0, "MES healthy: answers at once", healthy},
-		{d / 5, "MES under load: answers take 700ms, the B2B client gives up after 500ms and retries",
+		{d * 15 / 100, "MES under load: answers take 700ms, the B2B clients give up after 500ms and retry",
 			map[string]any{"latency_ms": 700}},
-		{d * 3 / 5, "MES overloaded: fast again, but 20% of requests fail and 10% of orders are acknowledged and never stored",
+		{d * 45 / 100, "MES overloaded: fast again, but 20% of requests fail and 10% of orders are acknowledged and never stored",
 			map[string]any{"latency_ms": 0, "error_rate": 0.2, "drop_rate": 0.1}},
+		{d * 65 / 100, "MES down: connections are cut", map[string]any{"down": true, "error_rate": 0.0, "drop_rate": 0.0}},
+		{d * 80 / 100, "MES back up", healthy},
 	}
 }
 
@@ -251,20 +351,31 @@ func (w *world) elapsed() string {
 
 // mesStats is the part of the MES's /admin/stats the demo shows.
 type mesStats struct {
-	OrdersCreated   int `json:"orders_created"`
-	DuplicateOrders int `json:"duplicate_orders"`
-	OrdersDropped   int `json:"orders_dropped"`
-	QuotesComputed  int `json:"quotes_computed"`
-	QuotesWaiting   int `json:"quotes_waiting"`
+	OrdersCreated        int            `json:"orders_created"`
+	ClientRefsDuplicated map[string]int `json:"client_refs_duplicated"`
+	QuotesComputed       int            `json:"quotes_computed"`
+	QuotesWaiting        int            `json:"quotes_waiting"`
+}
+
+// duplicates counts the orders stored beyond one per client_ref, for the
+// client_refs that start with prefix.
+func (s mesStats) duplicates(prefix string) int {
+	n := 0
+	for ref, count := range s.ClientRefsDuplicated {
+		if strings.HasPrefix(ref, prefix+"-") {
+			n += count - 1
+		}
+	}
+	return n
 }
 
 func (w *world) mesStats(ctx context.Context) (mesStats, error) {
 	var s mesStats
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.base+"/admin/stats", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, w.mesBase+"/admin/stats", nil)
 	if err != nil {
 		return s, err
 	}
-	resp, err := w.quotes.http.Do(req)
+	resp, err := w.admin.Do(req)
 	if err != nil {
 		return s, fmt.Errorf("demo: MES stats: %w", err)
 	}
@@ -277,12 +388,12 @@ func (w *world) mesStats(ctx context.Context) (mesStats, error) {
 
 func (w *world) setFaults(ctx context.Context, faults map[string]any) error {
 	body, _ := json.Marshal(faults)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.base+"/admin/faults", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.mesBase+"/admin/faults", bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := w.quotes.http.Do(req)
+	resp, err := w.admin.Do(req)
 	if err != nil {
 		return fmt.Errorf("demo: set MES faults: %w", err)
 	}
@@ -293,20 +404,23 @@ func (w *world) setFaults(ctx context.Context, faults map[string]any) error {
 	return nil
 }
 
-// line prints one live line.
+// line prints one live report.
 func (w *world) line(ctx context.Context) error {
 	m, err := w.mesStats(ctx)
 	if err != nil {
 		return err
 	}
-	b, s, c := w.b2b.stats(), w.shop.Stats(), w.crm.Stats()
-	fmt.Fprintf(w.cfg.Out, "[%5s] B2B %3d orders in %3d tries → MES holds %3d (%3d duplicates)  │ quotes: %2d priced, %2d queued  │ shop %3d status changes → CRM saw %3d, missed %3d\n",
-		w.elapsed(), b.Sent, b.Tries, m.OrdersCreated, m.DuplicateOrders,
+	l, f, s, c := w.legacy.stats(), w.ficus.stats(), w.shop.Stats(), w.crm.Stats()
+	fmt.Fprintf(w.cfg.Out, "[%5s] B2B legacy %3d orders, %3d tries → %3d duplicates │ via ficus %3d orders, %3d tries → %d duplicates │ breaker %s\n",
+		w.elapsed(), l.Sent, l.Tries, m.duplicates(w.legacy.prefix), f.Sent, f.Tries, m.duplicates(w.ficus.prefix), w.breaker)
+	fmt.Fprintf(w.cfg.Out, "        quotes %3d priced, %3d queued │ shop %3d status changes → polling CRM saw %3d, missed %3d\n",
 		m.QuotesComputed, m.QuotesWaiting, s.StatusChanges, c.Transitions, c.MissedStatuses)
 	return nil
 }
 
 func (w *world) report(ctx context.Context) (Report, error) {
+	// Look the acknowledged orders up with the faults gone, so that a
+	// missing order is a lost one and not a failed look-up.
 	if err := w.setFaults(ctx, healthy); err != nil {
 		return Report{}, err
 	}
@@ -314,38 +428,38 @@ func (w *world) report(ctx context.Context) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	lost, err := w.b2b.lost(ctx)
-	if err != nil {
-		return Report{}, err
+	r := Report{MESOrders: m.OrdersCreated, QuotesPriced: m.QuotesComputed, BreakerOpened: w.opened, BreakerClosed: w.closed}
+	for _, c := range []struct {
+		client *b2bClient
+		into   *ClientReport
+	}{{w.legacy, &r.Legacy}, {w.ficus, &r.Ficus}} {
+		lost, err := c.client.lost(ctx, w.mesBase)
+		if err != nil {
+			return Report{}, err
+		}
+		s := c.client.stats()
+		*c.into = ClientReport{Orders: s.Sent, Attempts: s.Tries, Acknowledged: s.Acked, Duplicates: m.duplicates(c.client.prefix), Lost: lost}
 	}
-	b, q, s, c := w.b2b.stats(), w.quotes.stats(), w.shop.Stats(), w.crm.Stats()
-	return Report{
-		B2BOrders:          b.Sent,
-		B2BAttempts:        b.Tries,
-		MESOrders:          m.OrdersCreated,
-		Duplicates:         m.DuplicateOrders,
-		Lost:               lost,
-		QuotesRequested:    q.Requested,
-		QuotesPriced:       m.QuotesComputed,
-		QuotesQueued:       q.Requested - q.Completed,
-		LongestQuoteWait:   q.MaxQueued,
-		ShopStatusChanges:  int(s.StatusChanges),
-		CRMTransitionsSeen: c.Transitions,
-		CRMMissedStatuses:  c.MissedStatuses,
-		CRMOrdersWithGaps:  c.Gaps,
-	}, nil
+	q, s, c := w.quotes.stats(), w.shop.Stats(), w.crm.Stats()
+	r.QuotesRequested, r.QuotesQueued, r.LongestQuoteWait = q.Requested, q.Requested-q.Completed, q.MaxQueued
+	r.ShopStatusChanges, r.CRMTransitionsSeen, r.CRMMissedStatuses = int(s.StatusChanges), c.Transitions, c.MissedStatuses
+	return r, nil
 }
 
 func (w *world) summary(r Report) {
 	out := w.cfg.Out
-	fmt.Fprintf(out, "\nWhat the legacy world did in %s:\n", w.cfg.Duration)
-	fmt.Fprintf(out, "  duplicate orders   the B2B client meant %d orders and sent %d requests; the MES stored %d orders, %d of them duplicates\n",
-		r.B2BOrders, r.B2BAttempts, r.MESOrders, r.Duplicates)
-	fmt.Fprintf(out, "  lost orders        %d orders were acknowledged with 201 Created and do not exist\n", r.Lost)
+	fmt.Fprintf(out, "\nWhat happened in %s:\n", w.cfg.Duration)
+	fmt.Fprintf(out, "  duplicate orders   legacy client: %d orders in %d requests left %d duplicate orders in the MES\n",
+		r.Legacy.Orders, r.Legacy.Attempts, r.Legacy.Duplicates)
+	fmt.Fprintf(out, "                     through ficus: %d orders in %d requests left %d duplicates (Idempotency-Key)\n",
+		r.Ficus.Orders, r.Ficus.Attempts, r.Ficus.Duplicates)
+	fmt.Fprintf(out, "  lost orders        %d acknowledged with 201 Created do not exist (%d legacy, %d through ficus: the MES lies; CDC and the outbox fix this)\n",
+		r.Legacy.Lost+r.Ficus.Lost, r.Legacy.Lost, r.Ficus.Lost)
 	fmt.Fprintf(out, "  quote queue        %d quotes requested, %d priced, %d still queued; a priced quote waited up to %s for the single calculator\n",
 		r.QuotesRequested, r.QuotesPriced, r.QuotesQueued, r.LongestQuoteWait.Round(100*time.Millisecond))
 	fmt.Fprintf(out, "  CRM polling        the shop made %d status changes; the CRM saw %d transitions and missed %d statuses\n",
 		r.ShopStatusChanges, r.CRMTransitionsSeen, r.CRMMissedStatuses)
+	fmt.Fprintf(out, "  MES outage         ficus's breaker opened %d times and closed %d times\n", r.BreakerOpened, r.BreakerClosed)
 }
 
 // ignoreEnd treats the end of the run as success.

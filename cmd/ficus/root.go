@@ -73,6 +73,7 @@ FICUS_DATABASE_URL). A flag given on the command line wins.`,
 	root.AddCommand(
 		a.versionCommand(),
 		a.migrateCommand(),
+		a.proxyCommand(),
 		a.simCommand(),
 		a.demoCommand(),
 	)

@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/spf13/cobra"
+
+	"github.com/ficuslabs/ficus/internal/httpserve"
+	"github.com/ficuslabs/ficus/internal/ops"
+	"github.com/ficuslabs/ficus/migrate"
+	"github.com/ficuslabs/ficus/proxy"
+	"github.com/ficuslabs/ficus/proxy/idempotency"
+)
+
+func (a *app) proxyCommand() *cobra.Command {
+	var listen, upstream, configPath, url, metricsAddr string
+	var drain time.Duration
+	cmd := &cobra.Command{
+		Use:   "proxy",
+		Short: "Run the edge proxy in front of the legacy API",
+		Long: `proxy is a drop-in front door for a legacy HTTP API. With only --upstream it
+forwards everything, honours Idempotency-Key on POST and PATCH whenever a
+client sends one (so a retry never creates a second order), and trips a
+circuit breaker when the upstream fails. A --config file adds tenants with API
+keys, rate limits per tenant and lane, load shedding, routes to new services
+and shadow traffic; see docs/proxy-config.md.
+
+SIGHUP reloads the config file without dropping connections; a file that does
+not validate is reported and the running configuration kept. With
+--database-url, idempotency keys live in PostgreSQL (run "ficus migrate up"
+first) and are shared by every proxy replica.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			load := func() (*proxy.Config, error) {
+				if configPath == "" {
+					return proxy.DefaultConfig(upstream)
+				}
+				return proxy.LoadConfig(configPath, upstream)
+			}
+			cfg, err := load()
+			if err != nil {
+				return usageError{err}
+			}
+			h := &ops.Handler{}
+			set := metrics.NewSet()
+			h.Register(set)
+			s := proxy.Settings{Config: cfg, Metrics: set, Logger: a.log}
+			if cfg.Idempotency.Store == "postgres" || url != "" {
+				pool, err := connect(ctx, url)
+				if err != nil {
+					return err
+				}
+				defer pool.Close()
+				if n, err := migrate.Pending(ctx, pool); err != nil {
+					return err
+				} else if n > 0 {
+					return fmt.Errorf("%d ficus migrations are pending in that database: run \"ficus migrate up --database-url ...\" first", n)
+				}
+				if s.Store, err = idempotency.NewPostgres(idempotency.PostgresConfig{Pool: pool}); err != nil {
+					return err
+				}
+				h.AddCheck("postgres", poolReady(pool))
+			}
+			p, err := proxy.New(s)
+			if err != nil {
+				return usageError{err}
+			}
+			ln, err := httpserve.Listen(listen)
+			if err != nil {
+				return err
+			}
+			a.log.Info("proxy listening", "addr", ln.Addr().String(), "config", configPath, "store", storeName(s.Store))
+			return a.serve(ctx, metricsAddr, h,
+				p.Run,
+				func(ctx context.Context) error {
+					return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: p, DrainTimeout: drain})
+				},
+				func(ctx context.Context) error { return a.reloadOnHangup(ctx, p, load) },
+			)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", "127.0.0.1:8080", "address to accept client requests on")
+	f.StringVar(&upstream, "upstream", "", "URL of the legacy API (the upstream named \"default\")")
+	f.StringVar(&configPath, "config", "", "YAML file with tenants, limits and routes (see docs/proxy-config.md)")
+	databaseFlag(f, &url, "to keep idempotency keys in, shared by every replica")
+	f.DurationVar(&drain, "drain-timeout", 30*time.Second, "how long requests in flight get to finish on shutdown")
+	metricsFlag(f, &metricsAddr, "127.0.0.1:9090")
+	return cmd
+}
+
+func storeName(s any) string {
+	if s == nil {
+		return "memory"
+	}
+	return "postgres"
+}
+
+// reloadOnHangup reloads the configuration on every SIGHUP until ctx ends.
+func (a *app) reloadOnHangup(ctx context.Context, p *proxy.Proxy, load func() (*proxy.Config, error)) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+		}
+		cfg, err := load()
+		if err == nil {
+			err = p.Reload(cfg)
+		}
+		if err != nil {
+			a.log.Error("config reload failed; keeping the running configuration", "err", err)
+			continue
+		}
+		a.log.Info("config reloaded")
+	}
+}

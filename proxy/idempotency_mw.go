@@ -1,0 +1,279 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/ficuslabs/ficus/proxy/idempotency"
+)
+
+// serveIdempotent handles a POST or PATCH under an Idempotency-Key, per
+// the IETF draft: the first request with a key goes upstream and its
+// answer is stored; a retry gets that answer replayed; a concurrent one
+// gets 409; the same key with another payload gets 422; an outcome that
+// cannot be known is never blindly sent again.
+func (p *Proxy) serveIdempotent(c *call, r *http.Request) {
+	w := c.rec
+	route := c.route.cfg.Name
+	raw := r.Header.Get(idempotencyKeyHeader)
+	if raw == "" {
+		p.met.idempotency(route, outcomeMissingKey)
+		writeProblem(w, Problem{Status: http.StatusBadRequest, Title: "Idempotency-Key required", Type: problemBase + "idempotency-key-missing",
+			Detail: fmt.Sprintf("%s %s creates something; send a unique Idempotency-Key header (a UUID) and reuse it when you retry", r.Method, r.URL.Path)})
+		return
+	}
+	key, err := idempotency.ParseKeyHeader(raw)
+	if err != nil {
+		writeProblem(w, Problem{Status: http.StatusBadRequest, Title: "Malformed Idempotency-Key", Type: problemBase + "idempotency-key-malformed", Detail: err.Error()})
+		return
+	}
+	body, err := readBody(r)
+	if err != nil {
+		writeProblem(w, bodyProblem(err, c.st.cfg.BodyLimit))
+		return
+	}
+	ctx := r.Context()
+	cfg := c.st.cfg.Idempotency
+	k := idempotency.Key{Tenant: c.caller.Tenant, Key: key}
+	fp := idempotency.Fingerprint(r.Method, r.URL.RequestURI(), r.Header.Get("Content-Type"), body)
+	rec, claimed, err := p.store.Claim(ctx, k, fp, p.now(), cfg.LockTTL, cfg.TTL)
+	if err != nil {
+		p.log.Error("idempotency store", "op", "claim", "err", err)
+		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Title: "Idempotency store unavailable", RetryAfter: time.Second,
+			Detail: "the request was not sent; retry with the same Idempotency-Key"})
+		return
+	}
+	if !claimed {
+		if rec.Fingerprint != fp {
+			p.met.idempotency(route, outcomeMismatch)
+			writeProblem(w, Problem{Status: http.StatusUnprocessableEntity, Title: "Idempotency-Key reused", Type: problemBase + "idempotency-key-reused",
+				Detail: "this Idempotency-Key was first used with a different request; use a new key for a new request"})
+			return
+		}
+		switch rec.State {
+		case idempotency.StateCompleted:
+			p.met.idempotency(route, outcomeReplayed)
+			p.replay(w, rec.Response)
+			return
+		case idempotency.StateInFlight:
+			p.met.idempotency(route, outcomeInFlight)
+			writeProblem(w, Problem{Status: http.StatusConflict, Title: "Request in progress", Type: problemBase + "idempotency-key-in-flight",
+				RetryAfter: time.Second,
+				Detail:     "the first request with this Idempotency-Key is still being processed; retry later with the same key to get its answer"})
+			return
+		case idempotency.StateUnknown:
+			if rec, claimed = p.reconcile(c, r, k, rec, body); !claimed {
+				return
+			}
+		}
+	}
+	p.met.idempotency(route, outcomeNew)
+	p.forwardClaimed(c, r, k, rec.Token, body)
+}
+
+// forwardClaimed sends a claimed request upstream and records its outcome.
+func (p *Proxy) forwardClaimed(c *call, r *http.Request, k idempotency.Key, token string, body []byte) {
+	cfg := c.st.cfg.Idempotency
+	// The record must be written even if the client has gone away.
+	ctx := context.WithoutCancel(r.Context())
+	keep := cfg.MaxBody + 1 // one more byte tells a too-large body apart
+	out := p.forward(c, r, body, keep, c.route.sampleShadow(r), true)
+	status := c.rec.code()
+	var err error
+	switch {
+	case out == outcomeNotSent,
+		out == outcomeAnswered && retryable(status):
+		// Nothing happened upstream (or it said so): the client may retry.
+		p.met.idempotency(c.route.cfg.Name, outcomeReleased)
+		err = p.store.Release(ctx, k, token)
+	case out == outcomeAmbiguous:
+		p.met.idempotency(c.route.cfg.Name, outcomeUnknown)
+		err = p.store.MarkUnknown(ctx, k, token, fmt.Sprintf("upstream answered %d or failed after the request was sent", status), p.now())
+	case c.rec.truncated || int64(len(c.rec.body)) > cfg.MaxBody:
+		err = p.store.MarkUnknown(ctx, k, token, fmt.Sprintf("the response (%d bytes or more) was too large to store for replay", len(c.rec.body)), p.now())
+	default:
+		err = p.store.Complete(ctx, k, token, idempotency.Response{
+			Status: status, Header: replayable(c.rec.Header(), cfg.ReplayHeaders), Body: c.rec.body,
+		}, p.now())
+	}
+	if err != nil {
+		p.log.Error("idempotency store: the outcome was not recorded", "tenant", k.Tenant, "err", err)
+	}
+}
+
+// retryable statuses mean the upstream did not act on the request.
+func retryable(status int) bool {
+	switch status {
+	case http.StatusInternalServerError, http.StatusServiceUnavailable, http.StatusTooManyRequests:
+		return true
+	}
+	return false
+}
+
+func (p *Proxy) replay(w http.ResponseWriter, resp *idempotency.Response) {
+	h := w.Header()
+	for name, vals := range resp.Header {
+		h[name] = vals
+	}
+	h.Set(replayedHeader, "true")
+	w.WriteHeader(resp.Status)
+	w.Write(resp.Body)
+}
+
+// replayable copies the allow-listed response headers for storage; never
+// Set-Cookie or anything about authentication.
+func replayable(h http.Header, allow []string) http.Header {
+	out := http.Header{}
+	for _, name := range allow {
+		name = http.CanonicalHeaderKey(name)
+		switch name {
+		case "Set-Cookie", "Authorization", "Www-Authenticate", "Proxy-Authenticate":
+			continue
+		}
+		if v, ok := h[name]; ok {
+			out[name] = v
+		}
+	}
+	return out
+}
+
+// reconcile answers a retry of a request whose outcome is unknown. With a
+// reconcile lookup configured, it asks the upstream whether the first
+// request took effect: if so, the found resource is the answer and is
+// stored; if not, the request is claimed again and sent (claimed=true).
+// Without one, or when the lookup fails, the client gets a problem that
+// says what is known.
+func (p *Proxy) reconcile(c *call, r *http.Request, k idempotency.Key, rec idempotency.Record, body []byte) (idempotency.Record, bool) {
+	w := c.rec
+	route := c.route.cfg.Name
+	unknown := func(detail string) {
+		p.met.idempotency(route, outcomeUnknown)
+		writeProblem(w, Problem{Status: http.StatusConflict, Title: "Outcome unknown", Type: problemBase + "idempotency-outcome-unknown",
+			Detail: detail + "; ficus will not send it again blindly. Check whether it took effect before sending a new request with a new key."})
+	}
+	rc := c.route.cfg.Idempotency.Reconcile
+	if rc == nil {
+		unknown("the first request with this Idempotency-Key may or may not have taken effect (" + rec.Reason + ")")
+		return rec, false
+	}
+	found, resource, err := p.lookup(c, r, rc, body)
+	if err != nil {
+		unknown("the first request's outcome is unknown and the reconcile lookup failed: " + err.Error())
+		return rec, false
+	}
+	ctx := context.WithoutCancel(r.Context())
+	if found {
+		status := http.StatusOK
+		if r.Method == http.MethodPost {
+			status = http.StatusCreated
+		}
+		resp := idempotency.Response{Status: status, Header: http.Header{"Content-Type": {"application/json"}}, Body: resource}
+		if err := p.store.Resolve(ctx, k, resp, p.now()); err != nil {
+			p.log.Error("idempotency store", "op", "resolve", "err", err)
+		}
+		p.met.idempotency(route, outcomeReconciled)
+		p.replay(w, &resp)
+		return rec, false
+	}
+	// The first request did not take effect: take the key over and send
+	// this one; a concurrent retry meets the new claim in flight.
+	next, claimed, err := p.store.Reclaim(ctx, k, p.now(), c.st.cfg.Idempotency.LockTTL)
+	if err != nil || !claimed {
+		writeProblem(w, Problem{Status: http.StatusConflict, Title: "Request in progress", Type: problemBase + "idempotency-key-in-flight",
+			RetryAfter: time.Second,
+			Detail:     "another retry with this Idempotency-Key is being processed; retry later with the same key"})
+		return next, false
+	}
+	p.met.idempotency(route, outcomeReconciled)
+	return next, true
+}
+
+var placeholder = regexp.MustCompile(`\{body\.([A-Za-z0-9_]+)\}`)
+
+// lookup runs the route's reconcile request against its upstream and
+// reports whether it found the resource, and the resource itself: the
+// first element of the first non-empty array in the answer (for example
+// "orders" in {"orders":[...],"total":1}), or the whole answer.
+func (p *Proxy) lookup(c *call, r *http.Request, rc *ReconcileConfig, body []byte) (bool, []byte, error) {
+	var fields map[string]any
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return false, nil, fmt.Errorf("the request body is not a JSON object: %w", err)
+	}
+	var missing []string
+	target := placeholder.ReplaceAllStringFunc(rc.PathTemplate, func(m string) string {
+		name := placeholder.FindStringSubmatch(m)[1]
+		v, ok := fields[name]
+		if !ok {
+			missing = append(missing, name)
+			return ""
+		}
+		return url.QueryEscape(strings.Trim(fmt.Sprint(v), `"`))
+	})
+	if len(missing) > 0 {
+		return false, nil, fmt.Errorf("the request body has no %s for the reconcile lookup", strings.Join(missing, ", "))
+	}
+	u, err := c.route.upstream.url.Parse(target)
+	if err != nil {
+		return false, nil, err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), c.route.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, rc.Method, u.String(), nil)
+	if err != nil {
+		return false, nil, err
+	}
+	req.Header.Set("X-Ficus-Tenant", c.caller.Tenant)
+	req.Header.Set(requestIDHeader, c.id)
+	resp, err := c.route.upstream.transport.RoundTrip(req)
+	if err != nil {
+		return false, nil, err
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return false, nil, err
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return false, nil, nil
+	case resp.StatusCode != http.StatusOK:
+		return false, nil, fmt.Errorf("reconcile lookup %s answered %d", rc.Method+" "+target, resp.StatusCode)
+	}
+	return foundResource(answer)
+}
+
+func foundResource(answer []byte) (bool, []byte, error) {
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(answer))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return false, nil, fmt.Errorf("reconcile answer is not JSON: %w", err)
+	}
+	first := func(list []any) (bool, []byte, error) {
+		if len(list) == 0 {
+			return false, nil, nil
+		}
+		b, err := json.Marshal(list[0])
+		return true, b, err
+	}
+	switch t := v.(type) {
+	case []any:
+		return first(t)
+	case map[string]any:
+		for _, val := range t {
+			if list, ok := val.([]any); ok {
+				return first(list)
+			}
+		}
+		return true, answer, nil
+	}
+	return false, nil, fmt.Errorf("reconcile answer is neither an object nor an array")
+}

@@ -1,0 +1,471 @@
+// Package proxy is ficus's edge proxy: a drop-in front door for a legacy
+// HTTP API that authenticates tenants by API key, limits their rates,
+// honours Idempotency-Key so that a retry never creates a second order,
+// trips a circuit breaker when the upstream fails, sheds load by lane, and
+// routes method+path patterns to the legacy system or to the services that
+// replace it, optionally shadowing traffic to a candidate and diffing its
+// answers.
+//
+// A Proxy is an http.Handler. Its configuration (see Config and
+// docs/proxy-config.md) can be replaced at run time with Reload; requests in
+// flight finish with the configuration they started with.
+package proxy
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/ficuslabs/ficus/proxy/idempotency"
+)
+
+// Headers the proxy reads or writes.
+const (
+	requestIDHeader      = "X-Request-Id"
+	idempotencyKeyHeader = "Idempotency-Key"
+	replayedHeader       = "Idempotent-Replayed"
+	apiKeyHeader         = "X-Api-Key"
+)
+
+// ErrNoConfig means Settings.Config was nil.
+var ErrNoConfig = errors.New("proxy: Settings.Config is required")
+
+// Settings configure a Proxy.
+type Settings struct {
+	// Config is the routing, tenant and policy configuration. Required.
+	Config *Config
+	// Store keeps idempotency keys. Defaults to an in-memory store (one
+	// replica); give a Postgres store to share keys between replicas.
+	Store idempotency.Store
+	// Metrics receives the proxy's metrics. Defaults to a new set.
+	Metrics *metrics.Set
+	// Logger receives state changes and sampled diffs. Defaults to discarding.
+	Logger *slog.Logger
+	// Now is the clock for rate limits and idempotency records. Defaults
+	// to time.Now.
+	Now func() time.Time
+}
+
+// Proxy is the edge proxy. Create it with New.
+type Proxy struct {
+	store   idempotency.Store
+	set     *metrics.Set
+	log     *slog.Logger
+	now     func() time.Time
+	met     *proxyMetrics
+	limiter *Limiter
+
+	state atomic.Pointer[state]
+	mu    sync.Mutex // serialises Reload
+}
+
+// New builds a Proxy from s.
+func New(s Settings) (*Proxy, error) {
+	if s.Config == nil {
+		return nil, ErrNoConfig
+	}
+	p := &Proxy{
+		store: s.Store,
+		set:   cmp.Or(s.Metrics, metrics.NewSet()),
+		log:   cmp.Or(s.Logger, slog.New(slog.DiscardHandler)).With("component", "proxy"),
+		now:   s.Now,
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.store == nil {
+		p.store = idempotency.NewMemory(idempotency.MemoryConfig{})
+	}
+	p.met = newProxyMetrics(p.set)
+	p.limiter = NewLimiter(LimiterConfig{Metrics: p.set})
+	st, err := p.build(s.Config, nil)
+	if err != nil {
+		return nil, err
+	}
+	p.state.Store(st)
+	return p, nil
+}
+
+// Reload switches to cfg. Requests in flight finish with the old
+// configuration; an upstream whose settings did not change keeps its
+// connection pool and breaker state.
+func (p *Proxy) Reload(cfg *Config) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := p.state.Load()
+	st, err := p.build(cfg, old)
+	if err != nil {
+		return err
+	}
+	p.state.Store(st)
+	old.retire(st)
+	return nil
+}
+
+// Run removes expired idempotency keys every interval until ctx ends.
+func (p *Proxy) Run(ctx context.Context) error {
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		if _, err := p.store.DeleteExpired(ctx, p.now(), 10_000); err != nil && ctx.Err() == nil {
+			p.log.Warn("delete expired idempotency keys", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return p.close(context.WithoutCancel(ctx))
+		case <-tick.C:
+		}
+	}
+}
+
+// close waits for shadow requests in flight.
+func (p *Proxy) close(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return p.state.Load().close(ctx)
+}
+
+// call is one request's path through the proxy.
+type call struct {
+	st      *state
+	route   *route
+	caller  Caller
+	id      string
+	started time.Time
+	rec     *recorder
+}
+
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c := &call{st: p.state.Load(), started: p.now()}
+	c.id = requestID(r.Header.Get(requestIDHeader))
+	w.Header().Set(requestIDHeader, c.id)
+	c.rec = &recorder{ResponseWriter: w}
+	defer func() {
+		route := "unmatched"
+		if c.route != nil {
+			route = c.route.cfg.Name
+		}
+		p.met.request(route, cmp.Or(c.caller.Lane, "none"), c.rec.code(), p.now().Sub(c.started))
+	}()
+	p.serve(c, r)
+}
+
+func (p *Proxy) serve(c *call, r *http.Request) {
+	w := c.rec
+	c.route = c.st.match(r.Method, r.URL.Path)
+	if c.route == nil {
+		writeProblem(w, Problem{Status: http.StatusNotFound, Title: "No route", Type: problemBase + "no-route",
+			Detail: fmt.Sprintf("no route matches %s %s", r.Method, r.URL.Path)})
+		return
+	}
+	if r.ContentLength > c.st.cfg.BodyLimit {
+		writeProblem(w, tooLarge(c.st.cfg.BodyLimit))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, c.st.cfg.BodyLimit)
+
+	caller, problem := c.st.authenticate(r, c.route.cfg.Auth)
+	if problem != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="ficus"`)
+		writeProblem(w, *problem)
+		return
+	}
+	c.caller = caller
+	if !p.allowRate(c, w) {
+		return
+	}
+	if c.route.idempotent(r) {
+		p.serveIdempotent(c, r)
+		return
+	}
+	var body []byte
+	shadow := c.route.sampleShadow(r)
+	if shadow {
+		var err error
+		if body, err = readBody(r); err != nil {
+			writeProblem(w, bodyProblem(err, c.st.cfg.BodyLimit))
+			return
+		}
+	}
+	p.forward(c, r, body, 0, shadow, false)
+}
+
+// allowRate applies every rate-limit policy for the caller; it writes the
+// RateLimit headers, and a 429 when a policy rejects.
+func (p *Proxy) allowRate(c *call, w http.ResponseWriter) bool {
+	policies := c.st.policiesFor(c.caller)
+	if len(policies) == 0 {
+		return true
+	}
+	now := p.now()
+	decisions := make([]Decision, 0, len(policies))
+	var reject *Decision
+	for _, pol := range policies {
+		d := p.limiter.Allow(pol.policy, pol.bucket(c.caller), now)
+		decisions = append(decisions, d)
+		if !d.Allowed && (reject == nil || d.RetryAfter > reject.RetryAfter) {
+			reject = &decisions[len(decisions)-1]
+		}
+	}
+	WriteHeaders(w.Header(), decisions)
+	if reject != nil {
+		writeProblem(w, Problem{Status: http.StatusTooManyRequests, Title: "Rate limit exceeded",
+			Type: problemBase + "rate-limited", RetryAfter: reject.RetryAfter,
+			Detail: fmt.Sprintf("policy %q allows %g requests/s with bursts of %d for %s; retry after the time in Retry-After",
+				reject.Policy.Name, reject.Policy.Rate, reject.Policy.Burst, c.caller.Tenant)})
+		return false
+	}
+	return true
+}
+
+// outcome is how an upstream call ended, as the idempotency layer needs it.
+type outcome int
+
+const (
+	outcomeAnswered  outcome = iota // the upstream answered; the status says how
+	outcomeNotSent                  // the proxy answered itself; the upstream never saw the request
+	outcomeAmbiguous                // the request may or may not have taken effect
+)
+
+// forward sends r to the route's upstream through the guards and reports
+// how it ended. body, when not nil, is r's body already read. keep > 0
+// asks the recorder to keep that much of the response body; shadow mirrors
+// the request to the route's candidate (body must then be set). detach
+// lets the upstream call run to its end even when the client goes away, so
+// that its outcome can be stored and given to the client's retry.
+func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, shadow, detach bool) outcome {
+	w := c.rec
+	up := c.route.upstream
+	release, ok := up.shed.Acquire(c.caller.Lane)
+	if !ok {
+		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Title: "Overloaded", Type: problemBase + "shed",
+			RetryAfter: time.Second,
+			Detail:     fmt.Sprintf("upstream %s is at its in-flight limit for lane %s", up.name, c.caller.Lane)})
+		return outcomeNotSent
+	}
+	defer release()
+	done, err := up.allow()
+	if err != nil {
+		var open *OpenError
+		retry := time.Second
+		if errors.As(err, &open) {
+			retry = open.RetryAfter
+		}
+		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Title: "Upstream unavailable", Type: problemBase + "circuit-open",
+			RetryAfter: retry,
+			Detail:     fmt.Sprintf("the circuit breaker for upstream %s is open after repeated failures", up.name)})
+		return outcomeNotSent
+	}
+
+	var pending *Pending
+	if shadow {
+		pending = c.route.shadow.Mirror(r, body)
+		keep = max(keep, shadowKeep)
+	}
+	if body != nil {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+	}
+	parent := r.Context()
+	if detach {
+		parent = context.WithoutCancel(parent)
+	}
+	ctx, cancel := context.WithTimeout(parent, c.route.timeout)
+	defer cancel()
+	ex := &exchange{call: c}
+	ctx = context.WithValue(ctx, exchangeKey{}, ex)
+	c.rec.keep = keep
+
+	start := p.now()
+	up.proxy.ServeHTTP(w, r.WithContext(ctx))
+	took := p.now().Sub(start)
+	p.met.upstreamCall(up.name, took)
+
+	switch {
+	case ex.err == nil:
+		done(Outcome{Status: ex.status, Duration: took})
+	case !detach && r.Context().Err() != nil: // the client went away
+		done(Outcome{Err: context.Canceled, Duration: took})
+	default:
+		done(Outcome{Err: ex.err, Duration: took})
+	}
+	if pending != nil {
+		if c.rec.truncated || ex.err != nil {
+			pending.Skip()
+		} else {
+			pending.Compare(ex.status, w.Header(), c.rec.body)
+		}
+	}
+	switch {
+	case ex.err == nil && (ex.status == http.StatusBadGateway || ex.status == http.StatusGatewayTimeout):
+		return outcomeAmbiguous
+	case ex.err == nil:
+		return outcomeAnswered
+	case isDialError(ex.err):
+		return outcomeNotSent
+	default:
+		return outcomeAmbiguous
+	}
+}
+
+// statusClientClosed is recorded, never sent, when the client went away
+// before the answer.
+const statusClientClosed = 499
+
+// shadowKeep is how much of a primary response is kept for comparison.
+const shadowKeep = 1 << 20
+
+// exchange carries what the ReverseProxy hooks learn back to forward.
+type exchange struct {
+	call   *call
+	status int
+	err    error
+}
+
+type exchangeKey struct{}
+
+func exchangeFrom(r *http.Request) *exchange {
+	ex, _ := r.Context().Value(exchangeKey{}).(*exchange)
+	return ex
+}
+
+// newReverseProxy builds the ReverseProxy for one upstream.
+func newReverseProxy(u *upstream, log *slog.Logger) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u.url)
+			pr.SetXForwarded()
+			pr.Out.Host = pr.In.Host // a drop-in keeps the Host the client used
+			if ex := exchangeFrom(pr.In); ex != nil {
+				pr.Out.Header.Set(requestIDHeader, ex.call.id)
+				pr.Out.Header.Set("X-Ficus-Tenant", ex.call.caller.Tenant)
+				if ex.call.caller.keyInAuthorization {
+					pr.Out.Header.Del("Authorization") // it was ficus's key, not the upstream's
+				}
+			}
+			pr.Out.Header.Del(apiKeyHeader)
+		},
+		Transport: u.transport,
+		ModifyResponse: func(resp *http.Response) error {
+			if ex := exchangeFrom(resp.Request); ex != nil {
+				ex.status = resp.StatusCode
+			}
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			ex := exchangeFrom(r)
+			if ex != nil {
+				ex.err = err
+			}
+			if r.Context().Err() != nil && errors.Is(r.Context().Err(), context.Canceled) {
+				// The client is gone and reads no answer; count it as
+				// nginx does, 499 "client closed request".
+				if ex != nil && ex.call.rec.status == 0 {
+					ex.call.rec.status = statusClientClosed
+				}
+				return
+			}
+			status, title := http.StatusBadGateway, "Bad gateway"
+			if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+				status, title = http.StatusGatewayTimeout, "Upstream timeout"
+			}
+			log.Warn("upstream call failed", "upstream", u.name, "err", err)
+			writeProblem(w, Problem{Status: status, Title: title, Type: problemBase + "upstream-error",
+				Detail: fmt.Sprintf("upstream %s: %v", u.name, err)})
+		},
+		BufferPool: bufferPool{},
+	}
+}
+
+// bufferPool reuses the 32 KiB copy buffers of the ReverseProxy.
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// isDialError reports whether err means the connection was never made, so
+// the request certainly did not reach the upstream.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+func readBody(r *http.Request) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return []byte{}, nil
+	}
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		b = []byte{}
+	}
+	return b, nil
+}
+
+func bodyProblem(err error, limit int64) Problem {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return tooLarge(limit)
+	}
+	return Problem{Status: http.StatusBadRequest, Title: "Unreadable body", Detail: err.Error()}
+}
+
+func tooLarge(limit int64) Problem {
+	return Problem{Status: http.StatusRequestEntityTooLarge, Title: "Body too large", Type: problemBase + "body-too-large",
+		Detail: fmt.Sprintf("request bodies are limited to %d bytes", limit)}
+}
+
+// requestID keeps a client's request id when it is sane, else makes one.
+func requestID(given string) string {
+	if n := len(given); n > 0 && n <= 128 && printable(given) {
+		return given
+	}
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// apiKey returns the key a client presented, "X-Api-Key: KEY" or
+// "Authorization: Bearer KEY", and whether it came in Authorization.
+func apiKey(r *http.Request) (key string, inAuthorization bool) {
+	if k := r.Header.Get(apiKeyHeader); k != "" {
+		return k, false
+	}
+	if auth := r.Header.Get("Authorization"); len(auth) > 7 && strings.EqualFold(auth[:7], "bearer ") {
+		return strings.TrimSpace(auth[7:]), true
+	}
+	return "", false
+}

@@ -1,0 +1,966 @@
+package proxy
+
+import (
+	"encoding/base64"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/time/rate"
+)
+
+// Rate limit defaults and bounds.
+const (
+	defaultMaxBuckets = 100_000
+	// limiterShardBits sets the number of independently locked shards of
+	// buckets (1<<limiterShardBits).
+	limiterShardBits = 5
+	// limiterMaxViews bounds the cache of policies by pointer; past it the
+	// cache starts over (entries are rebuilt on use).
+	limiterMaxViews = 1024
+	// sfMaxInteger is the largest Integer a structured field can carry.
+	sfMaxInteger = 999_999_999_999_999
+)
+
+// Header names of the IETF RateLimit header fields draft.
+const (
+	headerRateLimit       = "RateLimit"
+	headerRateLimitPolicy = "RateLimit-Policy"
+	headerRetryAfter      = "Retry-After"
+)
+
+// LimitPolicy is one token-bucket rate limit: each bucket holds up to Burst
+// tokens, refills at Rate tokens per second, and a request takes one.
+// Rate must be > 0 and finite and Burst >= 1 (the configuration
+// validates them). The Limiter keeps buckets per policy Name, so a
+// policy rebuilt by a configuration reload keeps its buckets, adjusted to
+// the new Rate and Burst.
+type LimitPolicy struct {
+	// Name identifies the policy in RateLimit headers and metrics.
+	Name string
+	// Rate is the refill rate in tokens per second.
+	Rate float64
+	// Burst is the bucket size: how many requests may arrive at once.
+	Burst int
+	// DryRun only counts the requests the policy would reject; they are
+	// allowed, and the policy is left out of the response headers.
+	DryRun bool
+}
+
+// LimiterConfig configures a Limiter.
+type LimiterConfig struct {
+	// MaxBuckets bounds the token buckets kept in memory, across policies.
+	// When it is reached and no bucket is idle long enough to be evicted,
+	// new keys of a policy share one overflow bucket of that policy (so
+	// the limit gets stricter, never looser). Defaults to 100_000.
+	MaxBuckets int
+	// Metrics receives ficus_proxy_ratelimit_rejected_total{policy,dry_run}.
+	// Defaults to a new set.
+	Metrics *metrics.Set
+}
+
+// Decision is the result of one Limiter.Allow.
+type Decision struct {
+	// Allowed says whether the request may proceed: true when a token was
+	// taken, and always for a dry-run policy.
+	Allowed bool
+	// Limited says whether the policy had no token for the request: it was
+	// rejected, or would have been in dry run.
+	Limited bool
+	// Remaining is how many whole tokens are left in the bucket.
+	Remaining int
+	// Reset is how long until the bucket is full again.
+	Reset time.Duration
+	// RetryAfter, when Limited, is how long until the bucket holds one
+	// token.
+	RetryAfter time.Duration
+	// Policy is the policy that decided.
+	Policy *LimitPolicy
+}
+
+// Limiter keeps the token buckets of the rate-limit policies, one per
+// (policy name, bucket key), with golang.org/x/time/rate. Time is passed
+// in, so it never reads a clock. It is safe for concurrent use.
+//
+// Memory stays bounded by MaxBuckets without a background goroutine: every
+// Allow evicts a few buckets, in O(1), from the least recently used end of
+// per-policy lists. A bucket is evicted only once it has been idle for
+// Burst/Rate, the time an empty bucket needs to fill up, so it is full
+// when evicted and a bucket created anew for the key (full) holds exactly
+// the tokens the old one would have: eviction never hands out extra
+// tokens. When MaxBuckets is reached and nothing can be evicted (buckets
+// are sharded by key and a new key looks in its own shard; every call
+// sweeps its shard, so idle buckets do not linger), the new key shares its
+// policy's single overflow bucket until room frees up; a key served by the
+// overflow bucket gets a full bucket of its own afterwards.
+type Limiter struct {
+	max    int64
+	count  atomic.Int64 // buckets held, overflow buckets excluded
+	seed   maphash.Seed
+	shards []limiterShard
+	shift  uint // of a 64-bit hash, to index shards
+	set    *metrics.Set
+
+	views  atomic.Pointer[map[*LimitPolicy]*limitView] // copy on write
+	mu     sync.Mutex                                  // serialises view and policy creation
+	byName map[string]*limitPolicyState                // under mu
+}
+
+// limitPolicyState is what a Limiter keeps per policy name.
+type limitPolicyState struct {
+	name  string
+	salt  uint64        // spreads the policy's keys over the shards
+	lists []bucketList  // per shard, guarded by that shard's mutex
+	over  limitOverflow // the overflow bucket
+}
+
+// limitOverflow is the bucket a policy's keys share when the Limiter is
+// full.
+type limitOverflow struct {
+	mu sync.Mutex
+	b  *tokenBucket
+}
+
+// limitView is one *LimitPolicy as the Limiter uses it.
+type limitView struct {
+	state    *limitPolicyState
+	limit    rate.Limit
+	burst    int
+	fill     int64 // nanoseconds an empty bucket needs to fill up
+	rejected *metrics.Counter
+}
+
+// limiterShard holds some of the buckets behind one mutex.
+type limiterShard struct {
+	mu      sync.Mutex
+	buckets map[bucketID]*tokenBucket
+	lists   []*bucketList // the non-empty lists of this shard, for sweeps
+	next    int           // round-robin position in lists
+	_       [64]byte      // keeps shards on separate cache lines
+}
+
+type bucketID struct {
+	policy *limitPolicyState
+	key    string
+}
+
+// tokenBucket is one bucket and its place in an LRU list.
+type tokenBucket struct {
+	lim        *rate.Limiter
+	key        bucketID
+	limit      rate.Limit // what lim is set to
+	burst      int
+	fill       int64 // nanoseconds to fill up at limit and burst
+	last       int64 // UnixNano of the last use
+	prev, next *tokenBucket
+}
+
+// bucketList is a doubly linked list of buckets, most recently used first.
+type bucketList struct {
+	head, tail *tokenBucket
+	listed     bool // in its shard's lists
+}
+
+// NewLimiter returns a Limiter configured by cfg.
+func NewLimiter(cfg LimiterConfig) *Limiter {
+	return newLimiter(cfg, limiterShardBits)
+}
+
+func newLimiter(cfg LimiterConfig, shardBits int) *Limiter {
+	if cfg.MaxBuckets <= 0 {
+		cfg.MaxBuckets = defaultMaxBuckets
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewSet()
+	}
+	l := &Limiter{
+		max:    int64(cfg.MaxBuckets),
+		seed:   maphash.MakeSeed(),
+		shards: make([]limiterShard, 1<<shardBits),
+		shift:  uint(64 - shardBits),
+		set:    cfg.Metrics,
+		byName: map[string]*limitPolicyState{},
+	}
+	for i := range l.shards {
+		l.shards[i].buckets = map[bucketID]*tokenBucket{}
+	}
+	l.views.Store(&map[*LimitPolicy]*limitView{})
+	return l
+}
+
+// Allow takes a token for a request from the bucket bucketKey of policy p
+// at time now and says whether the request may proceed. The Limiter
+// caches what it derives from p by pointer: build policies once per
+// configuration, not per request.
+func (l *Limiter) Allow(p *LimitPolicy, bucketKey string, now time.Time) Decision {
+	v := l.view(p)
+	ps := v.state
+	idx := l.shardOf(ps, bucketKey)
+	sh := &l.shards[idx]
+	at := now.UnixNano()
+
+	sh.mu.Lock()
+	list := &ps.lists[idx]
+	l.sweep(sh, list, at)
+	b := sh.buckets[bucketIDOf(ps, bucketKey)]
+	if b == nil {
+		b = l.insert(sh, list, v, bucketKey, at)
+	} else {
+		list.moveToFront(b)
+	}
+	if b == nil {
+		sh.mu.Unlock()
+		return l.allowOverflow(v, p, now)
+	}
+	b.last = at
+	d := v.take(b, p, now)
+	sh.mu.Unlock()
+	if d.Limited {
+		v.rejected.Inc()
+	}
+	return d
+}
+
+func bucketIDOf(ps *limitPolicyState, key string) bucketID {
+	return bucketID{policy: ps, key: key}
+}
+
+func (l *Limiter) shardOf(ps *limitPolicyState, key string) int {
+	h := (maphash.String(l.seed, key) ^ ps.salt) * 0x9e3779b97f4a7c15
+	return int(h >> l.shift)
+}
+
+// view returns the Limiter's view of p, creating it on first use.
+func (l *Limiter) view(p *LimitPolicy) *limitView {
+	if v := (*l.views.Load())[p]; v != nil {
+		return v
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old := *l.views.Load()
+	if v := old[p]; v != nil {
+		return v
+	}
+	ps := l.byName[p.Name]
+	if ps == nil {
+		ps = &limitPolicyState{
+			name:  p.Name,
+			salt:  maphash.String(l.seed, p.Name),
+			lists: make([]bucketList, len(l.shards)),
+		}
+		l.byName[p.Name] = ps
+	}
+	v := &limitView{
+		state: ps,
+		limit: rate.Limit(p.Rate),
+		burst: p.Burst,
+		fill:  fillNanos(p.Rate, p.Burst),
+		rejected: l.set.GetOrCreateCounter(fmt.Sprintf(`ficus_proxy_ratelimit_rejected_total{policy=%q,dry_run=%q}`,
+			p.Name, strconv.FormatBool(p.DryRun))),
+	}
+	next := make(map[*LimitPolicy]*limitView, len(old)+1)
+	if len(old) < limiterMaxViews {
+		for k, w := range old {
+			next[k] = w
+		}
+	}
+	next[p] = v
+	l.views.Store(&next)
+	return v
+}
+
+// fillNanos is how long an empty bucket needs to fill up: burst/rate,
+// rounded up, and "forever" when that is not a finite duration.
+func fillNanos(r float64, burst int) int64 {
+	ns := math.Ceil(float64(max(burst, 0)) / r * 1e9)
+	if !(ns >= 0) || ns >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(ns)
+}
+
+// sweep evicts, from the tail of list and of one other list of the shard in
+// turn, buckets idle long enough to be full. It does O(1) work.
+func (l *Limiter) sweep(sh *limiterShard, list *bucketList, at int64) {
+	for range 2 {
+		if !l.evictTail(sh, list, at) {
+			break
+		}
+	}
+	if n := len(sh.lists); n > 0 {
+		sh.next = (sh.next + 1) % n
+		other := sh.lists[sh.next]
+		l.evictTail(sh, other, at)
+		if other.head == nil {
+			other.listed = false
+			sh.lists[sh.next] = sh.lists[n-1]
+			sh.lists[n-1] = nil
+			sh.lists = sh.lists[:n-1]
+		}
+	}
+}
+
+// evictTail evicts the least recently used bucket of list when it is full
+// by now, and reports whether it did. Being idle for the fill time is the
+// cheap test (and, the list being in order of use, when the tail fails it
+// every bucket of the list does); the tokens are then checked too, so that
+// no rounding of the floating-point refill can make an evicted bucket
+// worth less than the full one that replaces it.
+func (l *Limiter) evictTail(sh *limiterShard, list *bucketList, at int64) bool {
+	b := list.tail
+	if b == nil || at-b.last < b.fill || b.lim.TokensAt(time.Unix(0, at)) < float64(b.burst) {
+		return false
+	}
+	list.remove(b)
+	delete(sh.buckets, b.key)
+	l.count.Add(-1)
+	return true
+}
+
+// insert creates the bucket of key, or returns nil when the Limiter is full
+// and nothing in the shard can be evicted.
+func (l *Limiter) insert(sh *limiterShard, list *bucketList, v *limitView, key string, at int64) *tokenBucket {
+	if !l.reserve() {
+		evicted := false
+		for _, other := range sh.lists {
+			if l.evictTail(sh, other, at) {
+				evicted = true
+				break
+			}
+		}
+		if !evicted || !l.reserve() {
+			return nil
+		}
+	}
+	b := newTokenBucket(v)
+	b.key = bucketIDOf(v.state, key)
+	sh.buckets[b.key] = b
+	list.pushFront(b)
+	if !list.listed {
+		list.listed = true
+		sh.lists = append(sh.lists, list)
+	}
+	return b
+}
+
+// reserve counts one more bucket unless the Limiter is full.
+func (l *Limiter) reserve() bool {
+	for {
+		n := l.count.Load()
+		if n >= l.max {
+			return false
+		}
+		if l.count.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (l *Limiter) allowOverflow(v *limitView, p *LimitPolicy, now time.Time) Decision {
+	o := &v.state.over
+	o.mu.Lock()
+	if o.b == nil {
+		o.b = newTokenBucket(v)
+	}
+	d := v.take(o.b, p, now)
+	o.mu.Unlock()
+	if d.Limited {
+		v.rejected.Inc()
+	}
+	return d
+}
+
+func newTokenBucket(v *limitView) *tokenBucket {
+	return &tokenBucket{lim: rate.NewLimiter(v.limit, v.burst), limit: v.limit, burst: v.burst, fill: v.fill}
+}
+
+// take takes a token from b for p; the caller holds the lock guarding b.
+func (v *limitView) take(b *tokenBucket, p *LimitPolicy, now time.Time) Decision {
+	if b.limit != v.limit || b.burst != v.burst { // the policy was reconfigured
+		b.lim.SetLimitAt(now, v.limit)
+		b.lim.SetBurstAt(now, v.burst)
+		b.limit, b.burst, b.fill = v.limit, v.burst, v.fill
+	}
+	ok := b.lim.AllowN(now, 1)
+	tokens := b.lim.TokensAt(now)
+	d := Decision{Allowed: ok || p.DryRun, Limited: !ok, Policy: p}
+	if b.limit == rate.Inf {
+		d.Remaining = b.burst
+		return d
+	}
+	d.Remaining = int(max(0, math.Floor(tokens)))
+	d.Reset = tokenDuration(float64(b.burst)-tokens, b.limit)
+	if !ok {
+		d.RetryAfter = tokenDuration(1-tokens, b.limit)
+	}
+	return d
+}
+
+// tokenDuration is how long refilling n tokens at r takes, rounded up to
+// the nanosecond.
+func tokenDuration(n float64, r rate.Limit) time.Duration {
+	if n <= 0 {
+		return 0
+	}
+	ns := math.Ceil(n / float64(r) * 1e9)
+	if !(ns < math.MaxInt64) {
+		return math.MaxInt64
+	}
+	return time.Duration(ns)
+}
+
+func (ls *bucketList) pushFront(b *tokenBucket) {
+	b.prev, b.next = nil, ls.head
+	if ls.head != nil {
+		ls.head.prev = b
+	} else {
+		ls.tail = b
+	}
+	ls.head = b
+}
+
+func (ls *bucketList) remove(b *tokenBucket) {
+	if b.prev != nil {
+		b.prev.next = b.next
+	} else {
+		ls.head = b.next
+	}
+	if b.next != nil {
+		b.next.prev = b.prev
+	} else {
+		ls.tail = b.prev
+	}
+	b.prev, b.next = nil, nil
+}
+
+func (ls *bucketList) moveToFront(b *tokenBucket) {
+	if ls.head == b {
+		return
+	}
+	ls.remove(b)
+	ls.pushFront(b)
+}
+
+// WriteHeaders sets the RateLimit-Policy and RateLimit fields of the IETF
+// RateLimit header fields draft (draft-ietf-httpapi-ratelimit-headers) for
+// the decisions of the policies that applied to a request, one list member
+// per policy in the order given; dry-run policies are left out, since they
+// do not limit the client. For a token bucket:
+//
+//	RateLimit-Policy: "NAME";q=BURST;w=WINDOW
+//	RateLimit: "NAME";r=REMAINING;t=RESET
+//
+// where WINDOW = ceil(Burst/Rate) seconds, the time an empty bucket needs
+// to fill up (so the policy grants BURST requests per WINDOW), REMAINING
+// is the whole tokens left and RESET the seconds, rounded up, until the
+// bucket is full again. When a decision rejected the request it also sets
+// Retry-After to the seconds, rounded up (at least 1), until the bucket of
+// the most restrictive rejecting policy holds a token. Decisions with a
+// nil Policy are skipped; no decision left means no header is set.
+func WriteHeaders(h http.Header, ds []Decision) {
+	var pol, lim []byte
+	var retry time.Duration
+	rejected := false
+	for _, d := range ds {
+		p := d.Policy
+		if p == nil || p.DryRun {
+			continue
+		}
+		if !d.Allowed {
+			rejected = true
+			retry = max(retry, d.RetryAfter)
+		}
+		if len(pol) > 0 {
+			pol = append(pol, ", "...)
+			lim = append(lim, ", "...)
+		}
+		window := int64(sfMaxInteger)
+		if w := math.Ceil(float64(p.Burst) / p.Rate); w >= 0 && w < sfMaxInteger {
+			window = int64(w)
+		}
+		pol = appendRateLimitPolicyItem(pol, RateLimitPolicyItem{Name: p.Name, Quota: int64(p.Burst), WindowSeconds: window})
+		lim = appendRateLimitItem(lim, RateLimitItem{Name: p.Name, Remaining: int64(d.Remaining), ResetSeconds: ceilSecondsOf(d.Reset)})
+	}
+	if len(pol) == 0 {
+		return
+	}
+	h.Set(headerRateLimitPolicy, string(pol))
+	h.Set(headerRateLimit, string(lim))
+	if rejected {
+		h.Set(headerRetryAfter, strconv.FormatInt(max(1, ceilSecondsOf(retry)), 10))
+	}
+}
+
+// ceilSecondsOf rounds d up to whole seconds (0 stays 0).
+func ceilSecondsOf(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// RateLimitItem is one member of a RateLimit field: the current state of
+// one policy's quota.
+type RateLimitItem struct {
+	// Name is the policy's name.
+	Name string
+	// Remaining is the quota left (the r parameter).
+	Remaining int64
+	// ResetSeconds is the seconds until the quota is restored (the t
+	// parameter); 0 when the member has none.
+	ResetSeconds int64
+}
+
+// RateLimitPolicyItem is one member of a RateLimit-Policy field: a quota
+// policy.
+type RateLimitPolicyItem struct {
+	// Name is the policy's name.
+	Name string
+	// Quota is how many requests the policy grants per window (the q
+	// parameter).
+	Quota int64
+	// WindowSeconds is the window in seconds (the w parameter); 0 when the
+	// member has none.
+	WindowSeconds int64
+}
+
+// ParseRateLimit parses a RateLimit field value as WriteHeaders writes it:
+// a structured-field List whose members are a policy name (String or
+// Token) with Integer parameters r (required) and t (optional), both
+// non-negative. Other parameters are parsed and ignored. An empty value
+// is an empty list.
+func ParseRateLimit(v string) ([]RateLimitItem, error) {
+	members, err := parseSFList(v)
+	if err != nil {
+		return nil, fmt.Errorf("parse RateLimit field: %w", err)
+	}
+	var out []RateLimitItem
+	for _, m := range members {
+		it := RateLimitItem{Name: m.name}
+		if it.Remaining, err = m.count("r", true); err == nil {
+			it.ResetSeconds, err = m.count("t", false)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("parse RateLimit field: policy %q: %w", m.name, err)
+		}
+		out = append(out, it)
+	}
+	return out, nil
+}
+
+// ParseRateLimitPolicy parses a RateLimit-Policy field value as
+// WriteHeaders writes it: a structured-field List whose members are a
+// policy name (String or Token) with Integer parameters q (required) and w
+// (optional), both non-negative. Other parameters are parsed and ignored.
+// An empty value is an empty list.
+func ParseRateLimitPolicy(v string) ([]RateLimitPolicyItem, error) {
+	members, err := parseSFList(v)
+	if err != nil {
+		return nil, fmt.Errorf("parse RateLimit-Policy field: %w", err)
+	}
+	var out []RateLimitPolicyItem
+	for _, m := range members {
+		it := RateLimitPolicyItem{Name: m.name}
+		if it.Quota, err = m.count("q", true); err == nil {
+			it.WindowSeconds, err = m.count("w", false)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("parse RateLimit-Policy field: policy %q: %w", m.name, err)
+		}
+		out = append(out, it)
+	}
+	return out, nil
+}
+
+func appendRateLimitItem(b []byte, it RateLimitItem) []byte {
+	b = appendSFString(b, it.Name)
+	b = append(b, ";r="...)
+	b = strconv.AppendInt(b, sfClamp(it.Remaining), 10)
+	b = append(b, ";t="...)
+	return strconv.AppendInt(b, sfClamp(it.ResetSeconds), 10)
+}
+
+func appendRateLimitPolicyItem(b []byte, it RateLimitPolicyItem) []byte {
+	b = appendSFString(b, it.Name)
+	b = append(b, ";q="...)
+	b = strconv.AppendInt(b, sfClamp(it.Quota), 10)
+	b = append(b, ";w="...)
+	return strconv.AppendInt(b, sfClamp(it.WindowSeconds), 10)
+}
+
+// sfClamp keeps n within the non-negative Integers a structured field can
+// carry.
+func sfClamp(n int64) int64 {
+	return min(max(n, 0), sfMaxInteger)
+}
+
+// appendSFString appends s as a structured-field String. A String carries
+// printable ASCII only; any other byte is written as '?'.
+func appendSFString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20 || c > 0x7e:
+			b = append(b, '?')
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
+// sfMember is one member of a structured-field List as the RateLimit
+// fields use it: a name (String or Token) and its parameters.
+type sfMember struct {
+	name   string
+	params []sfParam
+}
+
+// sfParam is one parameter; only Integer values are kept.
+type sfParam struct {
+	key     string
+	integer bool
+	n       int64
+}
+
+// count returns the value of parameter key, which must be a non-negative
+// Integer; the last occurrence counts, as structured fields specify. An
+// absent optional parameter is 0.
+func (m sfMember) count(key string, required bool) (int64, error) {
+	for i := len(m.params) - 1; i >= 0; i-- {
+		p := m.params[i]
+		if p.key != key {
+			continue
+		}
+		if !p.integer || p.n < 0 {
+			return 0, fmt.Errorf("parameter %s must be a non-negative integer", key)
+		}
+		return p.n, nil
+	}
+	if required {
+		return 0, fmt.Errorf("parameter %s is missing", key)
+	}
+	return 0, nil
+}
+
+// sfParser parses the subset of RFC 9651 structured fields the RateLimit
+// fields need: a List of Items with Parameters. Inner Lists are refused;
+// parameter values may be of any bare item type.
+type sfParser struct {
+	s string
+	i int
+}
+
+func (p *sfParser) errorf(format string, args ...any) error {
+	return fmt.Errorf("at offset %d: %s", p.i, fmt.Sprintf(format, args...))
+}
+
+func (p *sfParser) eof() bool { return p.i >= len(p.s) }
+
+func (p *sfParser) peek() byte {
+	if p.eof() {
+		return 0
+	}
+	return p.s[p.i]
+}
+
+func (p *sfParser) skipSP() {
+	for !p.eof() && p.s[p.i] == ' ' {
+		p.i++
+	}
+}
+
+func (p *sfParser) skipOWS() {
+	for !p.eof() && (p.s[p.i] == ' ' || p.s[p.i] == '\t') {
+		p.i++
+	}
+}
+
+// parseSFList parses v as a List of policy members.
+func parseSFList(v string) ([]sfMember, error) {
+	p := &sfParser{s: v}
+	p.skipSP()
+	var out []sfMember
+	for !p.eof() {
+		m, err := p.member()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+		p.skipOWS()
+		if p.eof() {
+			return out, nil
+		}
+		if p.s[p.i] != ',' {
+			return nil, p.errorf("expected ',' between list members, found %q", p.s[p.i])
+		}
+		p.i++
+		p.skipOWS()
+		if p.eof() {
+			return nil, p.errorf("trailing ',' after the last list member")
+		}
+	}
+	return out, nil
+}
+
+// member parses a policy name and its parameters.
+func (p *sfParser) member() (sfMember, error) {
+	var m sfMember
+	switch c := p.peek(); {
+	case c == '"':
+		s, err := p.str()
+		if err != nil {
+			return m, err
+		}
+		m.name = s
+	case sfAlpha(c) || c == '*':
+		m.name = p.token()
+	case c == '(':
+		return m, p.errorf("inner lists are not allowed here")
+	default:
+		return m, p.errorf("a policy name must be a string or a token, found %q", c)
+	}
+	for p.peek() == ';' {
+		p.i++
+		p.skipSP()
+		key, err := p.key()
+		if err != nil {
+			return m, err
+		}
+		param := sfParam{key: key}
+		if p.peek() == '=' {
+			p.i++
+			param.integer, param.n, err = p.bareItem()
+			if err != nil {
+				return m, fmt.Errorf("parameter %s: %w", key, err)
+			}
+		}
+		m.params = append(m.params, param)
+	}
+	return m, nil
+}
+
+// key parses a parameter key.
+func (p *sfParser) key() (string, error) {
+	start := p.i
+	if c := p.peek(); !(c >= 'a' && c <= 'z' || c == '*') {
+		return "", p.errorf("a parameter key must start with a lowercase letter or '*', found %q", c)
+	}
+	for !p.eof() {
+		c := p.s[p.i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == '*') {
+			break
+		}
+		p.i++
+	}
+	return p.s[start:p.i], nil
+}
+
+// bareItem parses any bare item; it returns the value when it is an
+// Integer.
+func (p *sfParser) bareItem() (integer bool, n int64, err error) {
+	switch c := p.peek(); {
+	case c == '-' || sfDigit(c):
+		return p.number()
+	case c == '"':
+		_, err = p.str()
+	case sfAlpha(c) || c == '*':
+		p.token()
+	case c == ':':
+		err = p.byteSequence()
+	case c == '?':
+		p.i++
+		if c := p.peek(); c != '0' && c != '1' {
+			return false, 0, p.errorf("a boolean must be ?0 or ?1")
+		}
+		p.i++
+	case c == '%':
+		err = p.displayString()
+	case c == '@':
+		p.i++
+		var isInt bool
+		if isInt, _, err = p.number(); err == nil && !isInt {
+			err = p.errorf("a date must be an integer")
+		}
+	default:
+		err = p.errorf("unsupported or invalid value starting with %q", c)
+	}
+	return false, 0, err
+}
+
+// number parses an Integer or a Decimal.
+func (p *sfParser) number() (integer bool, n int64, err error) {
+	neg := false
+	if p.peek() == '-' {
+		neg = true
+		p.i++
+	}
+	if !sfDigit(p.peek()) {
+		return false, 0, p.errorf("expected a digit")
+	}
+	start := p.i
+	dot := -1
+	for !p.eof() {
+		c := p.s[p.i]
+		if sfDigit(c) {
+			p.i++
+		} else if c == '.' && dot < 0 {
+			if p.i-start > 12 {
+				return false, 0, p.errorf("a decimal has at most 12 integer digits")
+			}
+			dot = p.i
+			p.i++
+		} else {
+			break
+		}
+		if dot < 0 && p.i-start > 15 {
+			return false, 0, p.errorf("an integer has at most 15 digits")
+		}
+		if dot >= 0 && p.i-start > 16 {
+			return false, 0, p.errorf("a decimal has at most 16 characters")
+		}
+	}
+	if dot >= 0 {
+		if frac := p.i - dot - 1; frac < 1 || frac > 3 {
+			return false, 0, p.errorf("a decimal has 1 to 3 fractional digits")
+		}
+		return false, 0, nil
+	}
+	n, err = strconv.ParseInt(p.s[start:p.i], 10, 64)
+	if err != nil {
+		return false, 0, p.errorf("integer: %v", err)
+	}
+	if neg {
+		n = -n
+	}
+	return true, n, nil
+}
+
+// str parses a String.
+func (p *sfParser) str() (string, error) {
+	p.i++ // the opening quote
+	var b []byte
+	start := p.i
+	for !p.eof() {
+		c := p.s[p.i]
+		p.i++
+		switch {
+		case c == '\\':
+			if p.eof() || (p.s[p.i] != '"' && p.s[p.i] != '\\') {
+				return "", p.errorf(`a string may only escape '"' and '\'`)
+			}
+			if b == nil {
+				b = []byte(p.s[start : p.i-1])
+			}
+			b = append(b, p.s[p.i])
+			p.i++
+		case c == '"':
+			if b == nil {
+				return p.s[start : p.i-1], nil
+			}
+			return string(b), nil
+		case c < 0x20 || c > 0x7e:
+			return "", p.errorf("a string holds printable ASCII only, found %q", c)
+		default:
+			if b != nil {
+				b = append(b, c)
+			}
+		}
+	}
+	return "", p.errorf("unterminated string")
+}
+
+// token parses a Token; the caller checked its first character.
+func (p *sfParser) token() string {
+	start := p.i
+	p.i++
+	for !p.eof() && (sfTchar(p.s[p.i]) || p.s[p.i] == ':' || p.s[p.i] == '/') {
+		p.i++
+	}
+	return p.s[start:p.i]
+}
+
+// byteSequence parses a Byte Sequence.
+func (p *sfParser) byteSequence() error {
+	p.i++ // the opening colon
+	start := p.i
+	for !p.eof() && p.s[p.i] != ':' {
+		c := p.s[p.i]
+		if !(sfAlpha(c) || sfDigit(c) || c == '+' || c == '/' || c == '=') {
+			return p.errorf("a byte sequence holds base64 only, found %q", c)
+		}
+		p.i++
+	}
+	if p.eof() {
+		return p.errorf("unterminated byte sequence")
+	}
+	enc := base64.StdEncoding
+	if (p.i-start)%4 != 0 {
+		enc = base64.RawStdEncoding // padding may be left out
+	}
+	if _, err := enc.DecodeString(p.s[start:p.i]); err != nil {
+		return p.errorf("invalid base64 in byte sequence")
+	}
+	p.i++
+	return nil
+}
+
+// displayString parses a Display String.
+func (p *sfParser) displayString() error {
+	p.i++ // the percent sign
+	if p.peek() != '"' {
+		return p.errorf(`a display string starts with %%"`)
+	}
+	p.i++
+	var b []byte
+	for !p.eof() {
+		c := p.s[p.i]
+		p.i++
+		switch {
+		case c < 0x20 || c > 0x7e:
+			return p.errorf("a display string holds printable ASCII only, found %q", c)
+		case c == '%':
+			if p.i+2 > len(p.s) || !sfLowerHex(p.s[p.i]) || !sfLowerHex(p.s[p.i+1]) {
+				return p.errorf("a display string escapes a byte as %% and two lowercase hex digits")
+			}
+			n, _ := strconv.ParseUint(p.s[p.i:p.i+2], 16, 8)
+			b = append(b, byte(n))
+			p.i += 2
+		case c == '"':
+			if !utf8.Valid(b) {
+				return p.errorf("a display string must be UTF-8")
+			}
+			return nil
+		default:
+			b = append(b, c)
+		}
+	}
+	return p.errorf("unterminated display string")
+}
+
+func sfLowerHex(c byte) bool { return sfDigit(c) || c >= 'a' && c <= 'f' }
+
+func sfDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func sfAlpha(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+
+// sfTchar reports whether c is an RFC 9110 tchar.
+func sfTchar(c byte) bool {
+	if sfAlpha(c) || sfDigit(c) {
+		return true
+	}
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
+}

@@ -1,0 +1,256 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"reflect"
+	"time"
+)
+
+// Caller is who sent a request, as authentication established it.
+type Caller struct {
+	Tenant    string
+	Lane      string // b2b, b2c or internal
+	Anonymous bool
+
+	keyInAuthorization bool
+}
+
+// state is one configuration, compiled. It is immutable once built, so
+// requests read it without locks.
+type state struct {
+	cfg       *Config
+	routes    []*route
+	upstreams map[string]*upstream
+	policies  []*policy
+}
+
+type route struct {
+	cfg      *RouteConfig
+	upstream *upstream
+	timeout  time.Duration
+	shadow   *Shadow
+}
+
+type upstream struct {
+	name      string
+	cfg       *UpstreamConfig
+	url       *url.URL
+	transport *http.Transport
+	proxy     *httputil.ReverseProxy
+	breaker   *Breaker
+	shed      *Shedder
+}
+
+// policy is a rate-limit policy and whom it applies to.
+type policy struct {
+	cfg    *RateLimitConfig
+	policy *LimitPolicy
+}
+
+func (p *policy) applies(c Caller) bool {
+	return (p.cfg.Lane == "" || p.cfg.Lane == c.Lane) && (p.cfg.Tenant == "" || p.cfg.Tenant == c.Tenant)
+}
+
+// bucket names the token bucket the caller draws from.
+func (p *policy) bucket(c Caller) string {
+	if p.cfg.Per == "lane" {
+		return "lane:" + c.Lane
+	}
+	return "tenant:" + c.Tenant
+}
+
+// build compiles cfg; upstreams whose configuration did not change since
+// old keep their pool, breaker and shedder.
+func (p *Proxy) build(cfg *Config, old *state) (*state, error) {
+	st := &state{cfg: cfg, upstreams: map[string]*upstream{}}
+	for name, uc := range cfg.Upstreams {
+		if old != nil {
+			if prev, ok := old.upstreams[name]; ok && reflect.DeepEqual(prev.cfg, uc) {
+				st.upstreams[name] = prev
+				continue
+			}
+		}
+		st.upstreams[name] = p.newUpstream(name, uc)
+	}
+	for i := range cfg.Routes {
+		rc := &cfg.Routes[i]
+		up, ok := st.upstreams[rc.Upstream]
+		if !ok {
+			return nil, fmt.Errorf("route %s: upstream %q is not defined", rc.Name, rc.Upstream)
+		}
+		rt := &route{cfg: rc, upstream: up, timeout: rc.Timeout}
+		if rt.timeout <= 0 {
+			rt.timeout = up.cfg.Timeout
+		}
+		if sc := rc.Shadow; sc != nil {
+			cand, ok := st.upstreams[sc.Upstream]
+			if !ok {
+				return nil, fmt.Errorf("route %s: shadow upstream %q is not defined", rc.Name, sc.Upstream)
+			}
+			sh, err := NewShadow(ShadowSettings{
+				Route: rc.Name, Target: cand.url, Percent: sc.Percent, Ignore: sc.Ignore,
+				SideEffectFree: sc.SideEffectFree, Transport: cand.transport, Timeout: cand.cfg.Timeout,
+				Metrics: p.set, Logger: p.log,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("route %s: %w", rc.Name, err)
+			}
+			rt.shadow = sh
+		}
+		st.routes = append(st.routes, rt)
+	}
+	for i := range cfg.RateLimits {
+		rl := &cfg.RateLimits[i]
+		st.policies = append(st.policies, &policy{cfg: rl, policy: &LimitPolicy{
+			Name: rl.Name, Rate: rl.Rate, Burst: rl.Burst, DryRun: rl.DryRun,
+		}})
+	}
+	return st, nil
+}
+
+func (p *Proxy) newUpstream(name string, uc *UpstreamConfig) *upstream {
+	u := &upstream{name: name, cfg: uc, url: uc.URL}
+	u.transport = &http.Transport{
+		Proxy: nil, // the upstream is reached directly, never through HTTP_PROXY
+		DialContext: (&net.Dialer{
+			Timeout:   5 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		MaxIdleConns:          0, // bounded per host below
+		MaxIdleConnsPerHost:   uc.MaxIdleConnsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: 0, // the route's timeout bounds the whole call
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // pass bodies through as the upstream sent them
+		ForceAttemptHTTP2:     false,
+	}
+	b := uc.Breaker
+	if b.Disabled {
+		u.breaker = nil
+	} else {
+		u.breaker = NewBreaker(BreakerSettings{
+			Upstream: name, ConsecutiveFailures: b.ConsecutiveFailures, FailureRatio: b.FailureRatio,
+			MinRequests: b.MinRequests, Interval: b.Interval, OpenFor: b.OpenFor,
+			HalfOpenProbes: b.HalfOpenProbes, SlowCall: b.SlowCall,
+		}, p.set, p.log, p.now)
+	}
+	u.shed = NewShedder(name, uc.MaxInFlight, uc.LaneShare, p.set)
+	u.proxy = newReverseProxy(u, p.log)
+	return u
+}
+
+// retire releases what the previous state held that next does not reuse.
+func (s *state) retire(next *state) {
+	for name, u := range s.upstreams {
+		if next.upstreams[name] != u {
+			u.transport.CloseIdleConnections()
+		}
+	}
+}
+
+func (s *state) close(ctx context.Context) error {
+	var errs []error
+	for _, rt := range s.routes {
+		if rt.shadow != nil {
+			errs = append(errs, rt.shadow.Close(ctx))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// match returns the first route for method and path, or nil.
+func (s *state) match(method, path string) *route {
+	rc := s.cfg.Route(method, path)
+	if rc == nil {
+		return nil
+	}
+	for _, rt := range s.routes {
+		if rt.cfg == rc {
+			return rt
+		}
+	}
+	return nil
+}
+
+func (s *state) policiesFor(c Caller) []*policy {
+	var out []*policy
+	for _, p := range s.policies {
+		if p.applies(c) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// authenticate maps the request's API key to a caller. Auth "required"
+// needs a known key; "optional" takes a known key or none; "none" ignores
+// keys altogether. A key that is presented and unknown is always refused
+// where keys count: it is a misconfigured client, not an anonymous one.
+func (s *state) authenticate(r *http.Request, auth string) (Caller, *Problem) {
+	anon := Caller{Tenant: s.cfg.Anonymous.Tenant, Lane: s.cfg.Anonymous.Lane, Anonymous: true}
+	if auth == "none" {
+		return anon, nil
+	}
+	key, inAuth := apiKey(r)
+	if key == "" {
+		if auth == "required" {
+			return Caller{}, &Problem{Status: http.StatusUnauthorized, Title: "API key required", Type: problemBase + "unauthorized",
+				Detail: "send your API key as \"Authorization: Bearer KEY\" or \"X-Api-Key: KEY\""}
+		}
+		return anon, nil
+	}
+	t, ok := s.cfg.TenantByKey(key)
+	if !ok {
+		return Caller{}, &Problem{Status: http.StatusUnauthorized, Title: "Unknown API key", Type: problemBase + "unauthorized",
+			Detail: "the API key is not known; check it with whoever issued it"}
+	}
+	return Caller{Tenant: t.Name, Lane: t.Lane, keyInAuthorization: inAuth}, nil
+}
+
+// idempotent reports whether the route applies idempotency keys to r:
+// POST and PATCH, the methods that are not idempotent by themselves, on
+// routes where keys are required, or optional and the client sent one.
+func (rt *route) idempotent(r *http.Request) bool {
+	if r.Method != http.MethodPost && r.Method != http.MethodPatch {
+		return false
+	}
+	switch rt.cfg.Idempotency.Mode {
+	case "required":
+		return true
+	case "optional":
+		return r.Header.Get(idempotencyKeyHeader) != ""
+	}
+	return false
+}
+
+// allow asks the upstream's breaker, when it has one, to let a call through.
+func (u *upstream) allow() (done func(Outcome), err error) {
+	if u.breaker == nil {
+		return func(Outcome) {}, nil
+	}
+	return u.breaker.Allow()
+}
+
+func (rt *route) sampleShadow(r *http.Request) bool {
+	return rt.shadow != nil && rt.shadow.Sample(r)
+}
+
+// BreakerState returns the circuit breaker state of an upstream: "closed",
+// "half-open" or "open"; "disabled" when it has none, "" when no such
+// upstream exists.
+func (p *Proxy) BreakerState(name string) string {
+	u, ok := p.state.Load().upstreams[name]
+	switch {
+	case !ok:
+		return ""
+	case u.breaker == nil:
+		return "disabled"
+	}
+	return u.breaker.State()
+}
