@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
@@ -224,8 +225,8 @@ type ShadowConfig struct {
 	// Ignore lists dotted JSON paths left out of the comparison; "*"
 	// matches any key or index.
 	Ignore []string
-	// SideEffectFree allows mirroring writes (methods other than GET and
-	// HEAD); without it only reads are mirrored.
+	// SideEffectFree allows mirroring writes; without it only GET, HEAD
+	// and OPTIONS requests are mirrored.
 	SideEffectFree bool
 }
 
@@ -559,13 +560,16 @@ func (k *configChecker) lane(at, lane string) {
 	}
 }
 
+// oneOf reports got unless it is one of allowed; what names the kind of
+// value, with its article.
 func (k *configChecker) oneOf(at, what, got string, allowed ...string) {
 	if !slices.Contains(allowed, got) {
-		k.add(at, "%q is not a%s %s; use %s", got, article(what), what, orList(allowed))
+		k.add(at, "%q is not %s; use %s", got, what, orList(allowed))
 	}
 }
 
-func (k *configChecker) positive(at string, ok bool, what string) {
+// must reports that the value at must be what, unless ok.
+func (k *configChecker) must(at string, ok bool, what string) {
 	if !ok {
 		k.add(at, "must be %s", what)
 	}
@@ -579,23 +583,11 @@ func orList(items []string) string {
 	return strings.Join(items[:len(items)-1], ", ") + " or " + items[len(items)-1]
 }
 
-func article(what string) string {
-	if strings.ContainsRune("aeiou", rune(what[0])) {
-		return "n"
-	}
-	return ""
-}
-
 func (c *Config) validate() []*ConfigError {
 	var k configChecker
-	k.positive("body_limit", c.BodyLimit > 0, "more than 0 bytes")
+	k.must("body_limit", c.BodyLimit > 0, "more than 0 bytes")
 
-	names := make([]string, 0, len(c.Upstreams))
-	for name := range c.Upstreams {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(c.Upstreams)) {
 		c.Upstreams[name].validate(&k, "upstreams."+name, name)
 	}
 
@@ -645,16 +637,16 @@ func (c *Config) validate() []*ConfigError {
 		if rl.Tenant != "" && !tenants[rl.Tenant] && rl.Tenant != c.Anonymous.Tenant {
 			k.add(at+".tenant", "%q is not defined in tenants", rl.Tenant)
 		}
-		k.oneOf(at+".per", "bucket kind", rl.Per, "tenant", "lane")
-		k.positive(at+".rate", rl.Rate > 0 && !math.IsInf(rl.Rate, 0), "a number of requests per second above 0")
-		k.positive(at+".burst", rl.Burst >= 1, "at least 1")
+		k.oneOf(at+".per", "a bucket kind", rl.Per, "tenant", "lane")
+		k.must(at+".rate", rl.Rate > 0 && !math.IsInf(rl.Rate, 0), "a number of requests per second above 0")
+		k.must(at+".burst", rl.Burst >= 1, "at least 1")
 	}
 
 	id := c.Idempotency
-	k.oneOf("idempotency.store", "store", id.Store, "memory", "postgres")
-	k.positive("idempotency.ttl", id.TTL > 0, "a duration above 0, like 24h")
-	k.positive("idempotency.lock_ttl", id.LockTTL > 0, "a duration above 0, like 2m")
-	k.positive("idempotency.max_body", id.MaxBody > 0, "more than 0 bytes")
+	k.oneOf("idempotency.store", "a store", id.Store, "memory", "postgres")
+	k.must("idempotency.ttl", id.TTL > 0, "a duration above 0, like 24h")
+	k.must("idempotency.lock_ttl", id.LockTTL > 0, "a duration above 0, like 2m")
+	k.must("idempotency.max_body", id.MaxBody > 0, "more than 0 bytes")
 	headers := map[string]bool{}
 	for i, h := range id.ReplayHeaders {
 		at := fmt.Sprintf("idempotency.replay_headers[%d]", i)
@@ -694,27 +686,27 @@ func (u *UpstreamConfig) validate(k *configChecker, at, name string) {
 	if err := checkUpstreamURL(u.URL); err != nil {
 		k.add(at+".url", "%v", err)
 	}
-	k.positive(at+".timeout", u.Timeout > 0, "a duration above 0, like 30s")
-	k.positive(at+".max_idle_conns_per_host", u.MaxIdleConnsPerHost >= 1, "at least 1")
-	k.positive(at+".max_in_flight", u.MaxInFlight >= 0, "0 (unlimited) or more")
+	k.must(at+".timeout", u.Timeout > 0, "a duration above 0, like 30s")
+	k.must(at+".max_idle_conns_per_host", u.MaxIdleConnsPerHost >= 1, "at least 1")
+	k.must(at+".max_in_flight", u.MaxInFlight >= 0, "0 (unlimited) or more")
 	for _, lane := range configLanes {
 		share, ok := u.LaneShare[lane]
-		k.positive(at+".lane_share."+lane, ok && share > 0 && share <= 1, "a fraction above 0 and at most 1")
+		k.must(at+".lane_share."+lane, ok && share > 0 && share <= 1, "a fraction above 0 and at most 1")
 	}
-	for lane := range u.LaneShare {
+	for _, lane := range slices.Sorted(maps.Keys(u.LaneShare)) {
 		if !slices.Contains(configLanes, lane) {
 			k.add(at+".lane_share."+lane, "%q is not a lane; use %s", lane, orList(configLanes))
 		}
 	}
 	if b := u.Breaker; !b.Disabled {
 		at := at + ".breaker"
-		k.positive(at+".consecutive_failures", b.ConsecutiveFailures >= 1, "at least 1")
-		k.positive(at+".failure_ratio", b.FailureRatio > 0 && b.FailureRatio <= 1, "a fraction above 0 and at most 1")
-		k.positive(at+".min_requests", b.MinRequests >= 1, "at least 1")
-		k.positive(at+".interval", b.Interval > 0, "a duration above 0, like 60s")
-		k.positive(at+".open_for", b.OpenFor > 0, "a duration above 0, like 10s")
-		k.positive(at+".half_open_probes", b.HalfOpenProbes >= 1, "at least 1")
-		k.positive(at+".slow_call", b.SlowCall >= 0, "0 (off) or a duration above 0, like 10s")
+		k.must(at+".consecutive_failures", b.ConsecutiveFailures >= 1, "at least 1")
+		k.must(at+".failure_ratio", b.FailureRatio > 0 && b.FailureRatio <= 1, "a fraction above 0 and at most 1")
+		k.must(at+".min_requests", b.MinRequests >= 1, "at least 1")
+		k.must(at+".interval", b.Interval > 0, "a duration above 0, like 60s")
+		k.must(at+".open_for", b.OpenFor > 0, "a duration above 0, like 10s")
+		k.must(at+".half_open_probes", b.HalfOpenProbes >= 1, "at least 1")
+		k.must(at+".slow_call", b.SlowCall >= 0, "0 (off) or a duration above 0, like 10s")
 	}
 }
 
@@ -758,11 +750,11 @@ func (c *Config) validateRoute(k *configChecker, i int, names map[string]bool) {
 	case !ok:
 		k.add(at+".upstream", "%q is not defined in upstreams", r.Upstream)
 	}
-	k.positive(at+".timeout", r.Timeout >= 0, "a duration above 0, like 10s")
-	k.oneOf(at+".auth", "auth mode", r.Auth, "required", "optional", "none")
+	k.must(at+".timeout", r.Timeout >= 0, "a duration above 0, like 10s")
+	k.oneOf(at+".auth", "an auth mode", r.Auth, "required", "optional", "none")
 
 	id := r.Idempotency
-	k.oneOf(at+".idempotency.mode", "idempotency mode", id.Mode, "required", "optional", "off")
+	k.oneOf(at+".idempotency.mode", "an idempotency mode", id.Mode, "required", "optional", "off")
 	writes := r.matchesMethod(http.MethodPost) || r.matchesMethod(http.MethodPatch)
 	if id.Mode != "off" && !writes {
 		k.add(at+".idempotency.mode", "%q has no effect: Idempotency-Key applies to POST and PATCH, and the route matches neither", id.Mode)
@@ -788,7 +780,7 @@ func (c *Config) validateRoute(k *configChecker, i int, names map[string]bool) {
 		case s.Upstream == r.Upstream:
 			k.add(at+".upstream", "%q is the route's own upstream; shadow to a different one", s.Upstream)
 		}
-		k.positive(at+".percent", s.Percent >= 0 && s.Percent <= 100, "a number from 0 to 100")
+		k.must(at+".percent", s.Percent >= 0 && s.Percent <= 100, "a number from 0 to 100")
 		for j, p := range s.Ignore {
 			if err := ValidIgnorePattern(p); err != nil {
 				k.add(fmt.Sprintf("%s.ignore[%d]", at, j), "%v", err)

@@ -190,6 +190,30 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 }
 
+// The annotated example in the configuration reference is a valid config.
+func TestDocsExample(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("../docs/proxy-config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "## An annotated example\n\n```yaml\n")
+	example, _, closed := strings.Cut(rest, "```")
+	if !ok || !closed {
+		t.Fatal("docs/proxy-config.md has no annotated example")
+	}
+	cfg, err := ParseConfig([]byte(example), testUpstream)
+	if err != nil {
+		t.Fatalf("the example does not parse: %v", err)
+	}
+	if r := cfg.Route("POST", "/api/v1/orders"); r == nil || r.Name != "create-order" || r.Idempotency.Reconcile == nil {
+		t.Errorf("POST /api/v1/orders goes to %+v, want create-order with a reconcile lookup", r)
+	}
+	if tenant, ok := cfg.TenantByKey("shop-key"); !ok || tenant.Name != "shop" {
+		t.Errorf("the example's shop key is not shop's: %+v", tenant)
+	}
+}
+
 func TestParseConfigAnchors(t *testing.T) {
 	t.Parallel()
 	cfg, err := LoadConfig("testdata/config/anchors.yaml", "")
