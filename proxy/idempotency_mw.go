@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -268,8 +270,9 @@ func foundResource(answer []byte) (bool, []byte, error) {
 	case []any:
 		return first(t)
 	case map[string]any:
-		for _, val := range t {
-			if list, ok := val.([]any); ok {
+		// The first array by key name, so that the choice is stable.
+		for _, name := range slices.Sorted(maps.Keys(t)) {
+			if list, ok := t[name].([]any); ok {
 				return first(list)
 			}
 		}
