@@ -20,8 +20,10 @@ func ExampleFS() {
 		return nil
 	})
 	// Output:
+	// alerts/cdc.yml
 	// alerts/legacy-world.yml
 	// alerts/proxy.yml
+	// grafana/cdc.json
 	// grafana/legacy-world.json
 	// grafana/proxy.json
 	// provisioning/dashboards/ficus.yml

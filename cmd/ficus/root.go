@@ -74,6 +74,7 @@ FICUS_DATABASE_URL). A flag given on the command line wins.`,
 		a.versionCommand(),
 		a.migrateCommand(),
 		a.proxyCommand(),
+		a.cdcCommand(),
 		a.simCommand(),
 		a.demoCommand(),
 	)

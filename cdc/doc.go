@@ -1,0 +1,43 @@
+// Package cdc captures the row changes of a PostgreSQL database from a
+// logical replication slot (plugin pgoutput) and delivers them, transaction
+// by transaction in commit order, at least once.
+//
+// A [Reader] connects with replication=database, starts replication at the
+// slot's confirmed flush LSN (protocol 2 with streaming of large
+// transactions on PostgreSQL 14 and later, protocol 1 before), decodes the
+// messages with a [Decoder] and hands every committed [Tx] to
+// ReaderConfig.Deliver from a delivery goroutine, through a bounded queue
+// so that reading never waits for a sink. The slot's confirmed flush LSN is
+// the checkpoint: the reader confirms the end LSN of a transaction only
+// after Deliver acknowledged it and everything before it, so a restart
+// delivers every unacknowledged transaction again. Transactions without
+// row changes, such as the reader's own heartbeat (a logical decoding
+// message written every ReaderConfig.Heartbeat on a normal connection),
+// are acknowledged without calling Deliver, which lets the slot advance
+// while the captured tables are idle.
+//
+// [Change.Event] turns a change into a CloudEvent whose id, built from the
+// commit LSN and the change's position in its transaction, stays the same
+// on every delivery, so a consumer that deduplicates by id applies each
+// change exactly once.
+//
+// # Metrics
+//
+// The reader registers these metrics on ReaderConfig.Metrics:
+//
+//	ficus_cdc_events_total{table,op}  counter    changes acknowledged by the sinks, by
+//	                                             "schema.table" and operation (insert,
+//	                                             update, delete, truncate)
+//	ficus_cdc_transactions_total      counter    transactions with changes acknowledged
+//	                                             (heartbeats are not counted)
+//	ficus_cdc_lag_bytes               gauge      server WAL end from the last keepalive
+//	                                             minus the acknowledged LSN: WAL the
+//	                                             slot still holds back
+//	ficus_cdc_lag_seconds             gauge      now minus the commit time of the oldest
+//	                                             decoded transaction not yet acknowledged
+//	                                             (the one after the last acknowledged);
+//	                                             0 when idle and caught up
+//	ficus_cdc_deliver_seconds         histogram  duration of Deliver calls
+//	ficus_cdc_acknowledged_lsn        gauge      end LSN of the last acknowledged
+//	                                             transaction, as a number
+package cdc

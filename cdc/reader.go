@@ -1,0 +1,702 @@
+package cdc
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Errors of the reader.
+var (
+	// ErrRunning means Run was called while another Run of the same
+	// Reader had not returned.
+	ErrRunning = errors.New("cdc: the reader is already running")
+	// ErrSlotNotFound means the replication slot does not exist in the
+	// database: create it (ficus cdc setup) or fix the slot name.
+	ErrSlotNotFound = errors.New("cdc: replication slot not found")
+	// ErrPublicationNotFound means the publication does not exist in the
+	// database: create it (ficus cdc setup) or fix the publication name.
+	ErrPublicationNotFound = errors.New("cdc: publication not found")
+)
+
+// Defaults of ReaderConfig.
+const (
+	DefaultStatusInterval = 10 * time.Second
+	DefaultHeartbeat      = 30 * time.Second
+	DefaultQueueSize      = 1024
+	DefaultDrainTimeout   = 30 * time.Second
+)
+
+// HeartbeatPrefix is the prefix of the logical decoding message the
+// reader's heartbeat writes.
+const HeartbeatPrefix = "ficus-heartbeat"
+
+// heartbeatSQL writes a transactional message: it forms a transaction of
+// its own that pgoutput sends (with the messages option, or on servers
+// before 15 that send empty transactions too) and whose end LSN the reader
+// can confirm.
+const heartbeatSQL = `SELECT pg_logical_emit_message(true, '` + HeartbeatPrefix + `', now()::text)`
+
+// slotQuery looks up the slot; %s is the quoted slot name.
+const slotQuery = `SELECT plugin, slot_type, database, confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = %s`
+
+// publicationQuery checks that the publication exists; %s is its quoted name.
+const publicationQuery = `SELECT 1 FROM pg_publication WHERE pubname = %s`
+
+// sessionParams are set on the replication connection so that values
+// arrive in the text forms the decoder reads.
+var sessionParams = map[string]string{
+	"TimeZone":           "UTC",
+	"DateStyle":          "ISO, MDY",
+	"IntervalStyle":      "postgres",
+	"bytea_output":       "hex",
+	"extra_float_digits": "3",
+}
+
+// ReaderConfig configures a Reader.
+type ReaderConfig struct {
+	// ConnString is the URL or keyword/value string of the database whose
+	// slot is read; "replication=database" is added. The user needs the
+	// REPLICATION attribute. Required.
+	ConnString string
+	// Slot is the name of the logical replication slot (plugin pgoutput).
+	// Required.
+	Slot string
+	// Publication is the name of the publication that selects the tables,
+	// written as in SQL (double-quote a mixed-case name), as for Setup.
+	// Required.
+	Publication string
+	// Deliver hands a committed transaction with changes to the sinks and
+	// returns nil only once every sink has acknowledged all its changes;
+	// the reader then lets the slot move past it. It is called from one
+	// goroutine, in commit order. An error stops Run, which returns it:
+	// the transaction is delivered again by the next Run. After Run's
+	// context ends, the call in progress gets DrainTimeout to finish.
+	// Required.
+	Deliver func(ctx context.Context, tx Tx) error
+	// StatusInterval is how often the reader confirms its position to the
+	// server (it also answers at once when the server asks). Defaults to
+	// 10s; it must stay below the server's wal_sender_timeout (60s).
+	StatusInterval time.Duration
+	// Heartbeat is how often the reader writes a heartbeat message on a
+	// normal connection, so that the slot advances while the captured
+	// tables are idle and the rest of the server writes WAL. Defaults to
+	// 30s; a negative value turns heartbeats off.
+	Heartbeat time.Duration
+	// HeartbeatConn is the connection string for heartbeats; it must reach
+	// the same database. Defaults to ConnString.
+	HeartbeatConn string
+	// QueueSize is how many decoded transactions may wait for delivery
+	// before the reader stops reading from the server. Defaults to 1024.
+	QueueSize int
+	// DrainTimeout is how long the Deliver call in progress may still run
+	// after Run's context ends. Defaults to 30s.
+	DrainTimeout time.Duration
+	// Logger receives the reader's logs. Defaults to discarding them.
+	Logger *slog.Logger
+	// Metrics receives the ficus_cdc_* metrics. Defaults to a new set.
+	Metrics *metrics.Set
+	// Now tells the time for lag and delivery duration. Defaults to
+	// time.Now.
+	Now func() time.Time
+}
+
+// Reader reads a logical replication slot and delivers its committed
+// transactions, in commit order, at least once.
+type Reader struct {
+	cfg         ReaderConfig
+	publication string // as stored in the catalog
+	log         *slog.Logger
+	metrics     *readerMetrics
+	dec         *Decoder
+	running     atomic.Bool
+
+	// acked is the end LSN of the last transaction every sink
+	// acknowledged (at first the slot's confirmed flush LSN); walEnd the
+	// server's WAL end from its last keepalive.
+	acked  atomic.Uint64
+	walEnd atomic.Uint64
+	// pending holds the commit times of the transactions handed to the
+	// delivery goroutine and not yet acknowledged, oldest first.
+	pending pendingTimes
+}
+
+// NewReader checks cfg, fills in its defaults and returns a Reader.
+func NewReader(cfg ReaderConfig) (*Reader, error) {
+	var errs []error
+	if cfg.ConnString == "" {
+		errs = append(errs, errors.New("ConnString is required (the database URL)"))
+	} else if _, err := pgconn.ParseConfig(cfg.ConnString); err != nil {
+		errs = append(errs, fmt.Errorf("ConnString: %w", err))
+	}
+	if err := validateSlotName(cfg.Slot); err != nil {
+		errs = append(errs, err)
+	}
+	if err := validatePublicationName(cfg.Publication); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.Deliver == nil {
+		errs = append(errs, errors.New("a Deliver func is required"))
+	}
+	if cfg.StatusInterval < 0 || cfg.QueueSize < 0 || cfg.DrainTimeout < 0 {
+		errs = append(errs, errors.New("StatusInterval, QueueSize and DrainTimeout must not be negative (zero means the default)"))
+	}
+	cfg.StatusInterval = cmp.Or(cfg.StatusInterval, DefaultStatusInterval)
+	cfg.Heartbeat = cmp.Or(cfg.Heartbeat, DefaultHeartbeat)
+	cfg.HeartbeatConn = cmp.Or(cfg.HeartbeatConn, cfg.ConnString)
+	if cfg.Heartbeat > 0 && cfg.HeartbeatConn != cfg.ConnString {
+		if _, err := pgx.ParseConfig(cfg.HeartbeatConn); err != nil {
+			errs = append(errs, fmt.Errorf("HeartbeatConn: %w", err))
+		}
+	}
+	cfg.QueueSize = cmp.Or(cfg.QueueSize, DefaultQueueSize)
+	cfg.DrainTimeout = cmp.Or(cfg.DrainTimeout, DefaultDrainTimeout)
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("cdc reader config: %w", err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewSet()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	r := &Reader{
+		cfg:         cfg,
+		publication: publicationIdent(cfg.Publication),
+		log:         cfg.Logger.With("component", "cdc", "slot", cfg.Slot),
+		dec:         NewDecoder(),
+	}
+	r.metrics = newReaderMetrics(cfg.Metrics, r)
+	return r, nil
+}
+
+// session is one replication connection.
+type session struct {
+	conn     *pgconn.PgConn
+	database string
+	// received is the highest WAL position the server reported.
+	received   pglogrepl.LSN
+	nextStatus time.Time
+}
+
+// Run reads the slot until ctx ends or an error occurs: it connects,
+// starts replication at the slot's confirmed flush LSN, decodes
+// transactions and hands them to a delivery goroutine that calls Deliver
+// in commit order, and confirms to the server the end of every transaction
+// Deliver acknowledged. When ctx ends it stops reading, lets the Deliver
+// call in progress finish, confirms what was acknowledged and returns nil.
+//
+// Run returns the error of Deliver or of the connection; calling it again
+// resumes after the last confirmed transaction and delivers the
+// unacknowledged ones again, with the same event ids.
+func (r *Reader) Run(ctx context.Context) error {
+	if !r.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer r.running.Store(false)
+
+	s, err := r.connect(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while connecting
+		}
+		return err
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		s.conn.Close(closeCtx)
+	}()
+
+	readCtx, stopReading := context.WithCancelCause(ctx)
+	defer stopReading(nil)
+	deliverCtx, stopDelivering := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopDelivering()
+	queue := make(chan Tx, r.cfg.QueueSize)
+	delivered := make(chan struct{})
+
+	var (
+		wg         sync.WaitGroup
+		deliverErr error
+	)
+	wg.Go(func() {
+		defer close(delivered)
+		if deliverErr = r.deliverLoop(readCtx, deliverCtx, queue); deliverErr != nil {
+			stopReading(deliverErr)
+		}
+	})
+	wg.Go(func() {
+		// After reading stops, the Deliver call in progress gets
+		// DrainTimeout before its context is canceled.
+		select {
+		case <-delivered:
+			return
+		case <-readCtx.Done():
+		}
+		t := time.NewTimer(r.cfg.DrainTimeout)
+		defer t.Stop()
+		select {
+		case <-delivered:
+		case <-t.C:
+			r.log.Warn("delivery did not finish in time after stop; canceling it", "drain_timeout", r.cfg.DrainTimeout)
+			stopDelivering()
+		}
+	})
+	if r.cfg.Heartbeat > 0 {
+		wg.Go(func() { r.heartbeatLoop(readCtx) })
+	}
+
+	readErr := r.readLoop(readCtx, s, queue)
+	stopReading(readErr)
+	wg.Wait()
+
+	// Confirm what was acknowledged, including the transaction that was in
+	// hand when reading stopped. After a read error the connection may be
+	// gone; the attempt costs nothing.
+	if err := r.sendStatus(s); err != nil && readErr == nil {
+		r.log.Warn("final status update failed", "error", err)
+	}
+	r.pending.reset()
+	r.log.Info("replication stopped", "acknowledged_lsn", pglogrepl.LSN(r.acked.Load()))
+	switch {
+	case deliverErr != nil:
+		return deliverErr
+	case readErr != nil:
+		return readErr
+	}
+	return nil
+}
+
+// connect opens the replication connection, checks the slot and the
+// publication and starts replication at the slot's confirmed flush LSN.
+func (r *Reader) connect(ctx context.Context) (*session, error) {
+	cfg, err := pgconn.ParseConfig(r.cfg.ConnString)
+	if err != nil {
+		return nil, fmt.Errorf("parse connection string: %w", err)
+	}
+	cfg.RuntimeParams["replication"] = "database"
+	for k, v := range sessionParams {
+		cfg.RuntimeParams[k] = v
+	}
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect for replication to %s: %w (the user needs the REPLICATION attribute)", cfg.Database, err)
+	}
+	s := &session{conn: conn}
+	if err := r.start(ctx, s); err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return s, nil
+}
+
+func (r *Reader) start(ctx context.Context, s *session) error {
+	sys, err := pglogrepl.IdentifySystem(ctx, s.conn)
+	if err != nil {
+		return fmt.Errorf("identify system: %w", err)
+	}
+	s.database = sys.DBName
+
+	start, err := r.slotPosition(ctx, s)
+	if err != nil {
+		return err
+	}
+	rows, err := s.conn.Exec(ctx, fmt.Sprintf(publicationQuery, quoteLiteral(r.publication))).ReadAll()
+	if err != nil {
+		return fmt.Errorf("look up publication %s: %w", r.cfg.Publication, err)
+	}
+	if len(rows) != 1 || len(rows[0].Rows) == 0 {
+		return fmt.Errorf("%w: %s in database %s (create it with \"ficus cdc setup\")", ErrPublicationNotFound, r.cfg.Publication, s.database)
+	}
+
+	version, err := serverMajor(s.conn.ParameterStatus("server_version"))
+	if err != nil {
+		return err
+	}
+	args := []string{"publication_names " + quoteLiteral(quoteIdent(r.publication))}
+	proto := 1
+	switch {
+	case version < 10:
+		return fmt.Errorf("server version %d has no pgoutput: use PostgreSQL 10 or later", version)
+	case version >= 14:
+		// Protocol 2 streams large transactions before they commit; the
+		// messages option sends the heartbeat's message, which keeps its
+		// transaction from being skipped as empty.
+		proto = 2
+		args = append(args, "streaming 'on'", "messages 'true'")
+	}
+	args = append([]string{fmt.Sprintf("proto_version '%d'", proto)}, args...)
+
+	r.dec.Reset()
+	r.pending.reset()
+	r.acked.Store(uint64(start))
+	s.received = start
+	s.nextStatus = time.Now().Add(r.cfg.StatusInterval)
+	err = pglogrepl.StartReplication(ctx, s.conn, r.cfg.Slot, start, pglogrepl.StartReplicationOptions{
+		Mode:       pglogrepl.LogicalReplication,
+		PluginArgs: args,
+	})
+	if err != nil {
+		return fmt.Errorf("start replication on slot %s at %s: %w", r.cfg.Slot, start, err)
+	}
+	r.log.Info("replication started", "database", s.database, "publication", r.publication,
+		"start_lsn", start, "protocol", proto, "server_version", version)
+	return nil
+}
+
+// slotPosition checks the slot and returns its confirmed flush LSN.
+func (r *Reader) slotPosition(ctx context.Context, s *session) (pglogrepl.LSN, error) {
+	results, err := s.conn.Exec(ctx, fmt.Sprintf(slotQuery, quoteLiteral(r.cfg.Slot))).ReadAll()
+	if err != nil {
+		return 0, fmt.Errorf("look up slot %s: %w", r.cfg.Slot, err)
+	}
+	if len(results) != 1 || len(results[0].Rows) == 0 {
+		return 0, fmt.Errorf("%w: %s (create it with \"ficus cdc setup\")", ErrSlotNotFound, r.cfg.Slot)
+	}
+	row := results[0].Rows[0]
+	if len(row) != 4 {
+		return 0, fmt.Errorf("look up slot %s: %d columns, want 4", r.cfg.Slot, len(row))
+	}
+	plugin, kind, database, confirmed := string(row[0]), string(row[1]), string(row[2]), row[3]
+	switch {
+	case kind != "logical" || plugin != OutputPlugin:
+		return 0, fmt.Errorf("slot %s is a %s slot with plugin %q: ficus needs a logical slot with plugin %s", r.cfg.Slot, kind, plugin, OutputPlugin)
+	case database != s.database:
+		return 0, fmt.Errorf("slot %s belongs to database %s, not %s: connect to %s", r.cfg.Slot, database, s.database, database)
+	case confirmed == nil:
+		return 0, fmt.Errorf("slot %s has no confirmed flush LSN yet: it is still being created", r.cfg.Slot)
+	}
+	lsn, err := pglogrepl.ParseLSN(string(confirmed))
+	if err != nil || lsn == 0 {
+		return 0, fmt.Errorf("slot %s: confirmed flush LSN %q: %v", r.cfg.Slot, confirmed, err)
+	}
+	return lsn, nil
+}
+
+// readLoop receives and decodes messages until ctx ends (nil) or an error.
+func (r *Reader) readLoop(ctx context.Context, s *session, queue chan<- Tx) error {
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !time.Now().Before(s.nextStatus) {
+			if err := r.sendStatus(s); err != nil {
+				return err
+			}
+		}
+		recvCtx, cancel := context.WithDeadline(ctx, s.nextStatus)
+		msg, err := s.conn.ReceiveMessage(recvCtx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil && pgconn.Timeout(err):
+			continue // time for a status update
+		case err != nil:
+			return fmt.Errorf("receive replication message: %w", err)
+		}
+		if err := r.handle(ctx, s, msg, queue); err != nil {
+			return err
+		}
+	}
+}
+
+// handle processes one message from the server.
+func (r *Reader) handle(ctx context.Context, s *session, msg pgproto3.BackendMessage, queue chan<- Tx) error {
+	switch msg := msg.(type) {
+	case *pgproto3.CopyData:
+		if len(msg.Data) == 0 {
+			return errors.New("receive replication message: empty CopyData")
+		}
+		switch msg.Data[0] {
+		case pglogrepl.PrimaryKeepaliveMessageByteID:
+			ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(msg.Data[1:])
+			if err != nil {
+				return fmt.Errorf("parse keepalive: %w", err)
+			}
+			s.received = max(s.received, ka.ServerWALEnd)
+			r.walEnd.Store(uint64(ka.ServerWALEnd))
+			if ka.ReplyRequested {
+				return r.sendStatus(s)
+			}
+			return nil
+		case pglogrepl.XLogDataByteID:
+			xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
+			if err != nil {
+				return fmt.Errorf("parse XLogData: %w", err)
+			}
+			s.received = max(s.received, xld.WALStart)
+			tx, ok, err := r.dec.Decode(xld.WALStart, xld.WALData)
+			if err != nil {
+				return fmt.Errorf("decode message at %s: %w", xld.WALStart, err)
+			}
+			if ok {
+				return r.enqueue(ctx, s, tx, queue)
+			}
+			return nil
+		}
+		return fmt.Errorf("receive replication message: unknown CopyData type %q", msg.Data[0])
+	case *pgproto3.ErrorResponse:
+		return fmt.Errorf("replication: %w", pgconn.ErrorResponseToPgError(msg))
+	case *pgproto3.CopyDone:
+		return errors.New("replication: the server ended the stream (shutting down?)")
+	}
+	return nil // notices and parameter changes
+}
+
+// enqueue hands tx to the delivery goroutine. While the queue is full it
+// keeps confirming its position so that the server does not time out.
+func (r *Reader) enqueue(ctx context.Context, s *session, tx Tx, queue chan<- Tx) error {
+	r.pending.push(tx.CommitTime)
+	for {
+		t := time.NewTimer(time.Until(s.nextStatus))
+		select {
+		case queue <- tx:
+			t.Stop()
+			return nil
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+			if err := r.sendStatus(s); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// sendStatus confirms the acknowledged position to the server, always
+// setting the flush position explicitly.
+func (r *Reader) sendStatus(s *session) error {
+	acked := pglogrepl.LSN(r.acked.Load())
+	err := pglogrepl.SendStandbyStatusUpdate(context.Background(), s.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: max(s.received, acked),
+		WALFlushPosition: acked,
+		WALApplyPosition: acked,
+		ClientTime:       r.cfg.Now(),
+	})
+	s.nextStatus = time.Now().Add(r.cfg.StatusInterval)
+	if err != nil {
+		return fmt.Errorf("confirm lsn %s: %w", acked, err)
+	}
+	return nil
+}
+
+// deliverLoop delivers transactions in queue order until readCtx ends or
+// Deliver fails. Deliver runs with ctx, which outlives readCtx.
+func (r *Reader) deliverLoop(readCtx, ctx context.Context, queue <-chan Tx) error {
+	for {
+		select {
+		case <-readCtx.Done():
+			return nil
+		case tx := <-queue:
+			if readCtx.Err() != nil {
+				return nil // not started: the next session delivers it
+			}
+			if err := r.deliver(ctx, tx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// deliver calls Deliver for a transaction with changes, then records it
+// as acknowledged. A transaction without changes (a heartbeat) is
+// acknowledged at once: everything before it already is.
+func (r *Reader) deliver(ctx context.Context, tx Tx) error {
+	if len(tx.Changes) > 0 {
+		start := r.cfg.Now()
+		err := r.cfg.Deliver(ctx, tx)
+		r.metrics.deliver.Update(r.cfg.Now().Sub(start).Seconds())
+		if err != nil {
+			return fmt.Errorf("deliver transaction %d committed at %s: %w", tx.XID, tx.CommitLSN, err)
+		}
+		r.metrics.delivered(tx)
+	}
+	if uint64(tx.EndLSN) > r.acked.Load() {
+		r.acked.Store(uint64(tx.EndLSN))
+	}
+	r.pending.pop()
+	return nil
+}
+
+// heartbeatLoop writes a heartbeat every Heartbeat until ctx ends.
+func (r *Reader) heartbeatLoop(ctx context.Context) {
+	h := &heartbeat{connString: r.cfg.HeartbeatConn}
+	defer h.close()
+	t := time.NewTicker(r.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := h.beat(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("heartbeat failed; the slot may not advance while the tables are idle", "error", err)
+		}
+	}
+}
+
+// heartbeat writes heartbeat messages on a normal connection, opened on
+// first use and again after an error.
+type heartbeat struct {
+	connString string
+	conn       *pgx.Conn
+}
+
+func (h *heartbeat) beat(ctx context.Context) error {
+	if h.conn == nil {
+		cfg, err := pgx.ParseConfig(h.connString)
+		if err != nil {
+			return fmt.Errorf("heartbeat: parse connection string: %w", err)
+		}
+		delete(cfg.RuntimeParams, "replication")
+		if h.conn, err = pgx.ConnectConfig(ctx, cfg); err != nil {
+			return fmt.Errorf("heartbeat: connect: %w", err)
+		}
+	}
+	if _, err := h.conn.Exec(ctx, heartbeatSQL); err != nil {
+		h.close()
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	return nil
+}
+
+func (h *heartbeat) close() {
+	if h.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		h.conn.Close(ctx)
+		h.conn = nil
+	}
+}
+
+// pendingTimes is a FIFO of commit times.
+type pendingTimes struct {
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func (p *pendingTimes) push(t time.Time) {
+	p.mu.Lock()
+	p.times = append(p.times, t)
+	p.mu.Unlock()
+}
+
+func (p *pendingTimes) pop() {
+	p.mu.Lock()
+	if len(p.times) > 0 {
+		p.times[0] = time.Time{}
+		p.times = p.times[1:]
+	}
+	if len(p.times) == 0 {
+		p.times = nil // let the backing array go
+	}
+	p.mu.Unlock()
+}
+
+func (p *pendingTimes) oldest() (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.times) == 0 {
+		return time.Time{}, false
+	}
+	return p.times[0], true
+}
+
+func (p *pendingTimes) reset() {
+	p.mu.Lock()
+	p.times = nil
+	p.mu.Unlock()
+}
+
+// readerMetrics are the ficus_cdc_* metrics (see the package doc).
+type readerMetrics struct {
+	set          *metrics.Set
+	transactions *metrics.Counter
+	deliver      *metrics.Histogram
+
+	mu     sync.Mutex
+	events map[[2]string]*metrics.Counter
+}
+
+func newReaderMetrics(set *metrics.Set, r *Reader) *readerMetrics {
+	set.GetOrCreateGauge("ficus_cdc_lag_bytes", func() float64 {
+		end, acked := r.walEnd.Load(), r.acked.Load()
+		if end <= acked {
+			return 0
+		}
+		return float64(end - acked)
+	})
+	set.GetOrCreateGauge("ficus_cdc_lag_seconds", func() float64 {
+		oldest, ok := r.pending.oldest()
+		if !ok {
+			return 0
+		}
+		return max(0, r.cfg.Now().Sub(oldest).Seconds())
+	})
+	set.GetOrCreateGauge("ficus_cdc_acknowledged_lsn", func() float64 {
+		return float64(r.acked.Load())
+	})
+	return &readerMetrics{
+		set:          set,
+		transactions: set.GetOrCreateCounter("ficus_cdc_transactions_total"),
+		deliver:      set.GetOrCreateHistogram("ficus_cdc_deliver_seconds"),
+		events:       make(map[[2]string]*metrics.Counter),
+	}
+}
+
+// delivered counts the changes of an acknowledged transaction.
+func (m *readerMetrics) delivered(tx Tx) {
+	m.transactions.Inc()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range tx.Changes {
+		k := [2]string{c.Schema + "." + c.Table, c.Op}
+		ctr, ok := m.events[k]
+		if !ok {
+			ctr = m.set.GetOrCreateCounter(fmt.Sprintf(`ficus_cdc_events_total{table=%q,op=%q}`, k[0], k[1]))
+			m.events[k] = ctr
+		}
+		ctr.Inc()
+	}
+}
+
+// serverMajor reads the major version from the server_version parameter,
+// e.g. "15.4 (Debian 15.4-1)" or "9.6.2".
+func serverMajor(v string) (int, error) {
+	end := strings.IndexFunc(v, func(r rune) bool { return r < '0' || r > '9' })
+	if end < 0 {
+		end = len(v)
+	}
+	n, err := strconv.Atoi(v[:end])
+	if err != nil {
+		return 0, fmt.Errorf("server version %q: cannot read the major version", v)
+	}
+	return n, nil
+}
+
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+func quoteIdent(s string) string {
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}

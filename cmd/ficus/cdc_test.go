@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ficuslabs/ficus/cloudevent"
+	"github.com/ficuslabs/ficus/internal/pgtest"
+	"github.com/ficuslabs/ficus/sim/shop"
+)
+
+// setup, status, run into a JSONL file, teardown: the commands a user
+// types, against a real database.
+func TestCDCCommands(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	if err := shop.EnsureSchema(ctx, db.Pool); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("FICUS_DATABASE_URL", db.URL)
+	args := []string{"--slot", "crm", "--publication", "crm"}
+	if code, out, errOut := ficus(t, append([]string{"cdc", "setup", "--tables", "shop.customers,shop.orders"}, args...)...); code != 0 {
+		t.Fatalf("setup: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := ficus(t, append([]string{"cdc", "status"}, args...)...); code != 0 || !strings.Contains(out, "shop.orders") {
+		t.Fatalf("status: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, err := db.Pool.Exec(ctx, `
+		INSERT INTO shop.customers (email, name) VALUES ('ann@example.com', 'Ann');
+		INSERT INTO shop.orders (customer_id, status, total, currency, created_at, updated_at)
+		SELECT id, 'new', 10, 'RUB', now(), now() FROM shop.customers;
+		UPDATE shop.orders SET status = 'priced';`); err != nil {
+		t.Fatal(err)
+	}
+
+	file := filepath.Join(t.TempDir(), "events.jsonl")
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan int, 1)
+	var out, errOut bytes.Buffer
+	go func() {
+		done <- run(runCtx, append([]string{"cdc", "run", "--sink", "jsonl://" + file, "--metrics-listen", "127.0.0.1:0"}, args...), &out, &errOut)
+	}()
+	var events []cloudevent.Event
+	deadline := time.Now().Add(time.Minute)
+	for len(events) < 3 {
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatalf("only %d events arrived\n%s", len(events), errOut.String())
+		}
+		b, _ := os.ReadFile(file)
+		events = events[:0]
+		for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+			if len(line) == 0 {
+				continue
+			}
+			e, err := cloudevent.Parse(line)
+			if err != nil {
+				t.Fatalf("line %q: %v", line, err)
+			}
+			events = append(events, e)
+		}
+		time.Sleep(20 * time.Millisecond) // poll the file for the condition
+	}
+	stop()
+	if code := <-done; code != 0 {
+		t.Fatalf("run: exit %d\n%s", code, errOut.String())
+	}
+	var types []string
+	for _, e := range events {
+		types = append(types, e.Type)
+	}
+	if got := strings.Join(types, " "); got != "dev.ficus.cdc.insert dev.ficus.cdc.insert dev.ficus.cdc.update" {
+		t.Fatalf("event types %q", got)
+	}
+	if !strings.Contains(string(events[2].Data), `"priced"`) {
+		t.Fatalf("update event data %s", events[2].Data)
+	}
+	if code, out, errOut := ficus(t, append([]string{"cdc", "teardown"}, args...)...); code != 0 {
+		t.Fatalf("teardown: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, _ := ficus(t, append([]string{"cdc", "status"}, args...)...); code == 0 {
+		t.Fatal("status of a dropped slot exits 0")
+	}
+}
