@@ -27,11 +27,14 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ficuslabs/ficus/cdc"
+	"github.com/ficuslabs/ficus/cloudevent"
 	"github.com/ficuslabs/ficus/internal/httpserve"
 	"github.com/ficuslabs/ficus/proxy"
 	"github.com/ficuslabs/ficus/sim/crm"
 	"github.com/ficuslabs/ficus/sim/mes"
 	"github.com/ficuslabs/ficus/sim/shop"
+	"github.com/ficuslabs/ficus/sink"
 )
 
 // ErrNoPool means Config.Pool was not set.
@@ -80,6 +83,9 @@ type Report struct {
 	LongestQuoteWait                            time.Duration
 	// Shop status changes committed, and what the polling CRM saw of them.
 	ShopStatusChanges, CRMTransitionsSeen, CRMMissedStatuses int
+	// What the CRM fed by ficus cdc saw: transitions, missed statuses, and
+	// redelivered events it recognised by id.
+	CDCTransitionsSeen, CDCMissedStatuses, CDCDuplicates int
 	// BreakerOpened and BreakerClosed count the proxy's breaker
 	// transitions the demo saw.
 	BreakerOpened, BreakerClosed int
@@ -119,14 +125,18 @@ type world struct {
 	mes    *mes.Server
 	shop   *shop.Generator
 	crm    *crm.CRM
+	crmCDC *crm.CRM // the CRM in webhook mode, fed by ficus cdc
+	cdc    *cdc.Reader
+	sink   sink.Sink
 	proxy  *proxy.Proxy
 	legacy *b2bClient
 	ficus  *b2bClient
 	quotes *quoteClients
 	admin  *http.Client
 
-	proxySet           *metrics.Set
+	proxySet, cdcSet   *metrics.Set
 	mesBase, proxyBase string
+	crmCDCBase         string
 	start0             time.Time
 	breaker            string
 	opened, closed     int
@@ -165,7 +175,7 @@ routes:
 
 func (w *world) start(ctx context.Context) error {
 	cfg := w.cfg
-	sets := [4]*metrics.Set{metrics.NewSet(), metrics.NewSet(), metrics.NewSet(), metrics.NewSet()}
+	sets := [6]*metrics.Set{metrics.NewSet(), metrics.NewSet(), metrics.NewSet(), metrics.NewSet(), metrics.NewSet(), metrics.NewSet()}
 	for _, s := range sets {
 		cfg.Register(s)
 	}
@@ -185,9 +195,21 @@ func (w *world) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w.proxySet = sets[3]
+	w.proxySet, w.cdcSet = sets[3], sets[5]
+	w.crmCDC, err = crm.New(crm.Config{Mode: crm.ModeWebhook, Metrics: sets[4], Logger: cfg.Logger})
+	if err != nil {
+		return err
+	}
+	// The slot is created before the shop takes its first order, so that
+	// ficus cdc sees every change; it is dropped at the end.
+	if _, err := cdc.Setup(ctx, cfg.Pool, cdc.SetupConfig{Slot: demoSlot, Publication: demoSlot, Tables: []string{"shop.orders"}}); err != nil {
+		return fmt.Errorf("demo: ficus cdc setup (the database needs wal_level=logical): %w", err)
+	}
 	return nil
 }
+
+// demoSlot names the demo's replication slot and publication.
+const demoSlot = "ficus_demo"
 
 func (w *world) run(ctx context.Context) (Report, error) {
 	cfg := w.cfg
@@ -198,6 +220,20 @@ func (w *world) run(ctx context.Context) (Report, error) {
 	proxyLn, err := httpserve.Listen("127.0.0.1:0")
 	if err != nil {
 		mesLn.Close()
+		return Report{}, err
+	}
+	crmLn, err := httpserve.Listen("127.0.0.1:0")
+	if err != nil {
+		mesLn.Close()
+		proxyLn.Close()
+		return Report{}, err
+	}
+	w.crmCDCBase = "http://" + crmLn.Addr().String()
+	defer w.teardownCDC(context.WithoutCancel(ctx))
+	if err := w.startCDC(ctx); err != nil {
+		mesLn.Close()
+		proxyLn.Close()
+		crmLn.Close()
 		return Report{}, err
 	}
 	w.mesBase, w.proxyBase = "http://"+mesLn.Addr().String(), "http://"+proxyLn.Addr().String()
@@ -221,7 +257,8 @@ func (w *world) run(ctx context.Context) (Report, error) {
 
 	fmt.Fprintf(cfg.Out, "ficus demo: the legacy world for %s. One price takes %s, standing in for 2–3 minutes.\n", cfg.Duration, cfg.CalcTime)
 	fmt.Fprintf(cfg.Out, "  MES %s; ficus proxy %s in front of it. The same B2B client runs twice:\n", w.mesBase, w.proxyBase)
-	fmt.Fprintf(cfg.Out, "  \"legacy\" posts straight to the MES; \"ficus\" posts through the proxy with an Idempotency-Key.\n\n")
+	fmt.Fprintf(cfg.Out, "  \"legacy\" posts straight to the MES; \"ficus\" posts through the proxy with an Idempotency-Key.\n")
+	fmt.Fprintf(cfg.Out, "  Two CRMs follow the shop: one polls shop.orders every %s, one is fed by ficus cdc from the WAL.\n\n", cfg.PollInterval)
 
 	runCtx, stop := context.WithTimeout(ctx, cfg.Duration)
 	defer stop()
@@ -234,10 +271,14 @@ func (w *world) run(ctx context.Context) (Report, error) {
 	servers.Go(func() error {
 		return httpserve.Run(serveCtx, httpserve.Config{Listener: proxyLn, Handler: w.proxy, DrainTimeout: time.Second})
 	})
+	servers.Go(func() error {
+		return httpserve.Run(serveCtx, httpserve.Config{Listener: crmLn, Handler: w.crmCDC.Handler(), DrainTimeout: time.Second})
+	})
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return ignoreEnd(w.shop.Run(gctx)) })
 	g.Go(func() error { return ignoreEnd(w.crm.Run(gctx)) })
 	g.Go(func() error { return ignoreEnd(w.proxy.Run(gctx)) })
+	g.Go(func() error { return ignoreEnd(w.cdc.Run(gctx)) })
 	g.Go(func() error { return w.drive(gctx) })
 	err = g.Wait()
 	w.legacy.wait()
@@ -410,11 +451,11 @@ func (w *world) line(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	l, f, s, c := w.legacy.stats(), w.ficus.stats(), w.shop.Stats(), w.crm.Stats()
+	l, f, s, c, h := w.legacy.stats(), w.ficus.stats(), w.shop.Stats(), w.crm.Stats(), w.crmCDC.Stats()
 	fmt.Fprintf(w.cfg.Out, "[%5s] B2B legacy %3d orders, %3d tries → %3d duplicates │ via ficus %3d orders, %3d tries → %d duplicates │ breaker %s\n",
 		w.elapsed(), l.Sent, l.Tries, m.duplicates(w.legacy.prefix), f.Sent, f.Tries, m.duplicates(w.ficus.prefix), w.breaker)
-	fmt.Fprintf(w.cfg.Out, "        quotes %3d priced, %3d queued │ shop %3d status changes → polling CRM saw %3d, missed %3d\n",
-		m.QuotesComputed, m.QuotesWaiting, s.StatusChanges, c.Transitions, c.MissedStatuses)
+	fmt.Fprintf(w.cfg.Out, "        quotes %3d priced, %3d queued │ shop %3d status changes → polling CRM saw %3d, missed %3d │ CDC-fed CRM saw %3d, missed %d\n",
+		m.QuotesComputed, m.QuotesWaiting, s.StatusChanges, c.Transitions, c.MissedStatuses, h.Transitions, h.MissedStatuses)
 	return nil
 }
 
@@ -440,7 +481,8 @@ func (w *world) report(ctx context.Context) (Report, error) {
 		s := c.client.stats()
 		*c.into = ClientReport{Orders: s.Sent, Attempts: s.Tries, Acknowledged: s.Acked, Duplicates: m.duplicates(c.client.prefix), Lost: lost}
 	}
-	q, s, c := w.quotes.stats(), w.shop.Stats(), w.crm.Stats()
+	q, s, c, h := w.quotes.stats(), w.shop.Stats(), w.crm.Stats(), w.crmCDC.Stats()
+	r.CDCTransitionsSeen, r.CDCMissedStatuses, r.CDCDuplicates = h.Transitions, h.MissedStatuses, h.Duplicates
 	r.QuotesRequested, r.QuotesQueued, r.LongestQuoteWait = q.Requested, q.Requested-q.Completed, q.MaxQueued
 	r.ShopStatusChanges, r.CRMTransitionsSeen, r.CRMMissedStatuses = int(s.StatusChanges), c.Transitions, c.MissedStatuses
 	return r, nil
@@ -459,7 +501,50 @@ func (w *world) summary(r Report) {
 		r.QuotesRequested, r.QuotesPriced, r.QuotesQueued, r.LongestQuoteWait.Round(100*time.Millisecond))
 	fmt.Fprintf(out, "  CRM polling        the shop made %d status changes; the CRM saw %d transitions and missed %d statuses\n",
 		r.ShopStatusChanges, r.CRMTransitionsSeen, r.CRMMissedStatuses)
+	fmt.Fprintf(out, "                     the CRM fed by ficus cdc saw %d transitions and missed %d\n",
+		r.CDCTransitionsSeen, r.CDCMissedStatuses)
 	fmt.Fprintf(out, "  MES outage         ficus's breaker opened %d times and closed %d times\n", r.BreakerOpened, r.BreakerClosed)
+}
+
+// startCDC starts ficus cdc on the shop database, delivering to the
+// webhook CRM through the webhook sink.
+func (w *world) startCDC(ctx context.Context) error {
+	var err error
+	w.sink, err = sink.Open(ctx, w.crmCDCBase+"/events", sink.Options{Metrics: w.cdcSet, Logger: w.cfg.Logger})
+	if err != nil {
+		return fmt.Errorf("demo: sink: %w", err)
+	}
+	source := "ficus-cdc://demo/" + demoSlot
+	w.cdc, err = cdc.NewReader(cdc.ReaderConfig{
+		ConnString: w.cfg.Pool.Config().ConnString(), Slot: demoSlot, Publication: demoSlot,
+		StatusInterval: time.Second, Heartbeat: 5 * time.Second,
+		Deliver: func(ctx context.Context, tx cdc.Tx) error {
+			events := make([]cloudevent.Event, 0, len(tx.Changes))
+			for _, c := range tx.Changes {
+				e, err := c.Event(source)
+				if err != nil {
+					return err
+				}
+				events = append(events, e)
+			}
+			return w.sink.Send(ctx, events)
+		},
+		Logger: w.cfg.Logger, Metrics: w.cdcSet,
+	})
+	if err != nil {
+		return fmt.Errorf("demo: cdc: %w", err)
+	}
+	return nil
+}
+
+// teardownCDC closes the sink and drops the demo's slot and publication.
+func (w *world) teardownCDC(ctx context.Context) {
+	if w.sink != nil {
+		w.sink.Close(ctx)
+	}
+	if _, err := cdc.Teardown(ctx, w.cfg.Pool, demoSlot, demoSlot, true); err != nil {
+		w.cfg.Logger.Warn("drop the demo's replication slot", "err", err)
+	}
 }
 
 // ignoreEnd treats the end of the run as success.

@@ -54,6 +54,11 @@ func TestShortRunShowsTheSymptoms(t *testing.T) {
 	if report.ShopStatusChanges == 0 || report.CRMTransitionsSeen == 0 {
 		t.Errorf("shop or CRM idle: %+v", report)
 	}
+	// The CRM fed from the WAL never misses a status: every change is an
+	// event, in order per order.
+	if report.CDCTransitionsSeen == 0 || report.CDCMissedStatuses != 0 {
+		t.Errorf("CDC-fed CRM: %d transitions, %d missed; want some and none missed", report.CDCTransitionsSeen, report.CDCMissedStatuses)
+	}
 	for _, want := range []string{"MES under load", "through ficus", "duplicate orders", "lost orders", "quote queue", "CRM polling"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
