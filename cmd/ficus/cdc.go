@@ -164,7 +164,7 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 			set := metrics.NewSet()
 			h.Register(set)
 			h.AddCheck("postgres", poolReady(pool))
-			opts := sink.Options{Metrics: set, Logger: a.log.With("component", "sink")}
+			opts := sink.Options{Metrics: set, Logger: a.log}
 			if deadLetters != "" {
 				if opts.DeadLetter, err = sink.NewFileDeadLetters(sink.FileDeadLettersConfig{Path: deadLetters}); err != nil {
 					return err
@@ -190,7 +190,7 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 					}
 					return out.Send(ctx, events)
 				},
-				Logger: a.log.With("component", "cdc"), Metrics: set,
+				Logger: a.log, Metrics: set,
 			})
 			if err != nil {
 				return usageError{err}

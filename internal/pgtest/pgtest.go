@@ -122,6 +122,22 @@ func drop(ctx context.Context, admin, name string) error {
 		WHERE database = $1 AND active_pid IS NOT NULL`, name); err != nil {
 		return err
 	}
+	// A terminated walsender releases its slot a moment later.
+	for {
+		var active int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots
+			WHERE database = $1 AND active`, name).Scan(&active); err != nil {
+			return err
+		}
+		if active == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d replication slots stay active: %w", active, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 	if _, err := conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
 		WHERE database = $1`, name); err != nil {
 		return err
