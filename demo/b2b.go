@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/ficuslabs/ficus/internal/ctxsleep"
 )
 
 // b2bClient is a B2B integration as it exists in the field: it posts an
@@ -156,12 +158,5 @@ func (c *b2bClient) stats() b2bStats {
 
 // sleepBackoff waits 100ms × attempt, or until ctx ends.
 func sleepBackoff(ctx context.Context, attempt int) error {
-	t := time.NewTimer(time.Duration(attempt) * 100 * time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return ctxsleep.Sleep(ctx, time.Duration(attempt)*100*time.Millisecond)
 }

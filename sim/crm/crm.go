@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ficuslabs/ficus/sim/shop"
+
+	"github.com/ficuslabs/ficus/internal/ctxsleep"
 )
 
 var (
@@ -184,7 +186,7 @@ func New(cfg Config) (*CRM, error) {
 		now = time.Now
 	}
 	if sleep == nil {
-		sleep = sleepTimer
+		sleep = ctxsleep.Sleep
 	}
 	c := &CRM{
 		mode:          mode,
@@ -265,17 +267,6 @@ func (c *CRM) record(ch Change) {
 	if out.OutOfOrder {
 		c.m.outOfOrder.Inc()
 		c.log.Info("status out of order", "order", ch.OrderID, "status", ch.Status)
-	}
-}
-
-func sleepTimer(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/ficuslabs/ficus/internal/ctxsleep"
 )
 
 var (
@@ -124,7 +126,7 @@ func New(cfg Config) (*Server, error) {
 		s.now = time.Now
 	}
 	if s.sleep == nil {
-		s.sleep = sleep
+		s.sleep = ctxsleep.Sleep
 	}
 	if s.rand == nil {
 		s.rand = rand.Float64
@@ -313,20 +315,5 @@ func (r *statusRecorder) Write(p []byte) (int, error) {
 func (r *statusRecorder) WriteHeader(status int) {
 	if r.status == 0 {
 		r.status = status
-	}
-}
-
-// sleep is the default Config.Sleep.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

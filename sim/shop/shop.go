@@ -15,6 +15,8 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ficuslabs/ficus/internal/ctxsleep"
 )
 
 var (
@@ -150,7 +152,7 @@ func New(cfg Config) (*Generator, error) {
 		g.rnd = rand.Float64
 	}
 	if g.sleep == nil {
-		g.sleep = sleepTimer
+		g.sleep = ctxsleep.Sleep
 	}
 	for i, s := range statusOrder {
 		if i > 0 {
@@ -172,18 +174,6 @@ func interval(rate float64) time.Duration {
 		return math.MaxInt64
 	}
 	return max(time.Duration(ns), time.Nanosecond)
-}
-
-// sleepTimer waits for d or until ctx ends.
-func sleepTimer(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Run creates orders at the configured rate and advances the orders that are

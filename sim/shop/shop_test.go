@@ -15,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ficuslabs/ficus/internal/pgtest"
+
+	"github.com/ficuslabs/ficus/internal/ctxsleep"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -645,7 +647,7 @@ func TestRunStopsDuringWait(t *testing.T) {
 		Rate: 1.0 / 3600, // an hour between orders
 		Sleep: func(ctx context.Context, d time.Duration) error {
 			waiting <- struct{}{}
-			return sleepTimer(ctx, d)
+			return ctxsleep.Sleep(ctx, d)
 		},
 	})
 	done := make(chan error, 1)

@@ -75,6 +75,8 @@ import (
 
 	"github.com/ficuslabs/ficus/cloudevent"
 	"github.com/ficuslabs/ficus/sink/internal/delivery"
+
+	"github.com/ficuslabs/ficus/internal/ctxsleep"
 )
 
 // Errors returned by New and Send; test for them with errors.Is.
@@ -248,7 +250,7 @@ func New(cfg Config) (*Sink, error) {
 		cfg.Rand = rand.Float64
 	}
 	if cfg.Sleep == nil {
-		cfg.Sleep = delivery.Sleep
+		cfg.Sleep = ctxsleep.Sleep
 	}
 	s := &Sink{
 		cfg:      cfg,

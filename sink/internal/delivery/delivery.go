@@ -5,7 +5,6 @@
 package delivery
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -115,20 +114,4 @@ func Logger(log *slog.Logger, name string) *slog.Logger {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return log.With("component", "sink", "sink", name)
-}
-
-// Sleep waits for d or until ctx ends, whichever comes first, and returns
-// ctx's error in the second case.
-func Sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
