@@ -40,9 +40,14 @@ e2e: images
 		$(GO) test -tags e2e -race -count=1 -timeout 30m ./e2e/...; \
 	else echo "e2e: no end-to-end scenarios in this tree yet"; fi
 
-## bench: benchmarks, with allocations.
+## bench: Go benchmarks with allocations, then the side-by-side proxy
+## benchmark on loopback (bench/README.md); the table also goes to
+## bench/results/latest.md.
+BENCH_DURATION ?= 10s
+BENCH_CONNECTIONS ?= 64
 bench: postgres
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+	BENCH_DURATION=$(BENCH_DURATION) BENCH_CONNECTIONS=$(BENCH_CONNECTIONS) GO=$(GO) bash bench/run.sh
 
 ## lint: gofmt, go vet and staticcheck (installed into ./bin).
 lint: $(BIN)/staticcheck

@@ -47,6 +47,10 @@ func (p *Proxy) serveIdempotent(c *call, r *http.Request) {
 	k := idempotency.Key{Tenant: c.caller.Tenant, Key: key}
 	fp := idempotency.Fingerprint(r.Method, r.URL.RequestURI(), r.Header.Get("Content-Type"), body)
 	rec, claimed, err := p.store.Claim(ctx, k, fp, p.now(), cfg.LockTTL, cfg.TTL)
+	if err != nil && ctx.Err() != nil {
+		c.rec.status = statusClientClosed // the client hung up while the key was being claimed
+		return
+	}
 	if err != nil {
 		p.log.Error("idempotency store", "op", "claim", "err", err)
 		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Title: "Idempotency store unavailable", RetryAfter: time.Second,
