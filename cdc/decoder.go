@@ -359,18 +359,26 @@ func (d *Decoder) add(t *openTx, sub uint32, c Change) {
 	}
 }
 
-func (d *Decoder) insert(r *cursor) error {
-	sub := d.subXID(r)
+// rowHeader reads what Insert, Update and Delete messages begin with: the
+// subtransaction (in a stream), the relation and the first tuple marker.
+func (d *Decoder) rowHeader(r *cursor) (sub uint32, t *openTx, rel *relation, marker byte, err error) {
+	sub = d.subXID(r)
 	id := r.u32()
-	marker := r.u8()
+	marker = r.u8()
 	if r.err != nil {
-		return r.err
+		return 0, nil, nil, 0, r.err
 	}
-	t, err := d.current()
-	if err != nil {
-		return err
+	if t, err = d.current(); err != nil {
+		return 0, nil, nil, 0, err
 	}
-	rel, err := d.lookup(id)
+	if rel, err = d.lookup(id); err != nil {
+		return 0, nil, nil, 0, err
+	}
+	return sub, t, rel, marker, nil
+}
+
+func (d *Decoder) insert(r *cursor) error {
+	sub, t, rel, marker, err := d.rowHeader(r)
 	if err != nil {
 		return err
 	}
@@ -389,17 +397,7 @@ func (d *Decoder) insert(r *cursor) error {
 }
 
 func (d *Decoder) update(r *cursor) error {
-	sub := d.subXID(r)
-	id := r.u32()
-	marker := r.u8()
-	if r.err != nil {
-		return r.err
-	}
-	t, err := d.current()
-	if err != nil {
-		return err
-	}
-	rel, err := d.lookup(id)
+	sub, t, rel, marker, err := d.rowHeader(r)
 	if err != nil {
 		return err
 	}
@@ -433,17 +431,7 @@ func (d *Decoder) update(r *cursor) error {
 }
 
 func (d *Decoder) delete(r *cursor) error {
-	sub := d.subXID(r)
-	id := r.u32()
-	marker := r.u8()
-	if r.err != nil {
-		return r.err
-	}
-	t, err := d.current()
-	if err != nil {
-		return err
-	}
-	rel, err := d.lookup(id)
+	sub, t, rel, marker, err := d.rowHeader(r)
 	if err != nil {
 		return err
 	}
