@@ -26,6 +26,7 @@ type Caller struct {
 type state struct {
 	cfg       *Config
 	routes    []*route
+	byConfig  map[*RouteConfig]*route // routes by the config entry Config.Route returns
 	upstreams map[string]*upstream
 	policies  []*policy
 }
@@ -68,7 +69,7 @@ func (p *policy) bucket(c Caller) string {
 // build compiles cfg; upstreams whose configuration did not change since
 // old keep their pool, breaker and shedder.
 func (p *Proxy) build(cfg *Config, old *state) (*state, error) {
-	st := &state{cfg: cfg, upstreams: map[string]*upstream{}}
+	st := &state{cfg: cfg, upstreams: map[string]*upstream{}, byConfig: map[*RouteConfig]*route{}}
 	for name, uc := range cfg.Upstreams {
 		if old != nil {
 			if prev, ok := old.upstreams[name]; ok && reflect.DeepEqual(prev.cfg, uc) {
@@ -104,6 +105,7 @@ func (p *Proxy) build(cfg *Config, old *state) (*state, error) {
 			rt.shadow = sh
 		}
 		st.routes = append(st.routes, rt)
+		st.byConfig[rc] = rt
 	}
 	for i := range cfg.RateLimits {
 		rl := &cfg.RateLimits[i]
@@ -166,16 +168,7 @@ func (s *state) close(ctx context.Context) error {
 
 // match returns the first route for method and path, or nil.
 func (s *state) match(method, path string) *route {
-	rc := s.cfg.Route(method, path)
-	if rc == nil {
-		return nil
-	}
-	for _, rt := range s.routes {
-		if rt.cfg == rc {
-			return rt
-		}
-	}
-	return nil
+	return s.byConfig[s.cfg.Route(method, path)]
 }
 
 func (s *state) policiesFor(c Caller) []*policy {
