@@ -3,8 +3,12 @@ package idempotency_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"runtime"
+	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ficuslabs/ficus/proxy/idempotency"
 )
@@ -38,4 +42,43 @@ func benchmarkClaimComplete(b *testing.B, s idempotency.Store) {
 			}
 		}
 	})
+}
+
+// BenchmarkMemoryHeldKeys reports what holding many completed keys costs:
+// heap bytes per key and the time of one full garbage collection with one
+// CPU, which is what a proxy's tail latency pays while the store is large.
+func BenchmarkMemoryHeldKeys(b *testing.B) {
+	const keys = 100_000
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	ctx := context.Background()
+	now := time.Now()
+	resp := idempotency.Response{
+		Status: http.StatusCreated,
+		Header: http.Header{"Content-Type": {"application/json"}, "Location": {"/api/v1/orders/1"}},
+		Body:   make([]byte, 200),
+	}
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		s := idempotency.NewMemory(idempotency.MemoryConfig{})
+		for i := range keys {
+			k := idempotency.Key{Tenant: "acme", Key: "bench-" + strconv.Itoa(i)}
+			rec, _, err := s.Claim(ctx, k, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", now, time.Minute, 24*time.Hour)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Complete(ctx, k, rec.Token, resp, now); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		start := time.Now()
+		runtime.GC()
+		gc := time.Since(start)
+		runtime.KeepAlive(s)
+		b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/keys, "heap-B/key")
+		b.ReportMetric(float64(gc.Microseconds())/1000, "gc-ms/100k-keys")
+	}
 }

@@ -92,19 +92,6 @@ type Response struct {
 	Body []byte
 }
 
-// clone returns a deep copy of r, so that neither the caller nor the store
-// sees the other's later changes.
-func (r *Response) clone() *Response {
-	if r == nil {
-		return nil
-	}
-	c := &Response{Status: r.Status, Header: r.Header.Clone()}
-	if r.Body != nil {
-		c.Body = append([]byte{}, r.Body...)
-	}
-	return c
-}
-
 // Record is what a store holds for a key.
 type Record struct {
 	// Key identifies the record.
@@ -126,12 +113,6 @@ type Record struct {
 	LockedUntil time.Time
 	// ExpiresAt is when the record is forgotten.
 	ExpiresAt time.Time
-}
-
-// clone returns a deep copy of r.
-func (r Record) clone() Record {
-	r.Response = r.Response.clone()
-	return r
 }
 
 // Store holds idempotency records. Implementations are safe for concurrent

@@ -1,10 +1,13 @@
 package idempotency
 
 import (
+	"bytes"
 	"cmp"
 	"container/heap"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -29,11 +32,58 @@ type Memory struct {
 
 var _ Store = (*Memory)(nil)
 
-// memRecord is a record and its place in the expiry heap.
+// memRecord is a record and its place in the expiry heap. A completed
+// record keeps its response encoded in one byte slice (resp) rather than
+// as an http.Header map: a store holding hundreds of thousands of keys
+// then gives the garbage collector few pointers to follow, which keeps its
+// pauses, and so the proxy's tail latency, short.
 type memRecord struct {
-	rec   Record
+	rec   Record        // Response always nil; see resp
+	resp  []byte        // the encoded response when rec.State is StateCompleted
 	ttl   time.Duration // as given to Claim
 	index int
+}
+
+// record returns a copy of the record with its response decoded.
+func (r *memRecord) record() Record {
+	out := r.rec
+	if r.resp != nil {
+		out.Response = decodeResponse(r.resp)
+	}
+	return out
+}
+
+// encodeResponse packs a response as: status (2 bytes), header length
+// (4 bytes), "Name: value\n" lines, body.
+func encodeResponse(resp Response) []byte {
+	var h []byte
+	for name, vals := range resp.Header {
+		for _, v := range vals {
+			h = append(h, name...)
+			h = append(h, ": "...)
+			h = append(h, v...)
+			h = append(h, '\n')
+		}
+	}
+	b := make([]byte, 0, 6+len(h)+len(resp.Body))
+	b = binary.BigEndian.AppendUint16(b, uint16(resp.Status))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(h)))
+	b = append(b, h...)
+	return append(b, resp.Body...)
+}
+
+func decodeResponse(b []byte) *Response {
+	status := int(binary.BigEndian.Uint16(b))
+	n := binary.BigEndian.Uint32(b[2:])
+	h, body := b[6:6+n], b[6+n:]
+	resp := &Response{Status: status, Header: http.Header{}, Body: append([]byte{}, body...)}
+	for len(h) > 0 {
+		line, rest, _ := bytes.Cut(h, []byte{'\n'})
+		name, value, _ := bytes.Cut(line, []byte(": "))
+		resp.Header[string(name)] = append(resp.Header[string(name)], string(value))
+		h = rest
+	}
+	return resp
 }
 
 // NewMemory returns an empty Memory store.
@@ -65,9 +115,9 @@ func (m *Memory) Claim(_ context.Context, k Key, fingerprint string, now time.Ti
 	r, ok := m.records[k]
 	switch {
 	case ok && !now.Before(r.rec.ExpiresAt):
-		r.rec, r.ttl = newClaim(k, fingerprint, now, lockTTL, ttl), ttl
+		r.rec, r.resp, r.ttl = newClaim(k, fingerprint, now, lockTTL, ttl), nil, ttl
 		heap.Fix(&m.byExpiry, r.index)
-		return r.rec.clone(), true, nil
+		return r.record(), true, nil
 	case ok:
 		if r.rec.State == StateInFlight && !now.Before(r.rec.LockedUntil) {
 			r.rec.State = StateUnknown
@@ -75,7 +125,7 @@ func (m *Memory) Claim(_ context.Context, k Key, fingerprint string, now time.Ti
 			r.rec.ExpiresAt = extendedExpiry(r.rec.ExpiresAt, r.ttl, now)
 			heap.Fix(&m.byExpiry, r.index)
 		}
-		out := r.rec.clone()
+		out := r.record()
 		out.Token = ""
 		return out, false, nil
 	}
@@ -88,7 +138,7 @@ func (m *Memory) Claim(_ context.Context, k Key, fingerprint string, now time.Ti
 	r = &memRecord{rec: newClaim(k, fingerprint, now, lockTTL, ttl), ttl: ttl}
 	m.records[k] = r
 	heap.Push(&m.byExpiry, r)
-	return r.rec.clone(), true, nil
+	return r.record(), true, nil
 }
 
 // owned returns k's record if token owns it; m.mu must be held.
@@ -118,7 +168,7 @@ func (m *Memory) Complete(_ context.Context, k Key, token string, resp Response,
 // complete stores resp in r; m.mu must be held.
 func (m *Memory) complete(r *memRecord, resp Response, now time.Time) {
 	r.rec.State = StateCompleted
-	r.rec.Response = resp.clone()
+	r.rec.Response, r.resp = nil, encodeResponse(resp)
 	r.rec.Reason = ""
 	r.rec.ExpiresAt = extendedExpiry(r.rec.ExpiresAt, r.ttl, now)
 	heap.Fix(&m.byExpiry, r.index)
@@ -169,13 +219,13 @@ func (m *Memory) Reclaim(_ context.Context, k Key, now time.Time, lockTTL time.D
 		return Record{}, false, ErrNotFound
 	}
 	if r.rec.State != StateUnknown {
-		out := r.rec.clone()
+		out := r.record()
 		out.Token = ""
 		return out, false, nil
 	}
 	fresh := newClaim(k, r.rec.Fingerprint, now, lockTTL, r.ttl)
 	r.rec.State, r.rec.Token, r.rec.Reason, r.rec.LockedUntil = StateInFlight, fresh.Token, "", fresh.LockedUntil
-	return r.rec.clone(), true, nil
+	return r.record(), true, nil
 }
 
 // Release implements Store.
