@@ -30,7 +30,6 @@ type b2bClient struct {
 	sent    int              // distinct orders (client_refs) the client meant to place
 	tries   int              // HTTP requests it sent
 	acked   map[string]int64 // client_ref → order id from a 201
-	gaveUp  int              // orders for which no attempt succeeded
 	nextRef int
 	wg      sync.WaitGroup
 }
@@ -80,12 +79,9 @@ func (c *b2bClient) placeOrder(ctx context.Context) {
 			return
 		}
 		if ctx.Err() != nil || attempt == c.attempts || c.backoff(ctx, attempt) != nil {
-			break
+			return // given up: the order is neither acknowledged nor retried
 		}
 	}
-	c.mu.Lock()
-	c.gaveUp++
-	c.mu.Unlock()
 }
 
 func (c *b2bClient) post(ctx context.Context, ref string, body []byte) (int64, error) {
@@ -147,13 +143,13 @@ func (c *b2bClient) lost(ctx context.Context, mesBase string) (int, error) {
 }
 
 type b2bStats struct {
-	Sent, Tries, Acked, GaveUp int
+	Sent, Tries, Acked int
 }
 
 func (c *b2bClient) stats() b2bStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return b2bStats{Sent: c.sent, Tries: c.tries, Acked: len(c.acked), GaveUp: c.gaveUp}
+	return b2bStats{Sent: c.sent, Tries: c.tries, Acked: len(c.acked)}
 }
 
 // sleepBackoff waits 100ms × attempt, or until ctx ends.

@@ -28,7 +28,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ficuslabs/ficus/cdc"
-	"github.com/ficuslabs/ficus/cloudevent"
 	"github.com/ficuslabs/ficus/internal/httpserve"
 	"github.com/ficuslabs/ficus/proxy"
 	"github.com/ficuslabs/ficus/sim/crm"
@@ -514,18 +513,14 @@ func (w *world) startCDC(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("demo: sink: %w", err)
 	}
-	source := "ficus-cdc://demo/" + demoSlot
+	source := cdc.Source("demo", demoSlot)
 	w.cdc, err = cdc.NewReader(cdc.ReaderConfig{
 		ConnString: w.cfg.Pool.Config().ConnString(), Slot: demoSlot, Publication: demoSlot,
 		StatusInterval: time.Second, Heartbeat: 5 * time.Second,
 		Deliver: func(ctx context.Context, tx cdc.Tx) error {
-			events := make([]cloudevent.Event, 0, len(tx.Changes))
-			for _, c := range tx.Changes {
-				e, err := c.Event(source)
-				if err != nil {
-					return err
-				}
-				events = append(events, e)
+			events, err := tx.Events(source)
+			if err != nil {
+				return err
 			}
 			return w.sink.Send(ctx, events)
 		},

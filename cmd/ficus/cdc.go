@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ficuslabs/ficus/cdc"
-	"github.com/ficuslabs/ficus/cloudevent"
 	"github.com/ficuslabs/ficus/internal/ops"
 	"github.com/ficuslabs/ficus/sink"
 )
@@ -176,17 +175,13 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 			}
 			defer out.Close(context.WithoutCancel(ctx))
 
-			source := fmt.Sprintf("ficus-cdc://%s/%s", pool.Config().ConnConfig.Database, f.slot)
+			source := cdc.Source(pool.Config().ConnConfig.Database, f.slot)
 			reader, err := cdc.NewReader(cdc.ReaderConfig{
 				ConnString: f.url, Slot: f.slot, Publication: f.publication, Heartbeat: heartbeat,
 				Deliver: func(ctx context.Context, tx cdc.Tx) error {
-					events := make([]cloudevent.Event, 0, len(tx.Changes))
-					for _, c := range tx.Changes {
-						e, err := c.Event(source)
-						if err != nil {
-							return fmt.Errorf("event for %s.%s at %s: %w", c.Schema, c.Table, c.CommitLSN, err)
-						}
-						events = append(events, e)
+					events, err := tx.Events(source)
+					if err != nil {
+						return err
 					}
 					return out.Send(ctx, events)
 				},
