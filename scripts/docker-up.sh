@@ -193,6 +193,9 @@ try_start() {
 	say "starting: dockerd $* (log: $log_file, pidfile: $pid_file)"
 	mkdir -p "$(dirname "$log_file")"
 	printf '\n==== %s dockerd %s\n' "$(date -u +%FT%TZ)" "$*" >>"$log_file"
+	# A pidfile left by a dockerd that no longer runs (a machine restored
+	# from a snapshot, a killed daemon) makes dockerd refuse to start.
+	pid_alive || rm -f "$pid_file"
 	setsid nohup dockerd "$@" >>"$log_file" 2>&1 </dev/null 9>&- &
 	local start=$SECONDS
 	# dockerd writes its pidfile itself; until then track the launched pid.
