@@ -81,6 +81,12 @@ type SetupConfig struct {
 	// reported in SetupReport.ExtraTables and left in place, since someone
 	// else may rely on them.
 	DropExtraTables bool
+	// Snapshot requests a snapshot (see RequestSnapshot) of every table
+	// when Setup creates the slot, and of each table it adds to the
+	// publication of an existing slot, so that ficus cdc run delivers the
+	// rows those tables already hold, not only later changes. It needs
+	// PostgreSQL 14 or later. Defaults to false.
+	Snapshot bool
 }
 
 // Validate reports every malformed name in c, wrapping ErrInvalidConfig.
@@ -288,6 +294,8 @@ type SetupReport struct {
 	// ReplicaIdentityFullSet lists the tables whose replica identity Setup
 	// changed to FULL.
 	ReplicaIdentityFullSet []string
+	// SnapshotsRequested lists the tables whose snapshot Setup requested.
+	SnapshotsRequested []string
 	// SlotCreated is true when Setup created the replication slot.
 	SlotCreated bool
 	// SlotLSN is the new slot's consistent point, or an existing slot's
@@ -385,18 +393,60 @@ func Setup(ctx context.Context, pool *pgxpool.Pool, cfg SetupConfig) (SetupRepor
 	if err := setupCatalog(ctx, tx, cfg, tables, role, &r); err != nil {
 		return r, err
 	}
+	if cfg.Snapshot {
+		if err := setupSnapshots(ctx, tx, cfg, tables, &r); err != nil {
+			return r, err
+		}
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return r, fmt.Errorf("cdc setup: commit publication changes: %w", err)
 	}
 	if err := setupSlot(ctx, conn.Conn(), cfg.Slot, db, role, &r); err != nil {
 		return r, err
 	}
-	if !r.SlotCreated && len(r.TablesAdded) > 0 {
+	if !r.SlotCreated && len(r.TablesAdded) > 0 && len(r.SnapshotsRequested) == 0 {
 		r.Warnings = append(r.Warnings, fmt.Sprintf(
-			"changes to %s are captured from now on; the slot has no changes of them from before (snapshot them separately if consumers need them)",
+			"changes to %s are captured from now on; the slot has no changes of them from before (ficus cdc snapshot delivers their current rows)",
 			strings.Join(r.TablesAdded, ", ")))
 	}
 	return r, nil
+}
+
+// setupSnapshots requests, inside tx, the snapshots of the tables the slot
+// has not seen: all of them when the slot is about to be created, else
+// those just added to the publication. The requests commit before the slot
+// exists, so a Setup that fails in between leaves them pending for the
+// next one.
+func setupSnapshots(ctx context.Context, tx pgx.Tx, cfg SetupConfig, tables []qualifiedTable, r *SetupReport) error {
+	var version int
+	if err := tx.QueryRow(ctx, "SELECT current_setting('server_version_num')::int / 10000").Scan(&version); err != nil {
+		return fmt.Errorf("cdc setup: read server version: %w", err)
+	}
+	if version < 14 {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("PostgreSQL %d cannot run snapshots (they need 14 or later): only changes from now on are captured", version))
+		return nil
+	}
+	var slotExists bool
+	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)", cfg.Slot).Scan(&slotExists); err != nil {
+		return fmt.Errorf("cdc setup: read slot %s: %w", cfg.Slot, err)
+	}
+	want := tables
+	if slotExists {
+		want = slices.DeleteFunc(slices.Clone(tables), func(t qualifiedTable) bool { return !slices.Contains(r.TablesAdded, t.String()) })
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	if err := requestSnapshots(ctx, tx, cfg.Slot, want); err != nil {
+		return fmt.Errorf("cdc setup: %w", err)
+	}
+	names := make([]string, len(want))
+	for i, t := range want {
+		names[i] = t.String()
+	}
+	r.SnapshotsRequested = names
+	r.Actions = append(r.Actions, fmt.Sprintf("requested a snapshot of %s: ficus cdc run delivers their current rows, then keeps streaming", strings.Join(names, ", ")))
+	return nil
 }
 
 // setupCatalog checks the tables, sets replica identity and creates or
@@ -750,6 +800,15 @@ func Teardown(ctx context.Context, pool *pgxpool.Pool, slot, publication string,
 	if err := teardownSlot(ctx, conn.Conn(), slot, force, &r); err != nil {
 		return r, err
 	}
+	// A new slot of the name starts with its own snapshots.
+	tag, err := conn.Exec(ctx, "DELETE FROM ficus.cdc_snapshot WHERE slot = $1", slot)
+	switch {
+	case isUndefinedTable(err):
+	case err != nil:
+		return r, privilegeHint("forget the snapshots of slot "+slot, err, "grant the role DELETE on ficus.cdc_snapshot")
+	case tag.RowsAffected() > 0:
+		r.Actions = append(r.Actions, fmt.Sprintf("forgot the %d snapshot records of slot %s", tag.RowsAffected(), slot))
+	}
 	if publication == "" {
 		r.Actions = append(r.Actions, "kept the publication")
 		return r, nil
@@ -885,6 +944,8 @@ type SlotStatus struct {
 	// Tables lists what the publication publishes (pg_publication_tables),
 	// as schema.table.
 	Tables []string
+	// Snapshots lists the slot's snapshots (see RequestSnapshot).
+	Snapshots []TableSnapshot
 	// Warnings lists conditions that need attention.
 	Warnings []string
 	// RecoveryCommand, set when Lost, is the shell command that drops the
@@ -951,6 +1012,9 @@ SELECT cur.lsn::text, now(), to_jsonb(s),
 		st.SafeWALSize = *s.SafeWALSize
 	}
 	st.InvalidationReason = orZero(s.InvalidationReason)
+	if st.Snapshots, err = SnapshotProgress(ctx, pool, slot); err != nil {
+		st.Warnings = append(st.Warnings, fmt.Sprintf("cannot read snapshot progress: %v", err))
+	}
 
 	if publication == "" {
 		st.assess(flushLag)
@@ -996,7 +1060,7 @@ func (st *SlotStatus) assess(flushLag *float64) {
 		st.Warnings = append(st.Warnings, fmt.Sprintf("slot %s uses the %s plugin; ficus cdc reads only %s slots", st.Slot, st.Plugin, OutputPlugin))
 	case st.Lost:
 		st.Warnings = append(st.Warnings, fmt.Sprintf(
-			"slot %s is lost (%s): the server removed WAL it still needed, so the changes after %s can never be read from it; re-create it with the recovery command, then re-sync what changed meanwhile",
+			"slot %s is lost (%s): the server removed WAL it still needed, so the changes after %s can never be read from it; re-create it with the recovery command: the new slot starts with a snapshot of the tables, which re-delivers every current row",
 			st.Slot, cmp.Or(st.InvalidationReason, "its WAL exceeded max_slot_wal_keep_size"), checkpointName(st.ConfirmedFlushLSN)))
 		st.RecoveryCommand = recoveryCommand(st.Slot, st.Publication, st.Tables)
 		return
@@ -1116,6 +1180,13 @@ func (st SlotStatus) WriteText(w io.Writer) error {
 		row("publication", st.Publication+" (publishes no tables)")
 	default:
 		row("publication", st.Publication+": "+strings.Join(st.Tables, ", "))
+	}
+	for _, sn := range st.Snapshots {
+		v := fmt.Sprintf("%s, %d rows", sn.State, sn.RowsRead)
+		if !sn.FinishedAt.IsZero() {
+			v += fmt.Sprintf(", took %s", sn.FinishedAt.Sub(sn.RequestedAt).Round(time.Millisecond))
+		}
+		row("snapshot "+sn.Table, v)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

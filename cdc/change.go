@@ -47,7 +47,8 @@ var ErrInvalidChange = errors.New("cdc: invalid change")
 // nested for more dimensions; uuid, date, text types, enums and every type
 // ficus has no mapping for are their Postgres text as a string.
 type Change struct {
-	// Op is OpInsert, OpUpdate, OpDelete or OpTruncate.
+	// Op is OpInsert, OpUpdate, OpDelete, OpTruncate, or OpRead for a row
+	// a snapshot read from the table.
 	Op string
 	// Schema and Table name the table.
 	Schema, Table string
@@ -96,6 +97,22 @@ type Tx struct {
 	CommitTime time.Time
 	// Changes are the row changes, Changes[i].Position == i.
 	Changes []Change
+	// Messages are the logical decoding messages ficus wrote in the
+	// transaction (prefix MessagePrefix), in order: snapshot watermarks
+	// and heartbeats. Other messages are not kept.
+	Messages []Message
+}
+
+// MessagePrefix starts the prefix of every logical decoding message ficus
+// writes (pg_logical_emit_message).
+const MessagePrefix = "ficus-"
+
+// Message is a transactional logical decoding message.
+type Message struct {
+	// Prefix is the message's prefix, e.g. HeartbeatPrefix.
+	Prefix string
+	// Content is the message's payload.
+	Content []byte
 }
 
 // Source returns the CloudEvents source of the changes read through a
@@ -136,9 +153,9 @@ type eventData struct {
 // which a CloudEvents integer cannot hold).
 func (c Change) Event(source string) (cloudevent.Event, error) {
 	switch c.Op {
-	case OpInsert, OpUpdate, OpDelete, OpTruncate:
+	case OpInsert, OpUpdate, OpDelete, OpTruncate, OpRead:
 	default:
-		return cloudevent.Event{}, fmt.Errorf("%w: operation %q (want insert, update, delete or truncate)", ErrInvalidChange, c.Op)
+		return cloudevent.Event{}, fmt.Errorf("%w: operation %q (want insert, update, delete, truncate or read)", ErrInvalidChange, c.Op)
 	}
 	if c.Table == "" {
 		return cloudevent.Event{}, fmt.Errorf("%w: no table name", ErrInvalidChange)

@@ -10,6 +10,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -106,6 +107,7 @@ type openTx struct {
 	beginLSN pglogrepl.LSN
 	finalLSN pglogrepl.LSN // from Begin; zero for a streamed transaction
 	changes  []Change
+	messages []Message
 	// subs holds, for a streamed transaction, the (sub)transaction xid of
 	// each change, so that a subtransaction abort can drop its changes.
 	subs []uint32
@@ -254,6 +256,7 @@ func (t *openTx) finish(commitLSN, endLSN pglogrepl.LSN, commitTime time.Time) T
 		EndLSN:     endLSN,
 		CommitTime: commitTime,
 		Changes:    t.changes,
+		Messages:   t.messages,
 	}
 }
 
@@ -477,9 +480,9 @@ func (d *Decoder) message(r *cursor) error {
 	d.subXID(r)
 	transactional := r.u8()&1 != 0
 	r.u64() // LSN
-	r.str() // prefix
+	prefix := r.str()
 	n := r.u32()
-	r.bytes(int64(n))
+	content := r.bytes(int64(n))
 	if r.err != nil {
 		return r.err
 	}
@@ -487,6 +490,12 @@ func (d *Decoder) message(r *cursor) error {
 	// not row changes; a transactional one belongs to a transaction.
 	if transactional && d.tx == nil && !d.inStream {
 		return errors.New("transactional message outside a transaction")
+	}
+	// ficus's own transactional messages (snapshot watermarks, heartbeats)
+	// travel with their transaction. ficus writes them in transactions of
+	// their own, which are never large enough to be streamed.
+	if transactional && d.tx != nil && strings.HasPrefix(prefix, MessagePrefix) {
+		d.tx.messages = append(d.tx.messages, Message{Prefix: prefix, Content: bytes.Clone(content)})
 	}
 	return nil
 }

@@ -146,6 +146,23 @@ func TestDecoderEmptyTransactionAndSchemaChange(t *testing.T) {
 	}
 }
 
+func TestDecoderKeepsFicusMessages(t *testing.T) {
+	t.Parallel()
+	d := NewDecoder()
+	txs := feed(t, d,
+		mMessage(0, false, 0x08, SnapshotPrefix, "not transactional"),
+		mBegin(0x10, 5),
+		mMessage(0, true, 0x0c, "app-audit", "someone else's"),
+		mMessage(0, true, 0x0c, SnapshotPrefix, `{"chunk":1}`),
+		mMessage(0, true, 0x0e, HeartbeatPrefix, "now"),
+		mCommit(0x10, 0x18),
+	)
+	want := []Message{{Prefix: SnapshotPrefix, Content: []byte(`{"chunk":1}`)}, {Prefix: HeartbeatPrefix, Content: []byte("now")}}
+	if len(txs) != 1 || !reflect.DeepEqual(txs[0].Messages, want) || len(txs[0].Changes) != 0 {
+		t.Fatalf("got %+v, want one transaction with messages %+v", txs, want)
+	}
+}
+
 func TestDecoderStreaming(t *testing.T) {
 	t.Parallel()
 	d := NewDecoder()

@@ -105,6 +105,14 @@ type ReaderConfig struct {
 	// DrainTimeout is how long the Deliver call in progress may still run
 	// after Run's context ends. Defaults to 30s.
 	DrainTimeout time.Duration
+	// SnapshotChunkSize is how many rows of a table a snapshot reads and
+	// delivers at a time (see RequestSnapshot). Defaults to 4096; a
+	// negative value turns snapshots off. Snapshots need PostgreSQL 14 or
+	// later, whose pgoutput sends the watermark messages.
+	SnapshotChunkSize int
+	// SnapshotPoll is how often the reader looks for requested snapshots
+	// while none is running. Defaults to 5s.
+	SnapshotPoll time.Duration
 	// Logger receives the reader's logs. Defaults to discarding them.
 	Logger *slog.Logger
 	// Metrics receives the ficus_cdc_* metrics. Defaults to a new set.
@@ -132,6 +140,8 @@ type Reader struct {
 	// pending holds the commit times of the transactions handed to the
 	// delivery goroutine and not yet acknowledged, oldest first.
 	pending pendingTimes
+	// chunk is the snapshot chunk between its watermarks, if any.
+	chunk atomic.Pointer[chunk]
 }
 
 // NewReader checks cfg, fills in its defaults and returns a Reader.
@@ -164,6 +174,11 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 	}
 	cfg.QueueSize = cmp.Or(cfg.QueueSize, DefaultQueueSize)
 	cfg.DrainTimeout = cmp.Or(cfg.DrainTimeout, DefaultDrainTimeout)
+	cfg.SnapshotChunkSize = cmp.Or(cfg.SnapshotChunkSize, DefaultSnapshotChunkSize)
+	if cfg.SnapshotPoll < 0 {
+		errs = append(errs, errors.New("SnapshotPoll must not be negative (zero means the default)"))
+	}
+	cfg.SnapshotPoll = cmp.Or(cfg.SnapshotPoll, DefaultSnapshotPoll)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("cdc reader config: %w", err)
 	}
@@ -190,6 +205,9 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 type session struct {
 	conn     *pgconn.PgConn
 	database string
+	// messages is true when the server sends logical decoding messages
+	// (PostgreSQL 14 and later), which snapshots need.
+	messages bool
 	// received is the highest WAL position the server reported.
 	received   pglogrepl.LSN
 	nextStatus time.Time
@@ -260,6 +278,9 @@ func (r *Reader) Run(ctx context.Context) error {
 	})
 	if r.cfg.Heartbeat > 0 {
 		wg.Go(func() { r.heartbeatLoop(readCtx) })
+	}
+	if r.cfg.SnapshotChunkSize > 0 && s.messages {
+		wg.Go(func() { newSnapshotter(r).loop(readCtx) })
 	}
 
 	readErr := r.readLoop(readCtx, s, queue)
@@ -340,6 +361,7 @@ func (r *Reader) start(ctx context.Context, s *session) error {
 		// transaction from being skipped as empty.
 		proto = 2
 		args = append(args, "streaming 'on'", "messages 'true'")
+		s.messages = true
 	}
 	args = append([]string{fmt.Sprintf("proto_version '%d'", proto)}, args...)
 
@@ -516,23 +538,50 @@ func (r *Reader) deliverLoop(readCtx, ctx context.Context, queue <-chan Tx) erro
 	}
 }
 
-// deliver calls Deliver for a transaction with changes, then records it
-// as acknowledged. A transaction without changes (a heartbeat) is
+// deliver calls Deliver for a transaction with changes, and for the rows
+// of a snapshot chunk whose high watermark it is, then records it as
+// acknowledged. A transaction without changes (a heartbeat) is
 // acknowledged at once: everything before it already is.
 func (r *Reader) deliver(ctx context.Context, tx Tx) error {
 	if len(tx.Changes) > 0 {
-		start := r.cfg.Now()
-		err := r.cfg.Deliver(ctx, tx)
-		r.metrics.deliver.Update(r.cfg.Now().Sub(start).Seconds())
-		if err != nil {
-			return fmt.Errorf("deliver transaction %d committed at %s: %w", tx.XID, tx.CommitLSN, err)
+		if err := r.deliverTx(ctx, tx); err != nil {
+			return err
 		}
-		r.metrics.delivered(tx)
+		r.metrics.transactions.Inc()
+	}
+	if c := r.chunk.Load(); c != nil {
+		rows, dropped, end, err := c.observe(tx)
+		if end {
+			res := chunkResult{err: err, dropped: dropped}
+			if rows != nil {
+				res.delivered = len(rows.Changes)
+				if res.delivered > 0 {
+					res.err = r.deliverTx(ctx, *rows)
+				}
+			}
+			r.chunk.CompareAndSwap(c, nil)
+			c.done <- res
+			if res.err != nil && err == nil {
+				return res.err
+			}
+		}
 	}
 	if uint64(tx.EndLSN) > r.acked.Load() {
 		r.acked.Store(uint64(tx.EndLSN))
 	}
 	r.pending.pop()
+	return nil
+}
+
+// deliverTx calls Deliver and counts what it delivered.
+func (r *Reader) deliverTx(ctx context.Context, tx Tx) error {
+	start := r.cfg.Now()
+	err := r.cfg.Deliver(ctx, tx)
+	r.metrics.deliver.Update(r.cfg.Now().Sub(start).Seconds())
+	if err != nil {
+		return fmt.Errorf("deliver transaction %d committed at %s: %w", tx.XID, tx.CommitLSN, err)
+	}
+	r.metrics.delivered(tx.Changes)
 	return nil
 }
 
@@ -633,6 +682,9 @@ type readerMetrics struct {
 	transactions *metrics.Counter
 	deliver      *metrics.Histogram
 
+	snapshotChunks, snapshotRows, snapshotDropped *metrics.Counter
+	snapshotPending                               atomic.Int64
+
 	mu     sync.Mutex
 	events map[[2]string]*metrics.Counter
 }
@@ -655,20 +707,33 @@ func newReaderMetrics(set *metrics.Set, r *Reader) *readerMetrics {
 	set.GetOrCreateGauge("ficus_cdc_acknowledged_lsn", func() float64 {
 		return float64(r.acked.Load())
 	})
-	return &readerMetrics{
-		set:          set,
-		transactions: set.GetOrCreateCounter("ficus_cdc_transactions_total"),
-		deliver:      set.GetOrCreateHistogram("ficus_cdc_deliver_seconds"),
-		events:       make(map[[2]string]*metrics.Counter),
+	m := &readerMetrics{
+		set:             set,
+		transactions:    set.GetOrCreateCounter("ficus_cdc_transactions_total"),
+		deliver:         set.GetOrCreateHistogram("ficus_cdc_deliver_seconds"),
+		events:          make(map[[2]string]*metrics.Counter),
+		snapshotChunks:  set.GetOrCreateCounter("ficus_cdc_snapshot_chunks_total"),
+		snapshotRows:    set.GetOrCreateCounter("ficus_cdc_snapshot_rows_total"),
+		snapshotDropped: set.GetOrCreateCounter("ficus_cdc_snapshot_rows_superseded_total"),
 	}
+	set.GetOrCreateGauge("ficus_cdc_snapshot_tables_pending", func() float64 {
+		return float64(m.snapshotPending.Load())
+	})
+	return m
 }
 
-// delivered counts the changes of an acknowledged transaction.
-func (m *readerMetrics) delivered(tx Tx) {
-	m.transactions.Inc()
+// snapshotChunk counts a delivered snapshot chunk.
+func (m *readerMetrics) snapshotChunk(res chunkResult) {
+	m.snapshotChunks.Inc()
+	m.snapshotRows.Add(res.delivered)
+	m.snapshotDropped.Add(res.dropped)
+}
+
+// delivered counts acknowledged changes.
+func (m *readerMetrics) delivered(changes []Change) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, c := range tx.Changes {
+	for _, c := range changes {
 		k := [2]string{c.Schema + "." + c.Table, c.Op}
 		ctr, ok := m.events[k]
 		if !ok {

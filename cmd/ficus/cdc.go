@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -34,14 +35,19 @@ deduplicates by id sees each change exactly once. See docs/cdc.md.
 
   ficus cdc setup     create the publication and the slot (idempotent)
   ficus cdc run       stream to --sink until interrupted
-  ficus cdc status    slot position, lag, WAL retention, published tables
-  ficus cdc teardown  drop the slot and the publication`,
+  ficus cdc snapshot  deliver the current rows of tables again
+  ficus cdc status    slot position, lag, WAL retention, snapshots, tables
+  ficus cdc teardown  drop the slot and the publication
+
+A new slot starts with a snapshot: cdc run delivers the rows the tables
+already hold (op "read"), chunk by chunk while it streams, consistently with
+the changes, and resumes it after a restart.`,
 	}
 	pf := cmd.PersistentFlags()
 	databaseFlag(pf, &f.url, "of the captured database (a role with REPLICATION)")
 	pf.StringVar(&f.slot, "slot", "ficus_cdc", "replication slot name")
 	pf.StringVar(&f.publication, "publication", "ficus_cdc", "publication name")
-	cmd.AddCommand(a.cdcSetupCommand(&f), a.cdcRunCommand(&f), a.cdcStatusCommand(&f), a.cdcTeardownCommand(&f))
+	cmd.AddCommand(a.cdcSetupCommand(&f), a.cdcRunCommand(&f), a.cdcSnapshotCommand(&f), a.cdcStatusCommand(&f), a.cdcTeardownCommand(&f))
 	return cmd
 }
 
@@ -50,7 +56,7 @@ func tablesFlag(cmd *cobra.Command, f *cdcFlags) {
 }
 
 func (a *app) cdcSetupCommand(f *cdcFlags) *cobra.Command {
-	var full, dropExtra bool
+	var full, dropExtra, snapshot bool
 	cmd := &cobra.Command{
 		Use:   "setup",
 		Short: "Create the publication and the replication slot (idempotent)",
@@ -66,7 +72,7 @@ func (a *app) cdcSetupCommand(f *cdcFlags) *cobra.Command {
 			defer pool.Close()
 			report, err := cdc.Setup(cmd.Context(), pool, cdc.SetupConfig{
 				Slot: f.slot, Publication: f.publication, Tables: f.tables,
-				ReplicaIdentityFull: full, DropExtraTables: dropExtra,
+				ReplicaIdentityFull: full, DropExtraTables: dropExtra, Snapshot: snapshot,
 			})
 			report.WriteText(a.stdout)
 			return err
@@ -75,6 +81,38 @@ func (a *app) cdcSetupCommand(f *cdcFlags) *cobra.Command {
 	tablesFlag(cmd, f)
 	cmd.Flags().BoolVar(&full, "replica-identity-full", false, "set REPLICA IDENTITY FULL on the tables (for tables without a primary key)")
 	cmd.Flags().BoolVar(&dropExtra, "drop-extra-tables", false, "remove tables from an existing publication that are not in --tables")
+	cmd.Flags().BoolVar(&snapshot, "snapshot", true, "have cdc run deliver the tables' current rows first, when the slot is created or a table is added (PostgreSQL 14+)")
+	return cmd
+}
+
+func (a *app) cdcSnapshotCommand(f *cdcFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "snapshot",
+		Short: "Deliver the current rows of tables again (picked up by the running cdc run)",
+		Long: `snapshot asks the reader of the slot to deliver every current row of each
+table as a "read" event, from the first row, even when a snapshot of it ran
+before: after a consumer lost its copy, or to backfill a new consumer. A
+running "ficus cdc run" picks the request up within seconds and reads the
+table in chunks while it keeps streaming changes; "ficus cdc status" shows
+the progress.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(f.tables) == 0 {
+				return usageError{errors.New("--tables is required")}
+			}
+			pool, err := connect(cmd.Context(), f.url)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			if err := cdc.RequestSnapshot(cmd.Context(), pool, f.slot, f.tables); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "requested a snapshot of %s for slot %s\n", strings.Join(f.tables, ", "), f.slot)
+			return nil
+		},
+	}
+	tablesFlag(cmd, f)
 	return cmd
 }
 
@@ -134,6 +172,7 @@ func (a *app) cdcTeardownCommand(f *cdcFlags) *cobra.Command {
 func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 	var sinkURL, metricsAddr, deadLetters string
 	var heartbeat time.Duration
+	var chunkSize int
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Stream the slot's changes to the sink until interrupted",
@@ -185,7 +224,8 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 					}
 					return out.Send(ctx, events)
 				},
-				Logger: a.log, Metrics: set,
+				SnapshotChunkSize: cmp.Or(chunkSize, -1),
+				Logger:            a.log, Metrics: set,
 			})
 			if err != nil {
 				return usageError{err}
@@ -199,6 +239,7 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 	fl.StringVar(&sinkURL, "sink", "", "where events go: http(s)://… (webhook), nats://host:4222/PREFIX?stream=NAME, jsonl:///path, jsonl:- (stdout), null:")
 	fl.StringVar(&deadLetters, "dead-letters", "", "JSONL file keeping events the sink rejected for good, for replay")
 	fl.DurationVar(&heartbeat, "heartbeat", 30*time.Second, "how often to write a heartbeat so the slot advances while the tables are idle; negative turns it off")
+	fl.IntVar(&chunkSize, "snapshot-chunk-size", cdc.DefaultSnapshotChunkSize, "rows a snapshot reads and delivers at a time; 0 turns snapshots off")
 	metricsFlag(fl, &metricsAddr, "127.0.0.1:9194")
 	return cmd
 }

@@ -22,6 +22,10 @@ func TestCDCCommands(t *testing.T) {
 	if err := shop.EnsureSchema(ctx, db.Pool); err != nil {
 		t.Fatal(err)
 	}
+	// A customer from before capture began arrives through the snapshot.
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO shop.customers (email, name) VALUES ('old@example.com', 'Old')`); err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("FICUS_DATABASE_URL", db.URL)
 	args := []string{"--slot", "crm", "--publication", "crm"}
 	if code, out, errOut := ficus(t, append([]string{"cdc", "setup", "--tables", "shop.customers,shop.orders"}, args...)...); code != 0 {
@@ -33,7 +37,7 @@ func TestCDCCommands(t *testing.T) {
 	if _, err := db.Pool.Exec(ctx, `
 		INSERT INTO shop.customers (email, name) VALUES ('ann@example.com', 'Ann');
 		INSERT INTO shop.orders (customer_id, status, total, currency, created_at, updated_at)
-		SELECT id, 'new', 10, 'RUB', now(), now() FROM shop.customers;
+		SELECT id, 'new', 10, 'RUB', now(), now() FROM shop.customers WHERE name = 'Ann';
 		UPDATE shop.orders SET status = 'priced';`); err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +51,7 @@ func TestCDCCommands(t *testing.T) {
 	}()
 	var events []cloudevent.Event
 	deadline := time.Now().Add(time.Minute)
-	for len(events) < 3 {
+	for len(events) < 6 {
 		if time.Now().After(deadline) {
 			stop()
 			t.Fatalf("only %d events arrived\n%s", len(events), errOut.String())
@@ -74,8 +78,20 @@ func TestCDCCommands(t *testing.T) {
 	for _, e := range events {
 		types = append(types, e.Type)
 	}
-	if got := strings.Join(types, " "); got != "dev.ficus.cdc.insert dev.ficus.cdc.insert dev.ficus.cdc.update" {
-		t.Fatalf("event types %q", got)
+	// The changes since setup stream first; then the snapshot reads the
+	// rows as they are now: both customers, then the order.
+	want := "dev.ficus.cdc.insert dev.ficus.cdc.insert dev.ficus.cdc.update dev.ficus.cdc.read dev.ficus.cdc.read dev.ficus.cdc.read"
+	if got := strings.Join(types, " "); got != want {
+		t.Fatalf("event types %q, want %q", got, want)
+	}
+	if !strings.Contains(string(events[3].Data), `"old@example.com"`) {
+		t.Fatalf("first read event data %s", events[3].Data)
+	}
+	if code, out, errOut := ficus(t, append([]string{"cdc", "status"}, args...)...); code != 0 || !strings.Contains(out, "snapshot shop.orders") || !strings.Contains(out, "done, 1 rows") {
+		t.Fatalf("status after the snapshot: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := ficus(t, append([]string{"cdc", "snapshot", "--tables", "shop.orders"}, args...)...); code != 0 || !strings.Contains(out, "requested a snapshot of shop.orders") {
+		t.Fatalf("snapshot: exit %d\n%s%s", code, out, errOut)
 	}
 	if !strings.Contains(string(events[2].Data), `"priced"`) {
 		t.Fatalf("update event data %s", events[2].Data)
