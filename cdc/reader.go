@@ -464,6 +464,11 @@ func (r *Reader) handle(ctx context.Context, s *session, msg pgproto3.BackendMes
 				return fmt.Errorf("parse XLogData: %w", err)
 			}
 			s.received = max(s.received, xld.WALStart)
+			// Every data message carries the server's WAL end too, so the
+			// lag in bytes follows a busy stream, not only keepalives.
+			if uint64(xld.ServerWALEnd) > r.walEnd.Load() {
+				r.walEnd.Store(uint64(xld.ServerWALEnd))
+			}
 			tx, ok, err := r.dec.Decode(xld.WALStart, xld.WALData)
 			if err != nil {
 				return fmt.Errorf("decode message at %s: %w", xld.WALStart, err)
