@@ -24,13 +24,14 @@
 // shape:
 //
 //	{
-//	  "op":    "insert" | "update" | "delete" | "truncate",
+//	  "op":    "insert" | "update" | "read" | "delete" | "truncate",
 //	  "table": "shop.orders",
 //	  "new":   {"id": 42, "status": "paid", ...},   // the row after the change
 //	  "old":   {...}                                // the row before, when known
 //	}
 //
-// For table shop.orders and op insert or update the CRM records new.id (a
+// For table shop.orders and op insert, update or read (a row a snapshot
+// delivered) the CRM records new.id (a
 // JSON number or a numeric string) and new.status (a non-empty string); an
 // event for shop.orders without them is rejected with 400. Deletes,
 // truncates, events for other tables and events whose data is not such an

@@ -153,8 +153,8 @@ func (c *CRM) receive(body []byte, batch bool) (receipt, error) {
 }
 
 // orderChange extracts the status change of a shop.orders row from an
-// event. It returns nil for an event that is not an insert or update of
-// shop.orders, and ErrBadRowChange for one that claims to be but lacks the
+// event. It returns nil for an event that is not an insert, update or
+// snapshot read of shop.orders, and ErrBadRowChange for one that claims to be but lacks the
 // order's id or status.
 func orderChange(e cloudevent.Event) (*Change, error) {
 	if e.Data == nil || !isJSONContentType(e.DataContentType) {
@@ -180,14 +180,14 @@ func orderChange(e cloudevent.Event) (*Change, error) {
 	}
 	var op string
 	if json.Unmarshal(data["op"], &op) != nil {
-		return nil, bad("data.op must be one of insert, update, delete, truncate")
+		return nil, bad("data.op must be one of insert, update, read, delete, truncate")
 	}
 	switch op {
-	case "insert", "update":
+	case "insert", "update", "read": // read: a row delivered by a snapshot
 	case "delete", "truncate":
 		return nil, nil
 	default:
-		return nil, bad("data.op %q must be one of insert, update, delete, truncate", op)
+		return nil, bad("data.op %q must be one of insert, update, read, delete, truncate", op)
 	}
 	var row map[string]json.RawMessage
 	if json.Unmarshal(data["new"], &row) != nil || row == nil {

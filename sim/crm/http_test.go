@@ -122,6 +122,22 @@ func TestWebhookBatch(t *testing.T) {
 	}
 }
 
+// A row a snapshot delivered (op read) is tracked like an insert.
+func TestWebhookTracksSnapshotReads(t *testing.T) {
+	t.Parallel()
+	c, h := newWebhook(t)
+	code, body := post(t, h, cloudevent.BatchContentType, mustJSON(t, []cloudevent.Event{
+		rowEvent("1", "shop.orders", "read", 9, "paid"),
+		rowEvent("2", "shop.orders", "update", 9, "shipped"),
+	}))
+	if code != http.StatusOK {
+		t.Fatalf("status %d: %s", code, body)
+	}
+	if st := c.Stats(); st.OrdersTracked != 1 || st.Unique != 2 {
+		t.Errorf("Stats = %+v, want one order tracked from its read event", st)
+	}
+}
+
 func TestWebhookRejects(t *testing.T) {
 	t.Parallel()
 	valid := mustJSON(t, rowEvent("1", "shop.orders", "insert", 1, "new"))
