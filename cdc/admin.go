@@ -1103,8 +1103,8 @@ func recoveryCommand(slot, publication string, tables []string) string {
 	common := fmt.Sprintf(`--database-url "$FICUS_DATABASE_URL" --slot %s --publication %s`, shellQuote(slot), shellQuote(publication))
 	return fmt.Sprintf("ficus cdc teardown %s --keep-publication --force && \\\n"+
 		"ficus cdc setup %s --tables %s && \\\n"+
-		`ficus cdc run %s --tables %s --sink "$FICUS_SINK"`,
-		common, common, shellQuote(tableList), common, shellQuote(tableList))
+		`ficus cdc run %s --sink "$FICUS_SINK"`,
+		common, common, shellQuote(tableList), common)
 }
 
 // shellQuote quotes s for a POSIX shell when it holds anything but

@@ -34,7 +34,7 @@ var (
 
 // Defaults of ReaderConfig.
 const (
-	DefaultStatusInterval = 10 * time.Second
+	DefaultStatusInterval = time.Second
 	DefaultHeartbeat      = 30 * time.Second
 	DefaultQueueSize      = 1024
 	DefaultDrainTimeout   = 30 * time.Second
@@ -88,8 +88,11 @@ type ReaderConfig struct {
 	// Required.
 	Deliver func(ctx context.Context, tx Tx) error
 	// StatusInterval is how often the reader confirms its position to the
-	// server (it also answers at once when the server asks). Defaults to
-	// 10s; it must stay below the server's wal_sender_timeout (60s).
+	// server (it also answers at once when the server asks). After a crash
+	// the server sends again what was delivered since the last
+	// confirmation, so a short interval means few redeliveries; each
+	// confirmation is one small message. Defaults to 1s; it must stay below
+	// the server's wal_sender_timeout (60s).
 	StatusInterval time.Duration
 	// Heartbeat is how often the reader writes a heartbeat message on a
 	// normal connection, so that the slot advances while the captured

@@ -171,7 +171,7 @@ func (a *app) cdcTeardownCommand(f *cdcFlags) *cobra.Command {
 
 func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 	var sinkURL, metricsAddr, deadLetters string
-	var heartbeat time.Duration
+	var heartbeat, statusInterval time.Duration
 	var chunkSize int
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -216,7 +216,7 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 
 			source := cdc.Source(pool.Config().ConnConfig.Database, f.slot)
 			reader, err := cdc.NewReader(cdc.ReaderConfig{
-				ConnString: f.url, Slot: f.slot, Publication: f.publication, Heartbeat: heartbeat,
+				ConnString: f.url, Slot: f.slot, Publication: f.publication, Heartbeat: heartbeat, StatusInterval: statusInterval,
 				Deliver: func(ctx context.Context, tx cdc.Tx) error {
 					events, err := tx.Events(source)
 					if err != nil {
@@ -239,6 +239,7 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 	fl.StringVar(&sinkURL, "sink", "", "where events go: http(s)://… (webhook), nats://host:4222/PREFIX?stream=NAME, jsonl:///path, jsonl:- (stdout), null:")
 	fl.StringVar(&deadLetters, "dead-letters", "", "JSONL file keeping events the sink rejected for good, for replay")
 	fl.DurationVar(&heartbeat, "heartbeat", 30*time.Second, "how often to write a heartbeat so the slot advances while the tables are idle; negative turns it off")
+	fl.DurationVar(&statusInterval, "status-interval", cdc.DefaultStatusInterval, "how often to confirm the delivered position to the server; after a crash, what was delivered since the last confirmation is delivered again (below wal_sender_timeout)")
 	fl.IntVar(&chunkSize, "snapshot-chunk-size", cdc.DefaultSnapshotChunkSize, "rows a snapshot reads and delivers at a time; 0 turns snapshots off")
 	metricsFlag(fl, &metricsAddr, "127.0.0.1:9194")
 	return cmd
