@@ -37,6 +37,7 @@ const (
 	DefaultStatusInterval = time.Second
 	DefaultHeartbeat      = 30 * time.Second
 	DefaultQueueSize      = 1024
+	DefaultBatchSize      = 4096
 	DefaultDrainTimeout   = 30 * time.Second
 )
 
@@ -87,6 +88,16 @@ type ReaderConfig struct {
 	// context ends, the call in progress gets DrainTimeout to finish.
 	// Required.
 	Deliver func(ctx context.Context, tx Tx) error
+	// DeliverBatch, when set, is used instead of Deliver: it gets several
+	// consecutive transactions at once (those waiting when the previous
+	// call returned, up to BatchSize changes; a larger transaction comes
+	// alone) and returns nil once every sink has acknowledged all their
+	// changes, so a sink can write and sync them together. Otherwise as
+	// Deliver.
+	DeliverBatch func(ctx context.Context, txs []Tx) error
+	// BatchSize is how many changes DeliverBatch gets at most, unless one
+	// transaction alone has more. Defaults to 4096.
+	BatchSize int
 	// StatusInterval is how often the reader confirms its position to the
 	// server (it also answers at once when the server asks). After a crash
 	// the server sends again what was delivered since the last
@@ -161,9 +172,13 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 	if err := validatePublicationName(cfg.Publication); err != nil {
 		errs = append(errs, err)
 	}
-	if cfg.Deliver == nil {
-		errs = append(errs, errors.New("a Deliver func is required"))
+	if cfg.Deliver == nil && cfg.DeliverBatch == nil {
+		errs = append(errs, errors.New("a Deliver or DeliverBatch func is required"))
 	}
+	if cfg.BatchSize < 0 {
+		errs = append(errs, errors.New("BatchSize must not be negative (zero means the default)"))
+	}
+	cfg.BatchSize = cmp.Or(cfg.BatchSize, DefaultBatchSize)
 	if cfg.StatusInterval < 0 || cfg.QueueSize < 0 || cfg.DrainTimeout < 0 {
 		errs = append(errs, errors.New("StatusInterval, QueueSize and DrainTimeout must not be negative (zero means the default)"))
 	}
@@ -529,8 +544,11 @@ func (r *Reader) sendStatus(s *session) error {
 }
 
 // deliverLoop delivers transactions in queue order until readCtx ends or
-// Deliver fails. Deliver runs with ctx, which outlives readCtx.
+// Deliver fails. Deliver runs with ctx, which outlives readCtx. The
+// transactions waiting in the queue go out together, up to BatchSize
+// changes, when DeliverBatch is set; Deliver gets them one at a time.
 func (r *Reader) deliverLoop(readCtx, ctx context.Context, queue <-chan Tx) error {
+	var batch []Tx
 	for {
 		select {
 		case <-readCtx.Done():
@@ -539,57 +557,101 @@ func (r *Reader) deliverLoop(readCtx, ctx context.Context, queue <-chan Tx) erro
 			if readCtx.Err() != nil {
 				return nil // not started: the next session delivers it
 			}
-			if err := r.deliver(ctx, tx); err != nil {
-				return err
-			}
-		}
-	}
-}
-
-// deliver calls Deliver for a transaction with changes, and for the rows
-// of a snapshot chunk whose high watermark it is, then records it as
-// acknowledged. A transaction without changes (a heartbeat) is
-// acknowledged at once: everything before it already is.
-func (r *Reader) deliver(ctx context.Context, tx Tx) error {
-	if len(tx.Changes) > 0 {
-		if err := r.deliverTx(ctx, tx); err != nil {
-			return err
-		}
-		r.metrics.transactions.Inc()
-	}
-	if c := r.chunk.Load(); c != nil {
-		rows, dropped, end, err := c.observe(tx)
-		if end {
-			res := chunkResult{err: err, dropped: dropped}
-			if rows != nil {
-				res.delivered = len(rows.Changes)
-				if res.delivered > 0 {
-					res.err = r.deliverTx(ctx, *rows)
+			batch = append(batch[:0], tx)
+		more:
+			for n := len(tx.Changes); r.cfg.DeliverBatch != nil && n < r.cfg.BatchSize && len(batch) < cap(queue); {
+				select {
+				case tx := <-queue:
+					batch = append(batch, tx)
+					n += len(tx.Changes)
+				default:
+					break more
 				}
 			}
-			r.chunk.CompareAndSwap(c, nil)
-			c.done <- res
-			if res.err != nil && err == nil {
-				return res.err
+			if err := r.deliver(ctx, batch); err != nil {
+				return err
 			}
+			clear(batch)
 		}
 	}
-	if uint64(tx.EndLSN) > r.acked.Load() {
-		r.acked.Store(uint64(tx.EndLSN))
-	}
-	r.pending.pop()
-	return nil
 }
 
-// deliverTx calls Deliver and counts what it delivered.
-func (r *Reader) deliverTx(ctx context.Context, tx Tx) error {
+// deliver delivers consecutive transactions: those with changes, and the
+// rows of a snapshot chunk at its high watermark, each after everything
+// before it. It records each transaction as acknowledged once it and all
+// before it are; a transaction without changes (a heartbeat) is
+// acknowledged at once with the ones before it.
+func (r *Reader) deliver(ctx context.Context, batch []Tx) error {
+	var (
+		pending []Tx // transactions with changes not yet handed to the sinks
+		done    int  // batch[:done] is acknowledged
+	)
+	flush := func(upTo int) error {
+		if len(pending) > 0 {
+			if err := r.send(ctx, pending, true); err != nil {
+				return err
+			}
+			pending = pending[:0]
+		}
+		for ; done < upTo; done++ {
+			if end := uint64(batch[done].EndLSN); end > r.acked.Load() {
+				r.acked.Store(end)
+			}
+			r.pending.pop()
+		}
+		return nil
+	}
+	for i, tx := range batch {
+		if len(tx.Changes) > 0 {
+			pending = append(pending, tx)
+		}
+		c := r.chunk.Load()
+		if c == nil {
+			continue
+		}
+		rows, dropped, end, err := c.observe(tx)
+		if !end {
+			continue
+		}
+		res := chunkResult{err: err, dropped: dropped}
+		if res.err == nil {
+			// The chunk's rows go right after its high watermark.
+			res.err = flush(i + 1)
+		}
+		if res.err == nil && rows != nil && len(rows.Changes) > 0 {
+			res.delivered = len(rows.Changes)
+			res.err = r.send(ctx, []Tx{*rows}, false)
+		}
+		r.chunk.CompareAndSwap(c, nil)
+		c.done <- res
+		if res.err != nil && err == nil {
+			return res.err
+		}
+	}
+	return flush(len(batch))
+}
+
+// send hands transactions to DeliverBatch, or its only one to Deliver,
+// and counts what was delivered; real transactions count as transactions, a
+// snapshot chunk only as its changes.
+func (r *Reader) send(ctx context.Context, txs []Tx, transactions bool) error {
 	start := r.cfg.Now()
-	err := r.cfg.Deliver(ctx, tx)
+	var err error
+	if r.cfg.DeliverBatch != nil {
+		err = r.cfg.DeliverBatch(ctx, txs)
+	} else {
+		err = r.cfg.Deliver(ctx, txs[0]) // without DeliverBatch, one at a time
+	}
 	r.metrics.deliver.Update(r.cfg.Now().Sub(start).Seconds())
 	if err != nil {
-		return fmt.Errorf("deliver transaction %d committed at %s: %w", tx.XID, tx.CommitLSN, err)
+		return fmt.Errorf("deliver %d transaction(s) committed from %s to %s: %w", len(txs), txs[0].CommitLSN, txs[len(txs)-1].CommitLSN, err)
 	}
-	r.metrics.delivered(tx.Changes)
+	for _, tx := range txs {
+		r.metrics.delivered(tx.Changes)
+	}
+	if transactions {
+		r.metrics.transactions.Add(len(txs))
+	}
 	return nil
 }
 

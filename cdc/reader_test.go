@@ -351,6 +351,74 @@ func TestReaderFollowsSchemaChanges(t *testing.T) {
 	}
 }
 
+// With DeliverBatch, the transactions waiting while the sink was busy go
+// out together, in commit order, and all of them are acknowledged.
+func TestReaderBatchesWaitingTransactions(t *testing.T) {
+	t.Parallel()
+	f := newReplFixture(t, `CREATE TABLE t (id int PRIMARY KEY)`, "t")
+	const n = 50
+	for i := range n {
+		f.exec(`INSERT INTO t VALUES ($1)`, i)
+	}
+	var (
+		mu      sync.Mutex
+		calls   [][]Tx
+		release = make(chan struct{})
+		got     = make(chan struct{}, 1)
+	)
+	cfg := f.config(nil)
+	cfg.DeliverBatch = func(ctx context.Context, txs []Tx) error {
+		mu.Lock()
+		calls = append(calls, slices.Clone(txs))
+		first := len(calls) == 1
+		total := 0
+		for _, c := range calls {
+			total += len(c)
+		}
+		mu.Unlock()
+		if first {
+			<-release // the sink is busy while the rest arrive
+		}
+		if total == n {
+			got <- struct{}{}
+		}
+		return nil
+	}
+	r := newTestReader(t, cfg)
+	run := startReader(t, r)
+	eventually(t, "every transaction to be read", func() bool {
+		r.pending.mu.Lock()
+		defer r.pending.mu.Unlock()
+		return len(r.pending.times) == n
+	})
+	close(release)
+	select {
+	case <-got:
+	case <-time.After(waitLimit):
+		t.Fatal("not every transaction was delivered")
+	}
+	if err := run.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	var order []any
+	for _, c := range calls {
+		for _, tx := range c {
+			order = append(order, ids(tx)...)
+		}
+	}
+	for i, id := range order {
+		if id != int64(i) {
+			t.Fatalf("delivered ids %v, want 0..%d in order", order, n-1)
+		}
+	}
+	if len(calls) < 2 || len(calls[1]) < 2 {
+		t.Fatalf("%d calls, the second with %d transactions: the waiting ones were not batched", len(calls), len(calls[1]))
+	}
+	if lsn := f.confirmedAfterStop(); lsn < calls[len(calls)-1][len(calls[len(calls)-1])-1].EndLSN {
+		t.Errorf("confirmed %s, before the end of the last delivered transaction", lsn)
+	}
+}
+
 func TestReaderStreamsLargeTransactions(t *testing.T) {
 	t.Parallel()
 	f := newReplFixture(t, `CREATE TABLE big (id int PRIMARY KEY, pad text)`, "big")

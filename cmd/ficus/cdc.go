@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ficuslabs/ficus/cdc"
+	"github.com/ficuslabs/ficus/cloudevent"
 	"github.com/ficuslabs/ficus/internal/ops"
 	"github.com/ficuslabs/ficus/sink"
 )
@@ -217,10 +218,16 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 			source := cdc.Source(pool.Config().ConnConfig.Database, f.slot)
 			reader, err := cdc.NewReader(cdc.ReaderConfig{
 				ConnString: f.url, Slot: f.slot, Publication: f.publication, Heartbeat: heartbeat, StatusInterval: statusInterval,
-				Deliver: func(ctx context.Context, tx cdc.Tx) error {
-					events, err := tx.Events(source)
-					if err != nil {
-						return err
+				// The transactions that waited while the sink was busy go in
+				// one Send: one request, one publish round, one fsync.
+				DeliverBatch: func(ctx context.Context, txs []cdc.Tx) error {
+					var events []cloudevent.Event
+					for _, tx := range txs {
+						e, err := tx.Events(source)
+						if err != nil {
+							return err
+						}
+						events = append(events, e...)
 					}
 					return out.Send(ctx, events)
 				},
