@@ -164,6 +164,12 @@ type IdempotencyConfig struct {
 	// Defaults to Content-Type, Location, ETag, Last-Modified and
 	// Cache-Control.
 	ReplayHeaders []string
+	// MaxWaiting bounds the requests, on all routes together, that may
+	// wait at once for the first request with their key (routes with
+	// InFlight "wait"); a request beyond it gets 409 at once, so that a
+	// key that stays in flight cannot pile up waiting requests. Defaults
+	// to 256.
+	MaxWaiting int
 }
 
 // RouteConfig sends matching requests to an upstream.
@@ -200,6 +206,16 @@ type RouteIdempotency struct {
 	// (a key is honoured when sent) or "off". Defaults to "optional" when
 	// the route matches POST or PATCH and to "off" otherwise.
 	Mode string
+	// InFlight is what a request gets when the first request with its
+	// key is still in flight: "conflict" is 409 at once, as the IETF
+	// Idempotency-Key draft says; "wait" waits up to WaitTimeout for the
+	// first request's outcome and answers as a retry after it would (the
+	// stored answer replayed). Defaults to "conflict".
+	InFlight string
+	// WaitTimeout bounds how long a request waits when InFlight is
+	// "wait"; it then gets 409. 0 is the route's timeout, the longest the
+	// first request can take upstream. Only with InFlight "wait".
+	WaitTimeout time.Duration
 	// Reconcile, when set, is how to find out whether a request whose
 	// outcome is unknown took effect.
 	Reconcile *ReconcileConfig
@@ -234,6 +250,12 @@ type ShadowConfig struct {
 const (
 	defaultUpstreamName = "default"
 	defaultBodyLimit    = 10 << 20
+	defaultMaxWaiting   = 256
+
+	// What a request meets when the first request with its key is in
+	// flight: RouteIdempotency.InFlight.
+	inFlightConflict = "conflict"
+	inFlightWait     = "wait"
 
 	// maxConfigValues bounds the values a config may hold once its
 	// aliases are expanded, so that a few lines of aliases cannot make
@@ -458,6 +480,7 @@ func newConfig() *Config {
 			LockTTL:       2 * time.Minute,
 			MaxBody:       1 << 20,
 			ReplayHeaders: []string{"Content-Type", "Location", "ETag", "Last-Modified", "Cache-Control"},
+			MaxWaiting:    defaultMaxWaiting,
 		},
 	}
 }
@@ -488,7 +511,8 @@ func catchAllRoute(auth string) RouteConfig {
 }
 
 // fillRouteDefaults gives routes the defaults that depend on the rest of
-// the configuration: the upstream's timeout and the idempotency mode.
+// the configuration: the upstream's timeout, the idempotency mode, and
+// how long a request waits for the first one with its key.
 func (c *Config) fillRouteDefaults() {
 	for i := range c.Routes {
 		r := &c.Routes[i]
@@ -500,6 +524,12 @@ func (c *Config) fillRouteDefaults() {
 			if r.matchesMethod(http.MethodPost) || r.matchesMethod(http.MethodPatch) {
 				r.Idempotency.Mode = "optional"
 			}
+		}
+		if r.Idempotency.InFlight == "" {
+			r.Idempotency.InFlight = inFlightConflict
+		}
+		if r.Idempotency.InFlight == inFlightWait && r.Idempotency.WaitTimeout == 0 {
+			r.Idempotency.WaitTimeout = r.Timeout
 		}
 	}
 }
@@ -647,6 +677,7 @@ func (c *Config) validate() []*ConfigError {
 	k.must("idempotency.ttl", id.TTL > 0, "a duration above 0, like 24h")
 	k.must("idempotency.lock_ttl", id.LockTTL > 0, "a duration above 0, like 2m")
 	k.must("idempotency.max_body", id.MaxBody > 0, "more than 0 bytes")
+	k.must("idempotency.max_waiting", id.MaxWaiting >= 1, "at least 1")
 	headers := map[string]bool{}
 	for i, h := range id.ReplayHeaders {
 		at := fmt.Sprintf("idempotency.replay_headers[%d]", i)
@@ -758,6 +789,16 @@ func (c *Config) validateRoute(k *configChecker, i int, names map[string]bool) {
 	writes := r.matchesMethod(http.MethodPost) || r.matchesMethod(http.MethodPatch)
 	if id.Mode != "off" && !writes {
 		k.add(at+".idempotency.mode", "%q has no effect: Idempotency-Key applies to POST and PATCH, and the route matches neither", id.Mode)
+	}
+	k.oneOf(at+".idempotency.in_flight", "an in-flight policy", id.InFlight, inFlightConflict, inFlightWait)
+	if id.InFlight == inFlightWait && id.Mode == "off" {
+		k.add(at+".idempotency.in_flight", "has no effect while idempotency is off on this route; remove it or set idempotency.mode")
+	}
+	switch {
+	case id.WaitTimeout < 0:
+		k.add(at+".idempotency.wait_timeout", "must be a duration above 0, like 10s")
+	case id.WaitTimeout > 0 && id.InFlight != inFlightWait:
+		k.add(at+".idempotency.wait_timeout", "has no effect unless in_flight is %s; remove it or set in_flight: %s", inFlightWait, inFlightWait)
 	}
 	if rc := id.Reconcile; rc != nil {
 		at := at + ".idempotency.reconcile"
@@ -1384,12 +1425,13 @@ func (d *configDecoder) config(root *yaml.Node) *Config {
 	for _, e := range d.items(f.nodes["rate_limits"], "rate_limits") {
 		cfg.RateLimits = append(cfg.RateLimits, d.rateLimit(e))
 	}
-	id := d.fields(f.nodes["idempotency"], "idempotency", "store", "ttl", "lock_ttl", "max_body", "replay_headers")
+	id := d.fields(f.nodes["idempotency"], "idempotency", "store", "ttl", "lock_ttl", "max_body", "replay_headers", "max_waiting")
 	set(id, "store", &cfg.Idempotency.Store, d.str)
 	set(id, "ttl", &cfg.Idempotency.TTL, d.duration)
 	set(id, "lock_ttl", &cfg.Idempotency.LockTTL, d.duration)
 	set(id, "max_body", &cfg.Idempotency.MaxBody, d.size)
 	set(id, "replay_headers", &cfg.Idempotency.ReplayHeaders, d.strs)
+	set(id, "max_waiting", &cfg.Idempotency.MaxWaiting, d.int)
 	for _, e := range d.items(f.nodes["routes"], "routes") {
 		cfg.Routes = append(cfg.Routes, d.route(e))
 	}
@@ -1500,8 +1542,18 @@ func (d *configDecoder) route(e yamlEntry) RouteConfig {
 		r.Prefix = false
 	}
 
-	id := d.fields(f.nodes["idempotency"], f.path("idempotency"), "mode", "reconcile")
+	id := d.fields(f.nodes["idempotency"], f.path("idempotency"), "mode", "in_flight", "wait_timeout", "reconcile")
 	set(id, "mode", &r.Idempotency.Mode, d.str)
+	set(id, "in_flight", &r.Idempotency.InFlight, d.str)
+	if n := id.nodes["wait_timeout"]; n != nil {
+		// 0 in RouteIdempotency means the route's timeout; in a file it is
+		// a mistake.
+		if v, ok := d.duration(n, id.path("wait_timeout")); ok && v == 0 {
+			d.fail(n, id.path("wait_timeout"), "must be a duration above 0; leave it out to wait as long as the route's timeout")
+		} else {
+			r.Idempotency.WaitTimeout = v
+		}
+	}
 	if n := id.nodes["reconcile"]; n != nil {
 		rc := &ReconcileConfig{Method: http.MethodGet}
 		at := id.path("reconcile")

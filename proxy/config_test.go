@@ -97,7 +97,7 @@ func TestLoadConfigFull(t *testing.T) {
 		t.Errorf("rate_limits = %+v\nwant %+v", cfg.RateLimits, wantLimits)
 	}
 	wantID := IdempotencyConfig{Store: "postgres", TTL: 48 * time.Hour, LockTTL: 90 * time.Second,
-		MaxBody: 512 << 10, ReplayHeaders: []string{"Content-Type", "Location"}}
+		MaxBody: 512 << 10, ReplayHeaders: []string{"Content-Type", "Location"}, MaxWaiting: 64}
 	if !reflect.DeepEqual(cfg.Idempotency, wantID) {
 		t.Errorf("idempotency = %+v, want %+v", cfg.Idempotency, wantID)
 	}
@@ -105,13 +105,14 @@ func TestLoadConfigFull(t *testing.T) {
 	wantRoutes := []RouteConfig{
 		{Name: "create-order", Methods: []string{"POST"}, Path: "/api/v1/orders", Upstream: "mes",
 			Timeout: 10 * time.Second, Auth: "required",
-			Idempotency: RouteIdempotency{Mode: "required", Reconcile: &ReconcileConfig{
+			Idempotency: RouteIdempotency{Mode: "required", InFlight: "wait", WaitTimeout: 15 * time.Second, Reconcile: &ReconcileConfig{
 				Method: "GET", PathTemplate: "/api/v1/orders?client_ref={body.client_ref}"}}},
 		{Name: "quotes", Methods: []string{"GET", "POST"}, Path: "/api/v1/quotes/", Prefix: true, Upstream: "mes",
-			Timeout: 20 * time.Second, Auth: "optional", Idempotency: RouteIdempotency{Mode: "optional"},
-			Shadow: &ShadowConfig{Upstream: "pricing", Percent: 10, Ignore: []string{"id", "created_at", "items.*.id"}}},
+			Timeout: 20 * time.Second, Auth: "optional",
+			Idempotency: RouteIdempotency{Mode: "optional", InFlight: "wait", WaitTimeout: 20 * time.Second},
+			Shadow:      &ShadowConfig{Upstream: "pricing", Percent: 10, Ignore: []string{"id", "created_at", "items.*.id"}}},
 		{Name: "rest", Path: "/", Prefix: true, Upstream: "mes", Timeout: 20 * time.Second, Auth: "none",
-			Idempotency: RouteIdempotency{Mode: "optional"}},
+			Idempotency: RouteIdempotency{Mode: "optional", InFlight: "conflict"}},
 	}
 	if !reflect.DeepEqual(cfg.Routes, wantRoutes) {
 		t.Errorf("routes =\n%+v\nwant\n%+v", cfg.Routes, wantRoutes)
@@ -149,7 +150,7 @@ func TestParseConfigDefaults(t *testing.T) {
 			t.Errorf("anonymous = %+v", c.Anonymous)
 		}
 		wantID := IdempotencyConfig{Store: "memory", TTL: 24 * time.Hour, LockTTL: 2 * time.Minute, MaxBody: 1 << 20,
-			ReplayHeaders: []string{"Content-Type", "Location", "ETag", "Last-Modified", "Cache-Control"}}
+			ReplayHeaders: []string{"Content-Type", "Location", "ETag", "Last-Modified", "Cache-Control"}, MaxWaiting: 256}
 		if !reflect.DeepEqual(c.Idempotency, wantID) {
 			t.Errorf("idempotency = %+v, want %+v", c.Idempotency, wantID)
 		}
@@ -166,18 +167,18 @@ func TestParseConfigDefaults(t *testing.T) {
 
 	wantRoutes := []RouteConfig{
 		{Name: "reads", Methods: []string{"GET"}, Path: "/", Prefix: true, Upstream: "default",
-			Timeout: 30 * time.Second, Auth: "optional", Idempotency: RouteIdempotency{Mode: "off"}},
+			Timeout: 30 * time.Second, Auth: "optional", Idempotency: RouteIdempotency{Mode: "off", InFlight: "conflict"}},
 		{Name: "patches", Methods: []string{"PATCH"}, Path: "/x", Upstream: "default",
-			Timeout: 30 * time.Second, Auth: "optional", Idempotency: RouteIdempotency{Mode: "optional"}},
+			Timeout: 30 * time.Second, Auth: "optional", Idempotency: RouteIdempotency{Mode: "optional", InFlight: "conflict"}},
 		{Name: "exact", Path: "/api/v1/orders", Upstream: "default",
-			Timeout: 5 * time.Second, Auth: "optional", Idempotency: RouteIdempotency{Mode: "optional"}},
+			Timeout: 5 * time.Second, Auth: "optional", Idempotency: RouteIdempotency{Mode: "optional", InFlight: "conflict"}},
 	}
 	if !reflect.DeepEqual(cfg.Routes, wantRoutes) {
 		t.Errorf("routes =\n%+v\nwant\n%+v", cfg.Routes, wantRoutes)
 	}
 
 	catchAll := RouteConfig{Name: "default", Path: "/", Prefix: true, Upstream: "default",
-		Timeout: 30 * time.Second, Auth: "none", Idempotency: RouteIdempotency{Mode: "optional"}}
+		Timeout: 30 * time.Second, Auth: "none", Idempotency: RouteIdempotency{Mode: "optional", InFlight: "conflict"}}
 	if !reflect.DeepEqual(def.Routes, []RouteConfig{catchAll}) {
 		t.Errorf("DefaultConfig routes = %+v, want %+v", def.Routes, catchAll)
 	}
@@ -389,6 +390,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"store", "idempotency:\n  store: redis\n", `line 2: idempotency.store: "redis" is not a store; use memory or postgres`},
 		{"replay header", "idempotency:\n  replay_headers: [Content-Type, 'Bad Header']\n", `line 2: idempotency.replay_headers[1]: "Bad Header" is not a header name`},
 		{"replay header twice", "idempotency:\n  replay_headers:\n    - ETag\n    - etag\n", `line 4: idempotency.replay_headers[1]: "etag" is listed twice`},
+		{"max_waiting zero", "idempotency:\n  max_waiting: 0\n", `line 2: idempotency.max_waiting: must be at least 1`},
+		{"max_waiting not a number", "idempotency: {max_waiting: many}\n", `line 1: idempotency.max_waiting: must be a whole number, not "many"`},
 
 		// Routes.
 		{"route upstream", "upstreams: {mes: {url: 'http://h'}}\nroutes:\n  - name: quotes\n    upstream: pricing\n",
@@ -417,6 +420,20 @@ func TestParseConfigErrors(t *testing.T) {
 		{"idempotency mode", "routes:\n  - name: a\n    idempotency: {mode: always}\n", `line 3: routes[0].idempotency.mode: "always" is not an idempotency mode; use required, optional or off`},
 		{"idempotency on reads", "routes:\n  - name: a\n    match: {methods: [GET, PUT]}\n    idempotency: {mode: required}\n",
 			`line 4: routes[0].idempotency.mode: "required" has no effect: Idempotency-Key applies to POST and PATCH, and the route matches neither`},
+		{"in_flight", "routes:\n  - name: a\n    idempotency:\n      in_flight: block\n",
+			`line 4: routes[0].idempotency.in_flight: "block" is not an in-flight policy; use conflict or wait`},
+		{"in_flight misspelt", "routes:\n  - name: a\n    idempotency:\n      inflight: wait\n",
+			`line 4: routes[0].idempotency.inflight: unknown key; did you mean "in_flight"?`},
+		{"in_flight while off", "routes:\n  - name: a\n    match: {methods: [GET]}\n    idempotency: {in_flight: wait}\n",
+			`line 4: routes[0].idempotency.in_flight: has no effect while idempotency is off on this route; remove it or set idempotency.mode`},
+		{"wait_timeout without unit", "routes:\n  - name: a\n    idempotency:\n      in_flight: wait\n      wait_timeout: 5\n",
+			`line 5: routes[0].idempotency.wait_timeout: "5" is not a duration; write a number and a unit, like 30s, 2m or 1h30m`},
+		{"wait_timeout zero", "routes:\n  - name: a\n    idempotency:\n      in_flight: wait\n      wait_timeout: 0s\n",
+			`line 5: routes[0].idempotency.wait_timeout: must be a duration above 0; leave it out to wait as long as the route's timeout`},
+		{"wait_timeout negative", "routes:\n  - name: a\n    idempotency:\n      in_flight: wait\n      wait_timeout: -2s\n",
+			`line 5: routes[0].idempotency.wait_timeout: must be a duration above 0, like 10s`},
+		{"wait_timeout without wait", "routes:\n  - name: a\n    idempotency:\n      wait_timeout: 5s\n",
+			`line 4: routes[0].idempotency.wait_timeout: has no effect unless in_flight is wait; remove it or set in_flight: wait`},
 		{"reconcile while off", "routes:\n  - name: a\n    idempotency:\n      mode: 'off'\n      reconcile: {path: '/orders?ref={body.ref}'}\n",
 			`line 5: routes[0].idempotency.reconcile: has no effect while idempotency is off on this route; remove it or set idempotency.mode`},
 		{"reconcile method", "routes:\n  - name: a\n    idempotency:\n      reconcile: {method: FETCH, path: '/orders?ref={body.ref}'}\n",
@@ -587,6 +604,12 @@ func TestValidate(t *testing.T) {
 		{"infinite rate", func(c *Config) {
 			c.RateLimits = []RateLimitConfig{{Name: "r", Per: "lane", Rate: math.Inf(1), Burst: 1}}
 		}, "rate_limits[0].rate: must be a number of requests per second above 0"},
+		{"no in-flight policy", func(c *Config) { c.Routes[0].Idempotency.InFlight = "" },
+			`routes[0].idempotency.in_flight: "" is not an in-flight policy; use conflict or wait`},
+		{"wait for the route's timeout", func(c *Config) { c.Routes[0].Idempotency.InFlight = "wait" }, ""},
+		{"wait_timeout without wait", func(c *Config) { c.Routes[0].Idempotency.WaitTimeout = time.Second },
+			"routes[0].idempotency.wait_timeout: has no effect unless in_flight is wait; remove it or set in_flight: wait"},
+		{"max_waiting", func(c *Config) { c.Idempotency.MaxWaiting = 0 }, "idempotency.max_waiting: must be at least 1"},
 		{"disabled breaker is not checked", func(c *Config) {
 			c.Upstreams["default"].Breaker = BreakerConfig{Disabled: true}
 		}, ""},

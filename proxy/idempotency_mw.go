@@ -20,8 +20,9 @@ import (
 // serveIdempotent handles a POST or PATCH under an Idempotency-Key, per
 // the IETF draft: the first request with a key goes upstream and its
 // answer is stored; a retry gets that answer replayed; a concurrent one
-// gets 409; the same key with another payload gets 422; an outcome that
-// cannot be known is never blindly sent again.
+// gets 409, or, on a route whose in_flight is "wait", waits for the first
+// one's answer; the same key with another payload gets 422; an outcome
+// that cannot be known is never blindly sent again.
 func (p *Proxy) serveIdempotent(c *call, r *http.Request) {
 	w := c.rec
 	route := c.route.cfg.Name
@@ -47,8 +48,12 @@ func (p *Proxy) serveIdempotent(c *call, r *http.Request) {
 	k := idempotency.Key{Tenant: c.caller.Tenant, Key: key}
 	fp := idempotency.Fingerprint(r.Method, r.URL.RequestURI(), r.Header.Get("Content-Type"), body)
 	rec, claimed, err := p.store.Claim(ctx, k, fp, p.now(), cfg.LockTTL, cfg.TTL)
+	if err == nil && !claimed && rec.State == idempotency.StateInFlight && rec.Fingerprint == fp &&
+		c.route.cfg.Idempotency.InFlight == inFlightWait {
+		rec, claimed, err = p.awaitOriginal(c, r, k, fp, rec)
+	}
 	if err != nil && ctx.Err() != nil {
-		c.rec.status = statusClientClosed // the client hung up while the key was being claimed
+		c.rec.status = statusClientClosed // the client hung up while the key was being claimed or waited for
 		return
 	}
 	if err != nil {
