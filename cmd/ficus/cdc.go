@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"github.com/ficuslabs/ficus/cdc"
@@ -52,6 +53,20 @@ the changes, and resumes it after a restart.`,
 	return cmd
 }
 
+// withTables runs fn with a pool on the captured database, once --tables
+// is given.
+func (f *cdcFlags) withTables(ctx context.Context, fn func(*pgxpool.Pool) error) error {
+	if len(f.tables) == 0 {
+		return usageError{errors.New("--tables is required")}
+	}
+	pool, err := connect(ctx, f.url)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return fn(pool)
+}
+
 func tablesFlag(cmd *cobra.Command, f *cdcFlags) {
 	cmd.Flags().StringSliceVar(&f.tables, "tables", nil, "comma-separated schema.table list to capture, e.g. shop.orders,shop.order_items")
 }
@@ -63,20 +78,14 @@ func (a *app) cdcSetupCommand(f *cdcFlags) *cobra.Command {
 		Short: "Create the publication and the replication slot (idempotent)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(f.tables) == 0 {
-				return usageError{errors.New("--tables is required")}
-			}
-			pool, err := connect(cmd.Context(), f.url)
-			if err != nil {
+			return f.withTables(cmd.Context(), func(pool *pgxpool.Pool) error {
+				report, err := cdc.Setup(cmd.Context(), pool, cdc.SetupConfig{
+					Slot: f.slot, Publication: f.publication, Tables: f.tables,
+					ReplicaIdentityFull: full, DropExtraTables: dropExtra, Snapshot: snapshot,
+				})
+				report.WriteText(a.stdout)
 				return err
-			}
-			defer pool.Close()
-			report, err := cdc.Setup(cmd.Context(), pool, cdc.SetupConfig{
-				Slot: f.slot, Publication: f.publication, Tables: f.tables,
-				ReplicaIdentityFull: full, DropExtraTables: dropExtra, Snapshot: snapshot,
 			})
-			report.WriteText(a.stdout)
-			return err
 		},
 	}
 	tablesFlag(cmd, f)
@@ -98,19 +107,13 @@ table in chunks while it keeps streaming changes; "ficus cdc status" shows
 the progress.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(f.tables) == 0 {
-				return usageError{errors.New("--tables is required")}
-			}
-			pool, err := connect(cmd.Context(), f.url)
-			if err != nil {
-				return err
-			}
-			defer pool.Close()
-			if err := cdc.RequestSnapshot(cmd.Context(), pool, f.slot, f.tables); err != nil {
-				return err
-			}
-			fmt.Fprintf(a.stdout, "requested a snapshot of %s for slot %s\n", strings.Join(f.tables, ", "), f.slot)
-			return nil
+			return f.withTables(cmd.Context(), func(pool *pgxpool.Pool) error {
+				if err := cdc.RequestSnapshot(cmd.Context(), pool, f.slot, f.tables); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "requested a snapshot of %s for slot %s\n", strings.Join(f.tables, ", "), f.slot)
+				return nil
+			})
 		},
 	}
 	tablesFlag(cmd, f)
