@@ -89,6 +89,8 @@ type relation struct {
 	name    string
 	columns []column
 	hasKey  bool
+	// keys are the names of the key columns, in column order.
+	keys []string
 }
 
 type column struct {
@@ -307,6 +309,9 @@ func (d *Decoder) relation(r *cursor) error {
 		}
 		c.convert = d.converter(c.oid)
 		rel.hasKey = rel.hasKey || c.key
+		if c.key {
+			rel.keys = append(rel.keys, c.name)
+		}
 		rel.columns[i] = c
 	}
 	if d.inStream {
@@ -654,10 +659,10 @@ func (rel *relation) key(row map[string]any) map[string]any {
 	if !rel.hasKey {
 		return nil
 	}
-	key := make(map[string]any)
-	for _, c := range rel.columns {
-		if v, ok := row[c.name]; ok && c.key {
-			key[c.name] = v
+	key := make(map[string]any, len(rel.keys))
+	for _, name := range rel.keys {
+		if v, ok := row[name]; ok {
+			key[name] = v
 		}
 	}
 	return key

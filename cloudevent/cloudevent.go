@@ -10,7 +10,9 @@
 // ([BatchContentType]). Both return only events that pass
 // [Event.Validate]. [Event.MarshalJSON] writes extensions as top-level
 // attributes, as the JSON format requires, so json.Marshal of an Event or a
-// []Event produces a single event or a batch body.
+// []Event produces a single event or a batch body; [Event.AppendJSON]
+// writes the same bytes into a buffer of the caller's, for writing many
+// events without an allocation each.
 //
 // Data holds the JSON value of the "data" member as it appears on the wire:
 // an object, array, number or literal for JSON content types (no
@@ -33,6 +35,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Errors returned by Parse, ParseBatch and Validate. They are wrapped with
@@ -235,6 +238,13 @@ func (e *Event) decode(b []byte) error {
 // Validate reports every way e breaks the CloudEvents 1.0 rules, joined; nil
 // means e can be sent.
 func (e Event) Validate() error {
+	_, err := e.validate()
+	return err
+}
+
+// validate is Validate that also reports whether Data holds whitespace for
+// json.Compact to remove.
+func (e Event) validate() (spaced bool, err error) {
 	var errs []error
 	switch e.SpecVersion {
 	case SpecVersion:
@@ -248,8 +258,10 @@ func (e Event) Validate() error {
 	}
 	if e.Source == "" {
 		errs = append(errs, ErrMissingSource)
-	} else if _, err := url.Parse(e.Source); err != nil {
-		errs = append(errs, fmt.Errorf("%w: source %q is not a URI-reference: %v", ErrInvalidAttribute, e.Source, err))
+	} else if !simpleURIReference(e.Source) {
+		if _, err := url.Parse(e.Source); err != nil {
+			errs = append(errs, fmt.Errorf("%w: source %q is not a URI-reference: %v", ErrInvalidAttribute, e.Source, err))
+		}
 	}
 	if e.Type == "" {
 		errs = append(errs, ErrMissingType)
@@ -267,71 +279,124 @@ func (e Event) Validate() error {
 	if err := checkTime(e.Time); err != nil {
 		errs = append(errs, err)
 	}
-	for _, name := range slices.Sorted(maps.Keys(e.Extensions)) {
-		if err := checkExtensionName(name); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if _, err := extensionJSON(name, e.Extensions[name]); err != nil {
-			errs = append(errs, err)
+	if !extensionsValid(e.Extensions) {
+		// Report every bad one, in name order.
+		for _, name := range slices.Sorted(maps.Keys(e.Extensions)) {
+			if err := checkExtensionName(name); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if err := checkExtensionValue(name, e.Extensions[name]); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
-	if e.Data != nil && !json.Valid(e.Data) {
-		errs = append(errs, ErrInvalidData)
+	if e.Data != nil {
+		var valid bool
+		if valid, spaced = scanJSON(e.Data); !valid {
+			errs = append(errs, ErrInvalidData)
+		}
 	}
 	if e.Data != nil && e.DataBase64 != nil {
 		errs = append(errs, ErrDataConflict)
 	}
-	return errors.Join(errs...)
+	return spaced, errors.Join(errs...)
 }
 
 // MarshalJSON writes e in structured JSON mode, extensions as top-level
 // attributes in name order. It refuses an event that fails Validate.
 func (e Event) MarshalJSON() ([]byte, error) {
-	if err := e.Validate(); err != nil {
+	spaced, err := e.validate()
+	if err != nil {
 		return nil, err
 	}
-	var buf bytes.Buffer
-	buf.WriteByte('{')
-	writeMember := func(name string, value []byte) {
-		if buf.Len() > 1 {
-			buf.WriteByte(',')
-		}
-		buf.Write(quote(name))
-		buf.WriteByte(':')
-		buf.Write(value)
+	return e.appendJSON(make([]byte, 0, e.sizeHint()), spaced), nil
+}
+
+// AppendJSON appends to b what MarshalJSON writes and returns the extended
+// slice, so that many events can be written into one buffer. It refuses an
+// event that fails Validate and then returns b unchanged.
+func (e Event) AppendJSON(b []byte) ([]byte, error) {
+	spaced, err := e.validate()
+	if err != nil {
+		return b, err
 	}
-	writeString := func(name, value string) {
-		if value != "" {
-			writeMember(name, quote(value))
-		}
+	return e.appendJSON(b, spaced), nil
+}
+
+// sizeHint is about the length of e in JSON, for allocating once.
+func (e Event) sizeHint() int {
+	// Extensions are guessed at: ficus's are short, and the partition key
+	// is usually the subject.
+	return 160 + len(e.ID) + len(e.Source) + len(e.Type) + 2*len(e.Subject) +
+		len(e.DataContentType) + len(e.DataSchema) + len(e.Data) + len(e.DataBase64)*4/3 +
+		32*len(e.Extensions)
+}
+
+// appendJSON writes a valid event: Validate has accepted it; spaced says
+// whether its data needs compacting.
+func (e Event) appendJSON(b []byte, spaced bool) []byte {
+	// The member names are plain ASCII, written as JSON strings as they
+	// are; specversion is required, so it comes first and every other
+	// member after a comma.
+	b = append(b, `{"`+attrSpecVersion+`":`...)
+	b = appendString(b, e.SpecVersion)
+	b = append(b, `,"`+attrID+`":`...)
+	b = appendString(b, e.ID)
+	b = append(b, `,"`+attrSource+`":`...)
+	b = appendString(b, e.Source)
+	b = append(b, `,"`+attrType+`":`...)
+	b = appendString(b, e.Type)
+	if e.Subject != "" {
+		b = append(b, `,"`+attrSubject+`":`...)
+		b = appendString(b, e.Subject)
 	}
-	writeString(attrSpecVersion, e.SpecVersion)
-	writeString(attrID, e.ID)
-	writeString(attrSource, e.Source)
-	writeString(attrType, e.Type)
-	writeString(attrSubject, e.Subject)
 	if !e.Time.IsZero() {
-		writeString(attrTime, e.Time.Format(time.RFC3339Nano))
+		// An RFC 3339 timestamp has no character JSON escapes.
+		b = append(b, `,"`+attrTime+`":"`...)
+		b = e.Time.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
 	}
-	writeString(attrDataContentType, e.DataContentType)
-	writeString(attrDataSchema, e.DataSchema)
-	for _, name := range slices.Sorted(maps.Keys(e.Extensions)) {
-		v, _ := extensionJSON(name, e.Extensions[name]) // checked by Validate
-		writeMember(name, v)
+	if e.DataContentType != "" {
+		b = append(b, `,"`+attrDataContentType+`":`...)
+		b = appendString(b, e.DataContentType)
+	}
+	if e.DataSchema != "" {
+		b = append(b, `,"`+attrDataSchema+`":`...)
+		b = appendString(b, e.DataSchema)
+	}
+	if len(e.Extensions) > 0 {
+		var small [8]string // names of a few extensions sort without allocating
+		names := small[:0]
+		for name := range e.Extensions {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			// Validate accepted the name: a-z and 0-9 only.
+			b = append(b, ',', '"')
+			b = append(b, name...)
+			b = append(b, '"', ':')
+			b = appendExtension(b, e.Extensions[name])
+		}
 	}
 	if e.Data != nil {
-		var data bytes.Buffer
-		if err := json.Compact(&data, e.Data); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidData, err)
+		b = append(b, `,"`+memberData+`":`...)
+		if spaced {
+			buf := bytes.NewBuffer(b)
+			_ = json.Compact(buf, e.Data) // validate checked the data
+			b = buf.Bytes()
+		} else {
+			b = append(b, e.Data...)
 		}
-		writeMember(memberData, data.Bytes())
 	}
 	if e.DataBase64 != nil {
-		writeMember(memberDataBase64, quote(base64.StdEncoding.EncodeToString(e.DataBase64)))
+		// Base64 has no character JSON escapes.
+		b = append(b, `,"`+memberDataBase64+`":"`...)
+		b = base64.StdEncoding.AppendEncode(b, e.DataBase64)
+		b = append(b, '"')
 	}
-	buf.WriteByte('}')
-	return buf.Bytes(), nil
+	return append(b, '}')
 }
 
 func stringAttr(name string, raw json.RawMessage) (string, error) {
@@ -373,6 +438,9 @@ func timeAttr(raw json.RawMessage) (time.Time, error) {
 // checkMediaType accepts an RFC 2046 media type such as "application/json"
 // or "text/plain; charset=utf-8".
 func checkMediaType(s string) error {
+	if simpleMediaType(s) {
+		return nil
+	}
 	mt, _, err := mime.ParseMediaType(s)
 	if err == nil {
 		if typ, sub, ok := strings.Cut(mt, "/"); !ok || typ == "" || sub == "" {
@@ -416,15 +484,24 @@ func base64Member(raw json.RawMessage) ([]byte, error) {
 }
 
 func checkExtensionName(name string) error {
-	if name == "" || len(name) > MaxExtensionNameLen || slices.Contains(reservedNames, name) {
+	if !extensionNameValid(name) {
 		return fmt.Errorf("%w: %q", ErrInvalidExtensionName, name)
+	}
+	return nil
+}
+
+// extensionNameValid reports whether name is 1 to 20 characters a-z and
+// 0-9 and not reserved.
+func extensionNameValid(name string) bool {
+	if name == "" || len(name) > MaxExtensionNameLen || slices.Contains(reservedNames, name) {
+		return false
 	}
 	for _, c := range []byte(name) {
 		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
-			return fmt.Errorf("%w: %q", ErrInvalidExtensionName, name)
+			return false
 		}
 	}
-	return nil
+	return true
 }
 
 // extensionValue reads the JSON value of an extension attribute.
@@ -450,51 +527,135 @@ func extensionValue(name string, raw json.RawMessage) (any, error) {
 	return int32(n), nil
 }
 
-// extensionJSON encodes an extension value, refusing types the JSON format
-// cannot carry.
-func extensionJSON(name string, v any) ([]byte, error) {
-	var n int64
+// extensionInt returns an extension value of an integer type as an int64,
+// clamping unsigned values above the int64 range, and whether v has an
+// integer type.
+func extensionInt(v any) (int64, bool) {
 	switch v := v.(type) {
-	case string:
-		return quote(v), nil
-	case bool:
-		return strconv.AppendBool(nil, v), nil
 	case int:
-		n = int64(v)
+		return int64(v), true
 	case int8:
-		n = int64(v)
+		return int64(v), true
 	case int16:
-		n = int64(v)
+		return int64(v), true
 	case int32:
-		n = int64(v)
+		return int64(v), true
 	case int64:
-		n = v
+		return v, true
 	case uint:
-		n = int64(min(uint64(v), math.MaxInt64))
+		return int64(min(uint64(v), math.MaxInt64)), true
 	case uint8:
-		n = int64(v)
+		return int64(v), true
 	case uint16:
-		n = int64(v)
+		return int64(v), true
 	case uint32:
-		n = int64(v)
+		return int64(v), true
 	case uint64:
-		n = int64(min(v, math.MaxInt64))
-	default:
-		return nil, fmt.Errorf("%w: %s has Go type %T", ErrInvalidExtensionValue, name, v)
+		return int64(min(v, math.MaxInt64)), true
 	}
-	if n < math.MinInt32 || n > math.MaxInt32 {
-		return nil, fmt.Errorf("%w: %s is %d, outside the 32-bit signed range", ErrInvalidExtensionValue, name, n)
-	}
-	return strconv.AppendInt(nil, n, 10), nil
+	return 0, false
 }
 
-// quote writes s as a JSON string without escaping HTML characters.
-func quote(s string) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s) // encoding a string cannot fail
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+// extensionValueValid reports whether v is an extension value the JSON
+// format can carry: a string, a bool or an integer in the 32-bit signed
+// range.
+func extensionValueValid(v any) bool {
+	switch v.(type) {
+	case string, bool:
+		return true
+	}
+	n, ok := extensionInt(v)
+	return ok && n >= math.MinInt32 && n <= math.MaxInt32
+}
+
+// extensionsValid reports whether every extension has a valid name and
+// value, without allocating.
+func extensionsValid(ext map[string]any) bool {
+	for name, v := range ext {
+		if !extensionNameValid(name) || !extensionValueValid(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkExtensionValue says why an extension value cannot be carried.
+func checkExtensionValue(name string, v any) error {
+	if extensionValueValid(v) {
+		return nil
+	}
+	n, ok := extensionInt(v)
+	if !ok {
+		return fmt.Errorf("%w: %s has Go type %T", ErrInvalidExtensionValue, name, v)
+	}
+	return fmt.Errorf("%w: %s is %d, outside the 32-bit signed range", ErrInvalidExtensionValue, name, n)
+}
+
+// appendExtension writes a valid extension value.
+func appendExtension(b []byte, v any) []byte {
+	switch v := v.(type) {
+	case string:
+		return appendString(b, v)
+	case bool:
+		return strconv.AppendBool(b, v)
+	}
+	n, _ := extensionInt(v)
+	return strconv.AppendInt(b, n, 10)
+}
+
+// appendString writes s as a JSON string the way encoding/json does
+// without HTML escaping (json.Encoder with SetEscapeHTML(false)): quote,
+// backslash and control characters escaped (\b, \f, \n, \r and \t short),
+// invalid UTF-8 as \ufffd, U+2028 and U+2029 escaped, everything else as
+// it is.
+func appendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // first returns the first non-space byte of b, or 0.

@@ -59,3 +59,27 @@ func ExampleEvent_Validate() {
 	// Output:
 	// cloudevent: missing required attribute id (a non-empty string, unique per source)
 }
+
+// AppendJSON writes many events into one buffer, here as JSON Lines.
+func ExampleEvent_AppendJSON() {
+	var buf []byte
+	for i := range 2 {
+		e := cloudevent.Event{
+			SpecVersion: cloudevent.SpecVersion,
+			ID:          fmt.Sprint(i),
+			Source:      "ficus-cdc://shop/ficus_cdc",
+			Type:        "dev.ficus.cdc.insert",
+			Data:        json.RawMessage(`{"id": 7}`),
+		}
+		var err error
+		if buf, err = e.AppendJSON(buf); err != nil {
+			fmt.Println(err)
+			return
+		}
+		buf = append(buf, '\n')
+	}
+	fmt.Print(string(buf))
+	// Output:
+	// {"specversion":"1.0","id":"0","source":"ficus-cdc://shop/ficus_cdc","type":"dev.ficus.cdc.insert","data":{"id":7}}
+	// {"specversion":"1.0","id":"1","source":"ficus-cdc://shop/ficus_cdc","type":"dev.ficus.cdc.insert","data":{"id":7}}
+}

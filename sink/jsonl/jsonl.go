@@ -25,7 +25,6 @@
 package jsonl
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -95,7 +94,6 @@ type Sink struct {
 	w      io.Writer
 	f      *os.File // nil for standard output
 	size   int64    // bytes of f known to be complete lines
-	buf    bytes.Buffer
 	broken error
 	closed bool
 }
@@ -152,7 +150,8 @@ func (s *Sink) send(ctx context.Context, batch []cloudevent.Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	lines, err := delivery.Marshal(batch)
+	// Written outside the lock, so concurrent Sends encode in parallel.
+	lines, err := delivery.AppendLines(nil, batch)
 	if err != nil {
 		return fmt.Errorf("jsonl: %w", err)
 	}
@@ -166,12 +165,7 @@ func (s *Sink) send(ctx context.Context, batch []cloudevent.Event) error {
 	case len(batch) == 0:
 		return nil
 	}
-	s.buf.Reset()
-	for _, l := range lines {
-		s.buf.Write(l)
-		s.buf.WriteByte('\n')
-	}
-	n, err := s.w.Write(s.buf.Bytes())
+	n, err := s.w.Write(lines)
 	if s.f == nil {
 		if err != nil {
 			return fmt.Errorf("jsonl: write to standard output: %w", err)

@@ -101,7 +101,8 @@ type Config struct {
 	// to 10s.
 	AckTimeout time.Duration
 	// MaxInFlight is how many publishes may await acknowledgement at once;
-	// a larger batch is published in windows of that size. Defaults to 1024.
+	// in a larger batch each further publish first waits for the oldest
+	// acknowledgement. Defaults to 1024.
 	MaxInFlight int
 	// ConnectOptions are added to the connection's options, e.g.
 	// natsgo.UserCredentials(file) or natsgo.RootCAs(file).
@@ -248,35 +249,19 @@ func (s *Sink) send(ctx context.Context, batch []cloudevent.Event) (int, error) 
 	if s.closed {
 		return 0, ErrClosed
 	}
-	delivered := 0
-	for start := 0; start < len(batch); start += s.maxInFlight {
-		end := min(start+s.maxInFlight, len(batch))
-		n, err := s.publish(ctx, batch[start:end], bodies[start:end])
-		delivered += n
-		if err != nil {
-			return delivered, err
-		}
-	}
-	return delivered, nil
+	return s.publish(ctx, batch, bodies)
 }
 
-// publish sends one window of messages and awaits their acknowledgements.
+// publish sends the messages with at most maxInFlight of them awaiting
+// acknowledgement: before each publish beyond that, it waits for the oldest
+// acknowledgement, so the stream is kept busy without a pause at every
+// window. It returns how many were acknowledged.
 func (s *Sink) publish(ctx context.Context, events []cloudevent.Event, bodies [][]byte) (int, error) {
-	futures := make([]jetstream.PubAckFuture, 0, len(events))
-	var pubErr error
-	for i, e := range events {
-		msg := natsgo.NewMsg(Subject(s.prefix, e.Subject))
-		msg.Data = bodies[i]
-		msg.Header.Set("Content-Type", cloudevent.ContentType)
-		f, err := s.js.PublishMsgAsync(msg, jetstream.WithMsgID(e.ID), jetstream.WithExpectStream(s.stream))
-		if err != nil {
-			pubErr = fmt.Errorf("nats: publish event %q to %s: %w", e.ID, msg.Subject, err)
-			break // wait for those already sent, then fail
-		}
-		futures = append(futures, f)
-	}
+	futures := make([]jetstream.PubAckFuture, 0, min(len(events), s.maxInFlight))
 	delivered, duplicates := 0, 0
-	for i, f := range futures {
+	// await waits for the oldest acknowledgement outstanding.
+	await := func() error {
+		f := futures[0]
 		select {
 		case ack := <-f.Ok():
 			delivered++
@@ -285,9 +270,48 @@ func (s *Sink) publish(ctx context.Context, events []cloudevent.Event, bodies []
 				duplicates++
 			}
 		case err := <-f.Err():
-			return delivered, fmt.Errorf("nats: publish event %q to %s: %w", events[i].ID, f.Msg().Subject, err)
+			return fmt.Errorf("nats: publish event %q to %s: %w", events[delivered].ID, f.Msg().Subject, err)
 		case <-ctx.Done():
-			return delivered, fmt.Errorf("nats: waiting for %d acknowledgements: %w", len(futures)-i, ctx.Err())
+			return fmt.Errorf("nats: waiting for %d acknowledgements: %w", len(futures), ctx.Err())
+		}
+		futures[0] = nil
+		futures = futures[1:]
+		return nil
+	}
+	// The values every message's headers share.
+	contentType, stream := []string{cloudevent.ContentType}, []string{s.stream}
+	var pubErr error
+	var head, subject string // the subject of the last table seen
+	for i, e := range events {
+		if len(futures) >= s.maxInFlight {
+			if err := await(); err != nil {
+				return delivered, err
+			}
+		}
+		if h, _, _ := strings.Cut(e.Subject, "/"); h != head || subject == "" {
+			head, subject = h, Subject(s.prefix, e.Subject)
+		}
+		// The headers jetstream.WithMsgID and WithExpectStream would set,
+		// set at once: the options cost allocations per message.
+		msg := &natsgo.Msg{
+			Subject: subject,
+			Data:    bodies[i],
+			Header: natsgo.Header{
+				"Content-Type":                 contentType,
+				jetstream.MsgIDHeader:          {e.ID},
+				jetstream.ExpectedStreamHeader: stream,
+			},
+		}
+		f, err := s.js.PublishMsgAsync(msg)
+		if err != nil {
+			pubErr = fmt.Errorf("nats: publish event %q to %s: %w", e.ID, msg.Subject, err)
+			break // wait for those already sent, then fail
+		}
+		futures = append(futures, f)
+	}
+	for len(futures) > 0 {
+		if err := await(); err != nil {
+			return delivered, err
 		}
 	}
 	if duplicates > 0 {

@@ -316,9 +316,21 @@ func (s *Sink) send(ctx context.Context, batch []cloudevent.Event, t *tally) err
 		return fmt.Errorf("webhook %s: %w", s.redacted, err)
 	}
 	lanes := make([][]int, s.cfg.Lanes)
+	used := 0
 	for i, e := range batch {
 		l := lane(delivery.OrderingKey(e), s.cfg.Lanes)
+		if len(lanes[l]) == 0 {
+			used++
+		}
 		lanes[l] = append(lanes[l], i)
+	}
+	if used == 1 {
+		// One lane (a one-row transaction, say): no goroutine needed.
+		for _, idx := range lanes {
+			if len(idx) > 0 {
+				return s.sendLane(ctx, batch, bodies, idx, t)
+			}
+		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, idx := range lanes {

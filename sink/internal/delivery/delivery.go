@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -46,17 +47,55 @@ func OrderingKey(e cloudevent.Event) string {
 }
 
 // Marshal writes each event of batch as CloudEvents JSON, refusing the
-// batch with ErrInvalidEvent when one event is invalid.
+// batch with ErrInvalidEvent when one event is invalid. The events share
+// one buffer (one allocation for the batch, not one per event); each slice
+// is capped at its own end, so appending to one leaves the others alone.
 func Marshal(batch []cloudevent.Event) ([][]byte, error) {
-	out := make([][]byte, len(batch))
+	ends := make([]int, len(batch))
+	var buf []byte
 	for i, e := range batch {
-		b, err := e.MarshalJSON()
-		if err != nil {
-			return nil, fmt.Errorf("%w: event %d (id %q): %v", ErrInvalidEvent, i, e.ID, err)
+		var err error
+		if buf, err = appendEvent(buf, e, i, len(batch)); err != nil {
+			return nil, err
 		}
-		out[i] = b
+		ends[i] = len(buf)
+	}
+	out := make([][]byte, len(batch))
+	start := 0
+	for i, end := range ends {
+		out[i] = buf[start:end:end]
+		start = end
 	}
 	return out, nil
+}
+
+// AppendLines appends each event of batch as CloudEvents JSON followed by a
+// newline (JSON Lines) to b. When one event is invalid it returns b as it
+// was and an error wrapping ErrInvalidEvent.
+func AppendLines(b []byte, batch []cloudevent.Event) ([]byte, error) {
+	orig := len(b)
+	for i, e := range batch {
+		var err error
+		if b, err = appendEvent(b, e, i, len(batch)); err != nil {
+			return b[:orig], err
+		}
+		b = append(b, '\n')
+	}
+	return b, nil
+}
+
+// appendEvent appends event i of a batch of n. After the first event it
+// grows b for all of them at once, guessing they are about as long.
+func appendEvent(b []byte, e cloudevent.Event, i, n int) ([]byte, error) {
+	start := len(b)
+	b, err := e.AppendJSON(b)
+	if err != nil {
+		return b, fmt.Errorf("%w: event %d (id %q): %v", ErrInvalidEvent, i, e.ID, err)
+	}
+	if i == 0 && n > 1 {
+		b = slices.Grow(b, (len(b)-start+1)*(n-1)*9/8)
+	}
+	return b, nil
 }
 
 // Metrics are the counters and the histogram of one sink, all labelled
