@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// deliveredMetric counts, per table and operation, the changes ficus cdc
+// run delivered (docs/metrics.md).
+const deliveredMetric = "ficus_cdc_events_total"
+
+// sumMetric adds up every series of the metric name in a Prometheus text
+// exposition. found is false when no series of it is there.
+func sumMetric(r io.Reader, name string) (sum float64, found bool, err error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue // another metric, or one whose name only starts like it
+		}
+		if rest[0] == '{' {
+			end := strings.LastIndexByte(rest, '}')
+			if end < 0 {
+				return 0, false, fmt.Errorf("metric line %q: unterminated labels", line)
+			}
+			rest = rest[end+1:]
+		}
+		fields := strings.Fields(rest)
+		if len(fields) == 0 {
+			return 0, false, fmt.Errorf("metric line %q: no value", line)
+		}
+		v, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil {
+			return 0, false, fmt.Errorf("metric line %q: value: %w", line, err)
+		}
+		sum += v
+		found = true
+	}
+	if err := sc.Err(); err != nil {
+		return 0, false, fmt.Errorf("read metrics: %w", err)
+	}
+	return sum, found, nil
+}
+
+func runAwait(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("await", stderr)
+	url := fs.String("metrics", "", "ficus cdc run's /metrics URL (required)")
+	rows := fs.Float64("rows", 0, "wait until "+deliveredMetric+" adds up to this (required)")
+	pid := fs.Int("pid", 0, "fail as soon as this process is gone")
+	every := fs.Duration("every", 5*time.Millisecond, "how often to scrape")
+	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *url == "" || *rows < 1 || *every <= 0 {
+		return fmt.Errorf("%w: -metrics and -rows (at least 1) are required, -every must be positive", errUsage)
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	alive := func() bool { return *pid == 0 || syscall.Kill(*pid, 0) == nil }
+	done, got, err := await(ctx, http.DefaultClient, *url, *rows, *every, alive)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "delivered=%.0f done_ns=%d\n", got, done.UnixNano())
+	return nil
+}
+
+// await scrapes url every interval until the delivered metric reaches want
+// and returns when it saw that. It fails when alive reports the process
+// gone, or when ctx ends. Scrapes fail while the process starts; they are
+// retried.
+func await(ctx context.Context, client *http.Client, url string, want float64, every time.Duration, alive func() bool) (time.Time, float64, error) {
+	var got float64
+	var lastErr error
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		n, err := scrape(ctx, client, url)
+		now := time.Now()
+		if err == nil {
+			got = n
+			if got >= want {
+				return now, got, nil
+			}
+		} else {
+			lastErr = err
+		}
+		if !alive() {
+			return time.Time{}, got, fmt.Errorf("the process exited after delivering %.0f of %.0f rows (last scrape error: %v)", got, want, lastErr)
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, got, fmt.Errorf("%w: %.0f of %.0f rows delivered (last scrape error: %v)", errTimeout, got, want, lastErr)
+		case <-t.C:
+		}
+	}
+}
+
+func scrape(ctx context.Context, client *http.Client, url string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	n, _, err := sumMetric(resp.Body, deliveredMetric)
+	return n, err
+}
