@@ -164,7 +164,8 @@ func (c Change) Event(source string) (cloudevent.Event, error) {
 		return cloudevent.Event{}, fmt.Errorf("%w: negative position %d", ErrInvalidChange, c.Position)
 	}
 	table := c.Schema + "." + c.Table
-	data, err := json.Marshal(eventData{
+	lsn := string(appendLSN(nil, c.CommitLSN))
+	data, err := marshalEventData(&eventData{
 		Op:             c.Op,
 		Table:          table,
 		Schema:         c.Schema,
@@ -173,7 +174,7 @@ func (c Change) Event(source string) (cloudevent.Event, error) {
 		New:            c.New,
 		Old:            c.Old,
 		UnchangedToast: c.UnchangedToast,
-		CommitLSN:      c.CommitLSN.String(),
+		CommitLSN:      lsn,
 		CommitTime:     c.CommitTime,
 		XID:            c.XID,
 		Position:       c.Position,
@@ -191,7 +192,7 @@ func (c Change) Event(source string) (cloudevent.Event, error) {
 	}
 	e := cloudevent.Event{
 		SpecVersion:     cloudevent.SpecVersion,
-		ID:              EventID(c.CommitLSN, c.Position),
+		ID:              eventID(c.CommitLSN, c.Position),
 		Source:          source,
 		Type:            EventTypePrefix + c.Op,
 		Subject:         subject,
@@ -199,7 +200,7 @@ func (c Change) Event(source string) (cloudevent.Event, error) {
 		DataContentType: "application/json",
 		Extensions: map[string]any{
 			"partitionkey": subject,
-			"lsn":          c.CommitLSN.String(),
+			"lsn":          lsn,
 			"xid":          xid,
 		},
 		Data: data,

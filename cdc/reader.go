@@ -431,6 +431,14 @@ func (r *Reader) slotPosition(ctx context.Context, s *session) (pglogrepl.LSN, e
 
 // readLoop receives and decodes messages until ctx ends (nil) or an error.
 func (r *Reader) readLoop(ctx context.Context, s *session, queue chan<- Tx) error {
+	// The connection's read deadline is set once per status interval, and
+	// ctx's end moves it to now: a context per ReceiveMessage costs pgconn a
+	// callback registration per message.
+	conn := s.conn.Conn()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
+	defer stop()
+	defer func() { _ = conn.SetReadDeadline(time.Time{}) }()
+	var deadline time.Time
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -440,9 +448,16 @@ func (r *Reader) readLoop(ctx context.Context, s *session, queue chan<- Tx) erro
 				return err
 			}
 		}
-		recvCtx, cancel := context.WithDeadline(ctx, s.nextStatus)
-		msg, err := s.conn.ReceiveMessage(recvCtx)
-		cancel()
+		if !deadline.Equal(s.nextStatus) {
+			deadline = s.nextStatus
+			if err := conn.SetReadDeadline(deadline); err != nil {
+				return fmt.Errorf("receive replication message: %w", err)
+			}
+			if ctx.Err() != nil {
+				return nil // ended between the check above and the deadline
+			}
+		}
+		msg, err := s.conn.ReceiveMessage(context.Background())
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -509,6 +524,11 @@ func (r *Reader) handle(ctx context.Context, s *session, msg pgproto3.BackendMes
 // keeps confirming its position so that the server does not time out.
 func (r *Reader) enqueue(ctx context.Context, s *session, tx Tx, queue chan<- Tx) error {
 	r.pending.push(tx.CommitTime)
+	select {
+	case queue <- tx:
+		return nil // the common case, without a timer
+	default:
+	}
 	for {
 		t := time.NewTimer(time.Until(s.nextStatus))
 		select {

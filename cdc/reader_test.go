@@ -411,8 +411,8 @@ func TestReaderBatchesWaitingTransactions(t *testing.T) {
 			t.Fatalf("delivered ids %v, want 0..%d in order", order, n-1)
 		}
 	}
-	if len(calls) < 2 || len(calls[1]) < 2 {
-		t.Fatalf("%d calls, the second with %d transactions: the waiting ones were not batched", len(calls), len(calls[1]))
+	if !slices.ContainsFunc(calls, func(c []Tx) bool { return len(c) > 1 }) {
+		t.Fatalf("%d calls of one transaction each: the waiting ones were not batched", len(calls))
 	}
 	if lsn := f.confirmedAfterStop(); lsn < calls[len(calls)-1][len(calls[len(calls)-1])-1].EndLSN {
 		t.Errorf("confirmed %s, before the end of the last delivered transaction", lsn)
