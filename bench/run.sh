@@ -10,9 +10,10 @@
 #   nginx            nginx as a plain reverse proxy with a keep-alive pool
 #   haproxy          HAProxy as a plain reverse proxy with connection reuse
 #
-# For each: a warm-up run, a measured saturating run (wrk) for GET and for
-# POST with a unique Idempotency-Key, then a constant-rate run (bench/loadgen)
-# at half of the bare ReverseProxy's saturated rate. A contender that cannot
+# For each, per scenario (GET, and POST with a unique Idempotency-Key): a
+# measured saturating run (wrk), then a constant-rate run (bench/loadgen) at
+# half of the bare ReverseProxy's saturated rate, each on a contender started
+# afresh and warmed up for it. A contender that cannot
 # run here is reported as n/a with the reason; the others still run. The
 # table goes to stdout and to bench/results/latest.md. See bench/README.md.
 #
@@ -261,9 +262,11 @@ pids=()          # every process started, for the EXIT trap
 contender_pids=() # the processes of the contender being measured
 container=""
 
-# stop_pids PID... sends SIGTERM, waits up to 5s, then SIGKILL.
+# stop_pids PID... sends SIGTERM, waits up to 5s, then SIGKILL, and
+# forgets the PIDs (the EXIT trap must not signal a process that later got
+# the same PID).
 stop_pids() {
-	local pid i
+	local pid i keep=()
 	for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
 	for pid in "$@"; do
 		for ((i = 0; i < 50; i++)); do
@@ -273,6 +276,10 @@ stop_pids() {
 		kill -KILL "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
 	done
+	for pid in "${pids[@]}"; do
+		[[ " $* " == *" $pid "* ]] || keep+=("$pid")
+	done
+	pids=("${keep[@]}")
 }
 
 cleanup() {
@@ -669,32 +676,65 @@ loadgen_run() {
 
 field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2" | tail -n 1; }
 
-measure() {
-	local c="$1" scn line r a b e o round
-	note="" base="" metrics_url=""
+# fresh C SCN KIND TAG starts contender C afresh, checks that it answers,
+# warms it up with SCN and runs one measured pass of SCN, KIND wrk (the
+# saturating run) or half (the constant-rate run), into the files of TAG;
+# it scrapes ficus's counters and stops C. Every measured run gets a fresh
+# process so that none inherits another's state: each POST run leaves its
+# idempotency keys in ficus's memory store, and with rounds and repeats a
+# run would otherwise measure a store of up to a million keys (where
+# MemoryConfig.MaxKeys makes ficus refuse new ones) or, for GET, whatever
+# the POST runs before it left. It sets start_failed (and note) when C does
+# not start or answer.
+fresh() {
+	local c="$1" scn="$2" kind="$3" tag="$4" rc=0
+	start_failed=0 note="" base="" metrics_url=""
 	contender_pids=()
-	wait_quiet
-	say "== $c"
 	if ! "start_$c" || ! smoke; then
-		notes[$c]="$note"
-		say "$c: $note"
-		if [ "${#contender_pids[@]}" -gt 0 ]; then stop_pids "${contender_pids[@]}"; fi
-		[ "$c" = ficus-postgres ] && stop_postgres
-		return 0
-	fi
-	for scn in $scenarios; do
-		say "$c $scn: warm-up ${warmup}, then ${duration} with $conns connections"
+		start_failed=1
+		rc=1
+	else
 		wrk_run "$scn" "$warm_s" "$c-$scn-warmup" || true
-		: >"$work/rounds"
-		for ((round = 1; round <= rounds; round++)); do
-			if ! accounted wrk_run "$scn" "$dur_s" "$c-$scn-$round"; then
-				say "$c $scn: wrk failed:"
-				sed 's/^/    /' "$work/wrk-$c-$scn-$round.txt" >&2
-				continue
+		if [ "$kind" = wrk ]; then
+			wrk_run "$scn" "$dur_s" "$tag" || rc=$?
+		else
+			loadgen_run "$scn" "${half_rate[$scn]}" "$tag" || rc=$?
+		fi
+		if [ -n "$metrics_url" ]; then
+			# ficus's own counters show that its features were on and
+			# rejected nothing: requests by lane and code, idempotency
+			# outcomes, rejections.
+			curl -s --max-time 5 "$metrics_url" |
+				grep -E '^ficus_proxy_(requests|idempotency|ratelimit_rejected|shed|breaker_transitions)_total' \
+					>>"$work/$c.counters.raw" || true
+		fi
+	fi
+	if [ "${#contender_pids[@]}" -gt 0 ]; then stop_pids "${contender_pids[@]}"; fi
+	if [ "$c" = ficus-postgres ]; then stop_postgres; fi
+	return "$rc"
+}
+
+# measure_scenario C SCN measures contender C with scenario SCN: BENCH_ROUNDS
+# saturating runs, then BENCH_ROUNDS constant-rate runs, each on a fresh
+# process (see fresh).
+measure_scenario() {
+	local c="$1" scn="$2" line r a b e o round
+	say "== $c $scn: ${rounds} x (start, warm-up ${warmup}, ${duration} with $conns connections)"
+	: >"$work/rounds"
+	for ((round = 1; round <= rounds; round++)); do
+		if ! accounted fresh "$c" "$scn" wrk "$c-$scn-$round"; then
+			if [ "$start_failed" = 1 ]; then
+				notes[$c]="$note"
+				say "$c: $note"
+				return 1
 			fi
-			echo "$(parse_wrk "$work/wrk-$c-$scn-$round.txt") $other" >>"$work/rounds"
-		done
-		[ -s "$work/rounds" ] || continue
+			say "$c $scn: wrk failed:"
+			sed 's/^/    /' "$work/wrk-$c-$scn-$round.txt" >&2
+			continue
+		fi
+		echo "$(parse_wrk "$work/wrk-$c-$scn-$round.txt") $other" >>"$work/rounds"
+	done
+	if [ -s "$work/rounds" ]; then
 		# The round with the median rate stands for the contender.
 		read -r r a b _ e o < <(sort -g "$work/rounds" | sed -n "$((($(wc -l <"$work/rounds") + 1) / 2))p")
 		rps[$c.$scn]="$r" p50[$c.$scn]="$a" p99[$c.$scn]="$b" errs[$c.$scn]="$e" other_at[$c.$scn]="$o"
@@ -702,44 +742,52 @@ measure() {
 		if [ "$c" = bare ] && [ "${rps[$c.$scn]}" != - ]; then
 			half_rate[$scn]="$(awk -v r="${rps[$c.$scn]}" 'BEGIN { printf "%d", r / 2 }')"
 		fi
-	done
-	for scn in $scenarios; do
-		[ -n "${half_rate[$scn]:-}" ] || continue
-		say "$c $scn: ${half_rate[$scn]} req/s for ${duration} (half of bare ReverseProxy's saturated rate)"
-		: >"$work/rounds"
-		for ((round = 1; round <= rounds; round++)); do
-			accounted loadgen_run "$scn" "${half_rate[$scn]}" "$c-$scn-half-$round" || true
-			line="$(tail -n 1 "$work/loadgen-$c-$scn-half-$round.out" 2>/dev/null || true)"
-			if [ -z "$line" ]; then
-				say "$c $scn: loadgen failed: $(cat "$work/loadgen-$c-$scn-half-$round.err")"
-				continue
-			fi
-			if [ -s "$work/loadgen-$c-$scn-half-$round.err" ]; then
-				say "$c $scn: $(cat "$work/loadgen-$c-$scn-half-$round.err")"
-			fi
-			echo "$(field p99_ms "$line") $other $line" >>"$work/rounds"
-		done
-		[ -s "$work/rounds" ] || continue
-		# The round with the median p99 stands for the contender.
-		read -r _ other line < <(sort -g "$work/rounds" | sed -n "$((($(wc -l <"$work/rounds") + 1) / 2))p")
-		hl_other[$c.$scn]="$other"
-		hl_achieved[$c.$scn]="$(field achieved "$line")"
-		hl_p50[$c.$scn]="$(field p50_ms "$line")"
-		hl_p99[$c.$scn]="$(field p99_ms "$line")"
-		hl_p999[$c.$scn]="$(field p999_ms "$line")"
-		a="$(field non2xx "$line")" b="$(field errors "$line")"
-		hl_errs[$c.$scn]=$((${a:-0} + ${b:-0}))
-		say "$c $scn half load: p50 ${hl_p50[$c.$scn]} ms, p99 ${hl_p99[$c.$scn]} ms (other work: $other% of the CPUs)"
-	done
-	if [ -n "$metrics_url" ]; then
-		# ficus's own counters show that its features were on and rejected
-		# nothing: requests by lane and code, idempotency outcomes, rejections.
-		curl -s --max-time 5 "$metrics_url" |
-			grep -E '^ficus_proxy_(requests|idempotency|ratelimit_rejected|shed|breaker_transitions)_total' |
-			awk '$NF != 0' >"$work/$c.counters" || true
 	fi
-	if [ "${#contender_pids[@]}" -gt 0 ]; then stop_pids "${contender_pids[@]}"; fi
-	[ "$c" = ficus-postgres ] && stop_postgres
+	[ -n "${half_rate[$scn]:-}" ] || return 0
+	say "$c $scn: ${rounds} x (start, warm-up ${warmup}, ${half_rate[$scn]} req/s for ${duration}: half of bare ReverseProxy's saturated rate)"
+	: >"$work/rounds"
+	for ((round = 1; round <= rounds; round++)); do
+		accounted fresh "$c" "$scn" half "$c-$scn-half-$round" || true
+		if [ "$start_failed" = 1 ]; then
+			notes[$c]="$note"
+			say "$c: $note"
+			return 1
+		fi
+		line="$(tail -n 1 "$work/loadgen-$c-$scn-half-$round.out" 2>/dev/null || true)"
+		if [ -z "$line" ]; then
+			say "$c $scn: loadgen failed: $(cat "$work/loadgen-$c-$scn-half-$round.err")"
+			continue
+		fi
+		if [ -s "$work/loadgen-$c-$scn-half-$round.err" ]; then
+			say "$c $scn: $(cat "$work/loadgen-$c-$scn-half-$round.err")"
+		fi
+		echo "$(field p99_ms "$line") $other $line" >>"$work/rounds"
+	done
+	[ -s "$work/rounds" ] || return 0
+	# The round with the median p99 stands for the contender.
+	read -r _ other line < <(sort -g "$work/rounds" | sed -n "$((($(wc -l <"$work/rounds") + 1) / 2))p")
+	hl_other[$c.$scn]="$other"
+	hl_achieved[$c.$scn]="$(field achieved "$line")"
+	hl_p50[$c.$scn]="$(field p50_ms "$line")"
+	hl_p99[$c.$scn]="$(field p99_ms "$line")"
+	hl_p999[$c.$scn]="$(field p999_ms "$line")"
+	a="$(field non2xx "$line")" b="$(field errors "$line")"
+	hl_errs[$c.$scn]=$((${a:-0} + ${b:-0}))
+	say "$c $scn half load: p50 ${hl_p50[$c.$scn]} ms, p99 ${hl_p99[$c.$scn]} ms (other work: $other% of the CPUs)"
+	return 0
+}
+
+# measure C runs every scenario against contender C, and sums its counters
+# over the runs.
+measure() {
+	local c="$1" scn
+	wait_quiet
+	: >"$work/$c.counters.raw"
+	for scn in $scenarios; do
+		measure_scenario "$c" "$scn" || break
+	done
+	awk '{ n[$1] += $NF } END { for (m in n) if (n[m] != 0) print m, n[m] }' "$work/$c.counters.raw" |
+		sort >"$work/$c.counters" || true
 	return 0
 }
 

@@ -211,11 +211,32 @@ func (b *Breaker) Allow() (done func(Outcome), err error) {
 	if b == nil {
 		return breakerNoop, nil
 	}
-	report, err := b.cb.Allow()
+	report, err := b.begin()
+	if err != nil {
+		return nil, err
+	}
+	return func(o Outcome) { b.end(report, o) }, nil
+}
+
+// begin is Allow without the done closure: when err is nil, the caller
+// must pass report to end exactly once. A nil Breaker returns a nil report.
+func (b *Breaker) begin() (report func(error), err error) {
+	if b == nil {
+		return nil, nil
+	}
+	report, err = b.cb.Allow()
 	if err != nil {
 		return nil, &OpenError{Upstream: b.s.Upstream, RetryAfter: b.retryAfter(err)}
 	}
-	return func(o Outcome) { report(b.classify(o)) }, nil
+	return report, nil
+}
+
+// end reports how a call that begin let through ended.
+func (b *Breaker) end(report func(error), o Outcome) {
+	if b == nil || report == nil {
+		return
+	}
+	report(b.classify(o))
 }
 
 // classify turns an outcome into what gobreaker counts: nil is a success.

@@ -52,20 +52,35 @@ func lookup[K comparable, V any](mu *sync.RWMutex, m map[K]V, k K, mk func() V) 
 	return v
 }
 
-func (m *proxyMetrics) request(route, lane string, status int, took time.Duration) {
-	l := requestLabels{route, lane, status / 100}
+// request counts a finished request of rt (nil when no route matched).
+func (m *proxyMetrics) request(rt *route, lane string, status int, took time.Duration) {
+	name := "unmatched"
+	if rt != nil {
+		name = rt.cfg.Name
+	}
+	l := requestLabels{name, lane, status / 100}
 	lookup(&m.mu, m.requests, l, func() *metrics.Counter {
-		return m.set.GetOrCreateCounter(fmt.Sprintf(`ficus_proxy_requests_total{route=%q,lane=%q,code="%dxx"}`, route, lane, l.class))
+		return m.set.GetOrCreateCounter(fmt.Sprintf(`ficus_proxy_requests_total{route=%q,lane=%q,code="%dxx"}`, name, lane, l.class))
 	}).Inc()
-	lookup(&m.mu, m.duration, route, func() *metrics.Histogram {
-		return m.set.GetOrCreateHistogram(fmt.Sprintf(`ficus_proxy_request_duration_seconds{route=%q}`, route))
-	}).Update(took.Seconds())
+	if rt != nil {
+		rt.duration.Update(took.Seconds())
+		return
+	}
+	m.routeDuration(name).Update(took.Seconds())
 }
 
-func (m *proxyMetrics) upstreamCall(upstream string, took time.Duration) {
-	lookup(&m.mu, m.upstream, upstream, func() *metrics.Histogram {
+// routeDuration returns the request duration histogram of a route.
+func (m *proxyMetrics) routeDuration(route string) *metrics.Histogram {
+	return lookup(&m.mu, m.duration, route, func() *metrics.Histogram {
+		return m.set.GetOrCreateHistogram(fmt.Sprintf(`ficus_proxy_request_duration_seconds{route=%q}`, route))
+	})
+}
+
+// upstreamDuration returns the call duration histogram of an upstream.
+func (m *proxyMetrics) upstreamDuration(upstream string) *metrics.Histogram {
+	return lookup(&m.mu, m.upstream, upstream, func() *metrics.Histogram {
 		return m.set.GetOrCreateHistogram(fmt.Sprintf(`ficus_proxy_upstream_duration_seconds{upstream=%q}`, upstream))
-	}).Update(took.Seconds())
+	})
 }
 
 // Idempotency outcomes, the values of the outcome label.

@@ -15,12 +15,13 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -34,9 +35,11 @@ import (
 	"github.com/ficuslabs/ficus/proxy/idempotency"
 )
 
-// Headers the proxy reads or writes.
+// Headers the proxy reads or writes, in canonical form (so that they can
+// be set in an http.Header without canonicalizing them again).
 const (
 	requestIDHeader      = "X-Request-Id"
+	tenantHeader         = "X-Ficus-Tenant"
 	idempotencyKeyHeader = "Idempotency-Key"
 	replayedHeader       = "Idempotent-Replayed"
 	apiKeyHeader         = "X-Api-Key"
@@ -147,20 +150,23 @@ type call struct {
 	caller  Caller
 	id      string
 	started time.Time
-	rec     *recorder
+	rec     *recorder // &recorder
+
+	// What a request needs is allocated once, with the call.
+	recorder recorder
+	ex       exchange
+	ctx      callContext
 }
 
+// ServeHTTP serves one client request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{st: p.state.Load(), started: p.now()}
 	c.id = requestID(r.Header.Get(requestIDHeader))
-	w.Header().Set(requestIDHeader, c.id)
-	c.rec = &recorder{ResponseWriter: w}
+	w.Header()[requestIDHeader] = []string{c.id}
+	c.recorder.ResponseWriter = w
+	c.rec = &c.recorder
 	defer func() {
-		route := "unmatched"
-		if c.route != nil {
-			route = c.route.cfg.Name
-		}
-		p.met.request(route, cmp.Or(c.caller.Lane, "none"), c.rec.code(), p.now().Sub(c.started))
+		p.met.request(c.route, cmp.Or(c.caller.Lane, "none"), c.rec.code(), p.now().Sub(c.started))
 	}()
 	p.serve(c, r)
 }
@@ -177,7 +183,9 @@ func (p *Proxy) serve(c *call, r *http.Request) {
 		writeProblem(w, tooLarge(c.st.cfg.BodyLimit))
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, c.st.cfg.BodyLimit)
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = http.MaxBytesReader(w, r.Body, c.st.cfg.BodyLimit)
+	}
 
 	caller, problem := c.st.authenticate(r, c.route.cfg.Auth)
 	if problem != nil {
@@ -208,22 +216,25 @@ func (p *Proxy) serve(c *call, r *http.Request) {
 // allowRate applies every rate-limit policy for the caller; it writes the
 // RateLimit headers, and a 429 when a policy rejects.
 func (p *Proxy) allowRate(c *call, w http.ResponseWriter) bool {
-	policies := c.st.policiesFor(c.caller)
-	if len(policies) == 0 {
-		return true
-	}
-	now := p.now()
-	decisions := make([]Decision, 0, len(policies))
-	var reject *Decision
-	for _, pol := range policies {
-		d := p.limiter.Allow(pol.policy, pol.bucket(c.caller), now)
+	var buf [4]Decision // room for the usual few policies, on the stack
+	decisions := buf[:0]
+	reject := -1
+	for _, pol := range c.st.policies {
+		if !pol.applies(c.caller) {
+			continue
+		}
+		d := p.limiter.Allow(pol.policy, c.st.bucket(pol, c.caller), c.started)
 		decisions = append(decisions, d)
-		if !d.Allowed && (reject == nil || d.RetryAfter > reject.RetryAfter) {
-			reject = &decisions[len(decisions)-1]
+		if !d.Allowed && (reject < 0 || d.RetryAfter > decisions[reject].RetryAfter) {
+			reject = len(decisions) - 1
 		}
 	}
+	if len(decisions) == 0 {
+		return true
+	}
 	WriteHeaders(w.Header(), decisions)
-	if reject != nil {
+	if reject >= 0 {
+		reject := &decisions[reject]
 		writeProblem(w, Problem{Status: http.StatusTooManyRequests, Title: "Rate limit exceeded",
 			Type: problemBase + "rate-limited", RetryAfter: reject.RetryAfter,
 			Detail: fmt.Sprintf("policy %q allows %g requests/s with bursts of %d for %s; retry after the time in Retry-After",
@@ -247,7 +258,9 @@ const (
 // asks the recorder to keep that much of the response body; shadow mirrors
 // the request to the route's candidate (body must then be set). detach
 // lets the upstream call run to its end even when the client goes away, so
-// that its outcome can be stored and given to the client's retry.
+// that its outcome can be stored and given to the client's retry. It is
+// called at most once per call: the exchange and the context of the
+// upstream call live in the call.
 func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, shadow, detach bool) outcome {
 	w := c.rec
 	up := c.route.upstream
@@ -259,7 +272,7 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, shado
 		return outcomeNotSent
 	}
 	defer release()
-	done, err := up.allow()
+	report, err := up.breaker.begin()
 	if err != nil {
 		var open *OpenError
 		retry := time.Second
@@ -287,22 +300,23 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, shado
 	}
 	ctx, cancel := context.WithTimeout(parent, c.route.timeout)
 	defer cancel()
-	ex := &exchange{call: c}
-	ctx = context.WithValue(ctx, exchangeKey{}, ex)
+	c.ex = exchange{call: c}
+	ex := &c.ex
+	c.ctx = callContext{Context: ctx, ex: ex}
 	c.rec.keep = keep
 
 	start := p.now()
-	up.proxy.ServeHTTP(w, r.WithContext(ctx))
+	up.proxy.ServeHTTP(w, r.WithContext(&c.ctx))
 	took := p.now().Sub(start)
-	p.met.upstreamCall(up.name, took)
+	up.duration.Update(took.Seconds())
 
 	switch {
 	case ex.err == nil:
-		done(Outcome{Status: ex.status, Duration: took})
+		up.breaker.end(report, Outcome{Status: ex.status, Duration: took})
 	case !detach && r.Context().Err() != nil: // the client went away
-		done(Outcome{Err: context.Canceled, Duration: took})
+		up.breaker.end(report, Outcome{Err: context.Canceled, Duration: took})
 	default:
-		done(Outcome{Err: ex.err, Duration: took})
+		up.breaker.end(report, Outcome{Err: ex.err, Duration: took})
 	}
 	if pending != nil {
 		if c.rec.truncated || ex.err != nil {
@@ -339,6 +353,23 @@ type exchange struct {
 
 type exchangeKey struct{}
 
+// callContext is the context of an upstream call: it carries the exchange
+// for the ReverseProxy hooks without a context.WithValue allocation, and
+// otherwise is the context it embeds.
+type callContext struct {
+	context.Context
+	ex *exchange
+}
+
+// Value returns the exchange for exchangeKey, else what the embedded
+// context holds.
+func (c *callContext) Value(key any) any {
+	if _, ok := key.(exchangeKey); ok {
+		return c.ex
+	}
+	return c.Context.Value(key)
+}
+
 func exchangeFrom(r *http.Request) *exchange {
 	ex, _ := r.Context().Value(exchangeKey{}).(*exchange)
 	return ex
@@ -352,8 +383,11 @@ func newReverseProxy(u *upstream, log *slog.Logger) *httputil.ReverseProxy {
 			pr.SetXForwarded()
 			pr.Out.Host = pr.In.Host // a drop-in keeps the Host the client used
 			if ex := exchangeFrom(pr.In); ex != nil {
-				pr.Out.Header.Set(requestIDHeader, ex.call.id)
-				pr.Out.Header.Set("X-Ficus-Tenant", ex.call.caller.Tenant)
+				// Two headers, one allocation; each value slice is
+				// capped so that appending to one cannot touch the other.
+				vals := []string{ex.call.id, ex.call.caller.Tenant}
+				pr.Out.Header[requestIDHeader] = vals[0:1:1]
+				pr.Out.Header[tenantHeader] = vals[1:2:2]
 				if ex.call.caller.keyInAuthorization {
 					pr.Out.Header.Del("Authorization") // it was ficus's key, not the upstream's
 				}
@@ -412,9 +446,28 @@ func isDialError(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
+// readBody reads r's body whole; a body announced by Content-Length is
+// read into one buffer of that size.
 func readBody(r *http.Request) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return []byte{}, nil
+	}
+	if n := r.ContentLength; n > 0 && n <= maxPresized {
+		// io.ReadAll, starting with room for the whole body and the
+		// read that returns io.EOF.
+		b := make([]byte, 0, n+1)
+		for {
+			m, err := r.Body.Read(b[len(b):cap(b)])
+			b = b[:len(b)+m]
+			switch {
+			case err == io.EOF:
+				return b, nil
+			case err != nil:
+				return nil, err
+			case len(b) == cap(b):
+				b = append(b, 0)[:len(b)]
+			}
+		}
 	}
 	b, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -425,6 +478,10 @@ func readBody(r *http.Request) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// maxPresized bounds the buffer readBody allocates on a client's word
+// (Content-Length); longer bodies grow as they are read.
+const maxPresized = 1 << 20
 
 func bodyProblem(err error, limit int64) Problem {
 	var tooBig *http.MaxBytesError
@@ -439,14 +496,19 @@ func tooLarge(limit int64) Problem {
 		Detail: fmt.Sprintf("request bodies are limited to %d bytes", limit)}
 }
 
-// requestID keeps a client's request id when it is sane, else makes one.
+// requestID keeps a client's request id when it is sane, else makes one:
+// 128 random bits in hex. An id needs to be unique, not secret, so it comes
+// from the runtime's fast generator rather than the operating system's.
 func requestID(given string) string {
 	if n := len(given); n > 0 && n <= 128 && printable(given) {
 		return given
 	}
 	var b [16]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	binary.LittleEndian.PutUint64(b[:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(b[8:], rand.Uint64())
+	var h [32]byte
+	hex.Encode(h[:], b[:])
+	return string(h[:])
 }
 
 func printable(s string) bool {

@@ -465,9 +465,13 @@ func (ls *bucketList) moveToFront(b *tokenBucket) {
 // the most restrictive rejecting policy holds a token. Decisions with a
 // nil Policy are skipped; no decision left means no header is set.
 func WriteHeaders(h http.Header, ds []Decision) {
-	var pol, lim []byte
+	// Both fields are written into one buffer (on the stack when small),
+	// which becomes one string, and both values share one slice: a
+	// request's headers cost two allocations whatever the policies.
+	var buf [256]byte
+	b := buf[:0]
 	var retry time.Duration
-	rejected := false
+	rejected, n := false, 0
 	for _, d := range ds {
 		p := d.Policy
 		if p == nil || p.DryRun {
@@ -477,26 +481,46 @@ func WriteHeaders(h http.Header, ds []Decision) {
 			rejected = true
 			retry = max(retry, d.RetryAfter)
 		}
-		if len(pol) > 0 {
-			pol = append(pol, ", "...)
-			lim = append(lim, ", "...)
+		if n > 0 {
+			b = append(b, ", "...)
 		}
+		n++
 		window := int64(sfMaxInteger)
 		if w := math.Ceil(float64(p.Burst) / p.Rate); w >= 0 && w < sfMaxInteger {
 			window = int64(w)
 		}
-		pol = appendRateLimitPolicyItem(pol, RateLimitPolicyItem{Name: p.Name, Quota: int64(p.Burst), WindowSeconds: window})
-		lim = appendRateLimitItem(lim, RateLimitItem{Name: p.Name, Remaining: int64(d.Remaining), ResetSeconds: ceilSecondsOf(d.Reset)})
+		b = appendRateLimitPolicyItem(b, RateLimitPolicyItem{Name: p.Name, Quota: int64(p.Burst), WindowSeconds: window})
 	}
-	if len(pol) == 0 {
+	if n == 0 {
 		return
 	}
-	h.Set(headerRateLimitPolicy, string(pol))
-	h.Set(headerRateLimit, string(lim))
+	split, n := len(b), 0
+	for _, d := range ds {
+		p := d.Policy
+		if p == nil || p.DryRun {
+			continue
+		}
+		if n > 0 {
+			b = append(b, ", "...)
+		}
+		n++
+		b = appendRateLimitItem(b, RateLimitItem{Name: p.Name, Remaining: int64(d.Remaining), ResetSeconds: ceilSecondsOf(d.Reset)})
+	}
+	all := string(b)
+	vals := []string{all[:split], all[split:]}
+	h[canonicalRateLimitPolicy] = vals[0:1:1]
+	h[canonicalRateLimit] = vals[1:2:2]
 	if rejected {
 		h.Set(headerRetryAfter, strconv.FormatInt(max(1, ceilSecondsOf(retry)), 10))
 	}
 }
+
+// The RateLimit header names as http.Header keys them
+// (http.CanonicalHeaderKey), so that WriteHeaders need not canonicalize.
+const (
+	canonicalRateLimit       = "Ratelimit"
+	canonicalRateLimitPolicy = "Ratelimit-Policy"
+)
 
 // ceilSecondsOf rounds d up to whole seconds (0 stays 0).
 func ceilSecondsOf(d time.Duration) int64 {

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"reflect"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 )
 
 // Caller is who sent a request, as authentication established it.
@@ -29,6 +31,9 @@ type state struct {
 	byConfig  map[*RouteConfig]*route // routes by the config entry Config.Route returns
 	upstreams map[string]*upstream
 	policies  []*policy
+	// Rate-limit bucket keys of the configured tenants and lanes, made
+	// once instead of per request (see bucket).
+	tenantBuckets, laneBuckets map[string]string
 }
 
 type route struct {
@@ -36,6 +41,7 @@ type route struct {
 	upstream *upstream
 	timeout  time.Duration
 	shadow   *Shadow
+	duration *metrics.Histogram // ficus_proxy_request_duration_seconds of the route
 }
 
 type upstream struct {
@@ -46,6 +52,7 @@ type upstream struct {
 	proxy     *httputil.ReverseProxy
 	breaker   *Breaker
 	shed      *Shedder
+	duration  *metrics.Histogram // ficus_proxy_upstream_duration_seconds
 }
 
 // policy is a rate-limit policy and whom it applies to.
@@ -58,10 +65,17 @@ func (p *policy) applies(c Caller) bool {
 	return (p.cfg.Lane == "" || p.cfg.Lane == c.Lane) && (p.cfg.Tenant == "" || p.cfg.Tenant == c.Tenant)
 }
 
-// bucket names the token bucket the caller draws from.
-func (p *policy) bucket(c Caller) string {
-	if p.cfg.Per == "lane" {
+// bucket names the token bucket the caller draws from under pol:
+// "tenant:NAME" or "lane:NAME".
+func (s *state) bucket(pol *policy, c Caller) string {
+	if pol.cfg.Per == "lane" {
+		if k, ok := s.laneBuckets[c.Lane]; ok {
+			return k
+		}
 		return "lane:" + c.Lane
+	}
+	if k, ok := s.tenantBuckets[c.Tenant]; ok {
+		return k
 	}
 	return "tenant:" + c.Tenant
 }
@@ -69,7 +83,8 @@ func (p *policy) bucket(c Caller) string {
 // build compiles cfg; upstreams whose configuration did not change since
 // old keep their pool, breaker and shedder.
 func (p *Proxy) build(cfg *Config, old *state) (*state, error) {
-	st := &state{cfg: cfg, upstreams: map[string]*upstream{}, byConfig: map[*RouteConfig]*route{}}
+	st := &state{cfg: cfg, upstreams: map[string]*upstream{}, byConfig: map[*RouteConfig]*route{},
+		tenantBuckets: map[string]string{}, laneBuckets: map[string]string{}}
 	for name, uc := range cfg.Upstreams {
 		if old != nil {
 			if prev, ok := old.upstreams[name]; ok && reflect.DeepEqual(prev.cfg, uc) {
@@ -85,7 +100,7 @@ func (p *Proxy) build(cfg *Config, old *state) (*state, error) {
 		if !ok {
 			return nil, fmt.Errorf("route %s: upstream %q is not defined", rc.Name, rc.Upstream)
 		}
-		rt := &route{cfg: rc, upstream: up, timeout: rc.Timeout}
+		rt := &route{cfg: rc, upstream: up, timeout: rc.Timeout, duration: p.met.routeDuration(rc.Name)}
 		if rt.timeout <= 0 {
 			rt.timeout = up.cfg.Timeout
 		}
@@ -107,6 +122,13 @@ func (p *Proxy) build(cfg *Config, old *state) (*state, error) {
 		st.routes = append(st.routes, rt)
 		st.byConfig[rc] = rt
 	}
+	st.tenantBuckets[cfg.Anonymous.Tenant] = "tenant:" + cfg.Anonymous.Tenant
+	st.laneBuckets[cfg.Anonymous.Lane] = "lane:" + cfg.Anonymous.Lane
+	for i := range cfg.Tenants {
+		t := &cfg.Tenants[i]
+		st.tenantBuckets[t.Name] = "tenant:" + t.Name
+		st.laneBuckets[t.Lane] = "lane:" + t.Lane
+	}
 	for i := range cfg.RateLimits {
 		rl := &cfg.RateLimits[i]
 		st.policies = append(st.policies, &policy{cfg: rl, policy: &LimitPolicy{
@@ -117,7 +139,7 @@ func (p *Proxy) build(cfg *Config, old *state) (*state, error) {
 }
 
 func (p *Proxy) newUpstream(name string, uc *UpstreamConfig) *upstream {
-	u := &upstream{name: name, cfg: uc, url: uc.URL}
+	u := &upstream{name: name, cfg: uc, url: uc.URL, duration: p.met.upstreamDuration(name)}
 	u.transport = &http.Transport{
 		Proxy: nil, // the upstream is reached directly, never through HTTP_PROXY
 		DialContext: (&net.Dialer{
@@ -171,16 +193,6 @@ func (s *state) match(method, path string) *route {
 	return s.byConfig[s.cfg.Route(method, path)]
 }
 
-func (s *state) policiesFor(c Caller) []*policy {
-	var out []*policy
-	for _, p := range s.policies {
-		if p.applies(c) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
 // authenticate maps the request's API key to a caller. Auth "required"
 // needs a known key; "optional" takes a known key or none; "none" ignores
 // keys altogether. A key that is presented and unknown is always refused
@@ -220,14 +232,6 @@ func (rt *route) idempotent(r *http.Request) bool {
 		return r.Header.Get(idempotencyKeyHeader) != ""
 	}
 	return false
-}
-
-// allow asks the upstream's breaker, when it has one, to let a call through.
-func (u *upstream) allow() (done func(Outcome), err error) {
-	if u.breaker == nil {
-		return func(Outcome) {}, nil
-	}
-	return u.breaker.Allow()
 }
 
 func (rt *route) sampleShadow(r *http.Request) bool {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"strconv"
 )
 
 // recorder wraps the client's ResponseWriter: it remembers the status and,
@@ -17,8 +18,16 @@ type recorder struct {
 }
 
 func (r *recorder) WriteHeader(status int) {
-	if r.status == 0 {
+	// An informational answer (103 Early Hints) precedes the real one.
+	if r.status == 0 && (status >= 200 || status == http.StatusSwitchingProtocols) {
 		r.status = status
+	}
+	if r.keep > 0 && r.body == nil && status >= 200 {
+		// Room for the whole body at once when its length is announced
+		// and within what is kept.
+		if n, err := strconv.ParseInt(r.Header().Get("Content-Length"), 10, 64); err == nil && n > 0 && n <= r.keep {
+			r.body = make([]byte, 0, n)
+		}
 	}
 	r.ResponseWriter.WriteHeader(status)
 }

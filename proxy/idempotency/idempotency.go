@@ -190,12 +190,3 @@ func newClaim(k Key, fingerprint string, now time.Time, lockTTL, ttl time.Durati
 		ExpiresAt:   now.Add(ttl),
 	}
 }
-
-// extendedExpiry is when a record that expires at expiresAt expires once
-// its outcome is recorded at now: ttl after now, never earlier than before.
-func extendedExpiry(expiresAt time.Time, ttl time.Duration, now time.Time) time.Time {
-	if e := now.Add(ttl); e.After(expiresAt) {
-		return e
-	}
-	return expiresAt
-}

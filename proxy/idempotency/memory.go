@@ -1,14 +1,17 @@
 package idempotency
 
 import (
-	"bytes"
-	"cmp"
-	"container/heap"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
+	"hash/maphash"
+	"math"
+	"math/bits"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,89 +23,160 @@ type MemoryConfig struct {
 	MaxKeys int
 }
 
+// Memory layout constants.
+const (
+	// memShardBits sets the number of independently locked shards
+	// (1<<memShardBits): concurrent claims of different keys rarely wait
+	// for each other.
+	memShardBits = 6
+	// memFirstPage is how many record slots a shard's first page holds;
+	// each further page holds twice as many as the one before, up to
+	// memPageSlots, so that a small store stays small and a large one
+	// leaves at most one page of a shard unused.
+	memFirstPage  = 64
+	memGrowPages  = 3                                    // pages of 64, 128 and 256 slots
+	memGrownSlots = memFirstPage * (1<<memGrowPages - 1) // slots in them
+	memPageSlots  = memFirstPage << memGrowPages         // slots in every further page
+	// memSweepOnClaim is how many expired records a claim of a new key
+	// drops from its shard, so that expired records do not pile up between
+	// DeleteExpired calls.
+	memSweepOnClaim = 2
+	// memSweepWhenFull is how many expired records per shard a claim drops
+	// when the store is full.
+	memSweepWhenFull = 64
+	// memDeleteBatch bounds the records one DeleteExpired removes under one
+	// shard lock.
+	memDeleteBatch = 256
+	// memMinChunk and memMaxChunk bound the arena's chunk size; a chunk is
+	// an eighth of the arena, so the unused tail of the newest chunk wastes
+	// little.
+	memMinChunk = 4 << 10
+	memMaxChunk = 1 << 20
+	// tokenLen is the length of a claim token: 16 random bytes in hex.
+	tokenLen = 32
+)
+
 // Memory is a Store in the process's memory, for a single proxy replica.
 // Records are lost when the process exits.
+//
+// It is built to hold millions of keys without slowing the process down:
+// its records contain no Go pointers (times are Unix nanoseconds, a hex
+// SHA-256 fingerprint is kept as 32 bytes, the key, any other fingerprint,
+// the reason and the stored response live in byte arenas and are referred
+// to by offset), so the garbage collector never scans them however many
+// keys are held. Keys are spread over independently locked shards by a
+// seeded hash of tenant and key, and every operation does a bounded amount
+// of work under one shard's lock.
 type Memory struct {
-	maxKeys int
-
-	mu       sync.Mutex
-	records  map[Key]*memRecord
-	byExpiry expiryHeap // the same records, soonest ExpiresAt first
+	maxKeys int64
+	count   atomic.Int64 // records held, across shards
+	seed    maphash.Seed
+	keyHash func(Key) uint64 // m.hash; tests make keys collide with it
+	next    atomic.Uint32    // shard where the next DeleteExpired starts
+	shards  [1 << memShardBits]memShard
 }
 
 var _ Store = (*Memory)(nil)
 
-// memRecord is a record and its place in the expiry heap. A completed
-// record keeps its response encoded in one byte slice (resp) rather than
-// as an http.Header map: a store holding hundreds of thousands of keys
-// then gives the garbage collector few pointers to follow, which keeps its
-// pauses, and so the proxy's tail latency, short.
-type memRecord struct {
-	rec   Record        // Response always nil; see resp
-	resp  []byte        // the encoded response when rec.State is StateCompleted
-	ttl   time.Duration // as given to Claim
-	index int
+// Record states as a memSlot keeps them; 0 is a free slot.
+const (
+	slotFree uint8 = iota
+	slotInFlight
+	slotCompleted
+	slotUnknown
+)
+
+// Record flags.
+const (
+	flagFingerprintHex uint8 = 1 << iota // fpHex holds the fingerprint, decoded
+	flagLockExpired                      // the reason is ReasonLockExpired
+)
+
+// memSlot is one record. It holds no Go pointers, so that the pages of
+// slots are never scanned by the garbage collector.
+type memSlot struct {
+	hash        uint64 // of tenant and key, see Memory.hash
+	created     int64  // Unix nanoseconds
+	lockedUntil int64
+	expiresAt   int64
+	ttl         int64  // nanoseconds, as given to Claim
+	key         span   // the tenant, then the key
+	fp          span   // the fingerprint, unless flagFingerprintHex
+	reason      span   // unless flagLockExpired
+	resp        span   // the encoded response when completed, see putResponse
+	next        uint32 // 1 + the next slot whose hash is the same; 0 ends the chain
+	heapAt      uint32 // the slot's position in its shard's expiry heap
+	tenantLen   uint32 // of key
+	state       uint8  // slotFree, slotInFlight, slotCompleted or slotUnknown
+	flags       uint8  // flagFingerprintHex, flagLockExpired
+	token       [tokenLen]byte
+	fpHex       [32]byte
 }
 
-// record returns a copy of the record with its response decoded.
-func (r *memRecord) record() Record {
-	out := r.rec
-	if r.resp != nil {
-		out.Response = decodeResponse(r.resp)
-	}
-	return out
+// span is a byte range in a shard's arena: chunk, offset and length.
+type span struct{ chunk, off, n uint32 }
+
+// memExpiry is an entry of a shard's expiry heap.
+type memExpiry struct {
+	at   int64 // the slot's expiresAt
+	slot uint32
 }
 
-// encodeResponse packs a response as: status (2 bytes), header length
-// (4 bytes), "Name: value\n" lines, body.
-func encodeResponse(resp Response) []byte {
-	var h []byte
-	for name, vals := range resp.Header {
-		for _, v := range vals {
-			h = append(h, name...)
-			h = append(h, ": "...)
-			h = append(h, v...)
-			h = append(h, '\n')
-		}
-	}
-	b := make([]byte, 0, 6+len(h)+len(resp.Body))
-	b = binary.BigEndian.AppendUint16(b, uint16(resp.Status))
-	b = binary.BigEndian.AppendUint32(b, uint32(len(h)))
-	b = append(b, h...)
-	return append(b, resp.Body...)
-}
-
-func decodeResponse(b []byte) *Response {
-	status := int(binary.BigEndian.Uint16(b))
-	n := binary.BigEndian.Uint32(b[2:])
-	h, body := b[6:6+n], b[6+n:]
-	resp := &Response{Status: status, Header: http.Header{}, Body: append([]byte{}, body...)}
-	for len(h) > 0 {
-		line, rest, _ := bytes.Cut(h, []byte{'\n'})
-		name, value, _ := bytes.Cut(line, []byte(": "))
-		resp.Header[string(name)] = append(resp.Header[string(name)], string(value))
-		h = rest
-	}
-	return resp
+// memShard holds the records whose hash falls in it, behind one mutex.
+type memShard struct {
+	mu    sync.Mutex
+	index map[uint64]uint32 // hash -> 1 + the first slot of its chain
+	pages [][]memSlot       // see memFirstPage
+	slots uint32            // slots handed out, in all pages
+	free  []uint32          // slots given back
+	heap  []memExpiry       // every used slot, soonest expiry first
+	arena memArena
+	_     [64]byte // keeps shards' mutexes on separate cache lines
 }
 
 // NewMemory returns an empty Memory store.
 func NewMemory(cfg MemoryConfig) *Memory {
-	if cfg.MaxKeys <= 0 {
-		cfg.MaxKeys = 0
+	maxKeys := cfg.MaxKeys
+	if maxKeys <= 0 {
+		maxKeys = 1_000_000
 	}
-	return &Memory{
-		maxKeys: cmp.Or(cfg.MaxKeys, 1_000_000),
-		records: make(map[Key]*memRecord),
+	m := &Memory{maxKeys: int64(maxKeys), seed: maphash.MakeSeed()}
+	m.keyHash = m.hash
+	for i := range m.shards {
+		m.shards[i].index = make(map[uint64]uint32)
 	}
+	return m
 }
 
-// Len reports how many records the store holds, expired ones included until
-// DeleteExpired or a full Claim drops them.
-func (m *Memory) Len() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.records)
+// Len reports how many records the store holds, expired ones included
+// until DeleteExpired, a claim's sweep or a full Claim drops them.
+func (m *Memory) Len() int { return int(m.count.Load()) }
+
+// hash hashes tenant and key, the tenant's length first so that no two
+// keys hash the same bytes.
+func (m *Memory) hash(k Key) uint64 {
+	var h maphash.Hash
+	h.SetSeed(m.seed)
+	var n [binary.MaxVarintLen64]byte
+	h.Write(binary.AppendUvarint(n[:0], uint64(len(k.Tenant))))
+	h.WriteString(k.Tenant)
+	h.WriteString(k.Key)
+	return h.Sum64()
+}
+
+func (m *Memory) shard(h uint64) *memShard { return &m.shards[h>>(64-memShardBits)] }
+
+// reserve counts one more record unless the store is full.
+func (m *Memory) reserve() bool {
+	for {
+		n := m.count.Load()
+		if n >= m.maxKeys {
+			return false
+		}
+		if m.count.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
 }
 
 // Claim implements Store.
@@ -110,44 +184,80 @@ func (m *Memory) Claim(_ context.Context, k Key, fingerprint string, now time.Ti
 	if err := checkClaim(k, lockTTL, ttl); err != nil {
 		return Record{}, false, err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r, ok := m.records[k]
-	switch {
-	case ok && !now.Before(r.rec.ExpiresAt):
-		r.rec, r.resp, r.ttl = newClaim(k, fingerprint, now, lockTTL, ttl), nil, ttl
-		heap.Fix(&m.byExpiry, r.index)
-		return r.record(), true, nil
-	case ok:
-		if r.rec.State == StateInFlight && !now.Before(r.rec.LockedUntil) {
-			r.rec.State = StateUnknown
-			r.rec.Reason = ReasonLockExpired
-			r.rec.ExpiresAt = extendedExpiry(r.rec.ExpiresAt, r.ttl, now)
-			heap.Fix(&m.byExpiry, r.index)
+	h := m.keyHash(k)
+	sh := m.shard(h)
+	at := nanos(now)
+	for attempt := 0; ; attempt++ {
+		sh.mu.Lock()
+		if i, ok := sh.find(h, k); ok {
+			s := sh.slot(i)
+			if at >= s.expiresAt {
+				// Expired: the key is claimed anew in the same slot.
+				s.state = slotFree
+				sh.release(s)
+				tok := newToken()
+				sh.fill(i, h, k, fingerprint, tok, at, lockTTL, ttl)
+				sh.mu.Unlock()
+				return claimedRecord(k, fingerprint, tok, now, lockTTL, ttl), true, nil
+			}
+			if s.state == slotInFlight && at >= s.lockedUntil {
+				s.state = slotUnknown
+				s.flags |= flagLockExpired
+				sh.freeSpan(&s.reason)
+				sh.setExpiry(s, extend(s.expiresAt, s.ttl, at))
+			}
+			rec := sh.record(s, k, now.Location())
+			sh.mu.Unlock()
+			return rec, false, nil
 		}
-		out := r.record()
-		out.Token = ""
-		return out, false, nil
-	}
-	if len(m.records) >= m.maxKeys {
-		m.deleteExpired(now, len(m.records))
-		if len(m.records) >= m.maxKeys {
+		if m.reserve() {
+			sh.sweep(at, memSweepOnClaim, m)
+			i := sh.newSlot()
+			tok := newToken()
+			sh.fill(i, h, k, fingerprint, tok, at, lockTTL, ttl)
+			sh.link(i, h)
+			sh.mu.Unlock()
+			return claimedRecord(k, fingerprint, tok, now, lockTTL, ttl), true, nil
+		}
+		sh.mu.Unlock()
+		if attempt > 0 {
 			return Record{}, false, ErrFull
 		}
+		// Full: drop expired records, a bounded number from every shard,
+		// and look again (another claim may have taken k meanwhile).
+		for i := range m.shards {
+			o := &m.shards[i]
+			o.mu.Lock()
+			o.sweep(at, memSweepWhenFull, m)
+			o.mu.Unlock()
+		}
 	}
-	r = &memRecord{rec: newClaim(k, fingerprint, now, lockTTL, ttl), ttl: ttl}
-	m.records[k] = r
-	heap.Push(&m.byExpiry, r)
-	return r.record(), true, nil
 }
 
-// owned returns k's record if token owns it; m.mu must be held.
-func (m *Memory) owned(k Key, token string) (*memRecord, error) {
-	r, ok := m.records[k]
-	if !ok || r.rec.Token != token || r.rec.State == StateCompleted {
+// claimedRecord is the record a successful claim returns.
+func claimedRecord(k Key, fingerprint string, tok [tokenLen]byte, now time.Time, lockTTL, ttl time.Duration) Record {
+	return Record{
+		Key:         k,
+		Fingerprint: fingerprint,
+		State:       StateInFlight,
+		Token:       string(tok[:]),
+		CreatedAt:   now,
+		LockedUntil: now.Add(lockTTL),
+		ExpiresAt:   now.Add(ttl),
+	}
+}
+
+// owned returns k's slot if token owns it; sh.mu must be held.
+func (sh *memShard) owned(h uint64, k Key, token string) (*memSlot, error) {
+	i, ok := sh.find(h, k)
+	if !ok {
 		return nil, ErrNotOwner
 	}
-	return r, nil
+	s := sh.slot(i)
+	if string(s.token[:]) != token || s.state == slotCompleted {
+		return nil, ErrNotOwner
+	}
+	return s, nil
 }
 
 // Complete implements Store.
@@ -155,37 +265,47 @@ func (m *Memory) Complete(_ context.Context, k Key, token string, resp Response,
 	if err := checkResponse("complete", k, resp); err != nil {
 		return err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r, err := m.owned(k, token)
+	h := m.keyHash(k)
+	sh := m.shard(h)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	s, err := sh.owned(h, k, token)
 	if err != nil {
 		return err
 	}
-	m.complete(r, resp, now)
+	sh.complete(s, resp, nanos(now))
 	return nil
 }
 
-// complete stores resp in r; m.mu must be held.
-func (m *Memory) complete(r *memRecord, resp Response, now time.Time) {
-	r.rec.State = StateCompleted
-	r.rec.Response, r.resp = nil, encodeResponse(resp)
-	r.rec.Reason = ""
-	r.rec.ExpiresAt = extendedExpiry(r.rec.ExpiresAt, r.ttl, now)
-	heap.Fix(&m.byExpiry, r.index)
+// complete stores resp in s; sh.mu must be held.
+func (sh *memShard) complete(s *memSlot, resp Response, at int64) {
+	s.state = slotCompleted
+	s.flags &^= flagLockExpired
+	sh.freeSpan(&s.reason)
+	sh.freeSpan(&s.resp)
+	s.resp = sh.putResponse(resp)
+	sh.setExpiry(s, extend(s.expiresAt, s.ttl, at))
 }
 
 // MarkUnknown implements Store.
 func (m *Memory) MarkUnknown(_ context.Context, k Key, token, reason string, now time.Time) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r, err := m.owned(k, token)
+	h := m.keyHash(k)
+	sh := m.shard(h)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	s, err := sh.owned(h, k, token)
 	if err != nil {
 		return err
 	}
-	r.rec.State = StateUnknown
-	r.rec.Reason = reason
-	r.rec.ExpiresAt = extendedExpiry(r.rec.ExpiresAt, r.ttl, now)
-	heap.Fix(&m.byExpiry, r.index)
+	s.state = slotUnknown
+	sh.freeSpan(&s.reason)
+	if reason == ReasonLockExpired {
+		s.flags |= flagLockExpired
+	} else {
+		s.flags &^= flagLockExpired
+		s.reason = sh.putString(reason)
+	}
+	sh.setExpiry(s, extend(s.expiresAt, s.ttl, nanos(now)))
 	return nil
 }
 
@@ -194,16 +314,23 @@ func (m *Memory) Resolve(_ context.Context, k Key, resp Response, now time.Time)
 	if err := checkResponse("resolve", k, resp); err != nil {
 		return err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r, ok := m.records[k]
-	switch {
-	case !ok || !now.Before(r.rec.ExpiresAt):
+	h := m.keyHash(k)
+	sh := m.shard(h)
+	at := nanos(now)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	i, ok := sh.find(h, k)
+	if !ok {
 		return ErrNotFound
-	case r.rec.State != StateUnknown:
+	}
+	s := sh.slot(i)
+	switch {
+	case at >= s.expiresAt:
+		return ErrNotFound
+	case s.state != slotUnknown:
 		return ErrNotUnknown
 	}
-	m.complete(r, resp, now)
+	sh.complete(s, resp, at)
 	return nil
 }
 
@@ -212,78 +339,503 @@ func (m *Memory) Reclaim(_ context.Context, k Key, now time.Time, lockTTL time.D
 	if lockTTL <= 0 {
 		return Record{}, false, fmt.Errorf("idempotency: reclaim %s: lock TTL %s is not positive", k, lockTTL)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r, ok := m.records[k]
-	if !ok || !now.Before(r.rec.ExpiresAt) {
+	h := m.keyHash(k)
+	sh := m.shard(h)
+	at := nanos(now)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	i, ok := sh.find(h, k)
+	if !ok {
 		return Record{}, false, ErrNotFound
 	}
-	if r.rec.State != StateUnknown {
-		out := r.record()
-		out.Token = ""
-		return out, false, nil
+	s := sh.slot(i)
+	if at >= s.expiresAt {
+		return Record{}, false, ErrNotFound
 	}
-	fresh := newClaim(k, r.rec.Fingerprint, now, lockTTL, r.ttl)
-	r.rec.State, r.rec.Token, r.rec.Reason, r.rec.LockedUntil = StateInFlight, fresh.Token, "", fresh.LockedUntil
-	return r.record(), true, nil
+	if s.state != slotUnknown {
+		return sh.record(s, k, now.Location()), false, nil
+	}
+	s.state = slotInFlight
+	s.flags &^= flagLockExpired
+	sh.freeSpan(&s.reason)
+	s.token = newToken()
+	s.lockedUntil = addNanos(at, int64(lockTTL))
+	rec := sh.record(s, k, now.Location())
+	rec.Token = string(s.token[:])
+	return rec, true, nil
 }
 
 // Release implements Store.
 func (m *Memory) Release(_ context.Context, k Key, token string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r, err := m.owned(k, token)
+	h := m.keyHash(k)
+	sh := m.shard(h)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	s, err := sh.owned(h, k, token)
 	if err != nil {
 		return err
 	}
-	heap.Remove(&m.byExpiry, r.index)
-	delete(m.records, k)
+	sh.remove(s, m)
 	return nil
 }
 
-// DeleteExpired implements Store.
+// DeleteExpired implements Store. It holds one shard's lock at a time, for
+// at most a few hundred records.
 func (m *Memory) DeleteExpired(_ context.Context, now time.Time, limit int) (int, error) {
 	if err := checkLimit(limit); err != nil {
 		return 0, err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.deleteExpired(now, limit), nil
+	at := nanos(now)
+	start := int(m.next.Add(1))
+	n := 0
+	for j := 0; j < len(m.shards) && n < limit; j++ {
+		sh := &m.shards[(start+j)%len(m.shards)]
+		for n < limit {
+			sh.mu.Lock()
+			d := sh.sweep(at, min(limit-n, memDeleteBatch), m)
+			sh.mu.Unlock()
+			n += d
+			if d < memDeleteBatch {
+				break // nothing more expired in this shard
+			}
+		}
+	}
+	return n, nil
 }
 
-// deleteExpired drops at most limit expired records; m.mu must be held.
-func (m *Memory) deleteExpired(now time.Time, limit int) int {
+// sweep drops at most limit expired records, soonest expired first, and
+// returns how many; sh.mu must be held.
+func (sh *memShard) sweep(at int64, limit int, m *Memory) int {
 	n := 0
-	for n < limit && len(m.byExpiry) > 0 && !now.Before(m.byExpiry[0].rec.ExpiresAt) {
-		r := heap.Pop(&m.byExpiry).(*memRecord)
-		delete(m.records, r.rec.Key)
+	for n < limit && len(sh.heap) > 0 && at >= sh.heap[0].at {
+		sh.remove(sh.slot(sh.heap[0].slot), m)
 		n++
 	}
 	return n
 }
 
-// expiryHeap orders records by ExpiresAt (container/heap).
-type expiryHeap []*memRecord
-
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].rec.ExpiresAt.Before(h[j].rec.ExpiresAt) }
-func (h expiryHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index = i
-	h[j].index = j
+// find returns the slot of k; sh.mu must be held.
+func (sh *memShard) find(h uint64, k Key) (uint32, bool) {
+	for j := sh.index[h]; j != 0; {
+		s := sh.slot(j - 1)
+		if sh.isKey(s, k) {
+			return j - 1, true
+		}
+		j = s.next
+	}
+	return 0, false
 }
 
-func (h *expiryHeap) Push(x any) {
-	r := x.(*memRecord)
-	r.index = len(*h)
-	*h = append(*h, r)
+// isKey reports whether s is the record of k.
+func (sh *memShard) isKey(s *memSlot, k Key) bool {
+	if int(s.tenantLen) != len(k.Tenant) || int(s.key.n) != len(k.Tenant)+len(k.Key) {
+		return false
+	}
+	b := sh.arena.bytes(s.key)
+	return string(b[:s.tenantLen]) == k.Tenant && string(b[s.tenantLen:]) == k.Key
 }
 
-func (h *expiryHeap) Pop() any {
-	old := *h
-	r := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	r.index = -1
-	return r
+// slot returns slot i.
+func (sh *memShard) slot(i uint32) *memSlot {
+	if i < memGrownSlots {
+		p := bits.Len32(i/memFirstPage+1) - 1
+		return &sh.pages[p][i-memFirstPage*(1<<p-1)]
+	}
+	i -= memGrownSlots
+	return &sh.pages[memGrowPages+i/memPageSlots][i%memPageSlots]
+}
+
+// newSlot returns a free slot, adding a page when every slot is used.
+func (sh *memShard) newSlot() uint32 {
+	if n := len(sh.free); n > 0 {
+		i := sh.free[n-1]
+		sh.free = sh.free[:n-1]
+		return i
+	}
+	if n := len(sh.pages); n < memGrowPages && sh.slots == memFirstPage*(1<<n-1) {
+		sh.pages = append(sh.pages, make([]memSlot, memFirstPage<<n))
+	} else if n >= memGrowPages && sh.slots == memGrownSlots+uint32(n-memGrowPages)*memPageSlots {
+		sh.pages = append(sh.pages, make([]memSlot, memPageSlots))
+	}
+	sh.slots++
+	return sh.slots - 1
+}
+
+// fill makes slot i a new in-flight claim of k (without linking it into
+// the index) and adds it to the expiry heap.
+func (sh *memShard) fill(i uint32, h uint64, k Key, fingerprint string, tok [tokenLen]byte, at int64, lockTTL, ttl time.Duration) {
+	s := sh.slot(i)
+	next := s.next
+	*s = memSlot{
+		hash:        h,
+		created:     at,
+		lockedUntil: addNanos(at, int64(lockTTL)),
+		expiresAt:   addNanos(at, int64(ttl)),
+		ttl:         int64(ttl),
+		next:        next,
+		tenantLen:   uint32(len(k.Tenant)),
+		state:       slotInFlight,
+		token:       tok,
+	}
+	s.key = sh.putString(k.Tenant, k.Key)
+	if isLowerHex32(fingerprint) {
+		decodeHex32(&s.fpHex, fingerprint)
+		s.flags |= flagFingerprintHex
+	} else {
+		s.fp = sh.putString(fingerprint)
+	}
+	sh.heapPush(i, s)
+}
+
+// link puts slot i at the head of the chain of hash h.
+func (sh *memShard) link(i uint32, h uint64) {
+	sh.slot(i).next = sh.index[h]
+	sh.index[h] = i + 1
+}
+
+// release frees what s refers to in the arena and takes it out of the
+// expiry heap, leaving it in the index; sh.mu must be held.
+func (sh *memShard) release(s *memSlot) {
+	sh.freeSpan(&s.key)
+	sh.freeSpan(&s.fp)
+	sh.freeSpan(&s.reason)
+	sh.freeSpan(&s.resp)
+	sh.heapRemove(s.heapAt)
+}
+
+// remove deletes s; sh.mu must be held.
+func (sh *memShard) remove(s *memSlot, m *Memory) {
+	i := sh.heap[s.heapAt].slot
+	sh.release(s)
+	// Unlink it from its hash chain.
+	if j := sh.index[s.hash]; j == i+1 {
+		if s.next == 0 {
+			delete(sh.index, s.hash)
+		} else {
+			sh.index[s.hash] = s.next
+		}
+	} else {
+		for j != 0 {
+			p := sh.slot(j - 1)
+			if p.next == i+1 {
+				p.next = s.next
+				break
+			}
+			j = p.next
+		}
+	}
+	*s = memSlot{}
+	sh.free = append(sh.free, i)
+	m.count.Add(-1)
+}
+
+// record returns s as a Record for k, with its response decoded and times
+// in loc; sh.mu must be held.
+func (sh *memShard) record(s *memSlot, k Key, loc *time.Location) Record {
+	rec := Record{
+		Key:         k,
+		CreatedAt:   time.Unix(0, s.created).In(loc),
+		LockedUntil: time.Unix(0, s.lockedUntil).In(loc),
+		ExpiresAt:   time.Unix(0, s.expiresAt).In(loc),
+	}
+	if s.flags&flagFingerprintHex != 0 {
+		rec.Fingerprint = hex.EncodeToString(s.fpHex[:])
+	} else {
+		rec.Fingerprint = string(sh.arena.bytes(s.fp))
+	}
+	switch s.state {
+	case slotInFlight:
+		rec.State = StateInFlight
+	case slotCompleted:
+		rec.State = StateCompleted
+		rec.Response = decodeResponse(sh.arena.bytes(s.resp))
+	case slotUnknown:
+		rec.State = StateUnknown
+		if s.flags&flagLockExpired != 0 {
+			rec.Reason = ReasonLockExpired
+		} else {
+			rec.Reason = string(sh.arena.bytes(s.reason))
+		}
+	}
+	return rec
+}
+
+// setExpiry moves s's expiry to at.
+func (sh *memShard) setExpiry(s *memSlot, at int64) {
+	s.expiresAt = at
+	sh.heap[s.heapAt].at = at
+	sh.heapFix(s.heapAt)
+}
+
+// The expiry heap: a binary min-heap of memExpiry by at, each slot knowing
+// its position (heapAt).
+
+func (sh *memShard) heapPush(i uint32, s *memSlot) {
+	s.heapAt = uint32(len(sh.heap))
+	sh.heap = append(sh.heap, memExpiry{at: s.expiresAt, slot: i})
+	sh.heapUp(s.heapAt)
+}
+
+func (sh *memShard) heapRemove(pos uint32) {
+	last := uint32(len(sh.heap) - 1)
+	if pos != last {
+		sh.heapSwap(pos, last)
+	}
+	sh.heap = sh.heap[:last]
+	if pos != last {
+		sh.heapFix(pos)
+	}
+}
+
+func (sh *memShard) heapFix(pos uint32) {
+	if !sh.heapDown(pos) {
+		sh.heapUp(pos)
+	}
+}
+
+func (sh *memShard) heapSwap(a, b uint32) {
+	sh.heap[a], sh.heap[b] = sh.heap[b], sh.heap[a]
+	sh.slot(sh.heap[a].slot).heapAt = a
+	sh.slot(sh.heap[b].slot).heapAt = b
+}
+
+func (sh *memShard) heapUp(pos uint32) {
+	for pos > 0 {
+		parent := (pos - 1) / 2
+		if sh.heap[parent].at <= sh.heap[pos].at {
+			return
+		}
+		sh.heapSwap(parent, pos)
+		pos = parent
+	}
+}
+
+// heapDown moves the entry at pos down and reports whether it moved.
+func (sh *memShard) heapDown(pos uint32) bool {
+	start, n := pos, uint32(len(sh.heap))
+	for {
+		least, l, r := pos, 2*pos+1, 2*pos+2
+		if l < n && sh.heap[l].at < sh.heap[least].at {
+			least = l
+		}
+		if r < n && sh.heap[r].at < sh.heap[least].at {
+			least = r
+		}
+		if least == pos {
+			return pos != start
+		}
+		sh.heapSwap(pos, least)
+		pos = least
+	}
+}
+
+// memArena holds the variable-length parts of a shard's records (keys,
+// fingerprints, reasons, responses) in large byte slices, so that the
+// garbage collector sees a few chunks instead of an object per record.
+// Space of deleted parts is reclaimed by compaction: once the chunks are
+// more than twice the size of what records still refer to, the live parts
+// are copied into fresh chunks and the old ones are dropped.
+type memArena struct {
+	chunks [][]byte
+	size   int // total capacity of the chunks
+	live   int // bytes records refer to
+}
+
+func (a *memArena) bytes(s span) []byte {
+	if s.n == 0 {
+		return nil
+	}
+	return a.chunks[s.chunk][s.off : s.off+s.n : s.off+s.n]
+}
+
+// alloc hands out n bytes; they must be written before sh.mu is released.
+func (a *memArena) alloc(n int) (span, []byte) {
+	if n == 0 {
+		return span{}, nil
+	}
+	last := len(a.chunks) - 1
+	if last < 0 || cap(a.chunks[last])-len(a.chunks[last]) < n {
+		size := max(n, min(max(a.size/8, memMinChunk), memMaxChunk))
+		a.chunks = append(a.chunks, make([]byte, 0, size))
+		a.size += size
+		last++
+	}
+	c := a.chunks[last]
+	off := len(c)
+	a.chunks[last] = c[:off+n]
+	a.live += n
+	return span{chunk: uint32(last), off: uint32(off), n: uint32(n)}, c[off : off+n : off+n]
+}
+
+// putString stores the concatenation of parts.
+func (sh *memShard) putString(parts ...string) span {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	s, b := sh.arena.alloc(n)
+	for _, p := range parts {
+		b = b[copy(b, p):]
+	}
+	return s
+}
+
+// freeSpan gives the bytes of *s back, clears it, and compacts the arena
+// when much of it is no longer live. No byte slice of the arena may be held
+// across it.
+func (sh *memShard) freeSpan(s *span) {
+	if s.n == 0 {
+		return
+	}
+	sh.arena.live -= int(s.n)
+	*s = span{}
+	sh.compact()
+}
+
+// compact copies the live parts of the arena into one new chunk when they
+// fill less than a third of it. Each compaction copies fewer bytes than
+// were freed since the last one, so its cost per freed byte is constant.
+func (sh *memShard) compact() {
+	a := &sh.arena
+	if a.size <= 4*memMinChunk || 3*a.live >= a.size {
+		return
+	}
+	if a.live == 0 {
+		*a = memArena{}
+		return
+	}
+	old := *a
+	*a = memArena{chunks: [][]byte{make([]byte, 0, old.live)}, size: old.live}
+	move := func(s *span) {
+		if s.n > 0 {
+			n, b := a.alloc(int(s.n))
+			copy(b, old.bytes(*s))
+			*s = n
+		}
+	}
+	for _, e := range sh.heap {
+		s := sh.slot(e.slot)
+		move(&s.key)
+		move(&s.fp)
+		move(&s.reason)
+		move(&s.resp)
+	}
+}
+
+// putResponse stores resp encoded as: status (2 bytes), the number of
+// header values (uvarint), each value as its name and value (each a
+// uvarint length and the bytes), then the body.
+func (sh *memShard) putResponse(resp Response) span {
+	lines, n := 0, 2+len(resp.Body)
+	for name, vals := range resp.Header {
+		for _, v := range vals {
+			lines++
+			n += uvarintLen(len(name)) + len(name) + uvarintLen(len(v)) + len(v)
+		}
+	}
+	n += uvarintLen(lines)
+	s, b := sh.arena.alloc(n)
+	binary.BigEndian.PutUint16(b, uint16(resp.Status))
+	b = b[2:]
+	b = b[binary.PutUvarint(b, uint64(lines)):]
+	for name, vals := range resp.Header {
+		for _, v := range vals {
+			b = b[binary.PutUvarint(b, uint64(len(name))):]
+			b = b[copy(b, name):]
+			b = b[binary.PutUvarint(b, uint64(len(v))):]
+			b = b[copy(b, v):]
+		}
+	}
+	copy(b, resp.Body)
+	return s
+}
+
+// decodeResponse decodes what putResponse stored, into new memory.
+func decodeResponse(b []byte) *Response {
+	resp := &Response{Status: int(binary.BigEndian.Uint16(b)), Header: http.Header{}}
+	b = b[2:]
+	lines, w := binary.Uvarint(b)
+	b = b[w:]
+	// One string holds every name and value; they are substrings of it.
+	all := string(b)
+	pos := 0
+	field := func() string {
+		n, w := binary.Uvarint(b[pos:])
+		pos += w
+		f := all[pos : pos+int(n)]
+		pos += int(n)
+		return f
+	}
+	for range lines {
+		name := field()
+		resp.Header[name] = append(resp.Header[name], field())
+	}
+	resp.Body = []byte(all[pos:])
+	return resp
+}
+
+func uvarintLen(n int) int {
+	return (bits.Len64(uint64(n)|1) + 6) / 7
+}
+
+// isLowerHex32 reports whether s is 32 bytes in lower-case hex, the form
+// Fingerprint returns, which is then kept as 32 bytes.
+func isLowerHex32(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeHex32 decodes s, which isLowerHex32 accepted, into dst.
+func decodeHex32(dst *[32]byte, s string) {
+	nibble := func(c byte) byte {
+		if c <= '9' {
+			return c - '0'
+		}
+		return c - 'a' + 10
+	}
+	for i := range dst {
+		dst[i] = nibble(s[2*i])<<4 | nibble(s[2*i+1])
+	}
+}
+
+// newToken returns a claim token: 16 random bytes in hex.
+func newToken() [tokenLen]byte {
+	var raw [tokenLen / 2]byte
+	rand.Read(raw[:])
+	var tok [tokenLen]byte
+	hex.Encode(tok[:], raw[:])
+	return tok
+}
+
+// nanos is t in Unix nanoseconds, clamped to the int64 range.
+func nanos(t time.Time) int64 {
+	switch s := t.Unix(); {
+	case s >= math.MaxInt64/1_000_000_000:
+		return math.MaxInt64
+	case s <= math.MinInt64/1_000_000_000:
+		return math.MinInt64
+	}
+	return t.UnixNano()
+}
+
+// addNanos is at+d without overflowing; d >= 0.
+func addNanos(at, d int64) int64 {
+	if at > math.MaxInt64-d {
+		return math.MaxInt64
+	}
+	return at + d
+}
+
+// extend is when a record that expires at expiresAt expires once its
+// outcome is recorded at at: ttl later, never earlier than before (the
+// Postgres store does the same in SQL).
+func extend(expiresAt, ttl, at int64) int64 {
+	return max(expiresAt, addNanos(at, ttl))
 }

@@ -43,7 +43,7 @@ const claimAttempts = 16
 const recordColumns = `tenant, key, fingerprint, state, token, status, headers, body, reason, created_at, locked_until, expires_at`
 
 // SQL run by the Postgres store. Recording an outcome at $now moves
-// expires_at to GREATEST(expires_at, $now + ttl), as extendedExpiry does; ttl
+// expires_at to GREATEST(expires_at, $now + ttl), as the memory store does; ttl
 // holds an exact duration (microseconds, no days), so daylight saving time
 // never stretches it.
 const (
