@@ -357,7 +357,11 @@ else
 		log_tail ficus-build 10
 	fi
 fi
-if [ -n "$ficus" ] && ! "$ficus" proxy --help 2>/dev/null | grep -q -- '--upstream'; then
+# The help is read whole before it is searched: "grep -q" in a pipe exits at
+# the first match, and under pipefail the SIGPIPE that ficus then gets for
+# the rest of its help would make a working binary look like one without
+# the command.
+if [ -n "$ficus" ] && [[ "$("$ficus" proxy --help 2>/dev/null || true)" != *--upstream* ]]; then
 	ficus_note="n/a (not built)"
 	say "this ficus has no 'proxy' command: its contenders are n/a"
 fi
