@@ -310,6 +310,12 @@ func (r *Reader) Run(ctx context.Context) error {
 	// gone; the attempt costs nothing.
 	if err := r.sendStatus(s); err != nil && readErr == nil {
 		r.log.Warn("final status update failed", "error", err)
+	} else if readErr == nil {
+		endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := EndStream(endCtx, s.conn); err != nil {
+			r.log.Warn("ending the replication stream failed; the last confirmation may be redelivered", "error", err)
+		}
+		cancel()
 	}
 	r.pending.reset()
 	r.log.Info("replication stopped", "acknowledged_lsn", pglogrepl.LSN(r.acked.Load()))
@@ -318,6 +324,26 @@ func (r *Reader) Run(ctx context.Context) error {
 		return deliverErr
 	case readErr != nil:
 		return readErr
+	}
+	return nil
+}
+
+// EndStream ends a replication stream as the protocol means it to end: it
+// sends CopyDone and reads on until the server answers with its own, by
+// which time the server has processed every status update sent before.
+// Closing the connection instead can lose the last one: a client that
+// closes with unread data resets the connection, and the server drops
+// what it had not read yet. ctx's deadline bounds the wait; a server busy
+// decoding a large transaction may answer late.
+func EndStream(ctx context.Context, conn *pgconn.PgConn) error {
+	if d, ok := ctx.Deadline(); ok {
+		if err := conn.Conn().SetDeadline(d); err != nil {
+			return fmt.Errorf("end replication stream: %w", err)
+		}
+		defer func() { _ = conn.Conn().SetDeadline(time.Time{}) }()
+	}
+	if _, err := pglogrepl.SendStandbyCopyDone(ctx, conn); err != nil {
+		return fmt.Errorf("end replication stream: %w", err)
 	}
 	return nil
 }

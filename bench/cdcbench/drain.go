@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/ficuslabs/ficus/cdc"
 )
 
 // pluginOptions are the pgoutput options every contender streams with, the
@@ -120,8 +122,10 @@ const statusInterval = 10 * time.Second
 // drain is the bare pglogrepl loop: it connects, starts streaming the slot
 // from its confirmed position with ficus's plugin options, counts inserts
 // and confirms the end of the last commit (every statusInterval and when
-// the server asks) until the transactions of want rows have committed. It
-// decodes nothing else. The elapsed time starts before connecting.
+// the server asks) until the transactions of want rows have committed,
+// then confirms once more and ends the stream. It decodes nothing else.
+// The elapsed time starts before connecting and stops before the last
+// confirmation.
 func drain(ctx context.Context, url, slot, publication string, want int64) (drainResult, error) {
 	start := time.Now()
 	cfg, err := pgconn.ParseConfig(url)
@@ -207,5 +211,10 @@ func drain(ctx context.Context, url, slot, publication string, want int64) (drai
 		}
 	}
 	res.elapsed = time.Since(start)
-	return res, confirm()
+	if err := confirm(); err != nil {
+		return res, err
+	}
+	endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return res, cdc.EndStream(endCtx, conn)
 }
