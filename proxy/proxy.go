@@ -25,6 +25,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -120,7 +121,8 @@ func (p *Proxy) Reload(cfg *Config) error {
 	return nil
 }
 
-// Run removes expired idempotency keys every interval until ctx ends.
+// Run removes expired idempotency keys, and closes upstream connections
+// idle for too long, every minute until ctx ends.
 func (p *Proxy) Run(ctx context.Context) error {
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
@@ -128,6 +130,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		if _, err := p.store.DeleteExpired(ctx, p.now(), 10_000); err != nil && ctx.Err() == nil {
 			p.log.Warn("delete expired idempotency keys", "err", err)
 		}
+		p.state.Load().sweepIdle(time.Now())
 		select {
 		case <-ctx.Done():
 			return p.close(context.WithoutCancel(ctx))
@@ -152,10 +155,18 @@ type call struct {
 	started time.Time
 	rec     *recorder // &recorder
 
+	// abort asks ServeHTTP to break the client's connection off: the
+	// answer it got is incomplete.
+	abort bool
+
 	// What a request needs is allocated once, with the call.
 	recorder recorder
 	ex       exchange
 	ctx      callContext
+	out      http.Request // the direct path's outbound request
+	outURL   url.URL
+	body     bytes.Reader
+	direct   directConn
 }
 
 // ServeHTTP serves one client request.
@@ -169,6 +180,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.met.request(c.route, cmp.Or(c.caller.Lane, "none"), c.rec.code(), p.now().Sub(c.started))
 	}()
 	p.serve(c, r)
+	if c.abort {
+		// As httputil.ReverseProxy does: the server then closes the
+		// connection instead of ending the answer as if it were whole.
+		panic(http.ErrAbortHandler)
+	}
 }
 
 func (p *Proxy) serve(c *call, r *http.Request) {
@@ -264,6 +280,17 @@ const (
 func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, shadow, detach bool) outcome {
 	w := c.rec
 	up := c.route.upstream
+	direct := directOK(up, r, body)
+	if direct && body == nil && r.Body != nil && r.Body != http.NoBody {
+		// A small body is read first: it then goes out with the head in one
+		// write, and a client that fails to send it costs the upstream
+		// nothing.
+		var err error
+		if body, err = readBody(r); err != nil {
+			writeProblem(w, bodyProblem(err, c.st.cfg.BodyLimit))
+			return outcomeNotSent
+		}
+	}
 	release, ok := up.shed.Acquire(c.caller.Lane)
 	if !ok {
 		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Title: "Overloaded", Type: problemBase + "shed",
@@ -290,23 +317,16 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, shado
 		pending = c.route.shadow.Mirror(r, body)
 		keep = max(keep, shadowKeep)
 	}
-	if body != nil {
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
-	}
-	parent := r.Context()
-	if detach {
-		parent = context.WithoutCancel(parent)
-	}
-	ctx, cancel := context.WithTimeout(parent, c.route.timeout)
-	defer cancel()
 	c.ex = exchange{call: c}
 	ex := &c.ex
-	c.ctx = callContext{Context: ctx, ex: ex}
 	c.rec.keep = keep
 
 	start := p.now()
-	up.proxy.ServeHTTP(w, r.WithContext(&c.ctx))
+	if direct {
+		p.forwardDirect(c, r, body, detach)
+	} else {
+		p.forwardProxy(c, r, body, detach)
+	}
 	took := p.now().Sub(start)
 	up.duration.Update(took.Seconds())
 
@@ -335,6 +355,42 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, shado
 	default:
 		return outcomeAmbiguous
 	}
+}
+
+// forwardProxy sends r through the upstream's httputil.ReverseProxy, for
+// what the direct path does not take.
+func (p *Proxy) forwardProxy(c *call, r *http.Request, body []byte, detach bool) {
+	if body != nil {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+	}
+	parent := r.Context()
+	if detach {
+		parent = context.WithoutCancel(parent)
+	}
+	ctx, cancel := context.WithTimeout(parent, c.route.timeout)
+	defer cancel()
+	c.ctx = callContext{Context: ctx, ex: &c.ex}
+	c.route.upstream.proxy.ServeHTTP(c.rec, r.WithContext(&c.ctx))
+}
+
+// upstreamFailed answers the client when the upstream call failed before
+// an answer: nothing when the client has gone away (recorded as 499, as
+// nginx counts it), 504 on a timeout, else 502.
+func (p *Proxy) upstreamFailed(c *call, r *http.Request, u *upstream, err error) {
+	if ctxErr := r.Context().Err(); ctxErr != nil && errors.Is(ctxErr, context.Canceled) {
+		if c.rec.status == 0 {
+			c.rec.status = statusClientClosed
+		}
+		return
+	}
+	status, title := http.StatusBadGateway, "Bad gateway"
+	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+		status, title = http.StatusGatewayTimeout, "Upstream timeout"
+	}
+	p.log.Warn("upstream call failed", "upstream", u.name, "err", err)
+	writeProblem(c.rec, Problem{Status: status, Title: title, Type: problemBase + "upstream-error",
+		Detail: fmt.Sprintf("upstream %s: %v", u.name, err)})
 }
 
 // statusClientClosed is recorded, never sent, when the client went away
@@ -375,8 +431,9 @@ func exchangeFrom(r *http.Request) *exchange {
 	return ex
 }
 
-// newReverseProxy builds the ReverseProxy for one upstream.
-func newReverseProxy(u *upstream, log *slog.Logger) *httputil.ReverseProxy {
+// newReverseProxy builds the ReverseProxy for one upstream, the path for
+// what the direct path does not take.
+func (p *Proxy) newReverseProxy(u *upstream) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u.url)
@@ -403,24 +460,13 @@ func newReverseProxy(u *upstream, log *slog.Logger) *httputil.ReverseProxy {
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			ex := exchangeFrom(r)
-			if ex != nil {
-				ex.err = err
-			}
-			if r.Context().Err() != nil && errors.Is(r.Context().Err(), context.Canceled) {
-				// The client is gone and reads no answer; count it as
-				// nginx does, 499 "client closed request".
-				if ex != nil && ex.call.rec.status == 0 {
-					ex.call.rec.status = statusClientClosed
-				}
+			if ex == nil {
+				writeProblem(w, Problem{Status: http.StatusBadGateway, Title: "Bad gateway", Type: problemBase + "upstream-error",
+					Detail: fmt.Sprintf("upstream %s: %v", u.name, err)})
 				return
 			}
-			status, title := http.StatusBadGateway, "Bad gateway"
-			if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
-				status, title = http.StatusGatewayTimeout, "Upstream timeout"
-			}
-			log.Warn("upstream call failed", "upstream", u.name, "err", err)
-			writeProblem(w, Problem{Status: status, Title: title, Type: problemBase + "upstream-error",
-				Detail: fmt.Sprintf("upstream %s: %v", u.name, err)})
+			ex.err = err
+			p.upstreamFailed(ex.call, r, u, err)
 		},
 		BufferPool: bufferPool{},
 	}

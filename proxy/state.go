@@ -50,6 +50,7 @@ type upstream struct {
 	url       *url.URL
 	transport *http.Transport
 	proxy     *httputil.ReverseProxy
+	pool      *connPool // the direct path's connections; nil for https
 	breaker   *Breaker
 	shed      *Shedder
 	duration  *metrics.Histogram // ficus_proxy_upstream_duration_seconds
@@ -165,7 +166,10 @@ func (p *Proxy) newUpstream(name string, uc *UpstreamConfig) *upstream {
 		}, p.set, p.log, p.now)
 	}
 	u.shed = NewShedder(name, uc.MaxInFlight, uc.LaneShare, p.set)
-	u.proxy = newReverseProxy(u, p.log)
+	u.proxy = p.newReverseProxy(u)
+	if uc.URL.Scheme == "http" {
+		u.pool = newConnPool(uc.URL, uc.MaxIdleConnsPerHost, u.transport.IdleConnTimeout)
+	}
 	return u
 }
 
@@ -174,6 +178,18 @@ func (s *state) retire(next *state) {
 	for name, u := range s.upstreams {
 		if next.upstreams[name] != u {
 			u.transport.CloseIdleConnections()
+			if u.pool != nil {
+				u.pool.close()
+			}
+		}
+	}
+}
+
+// sweepIdle closes the direct path's connections idle for too long.
+func (s *state) sweepIdle(now time.Time) {
+	for _, u := range s.upstreams {
+		if u.pool != nil {
+			u.pool.sweep(now)
 		}
 	}
 }

@@ -36,6 +36,14 @@ func (r *recorder) Write(p []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
+	r.retain(p)
+	n, err := r.ResponseWriter.Write(p)
+	r.written += int64(n)
+	return n, err
+}
+
+// retain keeps p as the next part of the body, within keep.
+func (r *recorder) retain(p []byte) {
 	if r.keep > 0 && !r.truncated {
 		if room := r.keep - int64(len(r.body)); int64(len(p)) <= room {
 			r.body = append(r.body, p...)
@@ -43,9 +51,6 @@ func (r *recorder) Write(p []byte) (int, error) {
 			r.truncated = true
 		}
 	}
-	n, err := r.ResponseWriter.Write(p)
-	r.written += int64(n)
-	return n, err
 }
 
 // Unwrap lets http.ResponseController reach Flush and deadlines.
