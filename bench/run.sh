@@ -406,6 +406,7 @@ start_postgres() {
 	fi
 	if [ -n "$bin" ] && [ -x "$bin/initdb" ]; then
 		local as=()
+		rm -rf "$work/pg" # a fresh cluster for every start, as every contender is fresh
 		mkdir -p "$work/pg"
 		if [ "$(id -u)" -eq 0 ]; then
 			id postgres >/dev/null 2>&1 || {

@@ -2,7 +2,7 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -165,10 +166,9 @@ var hopHeaders = [...]string{
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
-// removeHopHeaders deletes the hop-by-hop headers from h, the fixed ones
-// and those the Connection header names. keepTE keeps "TE: trailers",
-// which a request may pass on.
-func removeHopHeaders(h http.Header, keepTE bool) {
+// removeHopHeaders deletes the hop-by-hop headers from an answer's h, the
+// fixed ones and those its Connection header names.
+func removeHopHeaders(h http.Header) {
 	for _, f := range h["Connection"] {
 		for name := range strings.SplitSeq(f, ",") {
 			if name = textproto.TrimString(name); name != "" {
@@ -176,12 +176,8 @@ func removeHopHeaders(h http.Header, keepTE bool) {
 			}
 		}
 	}
-	te := keepTE && hasToken(h["Te"], "trailers")
 	for _, name := range hopHeaders {
 		delete(h, name)
-	}
-	if te {
-		h["Te"] = []string{"trailers"}
 	}
 }
 
@@ -198,61 +194,93 @@ func hasToken(values []string, token string) bool {
 	return false
 }
 
-// emptyUserAgent keeps the outbound request from getting Go's default
-// User-Agent when the client sent none. Never modified.
-var emptyUserAgent = []string{""}
+// requestTarget is the request-target the upstream gets for r: r's path
+// and query, under the upstream's path prefix.
+func requestTarget(r *http.Request, target *url.URL) string {
+	if target.Path == "" && target.RawPath == "" && target.RawQuery == "" {
+		return r.URL.RequestURI()
+	}
+	u := *r.URL
+	joinURL(&u, target)
+	return u.RequestURI()
+}
 
-// outbound prepares c.out, the request the upstream gets, from r: the same
-// method, path (under the upstream's path prefix), query, Host and
-// headers, without hop-by-hop and forwarding headers from the client, with
-// ficus's X-Forwarded-*, request id and tenant headers and without the API
-// key. It takes r's header map over: the server lets a handler change it.
-func (c *call) outbound(r *http.Request, target *url.URL, body []byte) *http.Request {
-	h := r.Header
-	removeHopHeaders(h, true)
-	delete(h, "Forwarded")
+// writeRequest writes the request the upstream gets on the direct path:
+// r's method, the request-target uri and r's Host (the upstream's host when
+// r has none); r's headers without the hop-by-hop ones (but "TE:
+// trailers"), the forwarding headers the client sent, ficus's API key and
+// a Content-Length or Transfer-Encoding of the client's; ficus's
+// X-Request-Id, X-Ficus-Tenant and X-Forwarded-*; and body with its
+// length. It is the request httputil.ReverseProxy and http.Transport
+// write, without building one: r's header map stays as it was.
+func writeRequest(bw *bufio.Writer, c *call, r *http.Request, uri, upstreamHost string, body []byte) error {
+	bw.WriteString(r.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(uri)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(cmp.Or(r.Host, upstreamHost))
+	bw.WriteString("\r\n")
+	connection := r.Header["Connection"]
+	for k, vv := range r.Header {
+		switch k {
+		case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+			"Trailer", "Transfer-Encoding", "Upgrade", "Host", "Content-Length",
+			"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
+			requestIDHeader, tenantHeader, apiKeyHeader:
+			continue
+		case "Authorization":
+			if c.caller.keyInAuthorization {
+				continue // it was ficus's key, not the upstream's
+			}
+		case "Te":
+			if hasToken(vv, "trailers") && !hasToken(connection, "Te") {
+				bw.WriteString("Te: trailers\r\n")
+			}
+			continue
+		}
+		if len(connection) > 0 && hasToken(connection, k) {
+			continue
+		}
+		for _, v := range vv {
+			writeField(bw, k, v)
+		}
+	}
+	writeField(bw, requestIDHeader, c.id)
+	writeField(bw, tenantHeader, c.caller.Tenant)
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		h["X-Forwarded-For"] = []string{ip}
-	} else {
-		delete(h, "X-Forwarded-For")
+		writeField(bw, "X-Forwarded-For", ip)
 	}
-	proto := "http"
+	writeField(bw, "X-Forwarded-Host", r.Host)
 	if r.TLS != nil {
-		proto = "https"
+		writeField(bw, "X-Forwarded-Proto", "https")
+	} else {
+		writeField(bw, "X-Forwarded-Proto", "http")
 	}
-	vals := []string{c.id, c.caller.Tenant, r.Host, proto} // one allocation for four headers
-	h[requestIDHeader] = vals[0:1:1]
-	h[tenantHeader] = vals[1:2:2]
-	h["X-Forwarded-Host"] = vals[2:3:3]
-	h["X-Forwarded-Proto"] = vals[3:4:4]
-	delete(h, apiKeyHeader)
-	if c.caller.keyInAuthorization {
-		delete(h, "Authorization") // it was ficus's key, not the upstream's
+	switch r.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+		writeLength(bw, len(body)) // even 0: these methods have a body
+	default:
+		if len(body) > 0 {
+			writeLength(bw, len(body))
+		}
 	}
-	if _, ok := h["User-Agent"]; !ok {
-		h["User-Agent"] = emptyUserAgent
-	}
+	bw.WriteString("\r\n")
+	_, err := bw.Write(body)
+	return err
+}
 
-	c.out = http.Request{
-		Method:        r.Method,
-		URL:           r.URL,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        h,
-		Host:          r.Host,
-		ContentLength: int64(len(body)),
-	}
-	if target.Path != "" || target.RawPath != "" || target.RawQuery != "" {
-		c.outURL = *r.URL
-		joinURL(&c.outURL, target)
-		c.out.URL = &c.outURL
-	}
-	if len(body) > 0 {
-		c.body.Reset(body)
-		c.out.Body = io.NopCloser(&c.body)
-	}
-	return &c.out
+func writeField(bw *bufio.Writer, name, value string) {
+	bw.WriteString(name)
+	bw.WriteString(": ")
+	bw.WriteString(value)
+	bw.WriteString("\r\n")
+}
+
+func writeLength(bw *bufio.Writer, n int) {
+	var b [20]byte
+	bw.WriteString("Content-Length: ")
+	bw.Write(strconv.AppendInt(b[:0], int64(n), 10))
+	bw.WriteString("\r\n")
 }
 
 // joinURL puts u under target's path prefix and adds target's query, with
@@ -338,7 +366,7 @@ func (p *Proxy) forwardDirect(c *call, r *http.Request, body []byte, detach bool
 	up := c.route.upstream
 	ex := &c.ex
 	deadline := time.Now().Add(c.route.timeout)
-	out := c.outbound(r, up.url, body)
+	uri := requestTarget(r, up.url)
 	ctx := r.Context()
 	var stop func() bool
 	if detach {
@@ -348,7 +376,8 @@ func (p *Proxy) forwardDirect(c *call, r *http.Request, body []byte, detach bool
 	}
 	early := func(resp *http.Response) { earlyHints(c.rec, resp) }
 
-	conn, resp, err := exchangeDirect(ctx, &c.direct, up.pool, out, body, deadline, early)
+	send := func(bw *bufio.Writer) error { return writeRequest(bw, c, r, uri, up.url.Host, body) }
+	conn, resp, err := exchangeDirect(ctx, &c.direct, up.pool, r, send, deadline, early)
 	if err != nil {
 		if stop != nil {
 			stop()
@@ -403,11 +432,12 @@ func earlyHints(w http.ResponseWriter, resp *http.Response) {
 	}
 }
 
-// exchangeDirect writes out and reads the head of the final answer on a
-// connection from pool; a connection the upstream closed while it sat idle
-// is replaced by a new one when out is safe to send again. The caller reads
-// the body and returns the connection. early sees every 1xx answer.
-func exchangeDirect(ctx context.Context, d *directConn, pool *connPool, out *http.Request, body []byte,
+// exchangeDirect sends r (send writes it) and reads the head of the final
+// answer on a connection from pool; a connection the upstream closed while
+// it sat idle is replaced by a new one when r is safe to send again. The
+// caller reads the body and returns the connection. early sees every 1xx
+// answer.
+func exchangeDirect(ctx context.Context, d *directConn, pool *connPool, r *http.Request, send func(*bufio.Writer) error,
 	deadline time.Time, early func(*http.Response)) (*upConn, *http.Response, error) {
 	conn, reused, err := pool.get(ctx, time.Now(), deadline)
 	for {
@@ -420,7 +450,7 @@ func exchangeDirect(ctx context.Context, d *directConn, pool *connPool, out *htt
 		}
 		var resp *http.Response
 		var written bool
-		resp, written, err = roundTrip(conn, out, early)
+		resp, written, err = roundTrip(conn, r, send, early)
 		if err == nil {
 			return conn, resp, nil
 		}
@@ -430,23 +460,20 @@ func exchangeDirect(ctx context.Context, d *directConn, pool *connPool, out *htt
 		// never acted on; a finished one is sent again only if that is
 		// safe. Anything else is the answer.
 		if !reused || ctx.Err() != nil || isTimeout(err) ||
-			(written && !(safeToResend(out) && closedBeforeAnswer(err))) {
+			(written && !(safeToResend(r) && closedBeforeAnswer(err))) {
 			return nil, nil, err
-		}
-		if len(body) > 0 {
-			out.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		reused = false
 		conn, err = pool.open(ctx, deadline)
 	}
 }
 
-// roundTrip writes out on conn and reads the head of the final answer,
-// showing 1xx answers to early. written tells whether the whole request
-// went out.
-func roundTrip(conn *upConn, out *http.Request, early func(*http.Response)) (resp *http.Response, written bool, err error) {
+// roundTrip sends r on conn (send writes it) and reads the head of the
+// final answer, showing 1xx answers to early. written tells whether the
+// whole request went out.
+func roundTrip(conn *upConn, r *http.Request, send func(*bufio.Writer) error, early func(*http.Response)) (resp *http.Response, written bool, err error) {
 	conn.bw.Reset(conn.Conn)
-	if err := out.Write(conn.bw); err != nil {
+	if err := send(conn.bw); err != nil {
 		return nil, false, err
 	}
 	if err := conn.bw.Flush(); err != nil {
@@ -458,7 +485,7 @@ func roundTrip(conn *upConn, out *http.Request, early func(*http.Response)) (res
 		return nil, true, err
 	}
 	for {
-		resp, err = http.ReadResponse(conn.br, out)
+		resp, err = http.ReadResponse(conn.br, r) // r's method tells whether a body follows
 		switch {
 		case err != nil:
 			return nil, true, err
@@ -485,7 +512,7 @@ func closedBeforeAnswer(err error) bool {
 // whole, into the recorder, for the idempotency store. An unfinished body
 // is left unread: the connection is closed, not drained.
 func copyResponse(w *recorder, resp *http.Response, detach bool) (readErr, clientErr error) {
-	removeHopHeaders(resp.Header, false)
+	removeHopHeaders(resp.Header)
 	h := w.Header()
 	for k, v := range resp.Header {
 		h[k] = v

@@ -177,6 +177,9 @@ func TestDirectPathMatchesReverseProxy(t *testing.T) {
 			"Forwarded":           {"for=203.0.113.9"},
 			"X-Forwarded-Host":    {"spoofed.example"},
 			"User-Agent":          {"client/1.0"},
+			"X-Request-Id":        {"client-id-1"},
+			"X-Ficus-Tenant":      {"spoofed"},
+			"X-Multi":             {"a", "b"},
 		}},
 		{method: "GET", path: "/auth", header: http.Header{"Authorization": {"Bearer " + directKey}}},
 		{method: "GET", path: "/apikey", header: http.Header{"X-Api-Key": {directKey}}},
@@ -203,6 +206,24 @@ func TestDirectPathMatchesReverseProxy(t *testing.T) {
 			if fmt.Sprint(sd) != fmt.Sprint(sp) {
 				t.Errorf("prefix %q, %s %s: the upstream saw\n direct: %+v\n  proxy: %+v", prefix, rq.method, rq.path, sd, sp)
 			}
+			if rq.path == "/hop" {
+				h := (*log)[0].Header
+				for name, want := range map[string]string{
+					"X-Ficus-Tenant": "anonymous", "X-Request-Id": "client-id-1", "X-Forwarded-For": "127.0.0.1",
+					"X-Forwarded-Proto": "http", "Te": "trailers", "X-Client-Hop": "", "Proxy-Authorization": "",
+					"Forwarded": "", "Connection": "", "User-Agent": "client/1.0",
+				} {
+					if got := strings.Join(h.Values(name), ","); got != want {
+						t.Errorf("prefix %q: the upstream got %s %q, want %q", prefix, name, got, want)
+					}
+				}
+				if a.Header.Get("X-Hop-Only") != "" || a.Header.Get("Keep-Alive") != "" || a.Header.Get("X-End-To-End") != "kept" {
+					t.Errorf("prefix %q: the client got headers %v: hop-by-hop ones passed on or end-to-end ones lost", prefix, a.Header)
+				}
+			}
+			if rq.path == "/trailers" && (a.Body != "part one, part two" || a.Trailer.Get("X-Checksum") != "abc") {
+				t.Errorf("prefix %q: trailers: body %q, trailer %v; want both parts and X-Checksum abc", prefix, a.Body, a.Trailer)
+			}
 			if fmt.Sprint(a) != fmt.Sprint(b) {
 				t.Errorf("prefix %q, %s %s: the client got\n direct: %+v\n  proxy: %+v", prefix, rq.method, rq.path, a, b)
 			}
@@ -221,7 +242,9 @@ func normalize(s seen, base string) seen {
 	if s.Header.Get("X-Forwarded-Host") == host {
 		s.Header.Set("X-Forwarded-Host", "proxy")
 	}
-	s.Header.Del("X-Request-Id")
+	if id := s.Header.Values("X-Request-Id"); len(id) != 1 || id[0] != "client-id-1" {
+		s.Header.Del("X-Request-Id") // one the proxy made up
+	}
 	s.Header.Del("Accept-Encoding") // the test client's, on both paths
 	if s.Header.Get("X-Forwarded-For") != "" {
 		s.Header.Set("X-Forwarded-For", "client")

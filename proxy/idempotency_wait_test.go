@@ -290,7 +290,7 @@ func TestWaitEndsWithTheFirstRequest(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			s := newSeeded(t, waitConfig("30s"), nil)
-			answers := s.post(t, context.Background())
+			answers := s.post(t, t.Context()) // ends with the test, should it fail first
 			eventually(t, "the request waits", func() bool { return waiting(s.set) == 1 })
 			if err := tt.end(s); err != nil {
 				t.Fatal(err)
@@ -313,7 +313,7 @@ func TestWaitTimesOut(t *testing.T) {
 	t.Parallel()
 	clock := newTestClock()
 	s := newSeeded(t, waitConfig("1h"), clock.Now)
-	answers := s.post(t, context.Background())
+	answers := s.post(t, t.Context()) // ends with the test, should it fail first
 	eventually(t, "the request waits", func() bool { return waiting(s.set) == 1 })
 	// 59 minutes in, the request checks the key twice more: it went on
 	// waiting after the first check.
@@ -366,7 +366,7 @@ func TestWaitBoundAndClientCancel(t *testing.T) {
 	}
 
 	// Its place is free: the next request waits, and gets the answer.
-	next := s.post(t, context.Background())
+	next := s.post(t, t.Context()) // ends with the test, should it fail first
 	eventually(t, "the next request waits", func() bool { return waiting(s.set) == 1 })
 	resp := idempotency.Response{Status: http.StatusCreated, Header: http.Header{}, Body: []byte(`{"id":"ord-1"}`)}
 	if err := s.store.Complete(context.Background(), s.key, s.claim.Token, resp, time.Now()); err != nil {

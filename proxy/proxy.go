@@ -25,7 +25,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -163,9 +162,6 @@ type call struct {
 	recorder recorder
 	ex       exchange
 	ctx      callContext
-	out      http.Request // the direct path's outbound request
-	outURL   url.URL
-	body     bytes.Reader
 	direct   directConn
 }
 
