@@ -170,6 +170,11 @@ type IdempotencyConfig struct {
 	// key that stays in flight cannot pile up waiting requests. Defaults
 	// to 256.
 	MaxWaiting int
+	// MaxKeys bounds the keys the memory store holds; when it is full and
+	// none has expired, a request with a new key gets 503 and is not sent.
+	// It is read when the proxy starts; a reload does not change it.
+	// Defaults to 1,000,000 (about 400 MB with small answers).
+	MaxKeys int
 }
 
 // RouteConfig sends matching requests to an upstream.
@@ -251,6 +256,7 @@ const (
 	defaultUpstreamName = "default"
 	defaultBodyLimit    = 10 << 20
 	defaultMaxWaiting   = 256
+	defaultMaxKeys      = 1_000_000
 
 	// What a request meets when the first request with its key is in
 	// flight: RouteIdempotency.InFlight.
@@ -481,6 +487,7 @@ func newConfig() *Config {
 			MaxBody:       1 << 20,
 			ReplayHeaders: []string{"Content-Type", "Location", "ETag", "Last-Modified", "Cache-Control"},
 			MaxWaiting:    defaultMaxWaiting,
+			MaxKeys:       defaultMaxKeys,
 		},
 	}
 }
@@ -678,6 +685,7 @@ func (c *Config) validate() []*ConfigError {
 	k.must("idempotency.lock_ttl", id.LockTTL > 0, "a duration above 0, like 2m")
 	k.must("idempotency.max_body", id.MaxBody > 0, "more than 0 bytes")
 	k.must("idempotency.max_waiting", id.MaxWaiting >= 1, "at least 1")
+	k.must("idempotency.max_keys", id.MaxKeys >= 1, "at least 1")
 	headers := map[string]bool{}
 	for i, h := range id.ReplayHeaders {
 		at := fmt.Sprintf("idempotency.replay_headers[%d]", i)
@@ -1425,13 +1433,14 @@ func (d *configDecoder) config(root *yaml.Node) *Config {
 	for _, e := range d.items(f.nodes["rate_limits"], "rate_limits") {
 		cfg.RateLimits = append(cfg.RateLimits, d.rateLimit(e))
 	}
-	id := d.fields(f.nodes["idempotency"], "idempotency", "store", "ttl", "lock_ttl", "max_body", "replay_headers", "max_waiting")
+	id := d.fields(f.nodes["idempotency"], "idempotency", "store", "ttl", "lock_ttl", "max_body", "replay_headers", "max_waiting", "max_keys")
 	set(id, "store", &cfg.Idempotency.Store, d.str)
 	set(id, "ttl", &cfg.Idempotency.TTL, d.duration)
 	set(id, "lock_ttl", &cfg.Idempotency.LockTTL, d.duration)
 	set(id, "max_body", &cfg.Idempotency.MaxBody, d.size)
 	set(id, "replay_headers", &cfg.Idempotency.ReplayHeaders, d.strs)
 	set(id, "max_waiting", &cfg.Idempotency.MaxWaiting, d.int)
+	set(id, "max_keys", &cfg.Idempotency.MaxKeys, d.int)
 	for _, e := range d.items(f.nodes["routes"], "routes") {
 		cfg.Routes = append(cfg.Routes, d.route(e))
 	}

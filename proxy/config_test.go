@@ -97,7 +97,7 @@ func TestLoadConfigFull(t *testing.T) {
 		t.Errorf("rate_limits = %+v\nwant %+v", cfg.RateLimits, wantLimits)
 	}
 	wantID := IdempotencyConfig{Store: "postgres", TTL: 48 * time.Hour, LockTTL: 90 * time.Second,
-		MaxBody: 512 << 10, ReplayHeaders: []string{"Content-Type", "Location"}, MaxWaiting: 64}
+		MaxBody: 512 << 10, ReplayHeaders: []string{"Content-Type", "Location"}, MaxWaiting: 64, MaxKeys: 50000}
 	if !reflect.DeepEqual(cfg.Idempotency, wantID) {
 		t.Errorf("idempotency = %+v, want %+v", cfg.Idempotency, wantID)
 	}
@@ -150,7 +150,8 @@ func TestParseConfigDefaults(t *testing.T) {
 			t.Errorf("anonymous = %+v", c.Anonymous)
 		}
 		wantID := IdempotencyConfig{Store: "memory", TTL: 24 * time.Hour, LockTTL: 2 * time.Minute, MaxBody: 1 << 20,
-			ReplayHeaders: []string{"Content-Type", "Location", "ETag", "Last-Modified", "Cache-Control"}, MaxWaiting: 256}
+			ReplayHeaders: []string{"Content-Type", "Location", "ETag", "Last-Modified", "Cache-Control"}, MaxWaiting: 256,
+			MaxKeys: 1_000_000}
 		if !reflect.DeepEqual(c.Idempotency, wantID) {
 			t.Errorf("idempotency = %+v, want %+v", c.Idempotency, wantID)
 		}
@@ -392,6 +393,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"replay header twice", "idempotency:\n  replay_headers:\n    - ETag\n    - etag\n", `line 4: idempotency.replay_headers[1]: "etag" is listed twice`},
 		{"max_waiting zero", "idempotency:\n  max_waiting: 0\n", `line 2: idempotency.max_waiting: must be at least 1`},
 		{"max_waiting not a number", "idempotency: {max_waiting: many}\n", `line 1: idempotency.max_waiting: must be a whole number, not "many"`},
+		{"max_keys zero", "idempotency:\n  max_keys: 0\n", `line 2: idempotency.max_keys: must be at least 1`},
 
 		// Routes.
 		{"route upstream", "upstreams: {mes: {url: 'http://h'}}\nroutes:\n  - name: quotes\n    upstream: pricing\n",
@@ -610,6 +612,7 @@ func TestValidate(t *testing.T) {
 		{"wait_timeout without wait", func(c *Config) { c.Routes[0].Idempotency.WaitTimeout = time.Second },
 			"routes[0].idempotency.wait_timeout: has no effect unless in_flight is wait; remove it or set in_flight: wait"},
 		{"max_waiting", func(c *Config) { c.Idempotency.MaxWaiting = 0 }, "idempotency.max_waiting: must be at least 1"},
+		{"max_keys", func(c *Config) { c.Idempotency.MaxKeys = 0 }, "idempotency.max_keys: must be at least 1"},
 		{"disabled breaker is not checked", func(c *Config) {
 			c.Upstreams["default"].Breaker = BreakerConfig{Disabled: true}
 		}, ""},

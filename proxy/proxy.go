@@ -53,7 +53,8 @@ type Settings struct {
 	// Config is the routing, tenant and policy configuration. Required.
 	Config *Config
 	// Store keeps idempotency keys. Defaults to an in-memory store (one
-	// replica); give a Postgres store to share keys between replicas.
+	// replica) of Config.Idempotency.MaxKeys keys; give a Postgres store to
+	// share keys between replicas.
 	Store idempotency.Store
 	// Metrics receives the proxy's metrics. Defaults to a new set.
 	Metrics *metrics.Set
@@ -92,7 +93,7 @@ func New(s Settings) (*Proxy, error) {
 		p.now = time.Now
 	}
 	if p.store == nil {
-		p.store = idempotency.NewMemory(idempotency.MemoryConfig{})
+		p.store = idempotency.NewMemory(idempotency.MemoryConfig{MaxKeys: s.Config.Idempotency.MaxKeys})
 	}
 	p.met = newProxyMetrics(p.set)
 	p.limiter = NewLimiter(LimiterConfig{Metrics: p.set})

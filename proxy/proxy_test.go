@@ -452,3 +452,25 @@ func TestDropInDefaults(t *testing.T) {
 // breaker's own clock (gobreaker reads time.Now), so that a bounded poll
 // does not spin.
 func pollPause() { time.Sleep(10 * time.Millisecond) }
+
+// idempotency.max_keys bounds the memory store: a new key beyond it gets
+// 503 and never reaches the MES, while the keys it holds still replay.
+func TestMaxKeysBoundsTheMemoryStore(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, tenantsYAML+ordersRoute+"idempotency: {max_keys: 2}\n")
+	for i, key := range []string{"k-1", "k-2"} {
+		if a := do(t, "POST", w.proxyURL+"/api/v1/orders", acmeKey, key, order(fmt.Sprintf("PO-%d", i))); a.status != http.StatusCreated {
+			t.Fatalf("%s: %d %s", key, a.status, a.body)
+		}
+	}
+	a := do(t, "POST", w.proxyURL+"/api/v1/orders", acmeKey, "k-3", order("PO-3"))
+	if a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" {
+		t.Fatalf("a third key: %d %s; want 503 with Retry-After", a.status, a.body)
+	}
+	if a := do(t, "POST", w.proxyURL+"/api/v1/orders", acmeKey, "k-1", order("PO-0")); a.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("a held key: %d %s; want its answer replayed", a.status, a.body)
+	}
+	if got := w.mes.Stats().RequestsSeen; got != 2 {
+		t.Errorf("the MES saw %d requests, want 2", got)
+	}
+}
