@@ -333,11 +333,27 @@ var errUpstreamProtocol = errors.New("upstream broke the HTTP protocol")
 // aLongTimeAgo is a deadline in the past: it ends blocked reads and writes.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// directConn is the connection a direct call is using, for the watcher
-// that ends it when the client goes away.
+// directConn is the direct path's part of a call: what it sends, and the
+// connection it is using, for the watcher that ends that connection when
+// the client goes away.
 type directConn struct {
 	conn atomic.Pointer[upConn]
+	req  directRequest
 }
+
+// directRequest is what the direct path sends, and where 1xx answers go.
+type directRequest struct {
+	call      *call
+	r         *http.Request
+	uri, host string
+	body      []byte
+}
+
+func (d *directRequest) write(bw *bufio.Writer) error {
+	return writeRequest(bw, d.call, d.r, d.uri, d.host, d.body)
+}
+
+func (d *directRequest) early(resp *http.Response) { earlyHints(d.call.rec, resp) }
 
 // use makes conn the call's connection with deadline. It fails when ctx
 // has ended: set after the store, so that a cancellation either is seen
@@ -374,10 +390,8 @@ func (p *Proxy) forwardDirect(c *call, r *http.Request, body []byte, detach bool
 	} else {
 		stop = context.AfterFunc(ctx, c.direct.cancel)
 	}
-	early := func(resp *http.Response) { earlyHints(c.rec, resp) }
-
-	send := func(bw *bufio.Writer) error { return writeRequest(bw, c, r, uri, up.url.Host, body) }
-	conn, resp, err := exchangeDirect(ctx, &c.direct, up.pool, r, send, deadline, early)
+	c.direct.req = directRequest{call: c, r: r, uri: uri, host: up.url.Host, body: body}
+	conn, resp, err := exchangeDirect(ctx, &c.direct, up.pool, deadline)
 	if err != nil {
 		if stop != nil {
 			stop()
@@ -432,13 +446,11 @@ func earlyHints(w http.ResponseWriter, resp *http.Response) {
 	}
 }
 
-// exchangeDirect sends r (send writes it) and reads the head of the final
-// answer on a connection from pool; a connection the upstream closed while
-// it sat idle is replaced by a new one when r is safe to send again. The
-// caller reads the body and returns the connection. early sees every 1xx
-// answer.
-func exchangeDirect(ctx context.Context, d *directConn, pool *connPool, r *http.Request, send func(*bufio.Writer) error,
-	deadline time.Time, early func(*http.Response)) (*upConn, *http.Response, error) {
+// exchangeDirect sends d.req and reads the head of the final answer on a
+// connection from pool; a connection the upstream closed while it sat idle
+// is replaced by a new one when the request is safe to send again. The
+// caller reads the body and returns the connection.
+func exchangeDirect(ctx context.Context, d *directConn, pool *connPool, deadline time.Time) (*upConn, *http.Response, error) {
 	conn, reused, err := pool.get(ctx, time.Now(), deadline)
 	for {
 		if err != nil {
@@ -450,7 +462,7 @@ func exchangeDirect(ctx context.Context, d *directConn, pool *connPool, r *http.
 		}
 		var resp *http.Response
 		var written bool
-		resp, written, err = roundTrip(conn, r, send, early)
+		resp, written, err = roundTrip(conn, &d.req)
 		if err == nil {
 			return conn, resp, nil
 		}
@@ -460,7 +472,7 @@ func exchangeDirect(ctx context.Context, d *directConn, pool *connPool, r *http.
 		// never acted on; a finished one is sent again only if that is
 		// safe. Anything else is the answer.
 		if !reused || ctx.Err() != nil || isTimeout(err) ||
-			(written && !(safeToResend(r) && closedBeforeAnswer(err))) {
+			(written && !(safeToResend(d.req.r) && closedBeforeAnswer(err))) {
 			return nil, nil, err
 		}
 		reused = false
@@ -468,12 +480,12 @@ func exchangeDirect(ctx context.Context, d *directConn, pool *connPool, r *http.
 	}
 }
 
-// roundTrip sends r on conn (send writes it) and reads the head of the
-// final answer, showing 1xx answers to early. written tells whether the
-// whole request went out.
-func roundTrip(conn *upConn, r *http.Request, send func(*bufio.Writer) error, early func(*http.Response)) (resp *http.Response, written bool, err error) {
+// roundTrip sends req on conn and reads the head of the final answer,
+// passing 1xx answers to req.early. written tells whether the whole
+// request went out.
+func roundTrip(conn *upConn, req *directRequest) (resp *http.Response, written bool, err error) {
 	conn.bw.Reset(conn.Conn)
-	if err := send(conn.bw); err != nil {
+	if err := req.write(conn.bw); err != nil {
 		return nil, false, err
 	}
 	if err := conn.bw.Flush(); err != nil {
@@ -485,7 +497,7 @@ func roundTrip(conn *upConn, r *http.Request, send func(*bufio.Writer) error, ea
 		return nil, true, err
 	}
 	for {
-		resp, err = http.ReadResponse(conn.br, r) // r's method tells whether a body follows
+		resp, err = http.ReadResponse(conn.br, req.r) // its method tells whether a body follows
 		switch {
 		case err != nil:
 			return nil, true, err
@@ -494,7 +506,7 @@ func roundTrip(conn *upConn, r *http.Request, send func(*bufio.Writer) error, ea
 		case resp.StatusCode >= 200:
 			return resp, true, nil
 		}
-		early(resp)
+		req.early(resp)
 	}
 }
 
