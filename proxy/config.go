@@ -173,7 +173,7 @@ type IdempotencyConfig struct {
 	// MaxKeys bounds the keys the memory store holds; when it is full and
 	// none has expired, a request with a new key gets 503 and is not sent.
 	// It is read when the proxy starts; a reload does not change it.
-	// Defaults to 1,000,000 (about 400 MB with small answers).
+	// Defaults to 1,000,000 (about 600 MB with 200-byte answers).
 	MaxKeys int
 }
 
