@@ -5,12 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"math"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pglogrepl"
 
@@ -78,9 +77,10 @@ type Change struct {
 	Position int
 }
 
-// Tx is a committed transaction with its changes in order. A transaction
-// without changes (one that only wrote a heartbeat message, or changed
-// tables outside the publication) has an empty Changes.
+// Tx is a committed transaction with its changes in order, or a part of
+// one (see More). A transaction without changes (one that only wrote a
+// heartbeat message, or changed tables outside the publication) has an
+// empty Changes.
 type Tx struct {
 	// XID is the transaction id.
 	XID uint32
@@ -91,16 +91,28 @@ type Tx struct {
 	// CommitLSN is the WAL position of the commit record.
 	CommitLSN pglogrepl.LSN
 	// EndLSN is the WAL position just past the commit record: once the
-	// transaction is delivered, the slot may be confirmed up to it.
+	// transaction is delivered, the slot may be confirmed up to it. Zero
+	// in a part with More set.
 	EndLSN pglogrepl.LSN
 	// CommitTime is when the transaction committed.
 	CommitTime time.Time
-	// Changes are the row changes, Changes[i].Position == i.
+	// Changes are the row changes in order: Changes[i].Position ==
+	// Changes[0].Position + i, and Changes[0].Position is 0 unless earlier
+	// parts of the transaction came before.
 	Changes []Change
 	// Messages are the logical decoding messages ficus wrote in the
 	// transaction (prefix MessagePrefix), in order: snapshot watermarks
-	// and heartbeats. Other messages are not kept.
+	// and heartbeats. Other messages are not kept. A part holds those
+	// received since the previous part.
 	Messages []Message
+	// More is true when this is a part of a large transaction and more of
+	// it follows (ReaderConfig.PartSize, Decoder.TakePart): the next
+	// delivery continues it, and its last part, with More false, carries
+	// EndLSN. The parts' changes have the positions, and so the event
+	// ids, they have in the whole transaction. Until the last part is
+	// acknowledged the slot stays before the transaction, and a restart
+	// delivers it again from its first change.
+	More bool
 }
 
 // MessagePrefix starts the prefix of every logical decoding message ficus
@@ -152,20 +164,152 @@ type eventData struct {
 // as text) and xid (an integer; a decimal string for xids above 2^31-1,
 // which a CloudEvents integer cannot hold).
 func (c Change) Event(source string) (cloudevent.Event, error) {
+	var events [1]cloudevent.Event
+	enc := eventEncoder{source: source}
+	if err := enc.encode([]Change{c}, events[:]); err != nil {
+		return cloudevent.Event{}, err
+	}
+	return events[0], nil
+}
+
+// Events returns the events of every change of tx, in order, as Event
+// makes them.
+func (tx Tx) Events(source string) ([]cloudevent.Event, error) {
+	return tx.AppendEvents(make([]cloudevent.Event, 0, len(tx.Changes)), source)
+}
+
+// BatchEvents returns the events of every change of txs, in order, in one
+// slice: what a sink gets for a DeliverBatch call.
+func BatchEvents(txs []Tx, source string) ([]cloudevent.Event, error) {
+	n := 0
+	for _, tx := range txs {
+		n += len(tx.Changes)
+	}
+	events := make([]cloudevent.Event, 0, n)
+	for _, tx := range txs {
+		var err error
+		if events, err = tx.AppendEvents(events, source); err != nil {
+			return nil, err
+		}
+	}
+	return events, nil
+}
+
+// AppendEvents appends the events of every change of tx to events, in
+// order, as Events does, and returns the extended slice; on an error it
+// returns events as it was. It lets the events of several transactions
+// share one slice.
+func (tx Tx) AppendEvents(events []cloudevent.Event, source string) ([]cloudevent.Event, error) {
+	n := len(events)
+	events = slices.Grow(events, len(tx.Changes))[:n+len(tx.Changes)]
+	enc := eventEncoder{source: source}
+	if err := enc.encode(tx.Changes, events[n:]); err != nil {
+		clear(events[n:])
+		return events[:n], fmt.Errorf("change %d of transaction %d: %w", tx.Changes[enc.failed].Position, tx.XID, err)
+	}
+	return events, nil
+}
+
+// eventEncoder makes the events of consecutive changes, sharing what the
+// changes of one transaction have in common (the LSN text, the xid, the
+// table name) and cutting the ids, subjects and data of many events from
+// a few large allocations instead of several small ones each.
+type eventEncoder struct {
+	source string
+	// failed is the index of the change encode failed on.
+	failed int
+
+	commitLSN      pglogrepl.LSN
+	xid            uint32
+	lsn            string
+	lsnAny, xidAny any
+
+	schema, name, table string
+
+	// data is the buffer the events' data is cut from; left counts the
+	// changes still to encode, to size the next one.
+	data []byte
+	left int
+}
+
+// Sizes of the buffers event data is cut from: about eventSize per event
+// still to encode, at most dataSlab.
+const (
+	dataSlab  = 64 << 10
+	eventSize = 384
+)
+
+// encode fills events[i] with the event of changes[i].
+func (enc *eventEncoder) encode(changes []Change, events []cloudevent.Event) error {
+	// The ids and subjects of all the events are cut from one string: the
+	// first pass writes them and notes where each ends.
+	var (
+		text  []byte
+		small [2]int
+		ends  = small[:0]
+	)
+	if len(changes) > 1 {
+		ends = make([]int, 0, 2*len(changes))
+		text = make([]byte, 0, len(changes)*64)
+	}
+	for i := range changes {
+		c := &changes[i]
+		text = appendEventID(text, c.CommitLSN, c.Position)
+		ends = append(ends, len(text))
+		text = append(text, enc.tableName(c.Schema, c.Table)...)
+		if c.Op != OpTruncate {
+			text = append(text, '/')
+			text = appendKey(text, c.Key)
+		}
+		ends = append(ends, len(text))
+	}
+	all := string(text)
+	start := 0
+	for i := range changes {
+		id, subject := all[start:ends[2*i]], all[ends[2*i]:ends[2*i+1]]
+		start = ends[2*i+1]
+		enc.left = len(changes) - i
+		if err := enc.event(&changes[i], id, subject, &events[i]); err != nil {
+			enc.failed = i
+			return err
+		}
+	}
+	return nil
+}
+
+// tableName returns "<schema>.<table>", allocating only when the table
+// differs from the previous change's.
+func (enc *eventEncoder) tableName(schema, name string) string {
+	if enc.table == "" || schema != enc.schema || name != enc.name {
+		enc.schema, enc.name, enc.table = schema, name, schema+"."+name
+	}
+	return enc.table
+}
+
+// event fills e with the event of c, whose id and subject are given.
+func (enc *eventEncoder) event(c *Change, id, subject string, e *cloudevent.Event) error {
 	switch c.Op {
 	case OpInsert, OpUpdate, OpDelete, OpTruncate, OpRead:
 	default:
-		return cloudevent.Event{}, fmt.Errorf("%w: operation %q (want insert, update, delete, truncate or read)", ErrInvalidChange, c.Op)
+		return fmt.Errorf("%w: operation %q (want insert, update, delete, truncate or read)", ErrInvalidChange, c.Op)
 	}
 	if c.Table == "" {
-		return cloudevent.Event{}, fmt.Errorf("%w: no table name", ErrInvalidChange)
+		return fmt.Errorf("%w: no table name", ErrInvalidChange)
 	}
 	if c.Position < 0 {
-		return cloudevent.Event{}, fmt.Errorf("%w: negative position %d", ErrInvalidChange, c.Position)
+		return fmt.Errorf("%w: negative position %d", ErrInvalidChange, c.Position)
 	}
-	table := c.Schema + "." + c.Table
-	lsn := string(appendLSN(nil, c.CommitLSN))
-	data, err := marshalEventData(&eventData{
+	if enc.lsnAny == nil || c.CommitLSN != enc.commitLSN || c.XID != enc.xid {
+		enc.commitLSN, enc.xid = c.CommitLSN, c.XID
+		enc.lsn = string(appendLSN(nil, c.CommitLSN))
+		enc.lsnAny = enc.lsn
+		enc.xidAny = int64(c.XID)
+		if c.XID > math.MaxInt32 {
+			enc.xidAny = strconv.FormatUint(uint64(c.XID), 10)
+		}
+	}
+	table := enc.tableName(c.Schema, c.Table)
+	data, err := enc.marshal(&eventData{
 		Op:             c.Op,
 		Table:          table,
 		Schema:         c.Schema,
@@ -174,75 +318,131 @@ func (c Change) Event(source string) (cloudevent.Event, error) {
 		New:            c.New,
 		Old:            c.Old,
 		UnchangedToast: c.UnchangedToast,
-		CommitLSN:      lsn,
+		CommitLSN:      enc.lsn,
 		CommitTime:     c.CommitTime,
 		XID:            c.XID,
 		Position:       c.Position,
 	})
 	if err != nil {
-		return cloudevent.Event{}, fmt.Errorf("%w: %s: %v", ErrInvalidChange, table, err)
+		return fmt.Errorf("%w: %s: %v", ErrInvalidChange, table, err)
 	}
-	subject := table
-	if c.Op != OpTruncate {
-		subject += "/" + keyString(c.Key)
-	}
-	var xid any = int64(c.XID)
-	if c.XID > math.MaxInt32 {
-		xid = strconv.FormatUint(uint64(c.XID), 10)
-	}
-	e := cloudevent.Event{
+	*e = cloudevent.Event{
 		SpecVersion:     cloudevent.SpecVersion,
-		ID:              eventID(c.CommitLSN, c.Position),
-		Source:          source,
-		Type:            EventTypePrefix + c.Op,
+		ID:              id,
+		Source:          enc.source,
+		Type:            eventType(c.Op),
 		Subject:         subject,
 		Time:            c.CommitTime,
 		DataContentType: "application/json",
 		Extensions: map[string]any{
 			"partitionkey": subject,
-			"lsn":          lsn,
-			"xid":          xid,
+			"lsn":          enc.lsnAny,
+			"xid":          enc.xidAny,
 		},
-		Data: data,
 	}
+	// The data is valid JSON by construction (json.Marshal's bytes, or
+	// the same written faster): Validate checks the rest without
+	// scanning it.
 	if err := e.Validate(); err != nil {
-		return cloudevent.Event{}, fmt.Errorf("%w: %s: %w", ErrInvalidChange, table, err)
+		*e = cloudevent.Event{}
+		return fmt.Errorf("%w: %s: %w", ErrInvalidChange, table, err)
 	}
-	return e, nil
+	e.Data = data
+	return nil
 }
 
-// Events returns the events of every change of tx, in order.
-func (tx Tx) Events(source string) ([]cloudevent.Event, error) {
-	events := make([]cloudevent.Event, 0, len(tx.Changes))
-	for _, c := range tx.Changes {
-		e, err := c.Event(source)
-		if err != nil {
-			return nil, fmt.Errorf("change %d of transaction %d: %w", c.Position, tx.XID, err)
-		}
-		events = append(events, e)
+// eventType returns EventTypePrefix+op without allocating for the
+// operations there are.
+func eventType(op string) string {
+	switch op {
+	case OpInsert:
+		return EventTypePrefix + OpInsert
+	case OpUpdate:
+		return EventTypePrefix + OpUpdate
+	case OpDelete:
+		return EventTypePrefix + OpDelete
+	case OpTruncate:
+		return EventTypePrefix + OpTruncate
+	case OpRead:
+		return EventTypePrefix + OpRead
 	}
-	return events, nil
+	return EventTypePrefix + op
+}
+
+// marshal returns json.Marshal(d), cut from the encoder's data buffer when
+// the fast writer can write it.
+func (enc *eventEncoder) marshal(d *eventData) ([]byte, error) {
+	if room := cap(enc.data) - len(enc.data); room < eventSize && room < enc.left*eventSize {
+		enc.data = make([]byte, 0, min(dataSlab, max(enc.left, 1)*eventSize))
+	}
+	start := len(enc.data)
+	b, ok := appendEventData(enc.data, d)
+	if !ok {
+		enc.data = enc.data[:start]
+		return json.Marshal(d)
+	}
+	if cap(b) != cap(enc.data) {
+		// It outgrew the buffer, and append moved it: keep the new one
+		// only if it has room for more.
+		enc.data = b[len(b):]
+		return b[start:len(b):len(b)], nil
+	}
+	enc.data = b
+	return b[start:len(b):len(b)], nil
 }
 
 // keyString joins the key values in column-name order.
 func keyString(key map[string]any) string {
-	var b strings.Builder
-	for i, name := range slices.Sorted(maps.Keys(key)) {
+	return string(appendKey(nil, key))
+}
+
+// appendKey writes the key values in column-name order, joined by ",",
+// with "%" and "," percent-encoded (and invalid UTF-8 as U+FFFD).
+func appendKey(b []byte, key map[string]any) []byte {
+	var small [8]string
+	names := small[:0]
+	for name := range key {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for i, name := range names {
 		if i > 0 {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
-		for _, r := range valueString(key[name]) {
-			switch r {
-			case '%':
-				b.WriteString("%25")
-			case ',':
-				b.WriteString("%2C")
-			default:
-				b.WriteRune(r)
-			}
+		switch v := key[name].(type) {
+		case int64:
+			b = strconv.AppendInt(b, v, 10) // nothing to encode
+		case string:
+			b = appendKeyText(b, v)
+		default:
+			b = appendKeyText(b, valueString(v))
 		}
 	}
-	return b.String()
+	return b
+}
+
+// appendKeyText writes s with "%" and "," percent-encoded and invalid UTF-8
+// as U+FFFD.
+func appendKeyText(b []byte, s string) []byte {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch c {
+			case '%':
+				b = append(b, "%25"...)
+			case ',':
+				b = append(b, "%2C"...)
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		b = utf8.AppendRune(b, r)
+		i += size
+	}
+	return b
 }
 
 // valueString writes a decoded value as plain text.

@@ -157,3 +157,45 @@ func TestTxEvents(t *testing.T) {
 		t.Errorf("err = %v, want ErrInvalidChange", err)
 	}
 }
+
+func TestTxAppendEvents(t *testing.T) {
+	t.Parallel()
+	commit := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	tx := func(lsn pglogrepl.LSN, ids ...int64) Tx {
+		x := Tx{XID: 7, CommitLSN: lsn, CommitTime: commit}
+		for i, id := range ids {
+			x.Changes = append(x.Changes, Change{Op: OpInsert, Schema: "shop", Table: "orders",
+				Key: map[string]any{"id": id}, New: map[string]any{"id": id},
+				XID: 7, CommitLSN: lsn, CommitTime: commit, Position: i})
+		}
+		return x
+	}
+	a, b := tx(0x100, 1, 2), tx(0x200, 3)
+	var want []cloudevent.Event
+	for _, x := range []Tx{a, b} {
+		e, err := x.Events("ficus-cdc://shop/s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, e...)
+	}
+	got, err := a.AppendEvents(nil, "ficus-cdc://shop/s")
+	if err == nil {
+		got, err = b.AppendEvents(got, "ficus-cdc://shop/s")
+	}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("AppendEvents = %v, %v; want the events of both, in order", got, err)
+	}
+	if batch, err := BatchEvents([]Tx{a, b}, "ficus-cdc://shop/s"); err != nil || !reflect.DeepEqual(batch, want) {
+		t.Fatalf("BatchEvents = %v, %v; want the events of both, in order", batch, err)
+	}
+	bad := tx(0x300, 4)
+	bad.Changes[0].Op = "upsert"
+	again, err := bad.AppendEvents(got, "ficus-cdc://shop/s")
+	if !errors.Is(err, ErrInvalidChange) || len(again) != len(got) {
+		t.Errorf("AppendEvents of an invalid change = %d events, %v; want the %d given back and ErrInvalidChange", len(again), err, len(got))
+	}
+	if batch, err := BatchEvents([]Tx{a, bad}, "ficus-cdc://shop/s"); !errors.Is(err, ErrInvalidChange) || batch != nil {
+		t.Errorf("BatchEvents with an invalid change = %d events, %v; want none and ErrInvalidChange", len(batch), err)
+	}
+}

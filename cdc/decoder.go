@@ -63,10 +63,16 @@ const (
 // Begin and Commit, a streamed one (protocol 2, a large transaction sent
 // while still in progress) across its stream blocks until StreamCommit,
 // dropping it on StreamAbort and a subtransaction's changes when that
-// subtransaction aborts. Transactions come out in commit order.
+// subtransaction aborts. Transactions come out in commit order; TakePart
+// hands out a large regular transaction in parts before its Commit.
 //
 // A Decoder is not safe for concurrent use.
 type Decoder struct {
+	// text and texts collect the plain text values of the tuple being
+	// decoded, which become substrings of one string.
+	text  []byte
+	texts []textValue
+
 	types     *pgtype.Map
 	relations map[uint32]*relation
 	// tx is the open regular transaction, between Begin and Commit.
@@ -98,6 +104,9 @@ type column struct {
 	key     bool
 	oid     uint32
 	convert converter
+	// text is true when the value is its Postgres text as a string
+	// (convertText): the text values of a row share one allocation.
+	text bool
 }
 
 // converter turns the text form of a value into its Go value (see Change).
@@ -108,6 +117,12 @@ type openTx struct {
 	xid      uint32
 	beginLSN pglogrepl.LSN
 	finalLSN pglogrepl.LSN // from Begin; zero for a streamed transaction
+	// commitTime is the commit time Begin announced, for a regular
+	// transaction.
+	commitTime time.Time
+	// taken counts the changes TakePart handed out already: the position
+	// of changes[0].
+	taken    int
 	changes  []Change
 	messages []Message
 	// subs holds, for a streamed transaction, the (sub)transaction xid of
@@ -204,7 +219,7 @@ func messageName(kind byte) string {
 
 func (d *Decoder) begin(walStart pglogrepl.LSN, r *cursor) error {
 	final := pglogrepl.LSN(r.u64())
-	r.u64() // commit time, sent again in Commit
+	commitTime := r.time() // sent again in Commit
 	xid := r.u32()
 	if r.err != nil {
 		return r.err
@@ -215,8 +230,44 @@ func (d *Decoder) begin(walStart pglogrepl.LSN, r *cursor) error {
 	if d.tx != nil {
 		return fmt.Errorf("transaction %d begins before transaction %d committed", xid, d.tx.xid)
 	}
-	d.tx = &openTx{xid: xid, beginLSN: walStart, finalLSN: final}
+	d.tx = &openTx{xid: xid, beginLSN: walStart, finalLSN: final, commitTime: commitTime}
 	return nil
+}
+
+// TakePart returns the first size changes received so far of the regular
+// transaction being received, once more than size have arrived, as a part
+// of it with More set; the rest stays for later parts and the Commit.
+//
+// pgoutput sends a transaction that is not streamed only after it
+// committed, and its Begin already tells the commit LSN and time, so these
+// changes are final: they carry the same XID, CommitLSN, CommitTime and
+// Position as in the whole transaction, and the same event ids. A part
+// has EndLSN zero: the slot must not be confirmed past the transaction
+// before Decode returns its last part at the Commit, which always holds
+// at least one change. The part takes the transaction's messages received
+// so far. A streamed transaction (protocol 2), which may still abort, is
+// never taken apart. TakePart returns false when size is not positive.
+func (d *Decoder) TakePart(size int) (Tx, bool) {
+	t := d.tx
+	if t == nil || d.inStream || size <= 0 || len(t.changes) <= size {
+		return Tx{}, false
+	}
+	changes, rest := t.changes[:size:size], t.changes[size:]
+	part := Tx{
+		XID:        t.xid,
+		BeginLSN:   t.beginLSN,
+		CommitLSN:  t.finalLSN,
+		CommitTime: t.commitTime,
+		Changes:    changes,
+		Messages:   t.messages,
+		More:       true,
+	}
+	t.number(changes, t.finalLSN, t.commitTime)
+	t.taken += len(changes)
+	// The rest starts a slice of its own: the part's array goes with it.
+	t.changes = append(make([]Change, 0, max(size+1, 2*len(rest))), rest...)
+	t.messages = nil
+	return part, true
 }
 
 func (d *Decoder) commit(r *cursor) (Tx, bool, error) {
@@ -237,20 +288,30 @@ func (d *Decoder) commit(r *cursor) (Tx, bool, error) {
 		return Tx{}, false, fmt.Errorf("commit LSN %s of transaction %d differs from %s announced by Begin", commitLSN, t.xid, t.finalLSN)
 	case endLSN < commitLSN:
 		return Tx{}, false, fmt.Errorf("end LSN %s of transaction %d is before its commit LSN %s", endLSN, t.xid, commitLSN)
+	case t.taken > 0 && !commitTime.Equal(t.commitTime):
+		return Tx{}, false, fmt.Errorf("commit time %s of transaction %d differs from %s announced by Begin, which its parts carry",
+			commitTime.Format(time.RFC3339Nano), t.xid, t.commitTime.Format(time.RFC3339Nano))
 	}
 	d.tx = nil
 	return t.finish(commitLSN, endLSN, commitTime), true, nil
 }
 
-// finish returns the committed transaction, numbering its changes.
-func (t *openTx) finish(commitLSN, endLSN pglogrepl.LSN, commitTime time.Time) Tx {
-	for i := range t.changes {
-		c := &t.changes[i]
+// number stamps changes, which follow the t.taken changes handed out
+// already, with the transaction's identity and their positions.
+func (t *openTx) number(changes []Change, commitLSN pglogrepl.LSN, commitTime time.Time) {
+	for i := range changes {
+		c := &changes[i]
 		c.XID = t.xid
 		c.CommitLSN = commitLSN
 		c.CommitTime = commitTime
-		c.Position = i
+		c.Position = t.taken + i
 	}
+}
+
+// finish returns the committed transaction, or its last part, numbering
+// its changes.
+func (t *openTx) finish(commitLSN, endLSN pglogrepl.LSN, commitTime time.Time) Tx {
+	t.number(t.changes, commitLSN, commitTime)
 	return Tx{
 		XID:        t.xid,
 		BeginLSN:   t.beginLSN,
@@ -307,7 +368,7 @@ func (d *Decoder) relation(r *cursor) error {
 		if r.err != nil {
 			return r.err
 		}
-		c.convert = d.converter(c.oid)
+		c.convert, c.text = d.columnConverter(c.oid)
 		rel.hasKey = rel.hasKey || c.key
 		if c.key {
 			rel.keys = append(rel.keys, c.name)
@@ -615,6 +676,7 @@ func (d *Decoder) tuple(r *cursor, rel *relation, keyOnly bool) (map[string]any,
 	}
 	row := make(map[string]any, n)
 	var toast []string
+	d.text, d.texts = d.text[:0], d.texts[:0]
 	for i := range rel.columns {
 		c := &rel.columns[i]
 		kind := r.u8()
@@ -643,6 +705,11 @@ func (d *Decoder) tuple(r *cursor, rel *relation, keyOnly bool) (map[string]any,
 		case colToast:
 			toast = append(toast, c.name)
 		case colText:
+			if c.text {
+				d.text = append(d.text, text...)
+				d.texts = append(d.texts, textValue{name: c.name, end: len(d.text)})
+				continue
+			}
 			v, err := c.convert(text)
 			if err != nil {
 				return nil, nil, fmt.Errorf("column %s (type oid %d): %w", c.name, c.oid, err)
@@ -650,7 +717,22 @@ func (d *Decoder) tuple(r *cursor, rel *relation, keyOnly bool) (map[string]any,
 			row[c.name] = v
 		}
 	}
+	if len(d.texts) > 0 {
+		// One string for all the row's text values, each a substring.
+		all, start := string(d.text), 0
+		for _, t := range d.texts {
+			row[t.name] = all[start:t.end]
+			start = t.end
+		}
+	}
 	return row, toast, nil
+}
+
+// textValue is a text value of a tuple being decoded: it ends at end in
+// Decoder.text, where the previous one ends.
+type textValue struct {
+	name string
+	end  int
 }
 
 // key returns the key columns present in row, or nil when the relation has
@@ -670,39 +752,52 @@ func (rel *relation) key(row map[string]any) map[string]any {
 
 // converter returns how to decode the text values of type oid.
 func (d *Decoder) converter(oid uint32) converter {
+	conv, _ := d.columnConverter(oid)
+	return conv
+}
+
+// columnConverter returns how to decode the text values of type oid, and
+// whether that is convertText.
+func (d *Decoder) columnConverter(oid uint32) (converter, bool) {
 	switch oid {
 	case pgtype.BoolOID:
-		return convertBool
+		return convertBool, false
 	case pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID:
-		return convertInt
+		return convertInt, false
 	case pgtype.Float4OID:
-		return convertFloat32
+		return convertFloat32, false
 	case pgtype.Float8OID:
-		return convertFloat64
+		return convertFloat64, false
 	case pgtype.JSONOID, pgtype.JSONBOID:
-		return convertJSON
+		return convertJSON, false
 	}
 	typ, ok := d.types.TypeForOID(oid)
 	if !ok {
-		return convertText // enums, domains, other custom types
+		return convertText, true // enums, domains, other custom types
 	}
 	switch oid {
 	case pgtype.ByteaOID:
-		return d.pgx(typ, func(v any) (any, error) { return v, nil })
+		return d.pgx(typ, func(v any) (any, error) { return v, nil }), false
 	case pgtype.TimestamptzOID:
-		return d.pgx(typ, func(v any) (any, error) {
+		slow := d.pgx(typ, func(v any) (any, error) {
 			if t, ok := v.(time.Time); ok && t.Year() >= 0 && t.Year() <= 9999 {
 				return t.UTC(), nil
 			}
 			return nil, errUseText
 		})
+		return func(text []byte) (any, error) {
+			if t, ok := parseTimestamptzUTC(text); ok {
+				return t, nil
+			}
+			return slow(text)
+		}, false
 	case pgtype.TimestampOID:
 		return d.pgx(typ, func(v any) (any, error) {
 			if t, ok := v.(time.Time); ok && t.Year() >= 0 && t.Year() <= 9999 {
 				return t.Format("2006-01-02T15:04:05.999999999"), nil
 			}
 			return nil, errUseText
-		})
+		}), false
 	}
 	if a, ok := typ.Codec.(*pgtype.ArrayCodec); ok && a.ElementType != nil {
 		if _, nested := a.ElementType.Codec.(*pgtype.ArrayCodec); !nested {
@@ -711,12 +806,66 @@ func (d *Decoder) converter(oid uint32) converter {
 				delim = ';'
 			}
 			elem := d.converter(a.ElementType.OID)
-			return func(text []byte) (any, error) { return parseArray(text, delim, elem) }
+			return func(text []byte) (any, error) { return parseArray(text, delim, elem) }, false
 		}
 	}
 	// numeric (exact decimal text), uuid, date, text types and every type
 	// without a JSON mapping.
-	return convertText
+	return convertText, true
+}
+
+// parseTimestamptzUTC reads the text Postgres writes for a timestamptz in
+// the UTC session time zone, "2006-01-02 15:04:05.999999+00", as the pgx
+// codec does, without its allocations; ok is false for every other form
+// (other offsets, years outside 1-9999, BC, infinity), which the codec
+// reads.
+func parseTimestamptzUTC(text []byte) (t time.Time, ok bool) {
+	n := len(text)
+	if n < 22 || n > 29 || n == 23 || string(text[n-3:]) != "+00" ||
+		text[4] != '-' || text[7] != '-' || text[10] != ' ' || text[13] != ':' || text[16] != ':' {
+		return time.Time{}, false
+	}
+	num := func(b []byte) (int, bool) {
+		v := 0
+		for _, c := range b {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v, true
+	}
+	year, ok1 := num(text[0:4])
+	month, ok2 := num(text[5:7])
+	day, ok3 := num(text[8:10])
+	hour, ok4 := num(text[11:13])
+	minute, ok5 := num(text[14:16])
+	sec, ok6 := num(text[17:19])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
+		return time.Time{}, false
+	}
+	nsec := 0
+	if frac := text[19 : n-3]; len(frac) > 0 {
+		if frac[0] != '.' {
+			return time.Time{}, false
+		}
+		v, ok := num(frac[1:])
+		if !ok {
+			return time.Time{}, false
+		}
+		for range 9 - (len(frac) - 1) {
+			v *= 10
+		}
+		nsec = v
+	}
+	if year < 1 || month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	t = time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	if t.Day() != day {
+		return time.Time{}, false // February 30th and the like
+	}
+	return t, true
 }
 
 // errUseText tells pgx converters to keep the Postgres text.

@@ -66,3 +66,66 @@ func benchDecode(b *testing.B, msgs [][]byte, rows int) {
 	}
 	b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "rows/s")
 }
+
+// BenchmarkDecodeAndEncode decodes one transaction of 1000 inserts and
+// turns it into events, as ficus cdc run does before the sink.
+func BenchmarkDecodeAndEncode(b *testing.B) {
+	const rows = 1000
+	msgs := [][]byte{mBegin(0x2000, 7)}
+	for i := range rows {
+		msgs = append(msgs, benchInsert(i+1))
+	}
+	msgs = append(msgs, mCommit(0x2000, 0x2100))
+	d := NewDecoder()
+	if _, _, err := d.Decode(0x1000, benchRelation()); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, m := range msgs {
+			tx, ok, err := d.Decode(0x2000, m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !ok {
+				continue
+			}
+			events, err := tx.Events("ficus-cdc://bench/slot")
+			if err != nil || len(events) != rows {
+				b.Fatalf("%d events, %v; want %d", len(events), err, rows)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// BenchmarkDecodeAndEncodeSmall decodes 1000 one-row transactions and
+// turns each into its event.
+func BenchmarkDecodeAndEncodeSmall(b *testing.B) {
+	const rows = 1000
+	var msgs [][]byte
+	for i := range rows {
+		lsn := uint64(0x2000 + 0x100*i)
+		msgs = append(msgs, mBegin(lsn, uint32(7+i)), benchInsert(i+1), mCommit(lsn, lsn+0x10))
+	}
+	d := NewDecoder()
+	if _, _, err := d.Decode(0x1000, benchRelation()); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, m := range msgs {
+			tx, ok, err := d.Decode(0x2000, m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !ok {
+				continue
+			}
+			if _, err := tx.Events("ficus-cdc://bench/slot"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "rows/s")
+}

@@ -556,3 +556,66 @@ func BenchmarkDecoder(b *testing.B) {
 		}
 	}
 }
+
+// The fast reading of timestamptz text agrees with the pgx codec it stands
+// in for, and leaves every other form to it.
+func FuzzTimestamptzMatchesPgx(f *testing.F) {
+	for _, s := range []string{
+		"2026-03-04 05:06:07.890123+00", "2026-03-04 05:06:07+00", "2026-03-04 05:06:07.5+00",
+		"0001-01-01 00:00:00+00", "9999-12-31 23:59:59.999999+00", "2024-02-29 12:00:00+00",
+		"2023-02-29 12:00:00+00", "2026-03-04 24:00:00+00", "2026-03-04 05:06:07+05:30",
+		"2026-03-04 05:06:07.+00", "0044-03-15 12:00:00+00 BC", "infinity", "12026-03-04 05:06:07+00",
+		"2026-3-04 05:06:07.1234+00", "2026-03-04 05:06:07.1234567+00",
+	} {
+		f.Add(s)
+	}
+	d := NewDecoder()
+	typ, ok := d.types.TypeForOID(pgtype.TimestamptzOID)
+	if !ok {
+		f.Fatal("pgx has no timestamptz type")
+	}
+	slow := d.pgx(typ, func(v any) (any, error) {
+		if t, ok := v.(time.Time); ok && t.Year() >= 0 && t.Year() <= 9999 {
+			return t.UTC(), nil
+		}
+		return nil, errUseText
+	})
+	f.Fuzz(func(t *testing.T, s string) {
+		fast, ok := parseTimestamptzUTC([]byte(s))
+		if !ok {
+			return
+		}
+		want, err := slow([]byte(s))
+		if err != nil {
+			t.Fatalf("%q: fast path read %v, pgx fails: %v", s, fast, err)
+		}
+		if !reflect.DeepEqual(any(fast), want) {
+			t.Fatalf("%q: fast path read %#v, pgx %#v", s, fast, want)
+		}
+	})
+}
+
+func TestTimestamptzFastPath(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		text string
+		want time.Time
+		ok   bool
+	}{
+		{"2026-03-04 05:06:07.890123+00", time.Date(2026, 3, 4, 5, 6, 7, 890123000, time.UTC), true},
+		{"2026-03-04 05:06:07+00", time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC), true},
+		{"2026-03-04 05:06:07.5+00", time.Date(2026, 3, 4, 5, 6, 7, 500000000, time.UTC), true},
+		{"2024-02-29 00:00:00+00", time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC), true},
+		{"2023-02-29 00:00:00+00", time.Time{}, false},
+		{"2026-03-04 05:06:07+05:30", time.Time{}, false},
+		{"2026-03-04 05:06:07+01", time.Time{}, false},
+		{"0044-03-15 12:00:00+00 BC", time.Time{}, false},
+		{"12026-03-04 05:06:07+00", time.Time{}, false},
+		{"infinity", time.Time{}, false},
+	} {
+		got, ok := parseTimestamptzUTC([]byte(tt.text))
+		if ok != tt.ok || !got.Equal(tt.want) {
+			t.Errorf("parseTimestamptzUTC(%q) = %v, %v; want %v, %v", tt.text, got, ok, tt.want, tt.ok)
+		}
+	}
+}

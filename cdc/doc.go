@@ -16,6 +16,12 @@
 // are acknowledged without calling Deliver, which lets the slot advance
 // while the captured tables are idle.
 //
+// With ReaderConfig.PartSize a large transaction reaches Deliver in parts
+// while the rest of it still arrives (see [Tx.More] and
+// [Decoder.TakePart]); the slot moves past it only after its last part,
+// and every change keeps the position, and so the event id, it has in the
+// whole transaction.
+//
 // [Change.Event] turns a change into a CloudEvent whose id, built from the
 // commit LSN and the change's position in its transaction, stays the same
 // on every delivery, so a consumer that deduplicates by id applies each
@@ -28,7 +34,8 @@
 //	ficus_cdc_events_total{table,op}  counter    changes acknowledged by the sinks, by
 //	                                             "schema.table" and operation (insert,
 //	                                             update, delete, truncate)
-//	ficus_cdc_transactions_total      counter    transactions with changes acknowledged
+//	ficus_cdc_transactions_total      counter    transactions with changes acknowledged,
+//	                                             once each, at their last part
 //	                                             (heartbeats are not counted)
 //	ficus_cdc_lag_bytes               gauge      server WAL end from the last keepalive
 //	                                             minus the acknowledged LSN: WAL the

@@ -186,8 +186,12 @@ func appendUpperHex(b []byte, v uint64) []byte {
 // eventID is EventID without fmt: "%016X-%06d".
 func eventID(commitLSN pglogrepl.LSN, position int) string {
 	var out [48]byte
+	return string(appendEventID(out[:0], commitLSN, position))
+}
+
+// appendEventID writes EventID(commitLSN, position).
+func appendEventID(b []byte, commitLSN pglogrepl.LSN, position int) []byte {
 	var scratch [24]byte
-	b := out[:0]
 	hex := strconv.AppendUint(scratch[:0], uint64(commitLSN), 16)
 	for range 16 - len(hex) {
 		b = append(b, '0')
@@ -203,5 +207,5 @@ func eventID(commitLSN pglogrepl.LSN, position int) string {
 	for range 6 - len(pos) {
 		b = append(b, '0')
 	}
-	return string(append(b, pos...))
+	return append(b, pos...)
 }

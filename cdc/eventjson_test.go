@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,6 +46,43 @@ func FuzzEventIDAndLSN(f *testing.F) {
 		}
 		if got, want := string(appendLSN(nil, pglogrepl.LSN(lsn))), pglogrepl.LSN(lsn).String(); got != want {
 			t.Fatalf("appendLSN = %s, want %s", got, want)
+		}
+	})
+}
+
+// keyStringReference is the plain form of keyString: sorted names, values
+// as valueString writes them, "%" and "," percent-encoded rune by rune.
+func keyStringReference(key map[string]any) string {
+	var b strings.Builder
+	for i, name := range slices.Sorted(maps.Keys(key)) {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		for _, r := range valueString(key[name]) {
+			switch r {
+			case '%':
+				b.WriteString("%25")
+			case ',':
+				b.WriteString("%2C")
+			default:
+				b.WriteRune(r)
+			}
+		}
+	}
+	return b.String()
+}
+
+func FuzzKeyStringMatchesReference(f *testing.F) {
+	f.Add("id", int64(42), "region", "eu,%west\xff\u2028", true)
+	f.Fuzz(func(t *testing.T, k1 string, v1 int64, k2, v2 string, b bool) {
+		for _, key := range []map[string]any{
+			{k1: v1},
+			{k1: v1, k2: v2},
+			{k2: v2, "b": b, "n": nil, "t": time.Unix(v1%1e12, 0).UTC(), "raw": []byte(v2)},
+		} {
+			if got, want := keyString(key), keyStringReference(key); got != want {
+				t.Fatalf("keyString(%v) = %q, want %q", key, got, want)
+			}
 		}
 	})
 }

@@ -65,3 +65,28 @@ func ExampleReader() {
 		log.Fatal(err)
 	}
 }
+
+// With PartSize, a large transaction arrives in parts while the server
+// still sends the rest of it; the slot moves past it only once its last
+// part (More false) is acknowledged.
+func ExampleReaderConfig_partSize() {
+	source := cdc.Source("shop", "ficus_shop")
+	r, err := cdc.NewReader(cdc.ReaderConfig{
+		ConnString:  "postgres://ficus@localhost:5432/shop",
+		Slot:        "ficus_shop",
+		Publication: "ficus_shop",
+		PartSize:    cdc.DefaultPartSize,
+		Deliver: func(ctx context.Context, tx cdc.Tx) error {
+			events, err := tx.Events(source) // ids as for the whole transaction
+			if err != nil {
+				return err
+			}
+			fmt.Printf("%d events of transaction %d, more to come: %v\n", len(events), tx.XID, tx.More)
+			return nil
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = r.Run(context.Background())
+}

@@ -39,6 +39,9 @@ const (
 	DefaultQueueSize      = 1024
 	DefaultBatchSize      = 4096
 	DefaultDrainTimeout   = 30 * time.Second
+	// DefaultPartSize is the PartSize ficus cdc run uses; ReaderConfig's
+	// zero value delivers whole transactions.
+	DefaultPartSize = 4096
 )
 
 // HeartbeatPrefix is the prefix of the logical decoding message the
@@ -80,9 +83,10 @@ type ReaderConfig struct {
 	// written as in SQL (double-quote a mixed-case name), as for Setup.
 	// Required.
 	Publication string
-	// Deliver hands a committed transaction with changes to the sinks and
-	// returns nil only once every sink has acknowledged all its changes;
-	// the reader then lets the slot move past it. It is called from one
+	// Deliver hands a committed transaction with changes (or a part of
+	// one, see PartSize) to the sinks and returns nil only once every sink
+	// has acknowledged all its changes; the reader then lets the slot move
+	// past it. It is called from one
 	// goroutine, in commit order. An error stops Run, which returns it:
 	// the transaction is delivered again by the next Run. After Run's
 	// context ends, the call in progress gets DrainTimeout to finish.
@@ -98,6 +102,23 @@ type ReaderConfig struct {
 	// BatchSize is how many changes DeliverBatch gets at most, unless one
 	// transaction alone has more. Defaults to 4096.
 	BatchSize int
+	// PartSize, when positive, hands a large transaction to Deliver (or
+	// DeliverBatch) in parts of PartSize changes while the rest of it still
+	// arrives, instead of whole: memory holds a few parts (the reader
+	// waits while 4 parts wait for delivery) instead of the whole
+	// transaction, and the sinks work while the server sends. A part has More
+	// set and EndLSN zero; the last part carries EndLSN. Parts come in
+	// order, one after another, and every change keeps the position and
+	// event id it has in the whole transaction. The slot is confirmed past
+	// the transaction only once its last part is acknowledged: a failure
+	// or a stop in between delivers the transaction again from its first
+	// change, with the same ids. Only transactions that are not streamed
+	// come in parts: Postgres sends those after they committed, while a
+	// streamed one (protocol 2, larger than logical_decoding_work_mem) may
+	// still abort and is delivered whole at its commit. Zero (the default)
+	// delivers every transaction whole; ficus cdc run uses
+	// DefaultPartSize.
+	PartSize int
 	// StatusInterval is how often the reader confirms its position to the
 	// server (it also answers at once when the server asks). After a crash
 	// the server sends again what was delivered since the last
@@ -178,6 +199,9 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 	if cfg.BatchSize < 0 {
 		errs = append(errs, errors.New("BatchSize must not be negative (zero means the default)"))
 	}
+	if cfg.PartSize < 0 {
+		errs = append(errs, errors.New("PartSize must not be negative (zero delivers whole transactions)"))
+	}
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, DefaultBatchSize)
 	if cfg.StatusInterval < 0 || cfg.QueueSize < 0 || cfg.DrainTimeout < 0 {
 		errs = append(errs, errors.New("StatusInterval, QueueSize and DrainTimeout must not be negative (zero means the default)"))
@@ -229,7 +253,14 @@ type session struct {
 	// received is the highest WAL position the server reported.
 	received   pglogrepl.LSN
 	nextStatus time.Time
+	// parts holds a token for every part (Tx.More) in the queue.
+	parts chan struct{}
 }
+
+// maxQueuedParts is how many parts of large transactions (PartSize) may
+// wait for delivery: the reader stops reading while that many wait, so
+// memory holds a few parts, not a whole large transaction.
+const maxQueuedParts = 4
 
 // Run reads the slot until ctx ends or an error occurs: it connects,
 // starts replication at the slot's confirmed flush LSN, decodes
@@ -265,6 +296,7 @@ func (r *Reader) Run(ctx context.Context) error {
 	deliverCtx, stopDelivering := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDelivering()
 	queue := make(chan Tx, r.cfg.QueueSize)
+	s.parts = make(chan struct{}, maxQueuedParts)
 	delivered := make(chan struct{})
 
 	var (
@@ -273,7 +305,7 @@ func (r *Reader) Run(ctx context.Context) error {
 	)
 	wg.Go(func() {
 		defer close(delivered)
-		if deliverErr = r.deliverLoop(readCtx, deliverCtx, queue); deliverErr != nil {
+		if deliverErr = r.deliverLoop(readCtx, deliverCtx, queue, s.parts); deliverErr != nil {
 			stopReading(deliverErr)
 		}
 	})
@@ -535,6 +567,11 @@ func (r *Reader) handle(ctx context.Context, s *session, msg pgproto3.BackendMes
 			if ok {
 				return r.enqueue(ctx, s, tx, queue)
 			}
+			if r.cfg.PartSize > 0 {
+				if part, ok := r.dec.TakePart(r.cfg.PartSize); ok {
+					return r.enqueue(ctx, s, part, queue)
+				}
+			}
 			return nil
 		}
 		return fmt.Errorf("receive replication message: unknown CopyData type %q", msg.Data[0])
@@ -546,19 +583,31 @@ func (r *Reader) handle(ctx context.Context, s *session, msg pgproto3.BackendMes
 	return nil // notices and parameter changes
 }
 
-// enqueue hands tx to the delivery goroutine. While the queue is full it
-// keeps confirming its position so that the server does not time out.
+// enqueue hands tx to the delivery goroutine. While the queue is full, or
+// maxQueuedParts parts wait already when tx is one, it keeps confirming its
+// position so that the server does not time out.
 func (r *Reader) enqueue(ctx context.Context, s *session, tx Tx, queue chan<- Tx) error {
+	if tx.More {
+		if err := waitSend(ctx, r, s, s.parts, struct{}{}); err != nil || ctx.Err() != nil {
+			return err
+		}
+	}
 	r.pending.push(tx.CommitTime)
+	return waitSend(ctx, r, s, queue, tx)
+}
+
+// waitSend sends v on ch, confirming the position while it waits. It
+// returns nil, without sending, when ctx ends.
+func waitSend[T any](ctx context.Context, r *Reader, s *session, ch chan<- T, v T) error {
 	select {
-	case queue <- tx:
+	case ch <- v:
 		return nil // the common case, without a timer
 	default:
 	}
 	for {
 		t := time.NewTimer(time.Until(s.nextStatus))
 		select {
-		case queue <- tx:
+		case ch <- v:
 			t.Stop()
 			return nil
 		case <-ctx.Done():
@@ -593,32 +642,52 @@ func (r *Reader) sendStatus(s *session) error {
 // Deliver fails. Deliver runs with ctx, which outlives readCtx. The
 // transactions waiting in the queue go out together, up to BatchSize
 // changes, when DeliverBatch is set; Deliver gets them one at a time.
-func (r *Reader) deliverLoop(readCtx, ctx context.Context, queue <-chan Tx) error {
-	var batch []Tx
+func (r *Reader) deliverLoop(readCtx, ctx context.Context, queue <-chan Tx, parts <-chan struct{}) error {
+	var (
+		batch []Tx
+		carry []Tx // the transaction that did not fit the previous batch
+	)
+	// A part taken off the queue lets the reader queue another.
+	received := func(tx Tx) {
+		if tx.More {
+			<-parts
+		}
+	}
 	for {
-		select {
-		case <-readCtx.Done():
-			return nil
-		case tx := <-queue:
-			if readCtx.Err() != nil {
-				return nil // not started: the next session delivers it
+		var tx Tx
+		if len(carry) > 0 {
+			tx, carry = carry[0], carry[:0]
+		} else {
+			select {
+			case <-readCtx.Done():
+				return nil
+			case tx = <-queue:
+				received(tx)
 			}
-			batch = append(batch[:0], tx)
-		more:
-			for n := len(tx.Changes); r.cfg.DeliverBatch != nil && n < r.cfg.BatchSize && len(batch) < cap(queue); {
-				select {
-				case tx := <-queue:
-					batch = append(batch, tx)
-					n += len(tx.Changes)
-				default:
+		}
+		if readCtx.Err() != nil {
+			return nil // not started: the next session delivers it
+		}
+		batch = append(batch[:0], tx)
+	more:
+		for n := len(tx.Changes); r.cfg.DeliverBatch != nil && n < r.cfg.BatchSize && len(batch) < cap(queue); {
+			select {
+			case tx := <-queue:
+				received(tx)
+				if n+len(tx.Changes) > r.cfg.BatchSize {
+					carry = append(carry, tx) // it starts the next batch
 					break more
 				}
+				batch = append(batch, tx)
+				n += len(tx.Changes)
+			default:
+				break more
 			}
-			if err := r.deliver(ctx, batch); err != nil {
-				return err
-			}
-			clear(batch)
 		}
+		if err := r.deliver(ctx, batch); err != nil {
+			return err
+		}
+		clear(batch)
 	}
 }
 
@@ -626,7 +695,9 @@ func (r *Reader) deliverLoop(readCtx, ctx context.Context, queue <-chan Tx) erro
 // rows of a snapshot chunk at its high watermark, each after everything
 // before it. It records each transaction as acknowledged once it and all
 // before it are; a transaction without changes (a heartbeat) is
-// acknowledged at once with the ones before it.
+// acknowledged at once with the ones before it. A part of a transaction
+// (More) moves nothing: its EndLSN is zero, and only the last part's
+// counts.
 func (r *Reader) deliver(ctx context.Context, batch []Tx) error {
 	var (
 		pending []Tx // transactions with changes not yet handed to the sinks
@@ -678,8 +749,8 @@ func (r *Reader) deliver(ctx context.Context, batch []Tx) error {
 }
 
 // send hands transactions to DeliverBatch, or its only one to Deliver,
-// and counts what was delivered; real transactions count as transactions, a
-// snapshot chunk only as its changes.
+// and counts what was delivered; real transactions count as transactions
+// (once, at their last part), a snapshot chunk only as its changes.
 func (r *Reader) send(ctx context.Context, txs []Tx, transactions bool) error {
 	start := r.cfg.Now()
 	var err error
@@ -694,9 +765,9 @@ func (r *Reader) send(ctx context.Context, txs []Tx, transactions bool) error {
 	}
 	for _, tx := range txs {
 		r.metrics.delivered(tx.Changes)
-	}
-	if transactions {
-		r.metrics.transactions.Add(len(txs))
+		if transactions && !tx.More {
+			r.metrics.transactions.Inc()
+		}
 	}
 	return nil
 }
@@ -802,8 +873,12 @@ type readerMetrics struct {
 	snapshotPending                               atomic.Int64
 
 	mu     sync.Mutex
-	events map[[2]string]*metrics.Counter
+	events map[eventKey]*metrics.Counter
 }
+
+// eventKey labels ficus_cdc_events_total; the fields are the change's own
+// strings, so looking a counter up allocates nothing.
+type eventKey struct{ schema, table, op string }
 
 func newReaderMetrics(set *metrics.Set, r *Reader) *readerMetrics {
 	set.GetOrCreateGauge("ficus_cdc_lag_bytes", func() float64 {
@@ -827,7 +902,7 @@ func newReaderMetrics(set *metrics.Set, r *Reader) *readerMetrics {
 		set:             set,
 		transactions:    set.GetOrCreateCounter("ficus_cdc_transactions_total"),
 		deliver:         set.GetOrCreateHistogram("ficus_cdc_deliver_seconds"),
-		events:          make(map[[2]string]*metrics.Counter),
+		events:          make(map[eventKey]*metrics.Counter),
 		snapshotChunks:  set.GetOrCreateCounter("ficus_cdc_snapshot_chunks_total"),
 		snapshotRows:    set.GetOrCreateCounter("ficus_cdc_snapshot_rows_total"),
 		snapshotDropped: set.GetOrCreateCounter("ficus_cdc_snapshot_rows_superseded_total"),
@@ -849,14 +924,30 @@ func (m *readerMetrics) snapshotChunk(res chunkResult) {
 func (m *readerMetrics) delivered(changes []Change) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, c := range changes {
-		k := [2]string{c.Schema + "." + c.Table, c.Op}
-		ctr, ok := m.events[k]
-		if !ok {
-			ctr = m.set.GetOrCreateCounter(fmt.Sprintf(`ficus_cdc_events_total{table=%q,op=%q}`, k[0], k[1]))
-			m.events[k] = ctr
+	var (
+		last eventKey
+		ctr  *metrics.Counter
+		n    int
+	)
+	// Runs of changes to the same table with the same operation add up
+	// before they reach their counter.
+	for i := range changes {
+		c := &changes[i]
+		if k := (eventKey{c.Schema, c.Table, c.Op}); ctr == nil || k != last {
+			if ctr != nil {
+				ctr.Add(n)
+			}
+			last, n = k, 0
+			ok := false
+			if ctr, ok = m.events[k]; !ok {
+				ctr = m.set.GetOrCreateCounter(fmt.Sprintf(`ficus_cdc_events_total{table=%q,op=%q}`, k.schema+"."+k.table, k.op))
+				m.events[k] = ctr
+			}
 		}
-		ctr.Inc()
+		n++
+	}
+	if ctr != nil {
+		ctr.Add(n)
 	}
 }
 

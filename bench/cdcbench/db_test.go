@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
+	"github.com/ficuslabs/ficus/cdc"
 	"github.com/ficuslabs/ficus/internal/pgtest"
 )
 
@@ -108,7 +109,7 @@ func TestLatencyThroughTheWebhookSink(t *testing.T) {
 		warmup: 200 * time.Millisecond, connections: 2, grace: 30 * time.Second,
 	}, func(addr string) {
 		go func() {
-			_, err := pipeline(ctx, db.URL, "cdcbench_t3", DefaultPublication, "http://"+addr+"/events", rate*seconds)
+			_, err := pipeline(ctx, db.URL, "cdcbench_t3", DefaultPublication, "http://"+addr+"/events", rate*seconds, cdc.DefaultPartSize)
 			pipelineDone <- err
 		}()
 	})

@@ -28,6 +28,7 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	pub := fs.String("publication", DefaultPublication, "publication")
 	sinkURL := fs.String("sink", "null:", "sink URL, as for ficus cdc run --sink")
 	rows := fs.Int("rows", 0, "stop once this many rows are delivered (required)")
+	partSize := fs.Int("part-size", cdc.DefaultPartSize, "as ficus cdc run --part-size: deliver larger transactions in parts of this many changes; 0 whole")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the drain here")
 	memProfile := fs.String("memprofile", "", "write an allocation profile here after the drain")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
@@ -51,7 +52,7 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		defer pprof.StopCPUProfile()
 	}
 	start := time.Now()
-	n, err := pipeline(ctx, *db, *slot, *pub, *sinkURL, *rows)
+	n, err := pipeline(ctx, *db, *slot, *pub, *sinkURL, *rows, *partSize)
 	elapsed := time.Since(start)
 	if err != nil {
 		return err
@@ -71,10 +72,10 @@ func runProfile(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 // pipeline is what ficus cdc run does (cmd/ficus/cdc.go) without the
-// command around it: a cdc.Reader whose Deliver turns each transaction into
-// events and sends them to the sink. It returns once rows rows are
-// delivered.
-func pipeline(ctx context.Context, db, slot, publication, sinkURL string, rows int) (int, error) {
+// command around it: a cdc.Reader whose DeliverBatch turns the waiting
+// transactions (or parts of a large one) into events and sends them to the
+// sink together. It returns once rows rows are delivered.
+func pipeline(ctx context.Context, db, slot, publication, sinkURL string, rows, partSize int) (int, error) {
 	set := metrics.NewSet()
 	out, err := sink.Open(ctx, sinkURL, sink.Options{Metrics: set})
 	if err != nil {
@@ -91,8 +92,9 @@ func pipeline(ctx context.Context, db, slot, publication, sinkURL string, rows i
 	defer stop(nil)
 	reader, err := cdc.NewReader(cdc.ReaderConfig{
 		ConnString: db, Slot: slot, Publication: publication, Heartbeat: -1,
-		Deliver: func(ctx context.Context, tx cdc.Tx) error {
-			events, err := tx.Events(source)
+		PartSize: partSize,
+		DeliverBatch: func(ctx context.Context, txs []cdc.Tx) error {
+			events, err := cdc.BatchEvents(txs, source)
 			if err != nil {
 				return err
 			}

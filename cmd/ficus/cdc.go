@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -13,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ficuslabs/ficus/cdc"
-	"github.com/ficuslabs/ficus/cloudevent"
 	"github.com/ficuslabs/ficus/internal/ops"
 	"github.com/ficuslabs/ficus/sink"
 )
@@ -176,7 +176,7 @@ func (a *app) cdcTeardownCommand(f *cdcFlags) *cobra.Command {
 func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 	var sinkURL, metricsAddr, deadLetters string
 	var heartbeat, statusInterval time.Duration
-	var chunkSize int
+	var chunkSize, partSize, gcPercent, memoryLimit int
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Stream the slot's changes to the sink until interrupted",
@@ -185,6 +185,9 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 			ctx := cmd.Context()
 			if sinkURL == "" {
 				return usageError{errors.New("--sink is required, e.g. --sink http://crm:8082/events or --sink jsonl:-")}
+			}
+			if gcPercent < 0 || memoryLimit < 0 {
+				return usageError{errors.New("--gc-percent and --memory-limit-mib must not be negative (0 keeps Go's default)")}
 			}
 			pool, err := connect(ctx, f.url)
 			if err != nil {
@@ -224,22 +227,20 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 				// The transactions that waited while the sink was busy go in
 				// one Send: one request, one publish round, one fsync.
 				DeliverBatch: func(ctx context.Context, txs []cdc.Tx) error {
-					var events []cloudevent.Event
-					for _, tx := range txs {
-						e, err := tx.Events(source)
-						if err != nil {
-							return err
-						}
-						events = append(events, e...)
+					events, err := cdc.BatchEvents(txs, source)
+					if err != nil {
+						return err
 					}
 					return out.Send(ctx, events)
 				},
+				PartSize:          partSize,
 				SnapshotChunkSize: cmp.Or(chunkSize, -1),
 				Logger:            a.log, Metrics: set,
 			})
 			if err != nil {
 				return usageError{err}
 			}
+			planGC(gcPercent, memoryLimit, os.LookupEnv, availableMemory()).apply(a.log)
 			a.log.Info("streaming", "slot", f.slot, "publication", f.publication, "sink", redactURL(sinkURL),
 				"confirmed_flush_lsn", st.ConfirmedFlushLSN)
 			return a.serve(ctx, metricsAddr, h, reader.Run)
@@ -250,6 +251,9 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 	fl.StringVar(&deadLetters, "dead-letters", "", "JSONL file keeping events the sink rejected for good, for replay")
 	fl.DurationVar(&heartbeat, "heartbeat", 30*time.Second, "how often to write a heartbeat so the slot advances while the tables are idle; negative turns it off")
 	fl.DurationVar(&statusInterval, "status-interval", cdc.DefaultStatusInterval, "how often to confirm the delivered position to the server; after a crash, what was delivered since the last confirmation is delivered again (below wal_sender_timeout)")
+	fl.IntVar(&partSize, "part-size", cdc.DefaultPartSize, "deliver a transaction larger than this many changes in parts while the rest arrives (same event ids; the slot moves past it only after its last part); 0 delivers whole transactions")
+	fl.IntVar(&gcPercent, "gc-percent", 0, "GOGC for the reader when the GOGC environment variable is unset, set together with the soft memory limit --memory-limit-mib: 400 costs less CPU per row on large transactions but more on streams of small ones; 0 keeps Go's default (100)")
+	fl.IntVar(&memoryLimit, "memory-limit-mib", 0, "soft memory limit (MiB) that comes with --gc-percent, when GOMEMLIMIT is unset; 0 means three quarters of the memory available to the process (its cgroup's limit, else the machine's)")
 	fl.IntVar(&chunkSize, "snapshot-chunk-size", cdc.DefaultSnapshotChunkSize, "rows a snapshot reads and delivers at a time; 0 turns snapshots off")
 	metricsFlag(fl, &metricsAddr, "127.0.0.1:9194")
 	return cmd

@@ -124,7 +124,9 @@ func TestCDCRunSurvivesSIGKILL(t *testing.T) {
 
 	sup := &crashSupervisor{
 		bin: bin, env: env,
-		args:    append([]string{"cdc", "run", "--sink", srv.URL + "/events", "--metrics-listen", "127.0.0.1:0"}, slotArgs...),
+		// Parts of 16 changes: the transactions of 10 to 50 changes go to
+		// the CRM in parts, and kills land between the parts of one.
+		args:    append([]string{"cdc", "run", "--sink", srv.URL + "/events", "--metrics-listen", "127.0.0.1:0", "--part-size", "16"}, slotArgs...),
 		onStart: recv.arm,
 	}
 	recv.kill = sup.kill

@@ -90,6 +90,12 @@ type Sink struct {
 	m    *delivery.Metrics
 	log  *slog.Logger
 
+	// spareMu guards spare, the buffer of the last Send, kept for the
+	// next one: the lines of a batch of a few thousand events take
+	// megabytes, and fresh memory costs more than memory reused.
+	spareMu sync.Mutex
+	spare   []byte
+
 	mu     sync.Mutex
 	w      io.Writer
 	f      *os.File // nil for standard output
@@ -151,10 +157,12 @@ func (s *Sink) send(ctx context.Context, batch []cloudevent.Event) error {
 		return err
 	}
 	// Written outside the lock, so concurrent Sends encode in parallel.
-	lines, err := delivery.AppendLines(nil, batch)
+	lines, err := delivery.AppendLines(s.takeSpare(), batch)
 	if err != nil {
 		return fmt.Errorf("jsonl: %w", err)
 	}
+	// The file (or standard output) does not keep the bytes written.
+	defer s.putSpare(lines)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -184,6 +192,28 @@ func (s *Sink) send(ctx context.Context, batch []cloudevent.Event) error {
 	}
 	s.size += int64(n)
 	return nil
+}
+
+// maxSpare is the largest buffer a Sink keeps between Sends.
+const maxSpare = 16 << 20
+
+// takeSpare returns the kept buffer, emptied, or nil.
+func (s *Sink) takeSpare() []byte {
+	s.spareMu.Lock()
+	defer s.spareMu.Unlock()
+	b := s.spare
+	s.spare = nil
+	return b[:0]
+}
+
+// putSpare keeps b for the next Send unless it is too large.
+func (s *Sink) putSpare(b []byte) {
+	if cap(b) > maxSpare {
+		return
+	}
+	s.spareMu.Lock()
+	s.spare = b
+	s.spareMu.Unlock()
 }
 
 // Close closes the file (every Send already synced it); later Sends fail with ErrClosed.
