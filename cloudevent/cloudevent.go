@@ -604,17 +604,21 @@ func appendExtension(b []byte, v any) []byte {
 }
 
 // appendString writes s as a JSON string the way encoding/json does
-// without HTML escaping (json.Encoder with SetEscapeHTML(false)): quote,
-// backslash and control characters escaped (\b, \f, \n, \r and \t short),
-// invalid UTF-8 as \ufffd, U+2028 and U+2029 escaped, everything else as
-// it is.
-func appendString(b []byte, s string) []byte {
+// without HTML escaping (json.Encoder with SetEscapeHTML(false)).
+func appendString(b []byte, s string) []byte { return AppendJSONString(b, s, false) }
+
+// AppendJSONString appends s as a JSON string the way encoding/json writes
+// it: quote, backslash and control characters escaped (\b, \f, \n, \r and
+// \t short), invalid UTF-8 as \ufffd, U+2028 and U+2029 escaped, and, with
+// escapeHTML (as json.Marshal does), <, > and & as \u003c, \u003e and
+// \u0026; everything else as it is.
+func AppendJSONString(b []byte, s string, escapeHTML bool) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
+			if c >= 0x20 && c != '"' && c != '\\' && (!escapeHTML || (c != '<' && c != '>' && c != '&')) {
 				i++
 				continue
 			}

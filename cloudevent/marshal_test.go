@@ -253,6 +253,13 @@ func FuzzAppendStringMatchesEncodingJSON(f *testing.F) {
 		if got, want := appendString(nil, s), referenceQuote(s); !bytes.Equal(got, want) {
 			t.Fatalf("appendString(%q) = %s, want %s", s, got, want)
 		}
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := AppendJSONString(nil, s, true); !bytes.Equal(got, want) {
+			t.Fatalf("AppendJSONString(%q, escapeHTML) = %s, json.Marshal gives %s", s, got, want)
+		}
 	})
 }
 
