@@ -62,6 +62,10 @@ die() {
 	exit 1
 }
 
+next_port=19080 # the first port free_port tries
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
+
 # ---------------------------------------------------------------- settings
 
 rows="${BENCH_CDC_ROWS:-200000}"
@@ -116,75 +120,15 @@ else
 	pin_note="one CPU: everything on CPU 0"
 fi
 
-# on CPUS CMD... runs CMD pinned to CPUS (or unpinned when CPUS is empty).
-on() {
-	local cpus="$1"
-	shift
-	if [ -n "$cpus" ]; then
-		taskset -c "$cpus" "$@"
-	else
-		"$@"
-	fi
-}
 
-# busy_percent [SECONDS] samples /proc/stat for SECONDS (2) and prints how
-# busy the CPUs were, in percent of all of them.
-busy_percent() {
-	local a b
-	a="$(head -n 1 /proc/stat)"
-	sleep "${1:-2}"
-	b="$(head -n 1 /proc/stat)"
-	awk -v a="$a" -v b="$b" 'BEGIN {
-		n = split(a, x); split(b, y)
-		for (i = 2; i <= n && i <= 9; i++) { t += y[i] - x[i]; if (i == 5 || i == 6) idle += y[i] - x[i] }
-		printf "%d", (t > 0 ? 100 * (t - idle) / t : 0)
-	}'
-}
 
 quiet_wait="${BENCH_QUIET_WAIT:-60}"
 [[ "$quiet_wait" =~ ^[0-9]+$ ]] || die "BENCH_QUIET_WAIT=$quiet_wait: want a number of seconds"
-# wait_quiet waits up to BENCH_QUIET_WAIT seconds for other work to use at
-# most 10% of the CPUs.
-wait_quiet() {
-	local waited=0 busy
-	busy="$(busy_percent 1)"
-	while [ "$busy" -gt 10 ] && [ "$waited" -lt "$quiet_wait" ]; do
-		[ "$waited" = 0 ] && say "other work keeps the CPUs ${busy}% busy: waiting up to ${quiet_wait}s for it to calm down"
-		busy="$(busy_percent 1)"
-		waited=$((waited + 1))
-	done
-}
 
 # snapshot sets snap_busy and snap_total (clock ticks of all CPUs, busy and
 # in all, from /proc/stat) and snap_ours (CPU time of this script's own
 # process tree, live ones from /proc plus those this shell reaped).
 clk_tck="$(getconf CLK_TCK)"
-snapshot() {
-	local reaped live
-	times >"$work/times"
-	reaped="$(awk -v hz="$clk_tck" 'NR == 2 {
-		for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); s += t[1] * 60 + t[2] }
-		printf "%d", s * hz
-	}' "$work/times")"
-	live="$(cat /proc/[0-9]*/stat 2>/dev/null | awk -v root=$$ '{
-		pid = $1; line = $0; sub(/^.*\) /, "", line); split(line, f, " ")
-		ppid[pid] = f[2]; cpu[pid] = f[12] + f[13] + f[14] + f[15]
-	}
-	END {
-		ours[root] = 1
-		for (changed = 1; changed;) {
-			changed = 0
-			for (p in ppid) if (!(p in ours) && (ppid[p] in ours)) { ours[p] = 1; changed = 1 }
-		}
-		for (p in ours) s += cpu[p]
-		printf "%d", s
-	}')"
-	snap_ours=$((reaped + live))
-	read -r snap_busy snap_total < <(head -n 1 /proc/stat | awk '{
-		for (i = 2; i <= NF && i <= 9; i++) { t += $i; if (i == 5 || i == 6) idle += $i }
-		print t - idle, t
-	}')
-}
 
 # accounted CMD... runs CMD and sets $other to the share of all CPUs, in
 # percent, that processes not started by this script used meanwhile. When
@@ -196,24 +140,6 @@ max_other="${BENCH_MAX_OTHER:-10}"
 retries="${BENCH_RETRIES:-2}"
 [[ "$max_other" =~ ^[0-9]+$ ]] || die "BENCH_MAX_OTHER=$max_other: want a percentage of the CPUs"
 [[ "$retries" =~ ^[0-9]$ ]] || die "BENCH_RETRIES=$retries: want 0 to 9 repeats"
-accounted() {
-	local attempt b0 t0 o0 rc
-	for ((attempt = 0; ; attempt++)); do
-		snapshot
-		b0="$snap_busy" t0="$snap_total" o0="$snap_ours"
-		rc=0
-		"$@" || rc=$?
-		snapshot
-		other="$(awk -v b=$((snap_busy - b0)) -v t=$((snap_total - t0)) -v o=$((snap_ours - o0)) \
-			'BEGIN { x = t > 0 ? 100 * (b - o) / t : 0; printf "%.1f", (x < 0 ? 0 : x) }')"
-		if [ "$rc" -ne 0 ] || awk -v x="$other" -v m="$max_other" 'BEGIN { exit !(x <= m) }' ||
-			[ "$attempt" -ge "$retries" ]; then
-			return "$rc"
-		fi
-		say "other work used ${other}% of the CPUs during that run: running it again"
-		wait_quiet
-	done
-}
 
 busy_before="$(busy_percent)"
 if [ "$busy_before" -gt 10 ]; then
@@ -228,19 +154,6 @@ pids=() # every process started, for the EXIT trap
 container=""
 pg_url=""
 
-# stop_pids PID... sends SIGTERM, waits up to 5s, then SIGKILL.
-stop_pids() {
-	local pid i
-	for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
-	for pid in "$@"; do
-		for ((i = 0; i < 50; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-}
 
 cleanup() {
 	local rc=$?
@@ -268,19 +181,6 @@ pg_pid=""
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# spawn NAME CPUS CMD... starts CMD in the background, pinned, with its
-# output in $work/NAME.log, and records its pid in $spawned.
-spawn() {
-	local name="$1" cpus="$2"
-	shift 2
-	if [ -n "$cpus" ]; then
-		taskset -c "$cpus" "$@" >"$work/$name.log" 2>&1 &
-	else
-		"$@" >"$work/$name.log" 2>&1 &
-	fi
-	spawned=$!
-	pids+=("$spawned")
-}
 
 # forget PID drops PID from the EXIT trap's list once it is stopped.
 forget() {
@@ -289,16 +189,6 @@ forget() {
 	pids=("${kept[@]}")
 }
 
-# free_port VAR sets VAR to a TCP port on 127.0.0.1 that nothing listens on
-# and that no earlier call handed out.
-next_port=19080
-free_port() {
-	while (echo >"/dev/tcp/127.0.0.1/$next_port") 2>/dev/null; do
-		next_port=$((next_port + 1))
-	done
-	printf -v "$1" '%s' "$next_port"
-	next_port=$((next_port + 1))
-}
 
 log_tail() { tail -n "${2:-15}" "$work/$1.log" 2>/dev/null | sed 's/^/    /' >&2 || true; }
 

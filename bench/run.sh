@@ -52,6 +52,9 @@ die() {
 	exit 1
 }
 
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
+
 # ---------------------------------------------------------------- settings
 
 duration="${BENCH_DURATION:-10s}"
@@ -109,78 +112,18 @@ else
 	pin_note="one CPU: everything on CPU 0"
 fi
 
-# on CPUS CMD... runs CMD pinned to CPUS (or unpinned when CPUS is empty).
-on() {
-	local cpus="$1"
-	shift
-	if [ -n "$cpus" ]; then
-		taskset -c "$cpus" "$@"
-	else
-		"$@"
-	fi
-}
 
-# busy_percent [SECONDS] samples /proc/stat for SECONDS (2) and prints how
-# busy the CPUs were, in percent of all of them. Taken while the benchmark
-# runs nothing, it is other work that will compete with it for the CPUs.
-busy_percent() {
-	local a b
-	a="$(head -n 1 /proc/stat)"
-	sleep "${1:-2}"
-	b="$(head -n 1 /proc/stat)"
-	awk -v a="$a" -v b="$b" 'BEGIN {
-		n = split(a, x); split(b, y)
-		for (i = 2; i <= n && i <= 9; i++) { t += y[i] - x[i]; if (i == 5 || i == 6) idle += y[i] - x[i] }
-		printf "%d", (t > 0 ? 100 * (t - idle) / t : 0)
-	}'
-}
 
 # wait_quiet waits up to BENCH_QUIET_WAIT seconds (60) for other work to use
 # at most 10% of the CPUs, and sets $busy to the last sample.
 quiet_wait="${BENCH_QUIET_WAIT:-60}"
 [[ "$quiet_wait" =~ ^[0-9]+$ ]] || die "BENCH_QUIET_WAIT=$quiet_wait: want a number of seconds"
-wait_quiet() {
-	local waited=0
-	busy="$(busy_percent 1)"
-	while [ "$busy" -gt 10 ] && [ "$waited" -lt "$quiet_wait" ]; do
-		[ "$waited" = 0 ] && say "other work keeps the CPUs ${busy}% busy: waiting up to ${quiet_wait}s for it to calm down"
-		busy="$(busy_percent 1)"
-		waited=$((waited + 1))
-	done
-}
 
 # snapshot sets snap_busy and snap_total (clock ticks of all CPUs, busy and
 # in all, from /proc/stat) and snap_ours (CPU time of this script's own
 # processes: the live ones from /proc, with what they reaped, plus those this
 # shell reaped, from the builtin times, which must run in this shell).
 clk_tck="$(getconf CLK_TCK)"
-snapshot() {
-	local reaped live
-	times >"$work/times"
-	reaped="$(awk -v hz="$clk_tck" 'NR == 2 {
-		for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); s += t[1] * 60 + t[2] }
-		printf "%d", s * hz
-	}' "$work/times")"
-	# Fields after "(comm) ": 2 ppid, 12 utime, 13 stime, 14 cutime, 15 cstime.
-	live="$(cat /proc/[0-9]*/stat 2>/dev/null | awk -v root=$$ '{
-		pid = $1; line = $0; sub(/^.*\) /, "", line); split(line, f, " ")
-		ppid[pid] = f[2]; cpu[pid] = f[12] + f[13] + f[14] + f[15]
-	}
-	END {
-		ours[root] = 1
-		for (changed = 1; changed;) {
-			changed = 0
-			for (p in ppid) if (!(p in ours) && (ppid[p] in ours)) { ours[p] = 1; changed = 1 }
-		}
-		for (p in ours) s += cpu[p]
-		printf "%d", s
-	}')"
-	snap_ours=$((reaped + live))
-	read -r snap_busy snap_total < <(head -n 1 /proc/stat | awk '{
-		for (i = 2; i <= NF && i <= 9; i++) { t += $i; if (i == 5 || i == 6) idle += $i }
-		print t - idle, t
-	}')
-}
 
 # accounted CMD... runs CMD (in this shell) and sets $other to the share of
 # all CPUs, in percent, that processes not started by this script used
@@ -190,24 +133,6 @@ max_other="${BENCH_MAX_OTHER:-10}"
 retries="${BENCH_RETRIES:-2}"
 [[ "$max_other" =~ ^[0-9]+$ ]] || die "BENCH_MAX_OTHER=$max_other: want a percentage of the CPUs"
 [[ "$retries" =~ ^[0-9]$ ]] || die "BENCH_RETRIES=$retries: want 0 to 9 repeats"
-accounted() {
-	local attempt b0 t0 o0 rc
-	for ((attempt = 0; ; attempt++)); do
-		snapshot
-		b0="$snap_busy" t0="$snap_total" o0="$snap_ours"
-		rc=0
-		"$@" || rc=$?
-		snapshot
-		other="$(awk -v b=$((snap_busy - b0)) -v t=$((snap_total - t0)) -v o=$((snap_ours - o0)) \
-			'BEGIN { x = t > 0 ? 100 * (b - o) / t : 0; printf "%.1f", (x < 0 ? 0 : x) }')"
-		if [ "$rc" -ne 0 ] || awk -v x="$other" -v m="$max_other" 'BEGIN { exit !(x <= m) }' ||
-			[ "$attempt" -ge "$retries" ]; then
-			return "$rc"
-		fi
-		say "other work used ${other}% of the CPUs during that run: running it again"
-		wait_quiet
-	done
-}
 
 busy_before="$(busy_percent)"
 if [ "$busy_before" -gt 10 ]; then
@@ -262,25 +187,6 @@ pids=()          # every process started, for the EXIT trap
 contender_pids=() # the processes of the contender being measured
 container=""
 
-# stop_pids PID... sends SIGTERM, waits up to 5s, then SIGKILL, and
-# forgets the PIDs (the EXIT trap must not signal a process that later got
-# the same PID).
-stop_pids() {
-	local pid i keep=()
-	for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
-	for pid in "$@"; do
-		for ((i = 0; i < 50; i++)); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-	for pid in "${pids[@]}"; do
-		[[ " $* " == *" $pid "* ]] || keep+=("$pid")
-	done
-	pids=("${keep[@]}")
-}
 
 cleanup() {
 	local rc=$?
@@ -297,31 +203,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# spawn NAME CPUS CMD... starts CMD in the background, pinned, with its
-# output in $work/NAME.log, and records its pid in $spawned.
-spawn() {
-	local name="$1" cpus="$2"
-	shift 2
-	if [ -n "$cpus" ]; then
-		taskset -c "$cpus" "$@" >"$work/$name.log" 2>&1 &
-	else
-		"$@" >"$work/$name.log" 2>&1 &
-	fi
-	spawned=$!
-	pids+=("$spawned")
-}
 
-# free_port VAR sets VAR to a TCP port on 127.0.0.1 that nothing listens on
-# and that no earlier call handed out (not a command substitution: the
-# counter must survive).
-next_port=18080
-free_port() {
-	while (echo >"/dev/tcp/127.0.0.1/$next_port") 2>/dev/null; do
-		next_port=$((next_port + 1))
-	done
-	printf -v "$1" '%s' "$next_port"
-	next_port=$((next_port + 1))
-}
 
 # wait_port PORT PID waits up to 15s for PORT to accept connections while PID
 # lives.
