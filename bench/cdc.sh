@@ -103,48 +103,11 @@ done
 lat_s="${lat_duration%s}"
 [ "${lat_warmup%s}" -lt "$lat_s" ] || die "BENCH_CDC_LATENCY_WARMUP=$lat_warmup must be shorter than BENCH_CDC_LATENCY_DURATION=$lat_duration"
 
-# CPU pinning, as in bench/run.sh: on two CPUs the contender gets CPU 1 to
-# itself; Postgres (its walsender decodes for every contender alike), the
-# NATS server and the harness share CPU 0.
-ncpu="$(nproc)"
-if [ "${BENCH_PIN:-1}" = 0 ] || ! command -v taskset >/dev/null; then
-	pin_note="unpinned"
-	cpu_load="" cpu_proxy="" cpu_upstream=""
-elif [ "$ncpu" -ge 2 ]; then
-	cpu_load="${BENCH_CPU_LOAD:-0}"
-	cpu_proxy="${BENCH_CPU_PROXY:-1}"
-	cpu_upstream="${BENCH_CPU_UPSTREAM:-0}"
-	pin_note="contender on CPU $cpu_proxy; Postgres and the NATS server on CPU $cpu_upstream; harness (workload, metrics polling, webhook receiver) on CPU $cpu_load"
-else
-	cpu_load=0 cpu_proxy=0 cpu_upstream=0
-	pin_note="one CPU: everything on CPU 0"
-fi
-
-
-
-quiet_wait="${BENCH_QUIET_WAIT:-60}"
-[[ "$quiet_wait" =~ ^[0-9]+$ ]] || die "BENCH_QUIET_WAIT=$quiet_wait: want a number of seconds"
-
-# snapshot sets snap_busy and snap_total (clock ticks of all CPUs, busy and
-# in all, from /proc/stat) and snap_ours (CPU time of this script's own
-# process tree, live ones from /proc plus those this shell reaped).
-clk_tck="$(getconf CLK_TCK)"
-
-# accounted CMD... runs CMD and sets $other to the share of all CPUs, in
-# percent, that processes not started by this script used meanwhile. When
-# that is above BENCH_MAX_OTHER, CMD runs again (every drain reads a fresh
-# copy of the template slot, so it can), up to BENCH_RETRIES more times; the
-# last run counts. Postgres counts as other work unless this script started
-# it.
-max_other="${BENCH_MAX_OTHER:-10}"
-retries="${BENCH_RETRIES:-2}"
-[[ "$max_other" =~ ^[0-9]+$ ]] || die "BENCH_MAX_OTHER=$max_other: want a percentage of the CPUs"
-[[ "$retries" =~ ^[0-9]$ ]] || die "BENCH_RETRIES=$retries: want 0 to 9 repeats"
-
-busy_before="$(busy_percent)"
-if [ "$busy_before" -gt 10 ]; then
-	say "warning: the CPUs are ${busy_before}% busy before the run: other work on this machine will make the figures noisy"
-fi
+# Pinning and the shared settings: see bench_settings in bench/lib.sh.
+# Postgres (its walsender decodes for every contender alike), the NATS
+# server and the harness share CPU 0.
+bench_settings
+[ -n "$pin_note" ] || pin_note="contender on CPU $cpu_proxy; Postgres and the NATS server on CPU $cpu_upstream; harness (workload, metrics polling, webhook receiver) on CPU $cpu_load"
 
 # --------------------------------------------------------------- processes
 

@@ -1,10 +1,45 @@
 # bench/lib.sh: what bench/run.sh and bench/cdc.sh share, sourced by both:
 # pinning, measuring how busy the CPUs are and how much of that is the
 # script's own work, starting and stopping processes, free ports. The
-# script defines say first, and sets quiet_wait (seconds), max_other
-# (percent), retries, clk_tck, work (its temporary directory), pids (every
-# process it started) and, optionally, next_port (the first port free_port
-# tries) before it calls these.
+# script defines say and die first, calls bench_settings, and sets work
+# (its temporary directory), pids (every process it started) and,
+# optionally, next_port (the first port free_port tries) before it calls
+# the rest.
+
+# bench_settings reads the settings both harnesses share and warns when the
+# machine is busy already. CPU pinning: on two CPUs everything competes, so
+# the harness's load (and the servers it measures against) share CPU 0 and
+# the contender under test gets CPU 1 to itself; every contender gets the
+# same placement. It sets ncpu, cpu_load, cpu_proxy and cpu_upstream (empty:
+# unpinned), pin_note (empty when pinned on two or more CPUs: the script
+# says where what runs), quiet_wait (BENCH_QUIET_WAIT, seconds), max_other
+# (BENCH_MAX_OTHER, percent), retries (BENCH_RETRIES) and clk_tck.
+bench_settings() {
+	ncpu="$(nproc)"
+	if [ "${BENCH_PIN:-1}" = 0 ] || ! command -v taskset >/dev/null; then
+		pin_note="unpinned"
+		cpu_load="" cpu_proxy="" cpu_upstream=""
+	elif [ "$ncpu" -ge 2 ]; then
+		cpu_load="${BENCH_CPU_LOAD:-0}"
+		cpu_proxy="${BENCH_CPU_PROXY:-1}"
+		cpu_upstream="${BENCH_CPU_UPSTREAM:-0}"
+		pin_note=""
+	else
+		cpu_load=0 cpu_proxy=0 cpu_upstream=0
+		pin_note="one CPU: everything on CPU 0"
+	fi
+	quiet_wait="${BENCH_QUIET_WAIT:-60}"
+	[[ "$quiet_wait" =~ ^[0-9]+$ ]] || die "BENCH_QUIET_WAIT=$quiet_wait: want a number of seconds"
+	max_other="${BENCH_MAX_OTHER:-10}"
+	retries="${BENCH_RETRIES:-2}"
+	[[ "$max_other" =~ ^[0-9]+$ ]] || die "BENCH_MAX_OTHER=$max_other: want a percentage of the CPUs"
+	[[ "$retries" =~ ^[0-9]$ ]] || die "BENCH_RETRIES=$retries: want 0 to 9 repeats"
+	clk_tck="$(getconf CLK_TCK)"
+	busy_before="$(busy_percent)"
+	if [ "$busy_before" -gt 10 ]; then
+		say "warning: the CPUs are ${busy_before}% busy before the run: other work on this machine will make the figures noisy"
+	fi
+}
 
 # on CPUS CMD... runs CMD pinned to CPUS (or unpinned when CPUS is empty).
 on() {

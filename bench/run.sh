@@ -95,49 +95,9 @@ for c in $contenders; do
 	esac
 done
 
-# CPU pinning: on two CPUs everything competes, so the load generator and
-# the upstream share CPU 0 and the contender under test gets CPU 1 to itself.
-# Every contender gets the same placement. See bench/README.md.
-ncpu="$(nproc)"
-if [ "${BENCH_PIN:-1}" = 0 ] || ! command -v taskset >/dev/null; then
-	pin_note="unpinned"
-	cpu_load="" cpu_proxy="" cpu_upstream=""
-elif [ "$ncpu" -ge 2 ]; then
-	cpu_load="${BENCH_CPU_LOAD:-0}"
-	cpu_proxy="${BENCH_CPU_PROXY:-1}"
-	cpu_upstream="${BENCH_CPU_UPSTREAM:-0}"
-	pin_note="load generator on CPU $cpu_load, upstream (and Postgres) on CPU $cpu_upstream, contender on CPU $cpu_proxy"
-else
-	cpu_load=0 cpu_proxy=0 cpu_upstream=0
-	pin_note="one CPU: everything on CPU 0"
-fi
-
-
-
-# wait_quiet waits up to BENCH_QUIET_WAIT seconds (60) for other work to use
-# at most 10% of the CPUs, and sets $busy to the last sample.
-quiet_wait="${BENCH_QUIET_WAIT:-60}"
-[[ "$quiet_wait" =~ ^[0-9]+$ ]] || die "BENCH_QUIET_WAIT=$quiet_wait: want a number of seconds"
-
-# snapshot sets snap_busy and snap_total (clock ticks of all CPUs, busy and
-# in all, from /proc/stat) and snap_ours (CPU time of this script's own
-# processes: the live ones from /proc, with what they reaped, plus those this
-# shell reaped, from the builtin times, which must run in this shell).
-clk_tck="$(getconf CLK_TCK)"
-
-# accounted CMD... runs CMD (in this shell) and sets $other to the share of
-# all CPUs, in percent, that processes not started by this script used
-# meanwhile. When that is above BENCH_MAX_OTHER, CMD runs again, up to
-# BENCH_RETRIES more times; the last run counts.
-max_other="${BENCH_MAX_OTHER:-10}"
-retries="${BENCH_RETRIES:-2}"
-[[ "$max_other" =~ ^[0-9]+$ ]] || die "BENCH_MAX_OTHER=$max_other: want a percentage of the CPUs"
-[[ "$retries" =~ ^[0-9]$ ]] || die "BENCH_RETRIES=$retries: want 0 to 9 repeats"
-
-busy_before="$(busy_percent)"
-if [ "$busy_before" -gt 10 ]; then
-	say "warning: the CPUs are ${busy_before}% busy before the run: other work on this machine will make the figures noisy"
-fi
+# Pinning and the shared settings: see bench_settings in bench/lib.sh.
+bench_settings
+[ -n "$pin_note" ] || pin_note="load generator on CPU $cpu_load, upstream (and Postgres) on CPU $cpu_upstream, contender on CPU $cpu_proxy"
 
 # ------------------------------------------------------------------- tools
 
