@@ -117,7 +117,6 @@ pids=() # every process started, for the EXIT trap
 container=""
 pg_url=""
 
-
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
@@ -144,14 +143,12 @@ pg_pid=""
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-
 # forget PID drops PID from the EXIT trap's list once it is stopped.
 forget() {
 	local p kept=()
 	for p in "${pids[@]}"; do [ "$p" = "$1" ] || kept+=("$p"); done
 	pids=("${kept[@]}")
 }
-
 
 log_tail() { tail -n "${2:-15}" "$work/$1.log" 2>/dev/null | sed 's/^/    /' >&2 || true; }
 

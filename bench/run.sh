@@ -147,7 +147,6 @@ pids=()          # every process started, for the EXIT trap
 contender_pids=() # the processes of the contender being measured
 container=""
 
-
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
@@ -162,8 +161,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-
 
 # wait_port PORT PID waits up to 15s for PORT to accept connections while PID
 # lives.
