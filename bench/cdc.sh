@@ -257,22 +257,6 @@ for o in "${opts[@]}"; do plugin_options+=(-o "$o"); done
 
 # ---------------------------------------------------------- pg_recvlogical
 
-apt_updated=0
-# apt_install PKG... installs Debian packages when we are root with apt-get.
-apt_install() {
-	if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-		return 1
-	fi
-	export DEBIAN_FRONTEND=noninteractive
-	if [ "$apt_updated" = 0 ]; then
-		say "apt-get update"
-		apt-get update -qq || return 1
-		apt_updated=1
-	fi
-	say "apt-get install $* (Debian packages the benchmark needs)"
-	apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
-
 # find_recvlogical sets recvlogical (a command prefix), recv_url (how it
 # reaches the server) and recv_note: the client of the server's major
 # version when there is one, else any, else one installed from Debian's

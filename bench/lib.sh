@@ -169,3 +169,29 @@ free_port() {
 	printf -v "$1" '%s' "$next_port"
 	next_port=$((next_port + 1))
 }
+
+apt_updated=0
+# apt_install PKG... installs Debian packages when we are root with apt-get;
+# returns non-zero otherwise. No service is started by the install.
+apt_install() {
+	if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+		return 1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	if [ "$apt_updated" = 0 ]; then
+		say "apt-get update"
+		apt-get update -qq || return 1
+		apt_updated=1
+	fi
+	say "apt-get install $* (Debian packages the benchmark needs)"
+	local made_policy=0
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		# Keep the packages from starting system-wide nginx or HAProxy.
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+		made_policy=1
+	fi
+	local rc=0
+	apt-get install -y -qq --no-install-recommends "$@" >/dev/null || rc=$?
+	if [ "$made_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+	return "$rc"
+}
