@@ -381,7 +381,8 @@ func (d *directConn) cancel() {
 func (p *Proxy) forwardDirect(c *call, r *http.Request, body []byte, detach bool) {
 	up := c.route.upstream
 	ex := &c.ex
-	deadline := time.Now().Add(c.route.timeout)
+	now := time.Now()
+	deadline := now.Add(c.route.timeout)
 	uri := requestTarget(r, up.url)
 	ctx := r.Context()
 	var stop func() bool
@@ -391,7 +392,7 @@ func (p *Proxy) forwardDirect(c *call, r *http.Request, body []byte, detach bool
 		stop = context.AfterFunc(ctx, c.direct.cancel)
 	}
 	c.direct.req = directRequest{call: c, r: r, uri: uri, host: up.url.Host, body: body}
-	conn, resp, err := exchangeDirect(ctx, &c.direct, up.pool, deadline)
+	conn, resp, err := exchangeDirect(ctx, &c.direct, up.pool, now, deadline)
 	if err != nil {
 		if stop != nil {
 			stop()
@@ -450,8 +451,8 @@ func earlyHints(w http.ResponseWriter, resp *http.Response) {
 // connection from pool; a connection the upstream closed while it sat idle
 // is replaced by a new one when the request is safe to send again. The
 // caller reads the body and returns the connection.
-func exchangeDirect(ctx context.Context, d *directConn, pool *connPool, deadline time.Time) (*upConn, *http.Response, error) {
-	conn, reused, err := pool.get(ctx, time.Now(), deadline)
+func exchangeDirect(ctx context.Context, d *directConn, pool *connPool, now, deadline time.Time) (*upConn, *http.Response, error) {
+	conn, reused, err := pool.get(ctx, now, deadline)
 	for {
 		if err != nil {
 			return nil, nil, err

@@ -574,6 +574,7 @@ func FuzzDirectUpstreamAnswer(f *testing.F) {
 		f.Fatal(err)
 	}
 	pool := p.state.Load().upstreams["default"].pool
+	pool.maxIdle = 0 // every answer on a connection of its own
 	var answer atomic.Pointer[[]byte]
 	pool.dial = func(context.Context, string, string) (net.Conn, error) {
 		near, far := net.Pipe()
@@ -588,10 +589,6 @@ func FuzzDirectUpstreamAnswer(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		answer.Store(&raw)
-		pool.close() // every answer on a connection of its own
-		pool.mu.Lock()
-		pool.closed = false
-		pool.mu.Unlock()
 
 		rec := &finalRecorder{httptest.NewRecorder()}
 		aborted := func() (aborted bool) {
