@@ -12,11 +12,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -117,16 +119,7 @@ type result struct {
 }
 
 func run(ctx context.Context, o options) (result, time.Duration) {
-	transport := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: o.timeout}).DialContext,
-		MaxIdleConnsPerHost: o.connections,
-		MaxConnsPerHost:     o.connections,
-		DisableCompression:  true,
-		ForceAttemptHTTP2:   false,
-	}
-	defer transport.CloseIdleConnections()
-	client := &http.Client{Transport: transport, Timeout: o.timeout}
-
+	req := newRequestWriter(o)
 	perConn := int(o.rate*o.duration.Seconds())/o.connections + 1
 	results := make([]result, o.connections)
 	start := time.Now().Add(50 * time.Millisecond) // every schedule starts together
@@ -136,6 +129,8 @@ func run(ctx context.Context, o options) (result, time.Duration) {
 		wg.Go(func() {
 			r := &results[c]
 			r.latencies = make([]time.Duration, 0, perConn)
+			conn := &clientConn{o: o, req: req}
+			defer conn.close()
 			for k := 0; ; k++ {
 				at := intendedStart(start, o.rate, o.connections, c, k)
 				if !at.Before(end) || ctx.Err() != nil {
@@ -150,7 +145,7 @@ func run(ctx context.Context, o options) (result, time.Duration) {
 					case <-t.C:
 					}
 				}
-				code, err := send(ctx, client, o, fmt.Sprintf("%s-%d-%d", o.keyPrefix, c, k))
+				code, err := conn.send(ctx, fmt.Sprintf("%s-%d-%d", o.keyPrefix, c, k))
 				latency := time.Since(at)
 				switch {
 				case err != nil:
@@ -176,28 +171,109 @@ func run(ctx context.Context, o options) (result, time.Duration) {
 	return all, elapsed
 }
 
-func send(ctx context.Context, client *http.Client, o options, key string) (int, error) {
-	var body io.Reader
-	if o.body != "" {
-		body = strings.NewReader(o.body)
+// requestWriter writes the request every send makes: its head is built
+// once, and only the Idempotency-Key differs from one request to the next.
+type requestWriter struct {
+	addr string // host:port to dial
+	head []byte // request line and headers, without the key and the blank line
+	body string
+	key  bool
+}
+
+func newRequestWriter(o options) *requestWriter {
+	u, _ := url.Parse(o.url) // parseOptions checked it
+	head := fmt.Appendf(nil, "%s %s HTTP/1.1\r\nHost: %s\r\n", o.method, u.RequestURI(), u.Host)
+	for _, name := range slices.Sorted(maps.Keys(o.headers)) {
+		for _, v := range o.headers[name] {
+			head = fmt.Appendf(head, "%s: %s\r\n", name, v)
+		}
 	}
-	req, err := http.NewRequestWithContext(ctx, o.method, o.url, body)
+	if o.body != "" {
+		head = fmt.Appendf(head, "Content-Length: %d\r\n", len(o.body))
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	return &requestWriter{addr: addr, head: head, body: o.body, key: o.keyPrefix != ""}
+}
+
+// appendRequest appends the request with Idempotency-Key key to b.
+func (w *requestWriter) appendRequest(b []byte, key string) []byte {
+	b = append(b, w.head...)
+	if w.key {
+		b = append(b, "Idempotency-Key: "...)
+		b = append(b, key...)
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "\r\n"...)
+	return append(b, w.body...)
+}
+
+// clientConn is one keep-alive connection of the load generator. It writes
+// each request in one write and reads the answer with http.ReadResponse in
+// the sending goroutine: no transport goroutines, so the load generator's
+// own CPU use, which shares a CPU with the upstream in bench/run.sh, stays
+// small and adds little to the latencies it measures. A connection that
+// fails or that the server closes is dialed anew for the next request.
+type clientConn struct {
+	o    options
+	req  *requestWriter
+	conn net.Conn
+	br   *bufio.Reader
+	buf  []byte
+}
+
+func (c *clientConn) send(ctx context.Context, key string) (int, error) {
+	deadline := time.Now().Add(c.o.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if c.conn == nil {
+		d := net.Dialer{Deadline: deadline}
+		conn, err := d.DialContext(ctx, "tcp", c.req.addr)
+		if err != nil {
+			return 0, err
+		}
+		c.conn = conn
+		if c.br == nil {
+			c.br = bufio.NewReaderSize(conn, 16<<10)
+		} else {
+			c.br.Reset(conn)
+		}
+	}
+	code, err := c.exchange(deadline, key)
 	if err != nil {
+		c.close()
+	}
+	return code, err
+}
+
+func (c *clientConn) exchange(deadline time.Time, key string) (int, error) {
+	if err := c.conn.SetDeadline(deadline); err != nil {
 		return 0, err
 	}
-	for name, values := range o.headers {
-		req.Header[name] = values
+	c.buf = c.req.appendRequest(c.buf[:0], key)
+	if _, err := c.conn.Write(c.buf); err != nil {
+		return 0, err
 	}
-	if o.keyPrefix != "" {
-		req.Header.Set("Idempotency-Key", key)
-	}
-	resp, err := client.Do(req)
+	resp, err := http.ReadResponse(c.br, nil)
 	if err != nil {
 		return 0, err
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	if err == nil && resp.Close {
+		c.close() // the server ends the connection after this answer
+	}
 	return resp.StatusCode, err
+}
+
+func (c *clientConn) close() {
+	if c.conn != nil {
+		c.conn.Close()
+		c.conn = nil
+	}
 }
 
 func ms(d time.Duration) string {

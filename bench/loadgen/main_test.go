@@ -144,3 +144,39 @@ func TestRunSendsTheScheduleWithUniqueKeys(t *testing.T) {
 		}
 	}
 }
+
+// A server that ends connections (Connection: close, or a request it
+// drops) costs a new connection, not the schedule: every request is sent,
+// and only the dropped ones count as errors.
+func TestRunDialsAgainWhenTheServerEndsTheConnection(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	n := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n++
+		i := n
+		mu.Unlock()
+		switch i % 3 {
+		case 1:
+			w.Header().Set("Connection", "close")
+		case 2:
+			panic(http.ErrAbortHandler) // the connection breaks without an answer
+		}
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+
+	o, err := parseOptions([]string{"-url", srv.URL + "/x", "-rate", "200", "-duration", "150ms", "-connections", "2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := run(context.Background(), o)
+	const want = 30 // slots 0..29 start before 150ms at 200 req/s
+	if sent := len(r.latencies) + r.non2xx + r.errors; sent != want {
+		t.Fatalf("sent %d requests, want %d", sent, want)
+	}
+	if r.errors != want/3 || r.non2xx != 0 {
+		t.Errorf("%d errors and %d non-2xx answers, want %d errors (every third request was dropped) and none", r.errors, r.non2xx, want/3)
+	}
+}
