@@ -45,8 +45,9 @@ func benchmarkClaimComplete(b *testing.B, s idempotency.Store) {
 }
 
 // BenchmarkMemoryHeldKeys reports what holding many completed keys costs:
-// heap bytes per key and the time of one full garbage collection with one
-// CPU, which is what a proxy's tail latency pays while the store is large.
+// bytes per key in the Go heap and outside it, and the time of one full
+// garbage collection with one CPU, which is what a proxy's tail latency
+// pays while the store is large.
 func BenchmarkMemoryHeldKeys(b *testing.B) {
 	const keys = 100_000
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
@@ -61,6 +62,7 @@ func BenchmarkMemoryHeldKeys(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
+		offHeap := idempotency.OffHeapBytes()
 		s := idempotency.NewMemory(idempotency.MemoryConfig{})
 		for i := range keys {
 			k := idempotency.Key{Tenant: "acme", Key: "bench-" + strconv.Itoa(i)}
@@ -79,6 +81,7 @@ func BenchmarkMemoryHeldKeys(b *testing.B) {
 		gc := time.Since(start)
 		runtime.KeepAlive(s)
 		b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/keys, "heap-B/key")
+		b.ReportMetric(float64(idempotency.OffHeapBytes()-offHeap)/keys, "offheap-B/key")
 		b.ReportMetric(float64(gc.Microseconds())/1000, "gc-ms/100k-keys")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/bits"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,8 +64,10 @@ const (
 // its records contain no Go pointers (times are Unix nanoseconds, a hex
 // SHA-256 fingerprint is kept as 32 bytes, the key, any other fingerprint,
 // the reason and the stored response live in byte arenas and are referred
-// to by offset), so the garbage collector never scans them however many
-// keys are held. Keys are spread over independently locked shards by a
+// to by offset), and the slots and arenas are mapped outside the Go heap
+// where the system allows (see offHeapBytes), so the garbage collector
+// neither scans them nor counts them toward its heap goal, however many
+// keys are held. That memory is given back once the store is unreachable. Keys are spread over independently locked shards by a
 // seeded hash of tenant and key, and every operation does a bounded amount
 // of work under one shard's lock.
 type Memory struct {
@@ -73,8 +76,12 @@ type Memory struct {
 	seed    maphash.Seed
 	keyHash func(Key) uint64 // m.hash; tests make keys collide with it
 	next    atomic.Uint32    // shard where the next DeleteExpired starts
-	shards  [1 << memShardBits]memShard
+	shards  *memShards
 }
+
+// memShards are a store's shards; they outlive it only until its cleanup
+// gives their memory back.
+type memShards [1 << memShardBits]memShard
 
 var _ Store = (*Memory)(nil)
 
@@ -126,7 +133,7 @@ type memExpiry struct {
 type memShard struct {
 	mu    sync.Mutex
 	index map[uint64]uint32 // hash -> 1 + the first slot of its chain
-	pages [][]memSlot       // see memFirstPage
+	pages []memPage         // see memFirstPage
 	slots uint32            // slots handed out, in all pages
 	free  []uint32          // slots given back
 	heap  []memExpiry       // every used slot, soonest expiry first
@@ -140,12 +147,31 @@ func NewMemory(cfg MemoryConfig) *Memory {
 	if maxKeys <= 0 {
 		maxKeys = 1_000_000
 	}
-	m := &Memory{maxKeys: int64(maxKeys), seed: maphash.MakeSeed()}
+	m := &Memory{maxKeys: int64(maxKeys), seed: maphash.MakeSeed(), shards: new(memShards)}
 	m.keyHash = m.hash
 	for i := range m.shards {
 		m.shards[i].index = make(map[uint64]uint32)
 	}
+	runtime.AddCleanup(m, (*memShards).free, m.shards)
 	return m
+}
+
+// free gives back the memory of every shard outside the Go heap, once the
+// store is unreachable. Each shard is emptied under its lock, so that a
+// call still running on a store its caller dropped meets an empty shard,
+// never freed memory.
+func (ss *memShards) free() {
+	for i := range ss {
+		sh := &ss[i]
+		sh.mu.Lock()
+		for _, p := range sh.pages {
+			p.free()
+		}
+		sh.arena.free()
+		sh.index = make(map[uint64]uint32)
+		sh.pages, sh.slots, sh.free, sh.heap = nil, 0, nil, nil
+		sh.mu.Unlock()
+	}
 }
 
 // Len reports how many records the store holds, expired ones included
@@ -439,10 +465,10 @@ func (sh *memShard) isKey(s *memSlot, k Key) bool {
 func (sh *memShard) slot(i uint32) *memSlot {
 	if i < memGrownSlots {
 		p := bits.Len32(i/memFirstPage+1) - 1
-		return &sh.pages[p][i-memFirstPage*(1<<p-1)]
+		return &sh.pages[p].slots[i-memFirstPage*(1<<p-1)]
 	}
 	i -= memGrownSlots
-	return &sh.pages[memGrowPages+i/memPageSlots][i%memPageSlots]
+	return &sh.pages[memGrowPages+i/memPageSlots].slots[i%memPageSlots]
 }
 
 // newSlot returns a free slot, adding a page when every slot is used.
@@ -453,9 +479,9 @@ func (sh *memShard) newSlot() uint32 {
 		return i
 	}
 	if n := len(sh.pages); n < memGrowPages && sh.slots == memFirstPage*(1<<n-1) {
-		sh.pages = append(sh.pages, make([]memSlot, memFirstPage<<n))
+		sh.pages = append(sh.pages, newMemPage(memFirstPage<<n))
 	} else if n >= memGrowPages && sh.slots == memGrownSlots+uint32(n-memGrowPages)*memPageSlots {
-		sh.pages = append(sh.pages, make([]memSlot, memPageSlots))
+		sh.pages = append(sh.pages, newMemPage(memPageSlots))
 	}
 	sh.slots++
 	return sh.slots - 1
@@ -630,22 +656,44 @@ func (sh *memShard) heapDown(pos uint32) bool {
 }
 
 // memArena holds the variable-length parts of a shard's records (keys,
-// fingerprints, reasons, responses) in large byte slices, so that the
-// garbage collector sees a few chunks instead of an object per record.
-// Space of deleted parts is reclaimed by compaction: once the chunks are
-// more than twice the size of what records still refer to, the live parts
-// are copied into fresh chunks and the old ones are dropped.
+// fingerprints, reasons, responses) in large chunks of bytes outside the
+// Go heap (see offHeapBytes), instead of an object per record. Space of
+// deleted parts is reclaimed by compaction: once the chunks are more than
+// twice the size of what records still refer to, the live parts are
+// copied into a fresh chunk and the old ones are given back.
 type memArena struct {
-	chunks [][]byte
+	chunks []memChunk
 	size   int // total capacity of the chunks
 	live   int // bytes records refer to
+}
+
+// memChunk is a chunk of an arena: its used bytes, up to its capacity.
+type memChunk struct {
+	b      []byte
+	mapped bool // b is outside the Go heap
 }
 
 func (a *memArena) bytes(s span) []byte {
 	if s.n == 0 {
 		return nil
 	}
-	return a.chunks[s.chunk][s.off : s.off+s.n : s.off+s.n]
+	return a.chunks[s.chunk].b[s.off : s.off+s.n : s.off+s.n]
+}
+
+// newChunk adds a chunk of at least n bytes.
+func (a *memArena) newChunk(n int) {
+	n = (n + offHeapPage - 1) &^ (offHeapPage - 1)
+	b, mapped := offHeapBytes(n)
+	a.chunks = append(a.chunks, memChunk{b: b[:0], mapped: mapped})
+	a.size += n
+}
+
+// free gives back every chunk and empties a.
+func (a *memArena) free() {
+	for _, c := range a.chunks {
+		freeOffHeapBytes(c.b, c.mapped)
+	}
+	*a = memArena{}
 }
 
 // alloc hands out n bytes; they must be written before sh.mu is released.
@@ -654,15 +702,13 @@ func (a *memArena) alloc(n int) (span, []byte) {
 		return span{}, nil
 	}
 	last := len(a.chunks) - 1
-	if last < 0 || cap(a.chunks[last])-len(a.chunks[last]) < n {
-		size := max(n, min(max(a.size/8, memMinChunk), memMaxChunk))
-		a.chunks = append(a.chunks, make([]byte, 0, size))
-		a.size += size
+	if last < 0 || cap(a.chunks[last].b)-len(a.chunks[last].b) < n {
+		a.newChunk(max(n, min(max(a.size/8, memMinChunk), memMaxChunk)))
 		last++
 	}
-	c := a.chunks[last]
+	c := a.chunks[last].b
 	off := len(c)
-	a.chunks[last] = c[:off+n]
+	a.chunks[last].b = c[:off+n]
 	a.live += n
 	return span{chunk: uint32(last), off: uint32(off), n: uint32(n)}, c[off : off+n : off+n]
 }
@@ -701,11 +747,13 @@ func (sh *memShard) compact() {
 		return
 	}
 	if a.live == 0 {
-		*a = memArena{}
+		a.free()
 		return
 	}
 	old := *a
-	*a = memArena{chunks: [][]byte{make([]byte, 0, old.live)}, size: old.live}
+	*a = memArena{}
+	a.newChunk(old.live)
+	defer old.free()
 	move := func(s *span) {
 		if s.n > 0 {
 			n, b := a.alloc(int(s.n))

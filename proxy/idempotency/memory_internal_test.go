@@ -1,8 +1,12 @@
 package idempotency
 
 import (
+	"context"
 	"reflect"
+	"strconv"
 	"testing"
+	"time"
+	"unsafe"
 )
 
 // NewMemoryWithHash returns a Memory whose keys hash with h, so that the
@@ -25,6 +29,10 @@ func (m *Memory) ArenaBytes() (size, live int) {
 	}
 	return size, live
 }
+
+// OffHeapBytes reports how many bytes the process's Memory stores hold
+// outside the Go heap.
+func OffHeapBytes() int64 { return offHeapMapped.Load() }
 
 // The memory store's records, expiry entries and spans must hold no Go
 // pointers: that keeps the garbage collector from scanning them however
@@ -65,4 +73,67 @@ func pointerFree(typ reflect.Type, path string) (string, bool) {
 		return "", true
 	}
 	return path + " is a " + typ.Kind().String(), false
+}
+
+// ownOffHeapBytes sums what m's shards hold mapped outside the Go heap.
+func (m *Memory) ownOffHeapBytes() (n int) {
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		for _, p := range sh.pages {
+			n += len(p.mem)
+		}
+		for _, c := range sh.arena.chunks {
+			if c.mapped {
+				n += cap(c.b)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// Where the system maps anonymous memory, the slots and arenas live
+// outside the Go heap; giving them back empties the store, and the store
+// still works afterwards, as a store a caller dropped mid-call must.
+func TestMemoryKeepsRecordsOutsideTheHeap(t *testing.T) {
+	if b := mapMemory(offHeapPage); b == nil {
+		t.Skip("no anonymous memory mappings here: the store keeps its records in the Go heap")
+	} else {
+		unmapMemory(b)
+	}
+	ctx := context.Background()
+	now := time.Unix(1_700_000_000, 0)
+	body := make([]byte, 300)
+	const keys = 5000
+	m := NewMemory(MemoryConfig{})
+	for i := range keys {
+		k := Key{Tenant: "acme", Key: "k-" + strconv.Itoa(i)}
+		rec, _, err := m.Claim(ctx, k, Fingerprint("POST", "/o", "application/json", []byte(`{}`)), now, time.Minute, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Complete(ctx, k, rec.Token, Response{Status: 201, Body: body}, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mapped := m.ownOffHeapBytes()
+	if want := keys * (len(body) + int(unsafe.Sizeof(memSlot{}))); mapped < want {
+		t.Fatalf("%d bytes outside the Go heap for %d records of %d body bytes each, want at least %d", mapped, keys, len(body), want)
+	}
+	if size, _ := m.ArenaBytes(); mapped < size {
+		t.Errorf("%d bytes mapped, less than the arenas' %d: some chunks are in the Go heap", mapped, size)
+	}
+	rec, claimed, err := m.Claim(ctx, Key{Tenant: "acme", Key: "k-42"}, "fp", now, time.Minute, time.Hour)
+	if err != nil || claimed || rec.Response == nil || len(rec.Response.Body) != len(body) {
+		t.Fatalf("a held key read back as claimed=%v, %+v, %v; want its stored answer", claimed, rec, err)
+	}
+
+	m.shards.free()
+	if n := m.ownOffHeapBytes(); n != 0 {
+		t.Errorf("%d bytes still mapped after free", n)
+	}
+	if _, claimed, err := m.Claim(ctx, Key{Tenant: "acme", Key: "k-42"}, "fp", now, time.Minute, time.Hour); err != nil || !claimed {
+		t.Errorf("after free, a claim got claimed=%v, %v; want a fresh claim in an empty store", claimed, err)
+	}
 }
