@@ -30,10 +30,6 @@ func (m *Memory) ArenaBytes() (size, live int) {
 	return size, live
 }
 
-// OffHeapBytes reports how many bytes the process's Memory stores hold
-// outside the Go heap.
-func OffHeapBytes() int64 { return offHeapMapped.Load() }
-
 // The memory store's records, expiry entries and spans must hold no Go
 // pointers: that keeps the garbage collector from scanning them however
 // many keys the store holds (BenchmarkMemoryHeldKeys).
@@ -75,8 +71,13 @@ func pointerFree(typ reflect.Type, path string) (string, bool) {
 	return path + " is a " + typ.Kind().String(), false
 }
 
-// ownOffHeapBytes sums what m's shards hold mapped outside the Go heap.
-func (m *Memory) ownOffHeapBytes() (n int) {
+// Free gives back m's memory at once, as its cleanup does once m is
+// unreachable, so that a benchmark's next store starts from a heap
+// without it.
+func (m *Memory) Free() { m.shards.free() }
+
+// OffHeapBytes sums what m's shards hold mapped outside the Go heap.
+func (m *Memory) OffHeapBytes() (n int) {
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
@@ -117,7 +118,7 @@ func TestMemoryKeepsRecordsOutsideTheHeap(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mapped := m.ownOffHeapBytes()
+	mapped := m.OffHeapBytes()
 	if want := keys * (len(body) + int(unsafe.Sizeof(memSlot{}))); mapped < want {
 		t.Fatalf("%d bytes outside the Go heap for %d records of %d body bytes each, want at least %d", mapped, keys, len(body), want)
 	}
@@ -130,7 +131,7 @@ func TestMemoryKeepsRecordsOutsideTheHeap(t *testing.T) {
 	}
 
 	m.shards.free()
-	if n := m.ownOffHeapBytes(); n != 0 {
+	if n := m.OffHeapBytes(); n != 0 {
 		t.Errorf("%d bytes still mapped after free", n)
 	}
 	if _, claimed, err := m.Claim(ctx, Key{Tenant: "acme", Key: "k-42"}, "fp", now, time.Minute, time.Hour); err != nil || !claimed {

@@ -1,9 +1,6 @@
 package idempotency
 
-import (
-	"sync/atomic"
-	"unsafe"
-)
+import "unsafe"
 
 // The Memory store keeps its slots and arenas outside the Go heap where
 // the system allows (anonymous memory mappings). Memory the garbage
@@ -16,15 +13,11 @@ import (
 // offHeapPage is the size mapped memory is rounded up to.
 const offHeapPage = 4096
 
-// offHeapMapped is how many bytes the process's Memory stores hold mapped.
-var offHeapMapped atomic.Int64
-
 // offHeapBytes returns n zeroed bytes (n > 0): mapped outside the Go heap
 // and mapped=true, or, where the system has no anonymous mappings or
 // refuses one, from the Go heap and mapped=false.
 func offHeapBytes(n int) (b []byte, mapped bool) {
 	if b := mapMemory(n); b != nil {
-		offHeapMapped.Add(int64(len(b)))
 		return b, true
 	}
 	return make([]byte, n), false
@@ -34,7 +27,6 @@ func offHeapBytes(n int) (b []byte, mapped bool) {
 // capacity).
 func freeOffHeapBytes(b []byte, mapped bool) {
 	if mapped {
-		offHeapMapped.Add(-int64(cap(b)))
 		unmapMemory(b[:cap(b)])
 	}
 }
