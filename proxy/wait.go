@@ -58,12 +58,15 @@ const (
 func (p *Proxy) awaitOriginal(c *call, r *http.Request, k idempotency.Key, fp string, rec idempotency.Record) (idempotency.Record, bool, error) {
 	ctx := r.Context()
 	cfg := c.st.cfg.Idempotency
-	outcome := waitTimeout
-	defer func() { p.waitEnded(c.route.cfg.Name, outcome) }()
-
 	waiting := p.set.GetOrCreateGauge(waitingGauge, nil)
 	waiting.Inc()
-	defer waiting.Dec()
+	outcome := waitTimeout
+	defer func() {
+		// The outcome is counted before the wait stops counting as
+		// waiting: whoever sees it gone sees how it ended.
+		p.waitEnded(c.route.cfg.Name, outcome)
+		waiting.Dec()
+	}()
 	// Counting first and checking after can refuse a request that would
 	// just have fit, when several arrive at once; it never lets more
 	// than MaxWaiting wait.
