@@ -67,9 +67,10 @@ const (
 // to by offset), and the slots and arenas are mapped outside the Go heap
 // where the system allows (see offHeapBytes), so the garbage collector
 // neither scans them nor counts them toward its heap goal, however many
-// keys are held. That memory is given back once the store is unreachable. Keys are spread over independently locked shards by a
-// seeded hash of tenant and key, and every operation does a bounded amount
-// of work under one shard's lock.
+// keys are held; that memory is given back once the store is unreachable.
+// Keys are spread over independently locked shards by a seeded hash of
+// tenant and key, and every operation does a bounded amount of work under
+// one shard's lock.
 type Memory struct {
 	maxKeys int64
 	count   atomic.Int64 // records held, across shards
