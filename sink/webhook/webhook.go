@@ -261,7 +261,13 @@ func New(cfg Config) (*Sink, error) {
 		log:      delivery.Logger(cfg.Logger, cfg.Name).With("url", u.Redacted()),
 	}
 	if s.client == nil {
-		s.client = &http.Client{Timeout: DefaultTimeout}
+		// A transport of its own: Close closes the sink's idle connections,
+		// not those that other sinks and clients in the process share in
+		// http.DefaultTransport (closing those broke their requests in
+		// flight). One idle connection per lane is kept.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = cfg.Lanes
+		s.client = &http.Client{Transport: tr, Timeout: DefaultTimeout}
 		s.ownsCli = true
 	}
 	s.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{

@@ -705,3 +705,36 @@ func TestDeliversToCRM(t *testing.T) {
 		t.Errorf("dead letters %v, want the bad event", ids(store.events))
 	}
 }
+
+// Closing a sink closes its own idle connections only: another sink in
+// the process (here one without a Client either) keeps reusing its
+// connection, where a shared transport would have broken it.
+func TestCloseLeavesOtherSinksConnections(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var peers []string // the client address of each request
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		peers = append(peers, r.RemoteAddr)
+		mu.Unlock()
+	}))
+	other := newServer(t, &recorder{t: t})
+	a := newSink(t, webhook.Config{URL: other.URL, Lanes: 1})
+	b := newSink(t, webhook.Config{URL: srv.URL, Lanes: 1})
+	if err := a.Send(t.Context(), events(1, 1)); err != nil {
+		t.Fatalf("Send through a: %v", err)
+	}
+	if err := b.Send(t.Context(), events(1, 1)); err != nil {
+		t.Fatalf("Send through b: %v", err)
+	}
+	a.Close(context.Background())
+	if err := b.Send(t.Context(), events(1, 1)); err != nil {
+		t.Fatalf("Send through b after a closed: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(peers) != 2 || peers[0] != peers[1] {
+		t.Errorf("b's requests came from %v, want both on one connection", peers)
+	}
+}
