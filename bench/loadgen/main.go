@@ -55,8 +55,8 @@ func (f *headerFlags) String() string { return "" }
 func (f *headerFlags) Set(v string) error {
 	name, value, ok := strings.Cut(v, ":")
 	name = strings.TrimSpace(name)
-	if !ok || name == "" {
-		return fmt.Errorf("header %q: want \"Name: value\"", v)
+	if !ok || name == "" || strings.ContainsAny(v, "\r\n") {
+		return fmt.Errorf("header %q: want \"Name: value\" on one line", v)
 	}
 	f.h.Add(name, strings.TrimSpace(value))
 	return nil
@@ -89,6 +89,8 @@ func parseOptions(args []string) (options, error) {
 		return o, fmt.Errorf("%w: -connections %d: want at least 1", errUsage, o.connections)
 	case o.timeout <= 0:
 		return o, fmt.Errorf("%w: -timeout %v: want more than 0", errUsage, o.timeout)
+	case strings.ContainsAny(o.keyPrefix, "\r\n"):
+		return o, fmt.Errorf("%w: -idempotency-key-prefix %q: want one line", errUsage, o.keyPrefix)
 	}
 	return o, nil
 }
@@ -258,6 +260,10 @@ func (c *clientConn) exchange(deadline time.Time, key string) (int, error) {
 		return 0, err
 	}
 	resp, err := http.ReadResponse(c.br, nil)
+	// An informational answer (103 Early Hints) comes before the answer.
+	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+		resp, err = http.ReadResponse(c.br, nil)
+	}
 	if err != nil {
 		return 0, err
 	}

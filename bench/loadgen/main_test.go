@@ -76,6 +76,8 @@ func TestParseOptionsRejectsWhatCannotWork(t *testing.T) {
 		{"-url", "http://h/", "-connections", "0"},
 		{"-url", "http://h/", "-H", "no colon"},
 		{"-url", "http://h/", "-H", ": empty name"},
+		{"-url", "http://h/", "-H", "X-A: 1\r\nX-B: 2"},
+		{"-url", "http://h/", "-idempotency-key-prefix", "k\r\nX-B: 2"},
 	}
 	for _, args := range tests {
 		if _, err := parseOptions(args); !errors.Is(err, errUsage) {
@@ -147,7 +149,8 @@ func TestRunSendsTheScheduleWithUniqueKeys(t *testing.T) {
 
 // A server that ends connections (Connection: close, or a request it
 // drops) costs a new connection, not the schedule: every request is sent,
-// and only the dropped ones count as errors.
+// and only the dropped ones count as errors. An early 103 is not taken for
+// the answer.
 func TestRunDialsAgainWhenTheServerEndsTheConnection(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
@@ -158,6 +161,9 @@ func TestRunDialsAgainWhenTheServerEndsTheConnection(t *testing.T) {
 		i := n
 		mu.Unlock()
 		switch i % 3 {
+		case 0:
+			w.Header().Set("Link", "</style.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints) // comes before the answer
 		case 1:
 			w.Header().Set("Connection", "close")
 		case 2:
