@@ -131,7 +131,7 @@ func run(ctx context.Context, o options) (result, time.Duration) {
 		wg.Go(func() {
 			r := &results[c]
 			r.latencies = make([]time.Duration, 0, perConn)
-			conn := &clientConn{o: o, req: req}
+			conn := &clientConn{timeout: o.timeout, req: req}
 			defer conn.close()
 			for k := 0; ; k++ {
 				at := intendedStart(start, o.rate, o.connections, c, k)
@@ -219,15 +219,15 @@ func (w *requestWriter) appendRequest(b []byte, key string) []byte {
 // small and adds little to the latencies it measures. A connection that
 // fails or that the server closes is dialed anew for the next request.
 type clientConn struct {
-	o    options
-	req  *requestWriter
-	conn net.Conn
-	br   *bufio.Reader
-	buf  []byte
+	timeout time.Duration // of each request, dial included
+	req     *requestWriter
+	conn    net.Conn
+	br      *bufio.Reader
+	buf     []byte
 }
 
 func (c *clientConn) send(ctx context.Context, key string) (int, error) {
-	deadline := time.Now().Add(c.o.timeout)
+	deadline := time.Now().Add(c.timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
