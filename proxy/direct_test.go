@@ -639,3 +639,71 @@ func (r *finalRecorder) WriteHeader(code int) {
 		r.ResponseRecorder.WriteHeader(code)
 	}
 }
+
+// TestBodyLimit checks that a body over body_limit gets 413 and never
+// reaches the upstream whole, whether its length is announced or not, and
+// that one at the limit goes through whole.
+func TestBodyLimit(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var got []int // body lengths the upstream read whole
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return
+		}
+		mu.Lock()
+		got = append(got, len(b))
+		mu.Unlock()
+	}))
+	t.Cleanup(up.Close)
+	cfg, err := ParseConfig([]byte(directConfig(up.URL, 5*time.Second)+"body_limit: 1KiB\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(Settings{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+
+	post := func(path string, body []byte, chunked bool) int {
+		t.Helper()
+		var r io.Reader = bytes.NewReader(body)
+		if chunked {
+			r = io.MultiReader(r) // no length known
+		}
+		req, _ := http.NewRequest("POST", srv.URL+path, r)
+		req.Header.Set("Authorization", "Bearer "+directKey)
+		req.Header.Set("Idempotency-Key", fmt.Sprintf(`"limit-%d-%t-%s"`, len(body), chunked, path))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Errorf("POST %s: %v", path, err)
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	over, at := make([]byte, 1025), make([]byte, 1024)
+	for _, path := range []string{"/orders", "/upload"} {
+		for _, chunked := range []bool{false, true} {
+			if status := post(path, over, chunked); status != http.StatusRequestEntityTooLarge {
+				t.Errorf("%s, chunked %t: a body over the limit got %d, want 413", path, chunked, status)
+			}
+			if status := post(path, at, chunked); status != http.StatusOK {
+				t.Errorf("%s, chunked %t: a body at the limit got %d, want 200", path, chunked, status)
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, n := range got {
+		if n != len(at) {
+			t.Errorf("the upstream read a body of %d bytes whole, want only bodies of %d", n, len(at))
+		}
+	}
+	if len(got) != 4 {
+		t.Errorf("the upstream read %d bodies whole, want the 4 at the limit", len(got))
+	}
+}

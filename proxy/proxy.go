@@ -196,7 +196,11 @@ func (p *Proxy) serve(c *call, r *http.Request) {
 		writeProblem(w, tooLarge(c.st.cfg.BodyLimit))
 		return
 	}
-	if r.Body != nil && r.Body != http.NoBody {
+	if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
+		// A body of unannounced length is bounded as it is read. One
+		// with a Content-Length was checked above, and the server reads
+		// no more of it; its own body type also lets the server skip
+		// the discard pass over it after the answer.
 		r.Body = http.MaxBytesReader(w, r.Body, c.st.cfg.BodyLimit)
 	}
 
@@ -490,36 +494,44 @@ func isDialError(err error) bool {
 }
 
 // readBody reads r's body whole; a body announced by Content-Length is
-// read into one buffer of that size.
+// read into one buffer of that size. A body read whole is closed: the
+// server then knows that nothing of it is left to discard.
 func readBody(r *http.Request) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return []byte{}, nil
 	}
-	if n := r.ContentLength; n > 0 && n <= maxPresized {
-		// io.ReadAll, starting with room for the whole body and the
-		// read that returns io.EOF.
-		b := make([]byte, 0, n+1)
-		for {
-			m, err := r.Body.Read(b[len(b):cap(b)])
-			b = b[:len(b)+m]
-			switch {
-			case err == io.EOF:
-				return b, nil
-			case err != nil:
-				return nil, err
-			case len(b) == cap(b):
-				b = append(b, 0)[:len(b)]
-			}
-		}
-	}
-	b, err := io.ReadAll(r.Body)
+	b, err := readAll(r.Body, r.ContentLength)
 	if err != nil {
 		return nil, err
 	}
-	if b == nil {
-		b = []byte{}
-	}
+	r.Body.Close()
 	return b, nil
+}
+
+// readAll is io.ReadAll, starting, when n is a length up to maxPresized,
+// with room for n bytes and the read that returns io.EOF. It never
+// returns a nil slice without an error.
+func readAll(body io.Reader, n int64) ([]byte, error) {
+	if n <= 0 || n > maxPresized {
+		b, err := io.ReadAll(body)
+		if err == nil && b == nil {
+			b = []byte{}
+		}
+		return b, err
+	}
+	b := make([]byte, 0, n+1)
+	for {
+		m, err := body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		switch {
+		case err == io.EOF:
+			return b, nil
+		case err != nil:
+			return nil, err
+		case len(b) == cap(b):
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 // maxPresized bounds the buffer readBody allocates on a client's word
