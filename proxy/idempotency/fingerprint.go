@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"hash"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -20,24 +22,62 @@ import (
 // are the same request while 1 and 1.0 are not. Any other body, and a JSON
 // body that does not parse, is hashed as it is.
 func Fingerprint(method, path string, contentType string, body []byte) string {
+	f := fingerprinters.Get().(*fingerprinter)
+	defer f.release()
 	if isJSON(contentType) {
-		if c, ok := canonicalJSON(body); ok {
-			body = c
+		if c, ok := f.canonical.canonical(f.body[:0], body); ok {
+			body, f.body = c, c
 		}
 	}
 	// Each field is prefixed by its length, so that no two requests hash
 	// the same bytes.
-	head := make([]byte, 0, 3*binary.MaxVarintLen64+len(method)+len(path))
+	head := f.head[:0]
 	head = binary.AppendUvarint(head, uint64(len(method)))
 	head = append(head, method...)
 	head = binary.AppendUvarint(head, uint64(len(path)))
 	head = append(head, path...)
 	head = binary.AppendUvarint(head, uint64(len(body)))
-	h := sha256.New()
-	h.Write(head)
-	h.Write(body)
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0]))
+	f.head = head
+	f.hash.Reset()
+	f.hash.Write(head)
+	f.hash.Write(body)
+	f.sum = f.hash.Sum(f.sum[:0])
+	var digits [2 * sha256.Size]byte
+	hex.Encode(digits[:], f.sum)
+	return string(digits[:])
+}
+
+// fingerprinter is what Fingerprint reuses from one call to the next: the
+// parser's stacks, the buffers and the hash.
+type fingerprinter struct {
+	canonical canonicalizer
+	head      []byte // method, path and body length
+	body      []byte // the body in canonical form
+	hash      hash.Hash
+	sum       []byte
+}
+
+var fingerprinters = sync.Pool{New: func() any { return &fingerprinter{hash: sha256.New()} }}
+
+// maxKeptBuffer bounds the buffers a fingerprinter keeps for the next
+// call; a larger one, from an unusually large request, is let go.
+const maxKeptBuffer = 64 << 10
+
+func (f *fingerprinter) release() {
+	f.canonical.in = nil // the caller's body
+	if cap(f.body) > maxKeptBuffer {
+		f.body = nil
+	}
+	if cap(f.head) > maxKeptBuffer {
+		f.head = nil
+	}
+	if cap(f.canonical.scratch) > maxKeptBuffer {
+		f.canonical.scratch = nil
+	}
+	if cap(f.canonical.members) > maxKeptBuffer/24 {
+		f.canonical.members = nil
+	}
+	fingerprinters.Put(f)
 }
 
 // isJSON reports whether the media type of contentType is JSON.
@@ -59,17 +99,8 @@ const maxJSONDepth = 512
 // when in is not one valid JSON value (RFC 8259, UTF-8) nested at most
 // maxJSONDepth deep. canonicalJSON of its own output returns it unchanged.
 func canonicalJSON(in []byte) ([]byte, bool) {
-	c := canonicalizer{in: in}
-	c.space()
-	out, ok := c.value(make([]byte, 0, len(in)), 0)
-	if !ok {
-		return nil, false
-	}
-	c.space()
-	if c.pos != len(c.in) {
-		return nil, false
-	}
-	return out, true
+	var c canonicalizer
+	return c.canonical(nil, in)
 }
 
 // canonicalizer is a recursive-descent JSON parser that writes the canonical
@@ -81,6 +112,22 @@ type canonicalizer struct {
 	// scratch the buffer objects are sorted through; both are reused.
 	members []member
 	scratch []byte
+}
+
+// canonical appends the canonical form of in to dst[:0], as canonicalJSON
+// returns it.
+func (c *canonicalizer) canonical(dst, in []byte) ([]byte, bool) {
+	c.in, c.pos, c.members = in, 0, c.members[:0]
+	c.space()
+	out, ok := c.value(slices.Grow(dst[:0], len(in)), 0)
+	if !ok {
+		return nil, false
+	}
+	c.space()
+	if c.pos != len(c.in) {
+		return nil, false
+	}
+	return out, true
 }
 
 func (c *canonicalizer) space() {
