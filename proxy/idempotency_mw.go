@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ficuslabs/ficus/proxy/idempotency"
@@ -111,9 +112,10 @@ func (p *Proxy) forwardClaimed(c *call, r *http.Request, k idempotency.Key, toke
 	case c.rec.truncated || int64(len(c.rec.body)) > cfg.MaxBody:
 		err = p.store.MarkUnknown(ctx, k, token, fmt.Sprintf("the response (%d bytes or more) was too large to store for replay", len(c.rec.body)), p.now())
 	default:
-		err = p.store.Complete(ctx, k, token, idempotency.Response{
-			Status: status, Header: replayable(c.rec.Header(), cfg.ReplayHeaders), Body: c.rec.body,
-		}, p.now())
+		h := replayable(replayHeaders.Get().(http.Header), c.rec.Header(), cfg.ReplayHeaders)
+		err = p.store.Complete(ctx, k, token, idempotency.Response{Status: status, Header: h, Body: c.rec.body}, p.now())
+		clear(h) // the store keeps a copy
+		replayHeaders.Put(h)
 	}
 	if err != nil {
 		p.log.Error("idempotency store: the outcome was not recorded", "tenant", k.Tenant, "err", err)
@@ -139,10 +141,14 @@ func (p *Proxy) replay(w http.ResponseWriter, resp *idempotency.Response) {
 	w.Write(resp.Body)
 }
 
-// replayable copies the allow-listed response headers for storage; never
-// Set-Cookie or anything about authentication.
-func replayable(h http.Header, allow []string) http.Header {
-	out := http.Header{}
+// replayHeaders lends forwardClaimed the maps it gives the store the
+// headers of an answer in.
+var replayHeaders = sync.Pool{New: func() any { return http.Header{} }}
+
+// replayable copies the allow-listed response headers of h to out, for
+// storage, and returns out; never Set-Cookie or anything about
+// authentication.
+func replayable(out, h http.Header, allow []string) http.Header {
 	for _, name := range allow {
 		name = http.CanonicalHeaderKey(name)
 		switch name {

@@ -563,6 +563,19 @@ func testReturnedRecordsAreCopies(t *testing.T, s idempotency.Store) {
 	got.Response.Body[0] = 'Y'
 	got.Response.Header.Set("Location", "/changed")
 	checkResponse(t, existing(t, s, k, t0).Response, created201("1"))
+
+	k = key("copies-resolved")
+	rec = mustClaim(t, s, k, "fp", t0)
+	if err := s.MarkUnknown(ctx, k, rec.Token, "reset", t0); err != nil {
+		t.Fatal(err)
+	}
+	resp = created201("2")
+	if err := s.Resolve(ctx, k, resp, t0); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body[0] = 'X'
+	resp.Header.Set("Location", "/changed")
+	checkResponse(t, existing(t, s, k, t0).Response, created201("2"))
 }
 
 func testInvalidArguments(t *testing.T, s idempotency.Store) {

@@ -116,7 +116,9 @@ type Record struct {
 }
 
 // Store holds idempotency records. Implementations are safe for concurrent
-// use; Postgres is also safe across processes.
+// use; Postgres is also safe across processes. Complete and Resolve keep a
+// copy of what they store: the caller may reuse the response's header map
+// and body once they return.
 type Store interface {
 	// Claim atomically claims k for a new request (returning claimed=true
 	// and a Record whose Token the caller must pass to Complete, MarkUnknown
