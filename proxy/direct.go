@@ -277,9 +277,8 @@ func writeField(bw *bufio.Writer, name, value string) {
 }
 
 func writeLength(bw *bufio.Writer, n int) {
-	var b [20]byte
 	bw.WriteString("Content-Length: ")
-	bw.Write(strconv.AppendInt(b[:0], int64(n), 10))
+	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(n), 10))
 	bw.WriteString("\r\n")
 }
 
@@ -339,6 +338,16 @@ var aLongTimeAgo = time.Unix(1, 0)
 type directConn struct {
 	conn atomic.Pointer[upConn]
 	req  directRequest
+	ans  upAnswer
+}
+
+// upAnswer is the head of the upstream's final answer, as readPlainHead
+// read it, its fields put in the client's header map already, or as
+// http.ReadResponse did.
+type upAnswer struct {
+	resp   *http.Response // nil when readPlainHead read the head
+	status int
+	body   lengthBody // the body, when readPlainHead read the head
 }
 
 // directRequest is what the direct path sends, and where 1xx answers go.
@@ -392,7 +401,7 @@ func (p *Proxy) forwardDirect(c *call, r *http.Request, body []byte, detach bool
 		stop = context.AfterFunc(ctx, c.direct.cancel)
 	}
 	c.direct.req = directRequest{call: c, r: r, uri: uri, host: up.url.Host, body: body}
-	conn, resp, err := exchangeDirect(ctx, &c.direct, up.pool, now, deadline)
+	conn, err := exchangeDirect(ctx, &c.direct, up.pool, now, deadline)
 	if err != nil {
 		if stop != nil {
 			stop()
@@ -401,9 +410,10 @@ func (p *Proxy) forwardDirect(c *call, r *http.Request, body []byte, detach bool
 		p.upstreamFailed(c, r, up, err)
 		return
 	}
-	ex.status = resp.StatusCode
-	readErr, clientErr := copyResponse(c.rec, resp, detach)
-	reusable := readErr == nil && clientErr == nil && !resp.Close && conn.br.Buffered() == 0
+	ans := &c.direct.ans
+	ex.status = ans.status
+	readErr, clientErr := copyResponse(c.rec, ans, detach)
+	reusable := readErr == nil && clientErr == nil && (ans.resp == nil || !ans.resp.Close) && conn.br.Buffered() == 0
 	if stop != nil && !stop() {
 		reusable = false // the watcher may set a deadline behind the next user's back
 	}
@@ -447,25 +457,24 @@ func earlyHints(w http.ResponseWriter, resp *http.Response) {
 	}
 }
 
-// exchangeDirect sends d.req and reads the head of the final answer on a
-// connection from pool; a connection the upstream closed while it sat idle
-// is replaced by a new one when the request is safe to send again. The
-// caller reads the body and returns the connection.
-func exchangeDirect(ctx context.Context, d *directConn, pool *connPool, now, deadline time.Time) (*upConn, *http.Response, error) {
+// exchangeDirect sends d.req and reads the head of the final answer, into
+// d.ans, on a connection from pool; a connection the upstream closed while
+// it sat idle is replaced by a new one when the request is safe to send
+// again. The caller reads the body and returns the connection.
+func exchangeDirect(ctx context.Context, d *directConn, pool *connPool, now, deadline time.Time) (*upConn, error) {
 	conn, reused, err := pool.get(ctx, now, deadline)
 	for {
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if err = d.use(ctx, conn, deadline); err != nil {
 			conn.Close()
-			return nil, nil, err
+			return nil, err
 		}
-		var resp *http.Response
 		var written bool
-		resp, written, err = roundTrip(conn, &d.req)
+		written, err = roundTrip(conn, &d.req, &d.ans)
 		if err == nil {
-			return conn, resp, nil
+			return conn, nil
 		}
 		conn.Close()
 		// A connection that sat idle may have been closed by the upstream
@@ -474,38 +483,43 @@ func exchangeDirect(ctx context.Context, d *directConn, pool *connPool, now, dea
 		// safe. Anything else is the answer.
 		if !reused || ctx.Err() != nil || isTimeout(err) ||
 			(written && !(safeToResend(d.req.r) && closedBeforeAnswer(err))) {
-			return nil, nil, err
+			return nil, err
 		}
 		reused = false
 		conn, err = pool.open(ctx, deadline)
 	}
 }
 
-// roundTrip sends req on conn and reads the head of the final answer,
-// passing 1xx answers to req.early. written tells whether the whole
+// roundTrip sends req on conn and reads the head of the final answer into
+// ans, passing 1xx answers to req.early. written tells whether the whole
 // request went out.
-func roundTrip(conn *upConn, req *directRequest) (resp *http.Response, written bool, err error) {
+func roundTrip(conn *upConn, req *directRequest, ans *upAnswer) (written bool, err error) {
 	conn.bw.Reset(conn.Conn)
 	if err := req.write(conn.bw); err != nil {
-		return nil, false, err
+		return false, err
 	}
 	if err := conn.bw.Flush(); err != nil {
-		return nil, false, err
+		return false, err
 	}
 	// A connection the upstream closed ends here, before the first byte
 	// of an answer (http.ReadResponse would call that an unexpected EOF).
 	if _, err := conn.br.Peek(1); err != nil {
-		return nil, true, err
+		return true, err
 	}
 	for {
-		resp, err = http.ReadResponse(conn.br, req.r) // its method tells whether a body follows
+		if status, length, ok := readPlainHead(conn.br, req.r.Method, req.call.rec.Header()); ok {
+			*ans = upAnswer{status: status, body: lengthBody{br: conn.br, n: length}}
+			return true, nil
+		}
+		resp, err := http.ReadResponse(conn.br, req.r) // its method tells whether a body follows
 		switch {
 		case err != nil:
-			return nil, true, err
+			return true, err
 		case resp.StatusCode == http.StatusSwitchingProtocols:
-			return nil, true, errUpstreamProtocol // no upgrade was asked for
+			return true, errUpstreamProtocol // no upgrade was asked for
 		case resp.StatusCode >= 200:
-			return resp, true, nil
+			*ans = upAnswer{resp: resp, status: resp.StatusCode}
+			return true, nil
 		}
 		req.early(resp)
 	}
@@ -524,27 +538,32 @@ func closedBeforeAnswer(err error) bool {
 // when the client goes away during a detached call the body is still read
 // whole, into the recorder, for the idempotency store. An unfinished body
 // is left unread: the connection is closed, not drained.
-func copyResponse(w *recorder, resp *http.Response, detach bool) (readErr, clientErr error) {
-	removeHopHeaders(resp.Header)
+func copyResponse(w *recorder, ans *upAnswer, detach bool) (readErr, clientErr error) {
 	h := w.Header()
-	for k, v := range resp.Header {
-		h[k] = v
-	}
-	if len(resp.Trailer) > 0 {
-		names := make([]string, 0, len(resp.Trailer))
-		for k := range resp.Trailer {
-			names = append(names, k)
+	var body io.Reader = &ans.body
+	resp := ans.resp
+	if resp != nil {
+		removeHopHeaders(resp.Header)
+		for k, v := range resp.Header {
+			h[k] = v
 		}
-		h["Trailer"] = []string{strings.Join(names, ", ")}
+		if len(resp.Trailer) > 0 {
+			names := make([]string, 0, len(resp.Trailer))
+			for k := range resp.Trailer {
+				names = append(names, k)
+			}
+			h["Trailer"] = []string{strings.Join(names, ", ")}
+		}
+		body = resp.Body
 	}
-	w.WriteHeader(resp.StatusCode)
+	w.WriteHeader(ans.status)
 
-	flush := resp.ContentLength < 0 || isEventStream(resp.Header)
+	flush := resp != nil && resp.ContentLength < 0 || isEventStream(h)
 	bp := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(bp)
 	buf := *bp
 	for {
-		n, err := resp.Body.Read(buf)
+		n, err := body.Read(buf)
 		if n > 0 {
 			if clientErr == nil {
 				if _, clientErr = w.Write(buf[:n]); clientErr == nil && flush {
@@ -564,8 +583,10 @@ func copyResponse(w *recorder, resp *http.Response, detach bool) (readErr, clien
 			return err, clientErr
 		}
 	}
-	for k, v := range resp.Trailer {
-		h[k] = v
+	if resp != nil {
+		for k, v := range resp.Trailer {
+			h[k] = v
+		}
 	}
 	return nil, clientErr
 }
