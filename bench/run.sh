@@ -10,25 +10,28 @@
 #   nginx            nginx as a plain reverse proxy with a keep-alive pool
 #   haproxy          HAProxy as a plain reverse proxy with connection reuse
 #
-# For each, per scenario (GET, and POST with a unique Idempotency-Key): a
-# measured saturating run (wrk), then a constant-rate run (bench/loadgen) at
-# half of the bare ReverseProxy's saturated rate, each on a contender started
-# afresh and warmed up for it. A contender that cannot
-# run here is reported as n/a with the reason; the others still run. The
-# table goes to stdout and to bench/results/latest.md. See bench/README.md.
+# Per scenario (GET, and POST with a unique Idempotency-Key), in rounds
+# that each run every contender once: measured saturating runs (wrk), then
+# constant-rate runs (bench/loadgen) at half of the bare ReverseProxy's
+# saturated rate, each on a contender started afresh and warmed up for it.
+# A contender that cannot run here is reported as n/a with the reason; the
+# others still run. The table goes to stdout and to
+# bench/results/latest.md. See bench/README.md.
 #
 # Environment (defaults in brackets):
 #   BENCH_DURATION     measured run length, Ns or Nm [10s]
 #   BENCH_WARMUP       warm-up run length [5s]
 #   BENCH_CONNECTIONS  concurrent keep-alive connections [64]
-#   BENCH_ROUNDS       measured runs per contender and scenario; the one with
-#                      the median rate (half load: median p99) is reported [1]
+#   BENCH_ROUNDS       rounds per scenario, each a measured run of every
+#                      contender; the run with the median rate (half load:
+#                      median p99) is reported, and the added p99 is the
+#                      median of the per-round differences to direct [1]
 #   BENCH_SCENARIOS    "get", "post" or both ["get post"]
 #   BENCH_CONTENDERS   which contenders, in table order [all six above]
 #   BENCH_CPU_LOAD, BENCH_CPU_PROXY, BENCH_CPU_UPSTREAM
 #                      taskset CPU lists [0, 1, 0 on two or more CPUs]
 #   BENCH_PIN          0 runs everything unpinned [1]
-#   BENCH_QUIET_WAIT   seconds to wait, before each contender, for other work
+#   BENCH_QUIET_WAIT   seconds to wait, before each round, for other work
 #                      to use at most 10% of the CPUs [60]
 #   BENCH_MAX_OTHER    a measured run during which other processes used more
 #                      than this percentage of the CPUs is run again [10]
@@ -424,7 +427,7 @@ EOF
 
 # -------------------------------------------------------------- measuring
 
-declare -A other_at hl_other rps p50 p99 errs notes hl_p50 hl_p99 hl_p999 hl_errs hl_achieved half_rate
+declare -A other_at hl_other rps p50 p99 errs notes hl_p50 hl_p99 hl_p999 hl_errs hl_achieved hl_added half_rate
 
 # smoke checks that GET and POST answer 2xx through the contender.
 smoke() {
@@ -532,89 +535,109 @@ fresh() {
 	return "$rc"
 }
 
-# measure_scenario C SCN measures contender C with scenario SCN: BENCH_ROUNDS
-# saturating runs, then BENCH_ROUNDS constant-rate runs, each on a fresh
-# process (see fresh).
-measure_scenario() {
-	local c="$1" scn="$2" line r a b e o round
-	say "== $c $scn: ${rounds} x (start, warm-up ${warmup}, ${duration} with $conns connections)"
-	: >"$work/rounds"
+# run_rounds SCN KIND runs BENCH_ROUNDS rounds of scenario SCN, KIND wrk
+# (the saturating run) or half (the constant-rate run). In each round every
+# contender that started before gets a fresh process (see fresh) and one
+# measured run, in run order: a spell of noise on the machine then falls
+# on every contender alike, not on the rounds of one. Each run's figures
+# are appended to $work/wrk-C-SCN or $work/half-C-SCN.
+run_rounds() {
+	local scn="$1" kind="$2" round c tag line
 	for ((round = 1; round <= rounds; round++)); do
-		if ! accounted fresh "$c" "$scn" wrk "$c-$scn-$round"; then
-			if [ "$start_failed" = 1 ]; then
+		say "== $scn, $([ "$kind" = wrk ] && echo "saturating, ${duration} with $conns connections" || echo "half load, ${half_rate[$scn]} req/s for ${duration}"): round $round of $rounds"
+		wait_quiet
+		for c in "${run_order[@]}"; do
+			[ -z "${notes[$c]:-}" ] || continue # it did not start before
+			tag="$c-$scn-$round"
+			[ "$kind" = wrk ] || tag="$c-$scn-half-$round"
+			if ! accounted fresh "$c" "$scn" "$kind" "$tag" && [ "$start_failed" = 1 ]; then
 				notes[$c]="$note"
 				say "$c: $note"
-				return 1
+				continue
 			fi
-			say "$c $scn: wrk failed:"
-			sed 's/^/    /' "$work/wrk-$c-$scn-$round.txt" >&2
-			continue
-		fi
-		echo "$(parse_wrk "$work/wrk-$c-$scn-$round.txt") $other" >>"$work/rounds"
+			if [ "$kind" = wrk ]; then
+				if ! grep -q 'Requests/sec' "$work/wrk-$tag.txt" 2>/dev/null; then
+					say "$c $scn: wrk failed:"
+					sed 's/^/    /' "$work/wrk-$tag.txt" >&2 || true
+					continue
+				fi
+				echo "$(parse_wrk "$work/wrk-$tag.txt") $other" >>"$work/wrk-$c-$scn"
+				say "$c $scn: $(cut -d' ' -f1 <<<"$(parse_wrk "$work/wrk-$tag.txt")") req/s"
+				continue
+			fi
+			line="$(tail -n 1 "$work/loadgen-$tag.out" 2>/dev/null || true)"
+			if [ -z "$line" ]; then
+				say "$c $scn: loadgen failed: $(cat "$work/loadgen-$tag.err")"
+				continue
+			fi
+			if [ -s "$work/loadgen-$tag.err" ]; then
+				say "$c $scn: $(cat "$work/loadgen-$tag.err")"
+			fi
+			echo "$(field p99_ms "$line") $other $round $line" >>"$work/half-$c-$scn"
+			say "$c $scn half load: p99 $(field p99_ms "$line") ms"
+		done
 	done
-	if [ -s "$work/rounds" ]; then
-		# The round with the median rate stands for the contender.
-		read -r r a b _ e o < <(sort -g "$work/rounds" | sed -n "$((($(wc -l <"$work/rounds") + 1) / 2))p")
+}
+
+# median_line FILE prints the line of FILE with the median first field.
+median_line() { sort -g "$1" | sed -n "$((($(wc -l <"$1") + 1) / 2))p"; }
+
+# summarize_wrk SCN takes, for each contender, the saturating round with
+# the median rate; bare's sets the half-load rate.
+summarize_wrk() {
+	local scn="$1" c r a b e o
+	for c in "${run_order[@]}"; do
+		[ -s "$work/wrk-$c-$scn" ] || continue
+		read -r r a b _ e o < <(median_line "$work/wrk-$c-$scn")
 		rps[$c.$scn]="$r" p50[$c.$scn]="$a" p99[$c.$scn]="$b" errs[$c.$scn]="$e" other_at[$c.$scn]="$o"
 		say "$c $scn: ${rps[$c.$scn]} req/s, p50 ${p50[$c.$scn]} ms, p99 ${p99[$c.$scn]} ms, ${errs[$c.$scn]} errors (other work: $o% of the CPUs)"
-		if [ "$c" = bare ] && [ "${rps[$c.$scn]}" != - ]; then
-			half_rate[$scn]="$(awk -v r="${rps[$c.$scn]}" 'BEGIN { printf "%d", r / 2 }')"
-		fi
+	done
+	if [ -n "${rps[bare.$scn]:-}" ] && [ "${rps[bare.$scn]}" != - ]; then
+		half_rate[$scn]="$(awk -v r="${rps[bare.$scn]}" 'BEGIN { printf "%d", r / 2 }')"
 	fi
-	[ -n "${half_rate[$scn]:-}" ] || return 0
-	say "$c $scn: ${rounds} x (start, warm-up ${warmup}, ${half_rate[$scn]} req/s for ${duration}: half of bare ReverseProxy's saturated rate)"
-	: >"$work/rounds"
-	for ((round = 1; round <= rounds; round++)); do
-		accounted fresh "$c" "$scn" half "$c-$scn-half-$round" || true
-		if [ "$start_failed" = 1 ]; then
-			notes[$c]="$note"
-			say "$c: $note"
-			return 1
-		fi
-		line="$(tail -n 1 "$work/loadgen-$c-$scn-half-$round.out" 2>/dev/null || true)"
-		if [ -z "$line" ]; then
-			say "$c $scn: loadgen failed: $(cat "$work/loadgen-$c-$scn-half-$round.err")"
-			continue
-		fi
-		if [ -s "$work/loadgen-$c-$scn-half-$round.err" ]; then
-			say "$c $scn: $(cat "$work/loadgen-$c-$scn-half-$round.err")"
-		fi
-		echo "$(field p99_ms "$line") $other $line" >>"$work/rounds"
-	done
-	[ -s "$work/rounds" ] || return 0
-	# The round with the median p99 stands for the contender.
-	read -r _ other line < <(sort -g "$work/rounds" | sed -n "$((($(wc -l <"$work/rounds") + 1) / 2))p")
-	hl_other[$c.$scn]="$other"
-	hl_achieved[$c.$scn]="$(field achieved "$line")"
-	hl_p50[$c.$scn]="$(field p50_ms "$line")"
-	hl_p99[$c.$scn]="$(field p99_ms "$line")"
-	hl_p999[$c.$scn]="$(field p999_ms "$line")"
-	a="$(field non2xx "$line")" b="$(field errors "$line")"
-	hl_errs[$c.$scn]=$((${a:-0} + ${b:-0}))
-	say "$c $scn half load: p50 ${hl_p50[$c.$scn]} ms, p99 ${hl_p99[$c.$scn]} ms (other work: $other% of the CPUs)"
-	return 0
 }
 
-# measure C runs every scenario against contender C, and sums its counters
-# over the runs.
-measure() {
-	local c="$1" scn
-	wait_quiet
-	: >"$work/$c.counters.raw"
-	for scn in $scenarios; do
-		measure_scenario "$c" "$scn" || break
+# summarize_half SCN takes, for each contender, the half-load round with
+# the median p99, and its added p99: the median over the rounds of its p99
+# less direct's in the same round.
+summarize_half() {
+	local scn="$1" c a b other line
+	for c in "${run_order[@]}"; do
+		[ -s "$work/half-$c-$scn" ] || continue
+		read -r _ other _ line < <(median_line "$work/half-$c-$scn")
+		hl_other[$c.$scn]="$other"
+		hl_achieved[$c.$scn]="$(field achieved "$line")"
+		hl_p50[$c.$scn]="$(field p50_ms "$line")"
+		hl_p99[$c.$scn]="$(field p99_ms "$line")"
+		hl_p999[$c.$scn]="$(field p999_ms "$line")"
+		a="$(field non2xx "$line")" b="$(field errors "$line")"
+		hl_errs[$c.$scn]=$((${a:-0} + ${b:-0}))
+		if [ "$c" != direct ] && [ -s "$work/half-direct-$scn" ]; then
+			hl_added[$c.$scn]="$(awk 'NR == FNR { d[$3] = $1; next } ($3 in d) { print $1 - d[$3] }' \
+				"$work/half-direct-$scn" "$work/half-$c-$scn" | sort -g |
+				awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }')"
+		fi
+		say "$c $scn half load: p50 ${hl_p50[$c.$scn]} ms, p99 ${hl_p99[$c.$scn]} ms, added p99 ${hl_added[$c.$scn]:-n/a} ms (other work: $other% of the CPUs)"
 	done
-	awk '{ n[$1] += $NF } END { for (m in n) if (n[m] != 0) print m, n[m] }' "$work/$c.counters.raw" |
-		sort >"$work/$c.counters" || true
-	return 0
 }
 
-# The bare ReverseProxy runs first: its saturated rate sets the half-load
-# rate of everyone else.
+# The bare ReverseProxy runs first in each round: its saturated rate sets
+# the half-load rate of everyone else.
 run_order=()
 [[ " $contenders " == *" bare "* ]] && run_order+=(bare)
 for c in $contenders; do [ "$c" = bare ] || run_order+=("$c"); done
-for c in "${run_order[@]}"; do measure "$c"; done
+for c in "${run_order[@]}"; do : >"$work/$c.counters.raw"; done
+for scn in $scenarios; do
+	run_rounds "$scn" wrk
+	summarize_wrk "$scn"
+	[ -n "${half_rate[$scn]:-}" ] || continue
+	run_rounds "$scn" half
+	summarize_half "$scn"
+done
+for c in "${run_order[@]}"; do
+	awk '{ n[$1] += $NF } END { for (m in n) if (n[m] != 0) print m, n[m] }' "$work/$c.counters.raw" |
+		sort >"$work/$c.counters" || true
+done
 
 # ------------------------------------------------------------------ report
 
@@ -622,7 +645,7 @@ fmt_ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "-
 fmt_int() { awk -v a="$1" 'BEGIN { printf "%d", a + 0.5 }'; }
 fmt_ms() { awk -v a="$1" 'BEGIN { printf "%.2f ms", a }'; }
 behind() { awk -v a="$1" -v r="$2" 'BEGIN { if (a < 0.95 * r) printf " (fell behind)" }'; }
-fmt_added() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "") print "-"; else printf "%+.2f ms", a - b }'; }
+fmt_added() { awk -v a="$1" 'BEGIN { if (a == "") print "-"; else printf "%+.2f ms", a }'; }
 
 scenario_title() {
 	case "$1" in
@@ -637,9 +660,9 @@ report() {
 	echo
 	echo "- when: $(date -u '+%Y-%m-%d %H:%M UTC'), ficus $(git describe --tags --always --dirty 2>/dev/null || echo dev)"
 	echo "- machine: $ncpu CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) memory"
-	echo "- placement: $pin_note; contenders run one at a time"
+	echo "- placement: $pin_note; contenders run one at a time, in rounds that each run every contender once"
 	echo "- CPUs busy with other work, sampled for 2s before / after the run: ${busy_before}% / ${busy_after}% (above a few percent, the figures are noisy)"
-	echo "- load: wrk -t1 -c$conns, ${warmup} warm-up then ${duration} measured ($rounds round(s), median reported); half load: bench/loadgen at a constant rate, $conns connections, ${duration} (median p99 of the rounds)"
+	echo "- load: wrk -t1 -c$conns, ${warmup} warm-up then ${duration} measured ($rounds round(s), the median run reported); half load: bench/loadgen at a constant rate, $conns connections, ${duration} (the run with the median p99; added p99: the median over the rounds of the contender's p99 less direct's in the same round)"
 	echo "- tools: $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2), $("$nginx_bin" -v 2>&1 | sed 's/.*: //'), $("$haproxy_bin" -v 2>&1 | head -n 1 | cut -d' ' -f1-3), $("$GO" version | cut -d' ' -f3)"
 	[ -n "${pg_source:-}" ] && echo "- Postgres for ficus-postgres: $pg_source$([ "${BENCH_PG_DURABLE:-0}" = 1 ] || echo ', fsync and synchronous_commit off')"
 	for scn in $scenarios; do
@@ -672,7 +695,7 @@ report() {
 				continue
 			fi
 			echo "| $c | $(fmt_int "${hl_achieved[$c.$scn]}")$(behind "${hl_achieved[$c.$scn]}" "${half_rate[$scn]}") | $(fmt_ms "${hl_p50[$c.$scn]}") | $(fmt_ms "${hl_p99[$c.$scn]}") |" \
-				"$(fmt_ms "${hl_p999[$c.$scn]}") | ${hl_errs[$c.$scn]} | $(fmt_added "${hl_p99[$c.$scn]}" "${hl_p99[direct.$scn]:-}") | ${hl_other[$c.$scn]}% |"
+				"$(fmt_ms "${hl_p999[$c.$scn]}") | ${hl_errs[$c.$scn]} | $(fmt_added "${hl_added[$c.$scn]:-}") | ${hl_other[$c.$scn]}% |"
 		done
 	done
 	for c in $contenders; do
