@@ -74,7 +74,7 @@ func (f *fingerprinter) release() {
 	if cap(f.canonical.scratch) > maxKeptBuffer {
 		f.canonical.scratch = nil
 	}
-	if cap(f.canonical.members) > maxKeptBuffer/24 {
+	if cap(f.canonical.members) > maxKeptBuffer/24 { // 24 bytes a member
 		f.canonical.members = nil
 	}
 	fingerprinters.Put(f)
