@@ -35,8 +35,8 @@ var unusualAnswers = []string{
 	"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nBad Name: a\r\n\r\n{}",
 	"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Ctl: a\x00b\r\n\r\n{}",
 	"HTTP/1.1 200 OK\nContent-Length: 2\n\n{}",
-	"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n",            // the head is not all here
-	"HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\n{}",     // a status of four digits
+	"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n",             // the head is not all here
+	"HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\n{}",      // a status of four digits
 	"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n:x\r\n\r\n{}", // no name
 	"HTTP/1.1 200 OK\r\nContent-Length: 2" + strings.Repeat("\r\nX-Many: 1", maxPlainFields) + "\r\n\r\n{}",
 }
