@@ -1,6 +1,7 @@
 package idempotency
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -20,10 +22,13 @@ type PostgresConfig struct {
 
 // Postgres is a Store in the table ficus.idempotency_keys, shared by every
 // proxy replica that uses the same database. Each operation is one or two
-// single-statement round trips; atomicity across replicas comes from the
-// primary key and from conditional updates.
+// single-statement round trips; claims and completions that come in at
+// once share theirs (see batcher). Atomicity across replicas comes from
+// the primary key and from conditional updates.
 type Postgres struct {
-	pool *pgxpool.Pool
+	pool      *pgxpool.Pool
+	claims    batcher
+	completes batcher
 }
 
 var _ Store = (*Postgres)(nil)
@@ -33,7 +38,10 @@ func NewPostgres(cfg PostgresConfig) (*Postgres, error) {
 	if cfg.Pool == nil {
 		return nil, errors.New("idempotency: postgres store: PostgresConfig.Pool is nil; open a pool on the database migrated by \"ficus migrate up\"")
 	}
-	return &Postgres{pool: cfg.Pool}, nil
+	p := &Postgres{pool: cfg.Pool}
+	p.claims.send = p.sendClaims
+	p.completes.send = p.sendCompletes
+	return p, nil
 }
 
 // claimAttempts bounds Claim's loop: each lost race means another replica
@@ -52,6 +60,22 @@ const (
 	sqlClaim = `INSERT INTO ficus.idempotency_keys AS t
 	(tenant, key, fingerprint, state, token, reason, created_at, locked_until, expires_at, ttl)
 VALUES ($1, $2, $3, 'in_flight', $4, '', $5, $6, $7, $8)
+ON CONFLICT (tenant, key) DO UPDATE SET
+	fingerprint = EXCLUDED.fingerprint, state = 'in_flight', token = EXCLUDED.token,
+	status = NULL, headers = NULL, body = NULL, reason = '',
+	created_at = EXCLUDED.created_at, locked_until = EXCLUDED.locked_until, expires_at = EXCLUDED.expires_at,
+	ttl = EXCLUDED.ttl
+WHERE t.expires_at <= EXCLUDED.created_at
+RETURNING ` + recordColumns
+
+	// sqlClaimBatch is sqlClaim for many keys, inserted in key order.
+	sqlClaimBatch = `INSERT INTO ficus.idempotency_keys AS t
+	(tenant, key, fingerprint, state, token, reason, created_at, locked_until, expires_at, ttl)
+SELECT u.tenant, u.key, u.fingerprint, 'in_flight', u.token, '', u.created_at, u.locked_until, u.expires_at,
+	u.ttl_us * interval '1 microsecond'
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[], $8::bigint[])
+	AS u(tenant, key, fingerprint, token, created_at, locked_until, expires_at, ttl_us)
+ORDER BY u.tenant COLLATE "C", u.key COLLATE "C"
 ON CONFLICT (tenant, key) DO UPDATE SET
 	fingerprint = EXCLUDED.fingerprint, state = 'in_flight', token = EXCLUDED.token,
 	status = NULL, headers = NULL, body = NULL, reason = '',
@@ -106,17 +130,34 @@ func (p *Postgres) Claim(ctx context.Context, k Key, fingerprint string, now tim
 	if err := checkClaim(k, lockTTL, ttl); err != nil {
 		return Record{}, false, err
 	}
+	op := &pgOp{k: k, claim: newClaim(k, fingerprint, now, lockTTL, ttl), ttl: ttl}
+	if err := p.claims.do(ctx, op); err != nil {
+		return Record{}, false, fmt.Errorf("idempotency: claim %s: %w", k, err)
+	}
+	if op.ok {
+		return op.claim, true, nil
+	}
+	// A live row holds the key, or the batch failed: claim it alone.
+	return p.claimOne(ctx, k, fingerprint, now, lockTTL, ttl, op.err == nil)
+}
+
+// claimOne is Claim by single statements; held says that a live row held
+// the key a moment ago, so that reading it comes first.
+func (p *Postgres) claimOne(ctx context.Context, k Key, fingerprint string, now time.Time, lockTTL, ttl time.Duration, held bool) (Record, bool, error) {
 	for range claimAttempts {
-		c := newClaim(k, fingerprint, now, lockTTL, ttl)
-		rec, err := scanRecord(p.pool.QueryRow(ctx, sqlClaim,
-			k.Tenant, k.Key, fingerprint, c.Token, c.CreatedAt, c.LockedUntil, c.ExpiresAt, ttl))
-		if err == nil {
-			return rec, true, nil
+		if !held {
+			c := newClaim(k, fingerprint, now, lockTTL, ttl)
+			rec, err := scanRecord(p.pool.QueryRow(ctx, sqlClaim,
+				k.Tenant, k.Key, fingerprint, c.Token, c.CreatedAt, c.LockedUntil, c.ExpiresAt, ttl))
+			if err == nil {
+				return rec, true, nil
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return Record{}, false, fmt.Errorf("idempotency: claim %s: %w", k, err)
+			}
 		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return Record{}, false, fmt.Errorf("idempotency: claim %s: %w", k, err)
-		}
-		rec, err = scanRecord(p.pool.QueryRow(ctx, sqlSelect, k.Tenant, k.Key))
+		held = false
+		rec, err := scanRecord(p.pool.QueryRow(ctx, sqlSelect, k.Tenant, k.Key))
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue // deleted since the insert saw it
 		}
@@ -176,14 +217,85 @@ func (p *Postgres) Complete(ctx context.Context, k Key, token string, resp Respo
 	if err != nil {
 		return fmt.Errorf("idempotency: complete %s: %w", k, err)
 	}
-	tag, err := p.pool.Exec(ctx, sqlComplete, k.Tenant, k.Key, token, resp.Status, headers, resp.Body, now)
-	if err != nil {
+	op := &pgOp{k: k, token: token, status: resp.Status, headers: headers, body: resp.Body, now: now}
+	if err := p.completes.do(ctx, op); err != nil {
 		return fmt.Errorf("idempotency: complete %s: %w", k, err)
 	}
-	if tag.RowsAffected() == 0 {
+	switch {
+	case op.err != nil: // the batch failed: complete it alone
+		tag, err := p.pool.Exec(ctx, sqlComplete, k.Tenant, k.Key, token, resp.Status, headers, resp.Body, now)
+		if err != nil {
+			return fmt.Errorf("idempotency: complete %s: %w", k, err)
+		}
+		op.ok = tag.RowsAffected() > 0
+	}
+	if !op.ok {
 		return ErrNotOwner
 	}
 	return nil
+}
+
+// sendClaims inserts the claims of ops in one statement; each op whose
+// claim took the key is ok, with its row in claim.
+func (p *Postgres) sendClaims(ctx context.Context, ops []*pgOp) {
+	n := len(ops)
+	tenants, keys, fps, tokens := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	created, locked, expires := make([]time.Time, n), make([]time.Time, n), make([]time.Time, n)
+	ttls := make([]int64, n)
+	byKey := make(map[Key]*pgOp, n)
+	for i, op := range ops {
+		c := &op.claim
+		tenants[i], keys[i], fps[i], tokens[i] = op.k.Tenant, op.k.Key, c.Fingerprint, c.Token
+		created[i], locked[i], expires[i] = c.CreatedAt, c.LockedUntil, c.ExpiresAt
+		ttls[i] = op.ttl.Microseconds()
+		byKey[op.k] = op
+	}
+	rows, err := p.pool.Query(ctx, sqlClaimBatch, tenants, keys, fps, tokens, created, locked, expires, ttls)
+	if err == nil {
+		for rows.Next() {
+			rec, serr := scanRecord(rows)
+			if serr != nil {
+				err = serr
+				break
+			}
+			if op := byKey[rec.Key]; op != nil && op.claim.Token == rec.Token {
+				op.ok, op.claim = true, rec
+			}
+		}
+		rows.Close()
+		err = cmp.Or(err, rows.Err())
+	}
+	if err != nil {
+		for _, op := range ops {
+			op.ok, op.err = false, err
+		}
+	}
+}
+
+// sendCompletes records the responses of ops: their single-row updates
+// go in one pipeline, which the database runs as one transaction; each op
+// whose token still owned its key is ok. (One UPDATE over arrays would
+// join the table, and on a table whose statistics say it is empty, as
+// after "ficus migrate up", the planner scans it whole for every batch.)
+func (p *Postgres) sendCompletes(ctx context.Context, ops []*pgOp) {
+	b := &pgx.Batch{}
+	for _, op := range ops {
+		b.Queue(sqlComplete, op.k.Tenant, op.k.Key, op.token, op.status, op.headers, op.body, op.now)
+	}
+	br := p.pool.SendBatch(ctx, b)
+	var err error
+	for _, op := range ops {
+		var tag pgconn.CommandTag
+		if tag, err = br.Exec(); err != nil {
+			break
+		}
+		op.ok = tag.RowsAffected() > 0
+	}
+	if err = cmp.Or(err, br.Close()); err != nil {
+		for _, op := range ops {
+			op.ok, op.err = false, err
+		}
+	}
 }
 
 // MarkUnknown implements Store.
