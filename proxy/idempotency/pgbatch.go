@@ -3,6 +3,7 @@ package idempotency
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -118,9 +119,7 @@ func (b *batcher) lead(ctx context.Context) {
 	slices.SortFunc(batch, func(x, y *pgOp) int {
 		return cmp.Or(cmp.Compare(x.k.Tenant, y.k.Tenant), cmp.Compare(x.k.Key, y.k.Key))
 	})
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
-	b.send(ctx, batch)
-	cancel()
+	b.sendBatch(ctx, batch)
 
 	b.mu.Lock()
 	for _, op := range batch {
@@ -141,6 +140,22 @@ func (b *batcher) lead(ctx context.Context) {
 		signal(next)
 	}
 	b.mu.Unlock()
+}
+
+// sendBatch sends batch, bounded by batchTimeout, and whatever becomes of
+// ctx. A send that panics fails its batch, which its callers then run one
+// by one, rather than leave the batcher busy for good.
+func (b *batcher) sendBatch(ctx context.Context, batch []*pgOp) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
+	defer cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			for _, op := range batch {
+				op.ok, op.err = false, fmt.Errorf("idempotency: batch failed: %v", r)
+			}
+		}
+	}()
+	b.send(ctx, batch)
 }
 
 // signal wakes op's caller; an operation is signaled at most twice (to

@@ -148,3 +148,26 @@ func TestBatcherCallerGivesUp(t *testing.T) {
 		t.Fatalf("sent %v, want first and second only", sent)
 	}
 }
+
+// TestBatcherSurvivesPanickingSend checks that a send that panics fails
+// its batch and leaves the batcher ready for the next.
+func TestBatcherSurvivesPanickingSend(t *testing.T) {
+	calls := 0
+	b := &batcher{send: func(_ context.Context, ops []*pgOp) {
+		calls++
+		if calls == 1 {
+			panic("boom")
+		}
+		for _, op := range ops {
+			op.ok = true
+		}
+	}}
+	first := &pgOp{k: Key{Key: "a"}}
+	if err := b.do(context.Background(), first); err != nil || first.ok || first.err == nil {
+		t.Fatalf("after a panicking send: %v, ok %t, op error %v; want the op failed", err, first.ok, first.err)
+	}
+	second := &pgOp{k: Key{Key: "b"}}
+	if err := b.do(context.Background(), second); err != nil || !second.ok {
+		t.Fatalf("the next operation: %v, ok %t", err, second.ok)
+	}
+}
