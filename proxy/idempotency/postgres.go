@@ -60,13 +60,7 @@ const (
 	sqlClaim = `INSERT INTO ficus.idempotency_keys AS t
 	(tenant, key, fingerprint, state, token, reason, created_at, locked_until, expires_at, ttl)
 VALUES ($1, $2, $3, 'in_flight', $4, '', $5, $6, $7, $8)
-ON CONFLICT (tenant, key) DO UPDATE SET
-	fingerprint = EXCLUDED.fingerprint, state = 'in_flight', token = EXCLUDED.token,
-	status = NULL, headers = NULL, body = NULL, reason = '',
-	created_at = EXCLUDED.created_at, locked_until = EXCLUDED.locked_until, expires_at = EXCLUDED.expires_at,
-	ttl = EXCLUDED.ttl
-WHERE t.expires_at <= EXCLUDED.created_at
-RETURNING ` + recordColumns
+` + claimOrReplaceExpired
 
 	// sqlClaimBatch is sqlClaim for many keys, inserted in key order.
 	sqlClaimBatch = `INSERT INTO ficus.idempotency_keys AS t
@@ -76,7 +70,11 @@ SELECT u.tenant, u.key, u.fingerprint, 'in_flight', u.token, '', u.created_at, u
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[], $8::bigint[])
 	AS u(tenant, key, fingerprint, token, created_at, locked_until, expires_at, ttl_us)
 ORDER BY u.tenant COLLATE "C", u.key COLLATE "C"
-ON CONFLICT (tenant, key) DO UPDATE SET
+` + claimOrReplaceExpired
+
+	// claimOrReplaceExpired ends both claims: a row that has expired is
+	// replaced, a live one is left alone and not returned.
+	claimOrReplaceExpired = `ON CONFLICT (tenant, key) DO UPDATE SET
 	fingerprint = EXCLUDED.fingerprint, state = 'in_flight', token = EXCLUDED.token,
 	status = NULL, headers = NULL, body = NULL, reason = '',
 	created_at = EXCLUDED.created_at, locked_until = EXCLUDED.locked_until, expires_at = EXCLUDED.expires_at,
@@ -221,8 +219,7 @@ func (p *Postgres) Complete(ctx context.Context, k Key, token string, resp Respo
 	if err := p.completes.do(ctx, op); err != nil {
 		return fmt.Errorf("idempotency: complete %s: %w", k, err)
 	}
-	switch {
-	case op.err != nil: // the batch failed: complete it alone
+	if op.err != nil { // the batch failed: complete it alone
 		tag, err := p.pool.Exec(ctx, sqlComplete, k.Tenant, k.Key, token, resp.Status, headers, resp.Body, now)
 		if err != nil {
 			return fmt.Errorf("idempotency: complete %s: %w", k, err)
