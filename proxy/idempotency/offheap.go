@@ -40,8 +40,8 @@ type memPage struct {
 
 // newMemPage returns a page of n free slots.
 func newMemPage(n int) memPage {
-	b, mapped := offHeapBytes(n * int(unsafe.Sizeof(memSlot{})))
-	if !mapped {
+	b := mapMemory(n * int(unsafe.Sizeof(memSlot{})))
+	if b == nil {
 		return memPage{slots: make([]memSlot, n)}
 	}
 	// A mapping starts on a page boundary, aligned for any type; memSlot
