@@ -64,10 +64,11 @@ const (
 // its records contain no Go pointers (times are Unix nanoseconds, a hex
 // SHA-256 fingerprint is kept as 32 bytes, the key, any other fingerprint,
 // the reason and the stored response live in byte arenas and are referred
-// to by offset), and the slots and arenas are mapped outside the Go heap
-// where the system allows (see offHeapBytes), so the garbage collector
-// neither scans them nor counts them toward its heap goal, however many
-// keys are held; that memory is given back once the store is unreachable.
+// to by offset), and the slots, arenas, index and expiry heap are mapped
+// outside the Go heap where the system allows (see offSlice), so the
+// garbage collector neither scans them nor counts them toward its heap
+// goal, however many keys are held; that memory is given back once the
+// store is unreachable.
 // Keys are spread over independently locked shards by a seeded hash of
 // tenant and key, and every operation does a bounded amount of work under
 // one shard's lock.
@@ -112,7 +113,6 @@ type memSlot struct {
 	fp          span   // the fingerprint, unless flagFingerprintHex
 	reason      span   // unless flagLockExpired
 	resp        span   // the encoded response when completed, see putResponse
-	next        uint32 // 1 + the next slot whose hash is the same; 0 ends the chain
 	heapAt      uint32 // the slot's position in its shard's expiry heap
 	tenantLen   uint32 // of key
 	state       uint8  // slotFree, slotInFlight, slotCompleted or slotUnknown
@@ -133,11 +133,11 @@ type memExpiry struct {
 // memShard holds the records whose hash falls in it, behind one mutex.
 type memShard struct {
 	mu    sync.Mutex
-	index map[uint64]uint32 // hash -> 1 + the first slot of its chain
-	pages []memPage         // see memFirstPage
-	slots uint32            // slots handed out, in all pages
-	free  []uint32          // slots given back
-	heap  []memExpiry       // every used slot, soonest expiry first
+	index memIndex
+	pages []offSlice[memSlot] // see memFirstPage
+	slots uint32              // slots handed out, in all pages
+	free  offSlice[uint32]    // slots given back
+	heap  offSlice[memExpiry] // every used slot, soonest expiry first
 	arena memArena
 	_     [64]byte // keeps shards' mutexes on separate cache lines
 }
@@ -150,9 +150,6 @@ func NewMemory(cfg MemoryConfig) *Memory {
 	}
 	m := &Memory{maxKeys: int64(maxKeys), seed: maphash.MakeSeed(), shards: new(memShards)}
 	m.keyHash = m.hash
-	for i := range m.shards {
-		m.shards[i].index = make(map[uint64]uint32)
-	}
 	runtime.AddCleanup(m, (*memShards).free, m.shards)
 	return m
 }
@@ -165,12 +162,14 @@ func (ss *memShards) free() {
 	for i := range ss {
 		sh := &ss[i]
 		sh.mu.Lock()
-		for _, p := range sh.pages {
-			p.free()
+		for i := range sh.pages {
+			sh.pages[i].free()
 		}
+		sh.pages, sh.slots = nil, 0
+		sh.index.free()
+		sh.free.free()
+		sh.heap.free()
 		sh.arena.free()
-		sh.index = make(map[uint64]uint32)
-		sh.pages, sh.slots, sh.free, sh.heap = nil, 0, nil, nil
 		sh.mu.Unlock()
 	}
 }
@@ -242,7 +241,7 @@ func (m *Memory) Claim(_ context.Context, k Key, fingerprint string, now time.Ti
 			i := sh.newSlot()
 			tok := newToken()
 			sh.fill(i, h, k, fingerprint, tok, at, lockTTL, ttl)
-			sh.link(i, h)
+			sh.index.add(h, i)
 			sh.mu.Unlock()
 			return claimedRecord(k, fingerprint, tok, now, lockTTL, ttl), true, nil
 		}
@@ -434,8 +433,8 @@ func (m *Memory) DeleteExpired(_ context.Context, now time.Time, limit int) (int
 // returns how many; sh.mu must be held.
 func (sh *memShard) sweep(at int64, limit int, m *Memory) int {
 	n := 0
-	for n < limit && len(sh.heap) > 0 && at >= sh.heap[0].at {
-		sh.remove(sh.slot(sh.heap[0].slot), m)
+	for n < limit && len(sh.heap.s) > 0 && at >= sh.heap.s[0].at {
+		sh.remove(sh.slot(sh.heap.s[0].slot), m)
 		n++
 	}
 	return n
@@ -443,12 +442,14 @@ func (sh *memShard) sweep(at int64, limit int, m *Memory) int {
 
 // find returns the slot of k; sh.mu must be held.
 func (sh *memShard) find(h uint64, k Key) (uint32, bool) {
-	for j := sh.index[h]; j != 0; {
-		s := sh.slot(j - 1)
-		if sh.isKey(s, k) {
-			return j - 1, true
+	t := sh.index.tab.s
+	mask := uint32(len(t) - 1)
+	for i := uint32(h) & mask; len(t) > 0 && t[i].slot != 0; i = (i + 1) & mask {
+		if t[i].hash == uint32(h) {
+			if s := sh.slot(t[i].slot - 1); s.hash == h && sh.isKey(s, k) {
+				return t[i].slot - 1, true
+			}
 		}
-		j = s.next
 	}
 	return 0, false
 }
@@ -466,40 +467,46 @@ func (sh *memShard) isKey(s *memSlot, k Key) bool {
 func (sh *memShard) slot(i uint32) *memSlot {
 	if i < memGrownSlots {
 		p := bits.Len32(i/memFirstPage+1) - 1
-		return &sh.pages[p].slots[i-memFirstPage*(1<<p-1)]
+		return &sh.pages[p].s[i-memFirstPage*(1<<p-1)]
 	}
 	i -= memGrownSlots
-	return &sh.pages[memGrowPages+i/memPageSlots].slots[i%memPageSlots]
+	return &sh.pages[memGrowPages+i/memPageSlots].s[i%memPageSlots]
 }
 
 // newSlot returns a free slot, adding a page when every slot is used.
 func (sh *memShard) newSlot() uint32 {
-	if n := len(sh.free); n > 0 {
-		i := sh.free[n-1]
-		sh.free = sh.free[:n-1]
+	if n := len(sh.free.s); n > 0 {
+		i := sh.free.s[n-1]
+		sh.free.s = sh.free.s[:n-1]
 		return i
 	}
 	if n := len(sh.pages); n < memGrowPages && sh.slots == memFirstPage*(1<<n-1) {
-		sh.pages = append(sh.pages, newMemPage(memFirstPage<<n))
+		sh.addPage(memFirstPage << n)
 	} else if n >= memGrowPages && sh.slots == memGrownSlots+uint32(n-memGrowPages)*memPageSlots {
-		sh.pages = append(sh.pages, newMemPage(memPageSlots))
+		sh.addPage(memPageSlots)
 	}
 	sh.slots++
 	return sh.slots - 1
 }
 
-// fill makes slot i a new in-flight claim of k (without linking it into
-// the index) and adds it to the expiry heap.
+// addPage adds a page of n free slots.
+func (sh *memShard) addPage(n int) {
+	var p offSlice[memSlot]
+	p.grow(n)
+	p.s = p.s[:n]
+	sh.pages = append(sh.pages, p)
+}
+
+// fill makes slot i a new in-flight claim of k (without adding it to the
+// index) and adds it to the expiry heap.
 func (sh *memShard) fill(i uint32, h uint64, k Key, fingerprint string, tok [tokenLen]byte, at int64, lockTTL, ttl time.Duration) {
 	s := sh.slot(i)
-	next := s.next
 	*s = memSlot{
 		hash:        h,
 		created:     at,
 		lockedUntil: addNanos(at, int64(lockTTL)),
 		expiresAt:   addNanos(at, int64(ttl)),
 		ttl:         int64(ttl),
-		next:        next,
 		tenantLen:   uint32(len(k.Tenant)),
 		state:       slotInFlight,
 		token:       tok,
@@ -514,12 +521,6 @@ func (sh *memShard) fill(i uint32, h uint64, k Key, fingerprint string, tok [tok
 	sh.heapPush(i, s)
 }
 
-// link puts slot i at the head of the chain of hash h.
-func (sh *memShard) link(i uint32, h uint64) {
-	sh.slot(i).next = sh.index[h]
-	sh.index[h] = i + 1
-}
-
 // release frees what s refers to in the arena and takes it out of the
 // expiry heap, leaving it in the index; sh.mu must be held.
 func (sh *memShard) release(s *memSlot) {
@@ -532,27 +533,11 @@ func (sh *memShard) release(s *memSlot) {
 
 // remove deletes s; sh.mu must be held.
 func (sh *memShard) remove(s *memSlot, m *Memory) {
-	i := sh.heap[s.heapAt].slot
+	i := sh.heap.s[s.heapAt].slot
 	sh.release(s)
-	// Unlink it from its hash chain.
-	if j := sh.index[s.hash]; j == i+1 {
-		if s.next == 0 {
-			delete(sh.index, s.hash)
-		} else {
-			sh.index[s.hash] = s.next
-		}
-	} else {
-		for j != 0 {
-			p := sh.slot(j - 1)
-			if p.next == i+1 {
-				p.next = s.next
-				break
-			}
-			j = p.next
-		}
-	}
+	sh.index.remove(s.hash, i)
 	*s = memSlot{}
-	sh.free = append(sh.free, i)
+	sh.free.push(i)
 	m.count.Add(-1)
 }
 
@@ -590,7 +575,7 @@ func (sh *memShard) record(s *memSlot, k Key, loc *time.Location) Record {
 // setExpiry moves s's expiry to at.
 func (sh *memShard) setExpiry(s *memSlot, at int64) {
 	s.expiresAt = at
-	sh.heap[s.heapAt].at = at
+	sh.heap.s[s.heapAt].at = at
 	sh.heapFix(s.heapAt)
 }
 
@@ -598,17 +583,17 @@ func (sh *memShard) setExpiry(s *memSlot, at int64) {
 // its position (heapAt).
 
 func (sh *memShard) heapPush(i uint32, s *memSlot) {
-	s.heapAt = uint32(len(sh.heap))
-	sh.heap = append(sh.heap, memExpiry{at: s.expiresAt, slot: i})
+	s.heapAt = uint32(len(sh.heap.s))
+	sh.heap.push(memExpiry{at: s.expiresAt, slot: i})
 	sh.heapUp(s.heapAt)
 }
 
 func (sh *memShard) heapRemove(pos uint32) {
-	last := uint32(len(sh.heap) - 1)
+	last := uint32(len(sh.heap.s) - 1)
 	if pos != last {
 		sh.heapSwap(pos, last)
 	}
-	sh.heap = sh.heap[:last]
+	sh.heap.s = sh.heap.s[:last]
 	if pos != last {
 		sh.heapFix(pos)
 	}
@@ -621,15 +606,15 @@ func (sh *memShard) heapFix(pos uint32) {
 }
 
 func (sh *memShard) heapSwap(a, b uint32) {
-	sh.heap[a], sh.heap[b] = sh.heap[b], sh.heap[a]
-	sh.slot(sh.heap[a].slot).heapAt = a
-	sh.slot(sh.heap[b].slot).heapAt = b
+	sh.heap.s[a], sh.heap.s[b] = sh.heap.s[b], sh.heap.s[a]
+	sh.slot(sh.heap.s[a].slot).heapAt = a
+	sh.slot(sh.heap.s[b].slot).heapAt = b
 }
 
 func (sh *memShard) heapUp(pos uint32) {
 	for pos > 0 {
 		parent := (pos - 1) / 2
-		if sh.heap[parent].at <= sh.heap[pos].at {
+		if sh.heap.s[parent].at <= sh.heap.s[pos].at {
 			return
 		}
 		sh.heapSwap(parent, pos)
@@ -639,13 +624,13 @@ func (sh *memShard) heapUp(pos uint32) {
 
 // heapDown moves the entry at pos down and reports whether it moved.
 func (sh *memShard) heapDown(pos uint32) bool {
-	start, n := pos, uint32(len(sh.heap))
+	start, n := pos, uint32(len(sh.heap.s))
 	for {
 		least, l, r := pos, 2*pos+1, 2*pos+2
-		if l < n && sh.heap[l].at < sh.heap[least].at {
+		if l < n && sh.heap.s[l].at < sh.heap.s[least].at {
 			least = l
 		}
-		if r < n && sh.heap[r].at < sh.heap[least].at {
+		if r < n && sh.heap.s[r].at < sh.heap.s[least].at {
 			least = r
 		}
 		if least == pos {
@@ -658,41 +643,35 @@ func (sh *memShard) heapDown(pos uint32) bool {
 
 // memArena holds the variable-length parts of a shard's records (keys,
 // fingerprints, reasons, responses) in large chunks of bytes outside the
-// Go heap (see offHeapBytes), instead of an object per record. Space of
+// Go heap (see offSlice), instead of an object per record. Space of
 // deleted parts is reclaimed by compaction: once the chunks are more than
 // twice the size of what records still refer to, the live parts are
 // copied into a fresh chunk and the old ones are given back.
 type memArena struct {
-	chunks []memChunk
-	size   int // total capacity of the chunks
-	live   int // bytes records refer to
-}
-
-// memChunk is a chunk of an arena: its used bytes, up to its capacity.
-type memChunk struct {
-	b      []byte
-	mapped bool // b is outside the Go heap
+	chunks []offSlice[byte] // each holds its used bytes, up to its capacity
+	size   int              // total capacity of the chunks
+	live   int              // bytes records refer to
 }
 
 func (a *memArena) bytes(s span) []byte {
 	if s.n == 0 {
 		return nil
 	}
-	return a.chunks[s.chunk].b[s.off : s.off+s.n : s.off+s.n]
+	return a.chunks[s.chunk].s[s.off : s.off+s.n : s.off+s.n]
 }
 
 // newChunk adds a chunk of at least n bytes.
 func (a *memArena) newChunk(n int) {
-	n = (n + offHeapPage - 1) &^ (offHeapPage - 1)
-	b, mapped := offHeapBytes(n)
-	a.chunks = append(a.chunks, memChunk{b: b[:0], mapped: mapped})
-	a.size += n
+	var c offSlice[byte]
+	c.grow(n)
+	a.chunks = append(a.chunks, c)
+	a.size += cap(c.s)
 }
 
 // free gives back every chunk and empties a.
 func (a *memArena) free() {
-	for _, c := range a.chunks {
-		freeOffHeapBytes(c.b, c.mapped)
+	for i := range a.chunks {
+		a.chunks[i].free()
 	}
 	*a = memArena{}
 }
@@ -703,13 +682,13 @@ func (a *memArena) alloc(n int) (span, []byte) {
 		return span{}, nil
 	}
 	last := len(a.chunks) - 1
-	if last < 0 || cap(a.chunks[last].b)-len(a.chunks[last].b) < n {
+	if last < 0 || cap(a.chunks[last].s)-len(a.chunks[last].s) < n {
 		a.newChunk(max(n, min(max(a.size/8, memMinChunk), memMaxChunk)))
 		last++
 	}
-	c := a.chunks[last].b
+	c := a.chunks[last].s
 	off := len(c)
-	a.chunks[last].b = c[:off+n]
+	a.chunks[last].s = c[:off+n]
 	a.live += n
 	return span{chunk: uint32(last), off: uint32(off), n: uint32(n)}, c[off : off+n : off+n]
 }
@@ -762,7 +741,7 @@ func (sh *memShard) compact() {
 			*s = n
 		}
 	}
-	for _, e := range sh.heap {
+	for _, e := range sh.heap.s {
 		s := sh.slot(e.slot)
 		move(&s.key)
 		move(&s.fp)

@@ -2,6 +2,7 @@ package idempotency
 
 import (
 	"context"
+	"math/rand/v2"
 	"reflect"
 	"strconv"
 	"testing"
@@ -30,21 +31,15 @@ func (m *Memory) ArenaBytes() (size, live int) {
 	return size, live
 }
 
-// The memory store's records, expiry entries and spans must hold no Go
-// pointers: that keeps the garbage collector from scanning them however
-// many keys the store holds (BenchmarkMemoryHeldKeys).
+// What the memory store keeps outside the Go heap (records, index
+// buckets, expiry entries, free slot numbers, spans) must hold no Go
+// pointers: the collector does not see that memory, and nothing in it may
+// keep a Go object alive.
 func TestMemoryRecordsHoldNoPointers(t *testing.T) {
 	t.Parallel()
-	for _, v := range []any{memSlot{}, memExpiry{}, span{}, uint64(0), uint32(0)} {
+	for _, v := range []any{memSlot{}, memBucket{}, memExpiry{}, span{}, uint32(0), byte(0)} {
 		if path, ok := pointerFree(reflect.TypeOf(v), reflect.TypeOf(v).Name()); !ok {
-			t.Errorf("%s holds a pointer (%s): the collector would scan every record", reflect.TypeOf(v), path)
-		}
-	}
-	// The index maps a fixed-size hash to a slot number.
-	idx := reflect.TypeOf(memShard{}.index)
-	for _, typ := range []reflect.Type{idx.Key(), idx.Elem()} {
-		if path, ok := pointerFree(typ, "index"); !ok {
-			t.Errorf("the index holds a pointer (%s)", path)
+			t.Errorf("%s holds a pointer (%s): it cannot live outside the Go heap", reflect.TypeOf(v), path)
 		}
 	}
 }
@@ -81,21 +76,20 @@ func (m *Memory) OffHeapBytes() (n int) {
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
-		for _, p := range sh.pages {
-			n += len(p.mem)
+		for i := range sh.pages {
+			n += sh.pages[i].mapped()
 		}
-		for _, c := range sh.arena.chunks {
-			if c.mapped {
-				n += cap(c.b)
-			}
+		for i := range sh.arena.chunks {
+			n += sh.arena.chunks[i].mapped()
 		}
+		n += sh.index.tab.mapped() + sh.heap.mapped() + sh.free.mapped()
 		sh.mu.Unlock()
 	}
 	return n
 }
 
-// Where the system maps anonymous memory, the slots and arenas live
-// outside the Go heap; giving them back empties the store, and the store
+// Where the system maps anonymous memory, the slots, arenas, index and
+// expiry heap live outside the Go heap; giving them back empties the store, and the store
 // still works afterwards, as a store a caller dropped mid-call must.
 func TestMemoryKeepsRecordsOutsideTheHeap(t *testing.T) {
 	if b := mapMemory(offHeapPage); b == nil {
@@ -119,7 +113,8 @@ func TestMemoryKeepsRecordsOutsideTheHeap(t *testing.T) {
 		}
 	}
 	mapped := m.OffHeapBytes()
-	if want := keys * (len(body) + int(unsafe.Sizeof(memSlot{}))); mapped < want {
+	perKey := len(body) + int(unsafe.Sizeof(memSlot{})+unsafe.Sizeof(memBucket{})+unsafe.Sizeof(memExpiry{}))
+	if want := keys * perKey; mapped < want {
 		t.Fatalf("%d bytes outside the Go heap for %d records of %d body bytes each, want at least %d", mapped, keys, len(body), want)
 	}
 	if size, _ := m.ArenaBytes(); mapped < size {
@@ -136,5 +131,72 @@ func TestMemoryKeepsRecordsOutsideTheHeap(t *testing.T) {
 	}
 	if _, claimed, err := m.Claim(ctx, Key{Tenant: "acme", Key: "k-42"}, "fp", now, time.Minute, time.Hour); err != nil || !claimed {
 		t.Errorf("after free, a claim got claimed=%v, %v; want a fresh claim in an empty store", claimed, err)
+	}
+}
+
+// The index finds every slot it holds through any mix of adds and
+// removes, when many hashes share their home bucket, runs wrap around the
+// end of the table, and the table grows: removing shifts the run back
+// without losing or stranding a bucket.
+func TestMemoryIndex(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, homes := range []uint64{1, 7, 1 << 20} {
+		var x memIndex
+		held := map[uint32]uint64{} // slot -> its hash
+		var slots []uint32
+		for step := range 20_000 {
+			if len(slots) > 0 && (rng.IntN(3) == 0 || len(slots) > 2*memIndexFirst) {
+				j := rng.IntN(len(slots))
+				s := slots[j]
+				x.remove(held[s], s)
+				delete(held, s)
+				slots[j] = slots[len(slots)-1]
+				slots = slots[:len(slots)-1]
+			} else {
+				// Homes near the end of the table make runs wrap around.
+				h := uint64(memIndexFirst-3) + rng.Uint64N(homes)*uint64(memIndexFirst)/homes | rng.Uint64()<<32
+				s := uint32(step)
+				x.add(h, s)
+				held[s] = h
+				slots = append(slots, s)
+			}
+			if step%97 == 0 || step > 19_900 {
+				checkIndex(t, &x, held)
+			}
+		}
+		x.free()
+	}
+}
+
+// checkIndex checks that x holds exactly the slots of held, each found by
+// a probe from its home bucket that meets no empty bucket before it.
+func checkIndex(t *testing.T, x *memIndex, held map[uint32]uint64) {
+	t.Helper()
+	tab := x.tab.s
+	mask := uint32(len(tab) - 1)
+	used := 0
+	for _, b := range tab {
+		if b.slot != 0 {
+			used++
+		}
+	}
+	if used != len(held) || x.n != len(held) {
+		t.Fatalf("%d buckets in use, n=%d, want %d", used, x.n, len(held))
+	}
+	if 4*x.n > 3*len(tab) {
+		t.Fatalf("%d of %d buckets in use, more than three quarters", x.n, len(tab))
+	}
+	for s, h := range held {
+		i := uint32(h) & mask
+		for tab[i].slot != s+1 {
+			if tab[i].slot == 0 {
+				t.Fatalf("slot %d (hash %#x) not found from its home %d", s, h, uint32(h)&mask)
+			}
+			i = (i + 1) & mask
+		}
+		if tab[i].hash != uint32(h) {
+			t.Fatalf("slot %d holds hash %#x, want %#x", s, tab[i].hash, uint32(h))
+		}
 	}
 }
