@@ -11,6 +11,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/spf13/cobra"
 
+	"github.com/ficuslabs/ficus/internal/gcfloor"
 	"github.com/ficuslabs/ficus/internal/httpserve"
 	"github.com/ficuslabs/ficus/internal/ops"
 	"github.com/ficuslabs/ficus/migrate"
@@ -21,6 +22,7 @@ import (
 func (a *app) proxyCommand() *cobra.Command {
 	var listen, upstream, configPath, url, metricsAddr string
 	var drain time.Duration
+	var gcFloorMiB int
 	cmd := &cobra.Command{
 		Use:   "proxy",
 		Short: "Run the edge proxy in front of the legacy API",
@@ -44,9 +46,16 @@ first) and are shared by every proxy replica.`,
 				}
 				return proxy.LoadConfig(configPath, upstream)
 			}
+			if gcFloorMiB < 0 {
+				return usageError{fmt.Errorf("--gc-floor-mib %d is negative", gcFloorMiB)}
+			}
 			cfg, err := load()
 			if err != nil {
 				return usageError{err}
+			}
+			if floor := gcfloor.Start(uint64(gcFloorMiB) << 20); floor != nil {
+				defer floor.Stop()
+				a.log.Info("garbage collector heap floor set (--gc-floor-mib)", "floor_mib", gcFloorMiB)
 			}
 			h := &ops.Handler{}
 			set := metrics.NewSet()
@@ -92,6 +101,7 @@ first) and are shared by every proxy replica.`,
 	f.StringVar(&configPath, "config", "", "YAML file with tenants, limits and routes (see docs/proxy-config.md)")
 	databaseFlag(f, &url, "to keep idempotency keys in, shared by every replica")
 	f.DurationVar(&drain, "drain-timeout", 30*time.Second, "how long requests in flight get to finish on shutdown")
+	f.IntVar(&gcFloorMiB, "gc-floor-mib", 16, "let the heap grow to this many MiB between garbage collections while less is live, for fewer collections and the waits they cause (see docs/proxy.md); ignored when GOGC is set; 0 keeps Go's default")
 	metricsFlag(f, &metricsAddr, "127.0.0.1:9090")
 	return cmd
 }
