@@ -165,6 +165,9 @@ func TestMemoryIndex(t *testing.T) {
 				checkIndex(t, &x, held)
 			}
 		}
+		// Removing a slot the index does not hold changes nothing.
+		x.remove(uint64(memIndexFirst-3), 1<<30)
+		checkIndex(t, &x, held)
 		x.free()
 	}
 }

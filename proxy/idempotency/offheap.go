@@ -122,9 +122,15 @@ func (x *memIndex) resize(n int) {
 // remove takes slot, whose record's key hashes to h, out of the index.
 func (x *memIndex) remove(h uint64, slot uint32) {
 	t := x.tab.s
+	if len(t) == 0 {
+		return
+	}
 	mask := uint32(len(t) - 1)
 	i := uint32(h) & mask
 	for t[i].slot != slot+1 {
+		if t[i].slot == 0 {
+			return // not in the index
+		}
 		i = (i + 1) & mask
 	}
 	x.n--
