@@ -93,6 +93,7 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"version", "--no-such-flag"},
 		{"version", "--log-format", "yaml"},
 		{"migrate", "up"}, // no --database-url
+		{"proxy", "--upstream", "http://127.0.0.1:1", "--gc-floor-mib", "-1"},
 	} {
 		code, _, errOut := ficus(t, args...)
 		if code != 2 || !strings.HasPrefix(errOut, "ficus: ") || strings.Count(errOut, "ficus: ") != 1 {

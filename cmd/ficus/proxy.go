@@ -46,8 +46,8 @@ first) and are shared by every proxy replica.`,
 				}
 				return proxy.LoadConfig(configPath, upstream)
 			}
-			if gcFloorMiB < 0 {
-				return usageError{fmt.Errorf("--gc-floor-mib %d is negative", gcFloorMiB)}
+			if gcFloorMiB < 0 || gcFloorMiB > 1<<20 {
+				return usageError{fmt.Errorf("--gc-floor-mib %d is out of range: 0 (off) to 1048576 (1 TiB)", gcFloorMiB)}
 			}
 			cfg, err := load()
 			if err != nil {
