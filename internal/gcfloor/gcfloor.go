@@ -71,13 +71,6 @@ func Start(floor uint64) *Floor {
 	return f
 }
 
-// Percent reports the GC percent the floor set last.
-func (f *Floor) Percent() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.percent
-}
-
 // Stop gives the collector its GC percent back.
 func (f *Floor) Stop() {
 	f.mu.Lock()

@@ -58,7 +58,10 @@ func heapGoal() uint64 {
 func TestFloorRaisesTheGoal(t *testing.T) {
 	const floor = 256 << 20
 	f, tuned := startObserved(t, floor)
-	if p := f.Percent(); p < floor*100/initialGoal {
+	f.mu.Lock()
+	p := f.percent
+	f.mu.Unlock()
+	if p < floor*100/initialGoal {
 		t.Fatalf("before the first collection the percent is %d, want at least %d", p, floor*100/initialGoal)
 	}
 	for range 3 {

@@ -443,8 +443,11 @@ func (sh *memShard) sweep(at int64, limit int, m *Memory) int {
 // find returns the slot of k; sh.mu must be held.
 func (sh *memShard) find(h uint64, k Key) (uint32, bool) {
 	t := sh.index.tab.s
+	if len(t) == 0 {
+		return 0, false
+	}
 	mask := uint32(len(t) - 1)
-	for i := uint32(h) & mask; len(t) > 0 && t[i].slot != 0; i = (i + 1) & mask {
+	for i := uint32(h) & mask; t[i].slot != 0; i = (i + 1) & mask {
 		if t[i].hash == uint32(h) {
 			if s := sh.slot(t[i].slot - 1); s.hash == h && sh.isKey(s, k) {
 				return t[i].slot - 1, true

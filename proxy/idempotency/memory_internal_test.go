@@ -77,12 +77,12 @@ func (m *Memory) OffHeapBytes() (n int) {
 		sh := &m.shards[i]
 		sh.mu.Lock()
 		for i := range sh.pages {
-			n += sh.pages[i].mapped()
+			n += len(sh.pages[i].mem)
 		}
 		for i := range sh.arena.chunks {
-			n += sh.arena.chunks[i].mapped()
+			n += len(sh.arena.chunks[i].mem)
 		}
-		n += sh.index.tab.mapped() + sh.heap.mapped() + sh.free.mapped()
+		n += len(sh.index.tab.mem) + len(sh.heap.mem) + len(sh.free.mem)
 		sh.mu.Unlock()
 	}
 	return n

@@ -62,9 +62,6 @@ func (a *offSlice[T]) free() {
 	*a = offSlice[T]{}
 }
 
-// mapped is how many bytes a holds outside the Go heap.
-func (a *offSlice[T]) mapped() int { return len(a.mem) }
-
 // memIndex finds the slots of a shard's records by the hash of their key:
 // an open-addressing table with linear probing, in an offSlice. A bucket
 // holds the low 32 bits of a record's hash and its slot; records whose
