@@ -427,7 +427,7 @@ EOF
 
 # -------------------------------------------------------------- measuring
 
-declare -A other_at hl_other rps p50 p99 errs notes hl_p50 hl_p99 hl_p999 hl_errs hl_achieved hl_added half_rate
+declare -A other_at hl_other rps p50 p99 errs notes hl_p50 hl_p99 hl_p999 hl_errs hl_achieved hl_added half_rate hl_rounds
 
 # smoke checks that GET and POST answer 2xx through the contender.
 smoke() {
@@ -613,8 +613,10 @@ summarize_half() {
 		a="$(field non2xx "$line")" b="$(field errors "$line")"
 		hl_errs[$c.$scn]=$((${a:-0} + ${b:-0}))
 		if [ "$c" != direct ] && [ -s "$work/half-direct-$scn" ]; then
-			hl_added[$c.$scn]="$(awk 'NR == FNR { d[$3] = $1; next } ($3 in d) { print $1 - d[$3] }' \
-				"$work/half-direct-$scn" "$work/half-$c-$scn" | sort -g |
+			# Each round's difference, in round order, then their median.
+			hl_rounds[$c.$scn]="$(awk 'NR == FNR { d[$3] = $1; next } ($3 in d) { printf "%s%+.2f", (n++ ? " " : ""), $1 - d[$3] }' \
+				"$work/half-direct-$scn" "$work/half-$c-$scn")"
+			hl_added[$c.$scn]="$(tr ' ' '\n' <<<"${hl_rounds[$c.$scn]}" | sort -g |
 				awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }')"
 		fi
 		say "$c $scn half load: p50 ${hl_p50[$c.$scn]} ms, p99 ${hl_p99[$c.$scn]} ms, added p99 ${hl_added[$c.$scn]:-n/a} ms (other work: $other% of the CPUs)"
@@ -687,15 +689,15 @@ report() {
 		fi
 		echo "Half load: ${half_rate[$scn]} req/s (half of bare ReverseProxy's saturated rate), latency from the intended send time."
 		echo
-		echo "| contender | achieved req/s | p50 | p99 | p99.9 | errors | added p99 vs direct | other work |"
-		echo "|---|--:|--:|--:|--:|--:|--:|--:|"
+		echo "| contender | achieved req/s | p50 | p99 | p99.9 | errors | added p99 vs direct | each round | other work |"
+		echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|"
 		for c in $contenders; do
 			if [ -z "${hl_p99[$c.$scn]:-}" ]; then
-				echo "| $c | ${notes[$c]:-n/a (no result)} | | | | | | |"
+				echo "| $c | ${notes[$c]:-n/a (no result)} | | | | | | | |"
 				continue
 			fi
 			echo "| $c | $(fmt_int "${hl_achieved[$c.$scn]}")$(behind "${hl_achieved[$c.$scn]}" "${half_rate[$scn]}") | $(fmt_ms "${hl_p50[$c.$scn]}") | $(fmt_ms "${hl_p99[$c.$scn]}") |" \
-				"$(fmt_ms "${hl_p999[$c.$scn]}") | ${hl_errs[$c.$scn]} | $(fmt_added "${hl_added[$c.$scn]:-}") | ${hl_other[$c.$scn]}% |"
+				"$(fmt_ms "${hl_p999[$c.$scn]}") | ${hl_errs[$c.$scn]} | $(fmt_added "${hl_added[$c.$scn]:-}") | ${hl_rounds[$c.$scn]:--} | ${hl_other[$c.$scn]}% |"
 		done
 	done
 	for c in $contenders; do
