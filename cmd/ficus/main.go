@@ -16,7 +16,8 @@ func main() {
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	ctx, cancel := shutdownContext(signals, os.Stderr, os.Exit)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	a := &app{stdout: os.Stdout, stderr: os.Stderr, exec: execProcess}
+	code := a.run(ctx, os.Args[1:])
 	cancel()
 	os.Exit(code)
 }

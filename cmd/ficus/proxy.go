@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,6 +24,7 @@ func (a *app) proxyCommand() *cobra.Command {
 	var listen, upstream, configPath, url, metricsAddr string
 	var drain time.Duration
 	var gcFloorMiB int
+	var steady bool
 	cmd := &cobra.Command{
 		Use:   "proxy",
 		Short: "Run the edge proxy in front of the legacy API",
@@ -48,6 +50,12 @@ first) and are shared by every proxy replica.`,
 			}
 			if gcFloorMiB < 0 || gcFloorMiB > 1<<20 {
 				return usageError{fmt.Errorf("--gc-floor-mib %d is out of range: 0 (off) to 1048576 (1 TiB)", gcFloorMiB)}
+			}
+			if steady {
+				a.steadyMonitor()
+				if strings.Contains(","+os.Getenv("GODEBUG")+",", ","+steadySysmon+",") {
+					a.log.Info("Go runtime's monitor thread kept awake (--steady-sysmon)", "godebug", steadySysmon)
+				}
 			}
 			cfg, err := load()
 			if err != nil {
@@ -102,6 +110,7 @@ first) and are shared by every proxy replica.`,
 	databaseFlag(f, &url, "to keep idempotency keys in, shared by every replica")
 	f.DurationVar(&drain, "drain-timeout", 30*time.Second, "how long requests in flight get to finish on shutdown")
 	f.IntVar(&gcFloorMiB, "gc-floor-mib", 16, "let the heap grow to this many MiB between garbage collections while less is live, for fewer collections and the waits they cause (see docs/proxy.md); ignored when GOGC is set; 0 keeps Go's default")
+	f.BoolVar(&steady, "steady-sysmon", true, "restart once with GODEBUG="+steadySysmon+", which keeps the Go runtime's monitor thread from being woken by the first system call after every idle moment, for a shorter tail on few CPUs (see docs/proxy.md); ignored when GODEBUG sets schedtrace")
 	metricsFlag(f, &metricsAddr, "127.0.0.1:9090")
 	return cmd
 }

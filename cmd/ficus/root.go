@@ -24,12 +24,20 @@ type app struct {
 	logFormat      string
 	logLevel       string
 	log            *slog.Logger
+
+	// exec replaces the process with another program, as execve(2) does;
+	// nil where the command line runs inside another program (tests).
+	exec func(path string, argv, env []string) error
 }
 
 // run executes the command line and returns the process exit code. Errors
 // are printed once, here.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	a := &app{stdout: stdout, stderr: stderr}
+	return (&app{stdout: stdout, stderr: stderr}).run(ctx, args)
+}
+
+func (a *app) run(ctx context.Context, args []string) int {
+	stdout, stderr := a.stdout, a.stderr
 	root := a.rootCommand()
 	root.SetArgs(args)
 	root.SetOut(stdout)
