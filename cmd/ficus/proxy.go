@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -53,9 +52,6 @@ first) and are shared by every proxy replica.`,
 			}
 			if steady {
 				a.steadyMonitor()
-				if strings.Contains(","+os.Getenv("GODEBUG")+",", ","+steadySysmon+",") {
-					a.log.Info("Go runtime's monitor thread kept awake (--steady-sysmon)", "godebug", steadySysmon)
-				}
 			}
 			cfg, err := load()
 			if err != nil {

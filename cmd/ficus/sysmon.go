@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -54,7 +55,14 @@ func withGodebug(env []string, setting string) []string {
 // restart), when the app cannot exec, or when the exec fails, which it
 // logs.
 func (a *app) steadyMonitor() {
-	if godebugHas(os.Getenv("GODEBUG"), "schedtrace") || a.exec == nil {
+	godebug := os.Getenv("GODEBUG")
+	if godebugHas(godebug, "schedtrace") {
+		if slices.Contains(strings.Split(godebug, ","), steadySysmon) {
+			a.log.Info("Go runtime's monitor thread kept awake (--steady-sysmon)", "godebug", steadySysmon)
+		}
+		return
+	}
+	if a.exec == nil {
 		return
 	}
 	path, err := os.Executable()
