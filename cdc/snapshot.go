@@ -623,6 +623,14 @@ func (s *snapshotter) readRows(ctx context.Context, tx pgx.Tx, table qualifiedTa
 	}
 	defer rows.Close()
 	fields := rows.FieldDescriptions()
+	if len(fields) < len(plan.cols) {
+		// The query failed before describing its rows.
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, nil, fmt.Errorf("read rows: %w", err)
+		}
+		return nil, nil, fmt.Errorf("read rows: %d columns described, want %d", len(fields), len(plan.cols))
+	}
 	convert := make([]converter, len(plan.cols))
 	for i := range plan.cols {
 		convert[i] = s.dec.converter(fields[i].DataTypeOID)
