@@ -261,6 +261,42 @@ func TestSnapshotIsConsistentWithConcurrentWrites(t *testing.T) {
 	}
 }
 
+// A chunk query that fails before it describes its rows (here a column
+// dropped after the chunk was planned, run from the connection's cached
+// statement) is an error the snapshot loop retries, not a panic.
+func TestSnapshotChunkQueryFailsBeforeRows(t *testing.T) {
+	t.Parallel()
+	f := newSnapshotFixture(t, fmt.Sprintf(itemsDDL, 3), "items", "markers")
+	s := newSnapshotter(f.reader(10))
+	ctx := t.Context()
+	if err := s.connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	table := qualifiedTable{Schema: "public", Name: "items"}
+	cols, err := s.columns(ctx, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := newSnapshotPlan(table, cols, false)
+	readChunk := func() ([]Change, error) {
+		tx, err := s.conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		rows, _, err := s.readRows(ctx, tx, table, plan, nil)
+		return rows, err
+	}
+	if rows, err := readChunk(); err != nil || len(rows) != 3 {
+		t.Fatalf("before the change: %d rows, %v", len(rows), err)
+	}
+	f.exec("ALTER TABLE items DROP COLUMN val")
+	if rows, err := readChunk(); err == nil || !strings.HasPrefix(err.Error(), "read rows: ") {
+		t.Fatalf("after the column was dropped: %d rows, error %v; want a read rows error", len(rows), err)
+	}
+}
+
 // A reader stopped in the middle of a snapshot resumes it where the last
 // delivered chunk ended; the ids of every row arrive.
 func TestSnapshotResumesAfterStop(t *testing.T) {
