@@ -159,8 +159,12 @@ type eventData struct {
 // Event returns the change as a CloudEvent from source (see Source): id
 // from EventID, type EventTypePrefix+Op, subject "<schema>.<table>/<key
 // values>" (key values in column-name order, joined by ",", with "%" and
-// "," percent-encoded; just "<schema>.<table>" for a truncate), time the
-// commit time, extensions partitionkey (the subject), lsn (the commit LSN
+// "," percent-encoded; a key text longer than 128 bytes is replaced by
+// "sha256:" and 32 hex digits of its hash; just "<schema>.<table>" for a
+// truncate), time the
+// commit time, extensions partitionkey (the subject), oldpartitionkey (for
+// an update that changed the row's key: the subject the row had before;
+// see OldPartitionKeyExtension), lsn (the commit LSN
 // as text) and xid (an integer; a decimal string for xids above 2^31-1,
 // which a CloudEvents integer cannot hold).
 func (c Change) Event(source string) (cloudevent.Event, error) {
@@ -259,7 +263,7 @@ func (enc *eventEncoder) encode(changes []Change, events []cloudevent.Event) err
 		text = append(text, enc.tableName(c.Schema, c.Table)...)
 		if c.Op != OpTruncate {
 			text = append(text, '/')
-			text = appendKey(text, c.Key)
+			text = appendSubjectKey(text, c.Key)
 		}
 		ends = append(ends, len(text))
 	}
@@ -339,6 +343,11 @@ func (enc *eventEncoder) event(c *Change, id, subject string, e *cloudevent.Even
 			"lsn":          enc.lsnAny,
 			"xid":          enc.xidAny,
 		},
+	}
+	if old, ok := c.movedKey(); ok {
+		// The update moved the row to another key: sinks order it with
+		// both (see keys.go).
+		e.Extensions[OldPartitionKeyExtension] = string(appendSubjectKey(append([]byte(table), '/'), old))
 	}
 	// The data is valid JSON by construction (json.Marshal's bytes, or
 	// the same written faster): Validate checks the rest without

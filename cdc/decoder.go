@@ -53,6 +53,9 @@ const (
 	colBinary = 'b'
 
 	columnFlagKey = 1
+	// replicaIdentityFull is a Relation message's replica identity
+	// setting for REPLICA IDENTITY FULL.
+	replicaIdentityFull = 'f'
 	// maxArrayDims is Postgres's MAXDIM.
 	maxArrayDims = 6
 )
@@ -86,6 +89,9 @@ type Decoder struct {
 	streams map[uint32]*openTx
 	// streamedTx counts transactions completed by StreamCommit.
 	streamedTx int
+	// fullKeys holds the primary keys of the tables with REPLICA IDENTITY
+	// FULL (see keys.go): their changes are keyed by them.
+	fullKeys map[tableName][]string
 }
 
 // relation is a table as described by a Relation message.
@@ -347,7 +353,7 @@ func (d *Decoder) subXID(r *cursor) uint32 {
 func (d *Decoder) relation(r *cursor) error {
 	d.subXID(r)
 	rel := &relation{id: r.u32(), schema: r.str(), name: r.str()}
-	r.u8() // replica identity setting; the key flags below tell the columns
+	identity := r.u8() // with the key flags below, the key's columns
 	n := int(r.u16())
 	if r.err != nil {
 		return r.err
@@ -374,6 +380,9 @@ func (d *Decoder) relation(r *cursor) error {
 			rel.keys = append(rel.keys, c.name)
 		}
 		rel.columns[i] = c
+	}
+	if pk, ok := d.fullKeys[tableName{rel.schema, rel.name}]; ok && identity == replicaIdentityFull && rel.hasColumns(pk) {
+		rel.keys = pk
 	}
 	if d.inStream {
 		s := d.streams[d.streamXID]
@@ -733,6 +742,16 @@ func (d *Decoder) tuple(r *cursor, rel *relation, keyOnly bool) (map[string]any,
 type textValue struct {
 	name string
 	end  int
+}
+
+// hasColumns says whether every one of names is a column of rel.
+func (rel *relation) hasColumns(names []string) bool {
+	for _, name := range names {
+		if !slices.ContainsFunc(rel.columns, func(c column) bool { return c.name == name }) {
+			return false
+		}
+	}
+	return true
 }
 
 // key returns the key columns present in row, or nil when the relation has

@@ -100,9 +100,11 @@ func (tb *oracleTable) col(name string) (*oracleColumn, bool) {
 	return nil, false
 }
 
-// identity returns the columns that identify a row.
+// identity returns the columns that identify a row: the key, which for a
+// REPLICA IDENTITY FULL table is its primary key, or every column of a FULL
+// table without one.
 func (tb *oracleTable) identity() []string {
-	if tb.full {
+	if tb.full && len(tb.key) == 0 {
 		var names []string
 		for _, c := range tb.cols {
 			names = append(names, c.name)

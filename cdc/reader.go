@@ -422,6 +422,10 @@ func (r *Reader) start(ctx context.Context, s *session) error {
 		return fmt.Errorf("%w: %s in database %s (create it with \"ficus cdc setup\")", ErrPublicationNotFound, r.cfg.Publication, s.database)
 	}
 
+	if r.dec.fullKeys, err = readFullIdentityKeys(ctx, s.conn); err != nil {
+		return err
+	}
+
 	version, err := serverMajor(s.conn.ParameterStatus("server_version"))
 	if err != nil {
 		return err

@@ -82,10 +82,8 @@ UPDATE ficus.cdc_snapshot
 // replica identity index or primary key.
 const snapshotColumnsSQL = `
 SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
-       coalesce((SELECT u.n FROM unnest(k.indkey) WITH ORDINALITY u(attnum, n) WHERE u.attnum = a.attnum), 0)::int,
-       c.relreplident = 'f'
+       coalesce((SELECT u.n FROM unnest(k.indkey) WITH ORDINALITY u(attnum, n) WHERE u.attnum = a.attnum), 0)::int
   FROM pg_attribute a
-  JOIN pg_class c ON c.oid = a.attrelid
   LEFT JOIN LATERAL (
        SELECT i.indkey FROM pg_index i
         WHERE i.indrelid = a.attrelid AND (i.indisreplident OR i.indisprimary)
@@ -440,9 +438,6 @@ func (s *snapshotter) runOnce(ctx context.Context) (bool, error) {
 type snapshotColumn struct {
 	name, typ string
 	keyPos    int // position in the key, from 1; 0 for other columns
-	// full is true (on every column) when the table's replica identity is
-	// FULL: its changes then carry every column as their key.
-	full bool
 }
 
 // snapshotPlan is how a table's chunks are read.
@@ -508,10 +503,11 @@ func (p snapshotPlan) windowKey() []string {
 }
 
 // eventKey says whether a column is in a read event's Key, as it would be
-// in the table's change events: every column with REPLICA IDENTITY FULL or
-// without a key, else the key's.
+// in the table's change events: the key's (the replica identity index, or
+// the primary key, also for a REPLICA IDENTITY FULL table: see keys.go),
+// or every column for a table without either.
 func (p snapshotPlan) eventKey(i int) bool {
-	return p.cols[i].full || len(p.keyIdx) == 0 || p.cols[i].keyPos > 0
+	return len(p.keyIdx) == 0 || p.cols[i].keyPos > 0
 }
 
 // chunk reads up to SnapshotChunkSize rows of table after lastKey between
@@ -568,7 +564,7 @@ func (s *snapshotter) columns(ctx context.Context, table qualifiedTable) ([]snap
 	}
 	cols, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (snapshotColumn, error) {
 		var c snapshotColumn
-		err := row.Scan(&c.name, &c.typ, &c.keyPos, &c.full)
+		err := row.Scan(&c.name, &c.typ, &c.keyPos)
 		return c, err
 	})
 	if err != nil {

@@ -428,8 +428,8 @@ func TestSnapshotPlanQueries(t *testing.T) {
 			[]string{"order_id", "line"}, []bool{true, false, true}},
 		{[]snapshotColumn{{name: "a", typ: "text"}, {name: "b", typ: "int"}}, true, `SELECT "a", "b", ctid::text AS ficus_ctid FROM "shop"."Order Items" WHERE ctid > ($1::text[])[1]::tid ORDER BY ctid LIMIT $2`,
 			[]string{"a", "b"}, []bool{true, true}},
-		{[]snapshotColumn{{name: "id", typ: "uuid", keyPos: 1, full: true}, {name: "b", typ: "int", full: true}}, false, `SELECT "id", "b" FROM "shop"."Order Items" WHERE $1::text[] IS NULL ORDER BY "id" LIMIT $2`,
-			[]string{"id"}, []bool{true, true}},
+		{[]snapshotColumn{{name: "id", typ: "uuid", keyPos: 1}, {name: "b", typ: "int"}}, false, `SELECT "id", "b" FROM "shop"."Order Items" WHERE $1::text[] IS NULL ORDER BY "id" LIMIT $2`,
+			[]string{"id"}, []bool{true, false}},
 	} {
 		p := newSnapshotPlan(table, tc.cols, tc.after)
 		if p.query != tc.query {

@@ -10,8 +10,10 @@
 // [DeadLetterStore]. Send may be called again with the same events after a
 // failure or restart (at-least-once); events carry stable ids for
 // deduplication. Events of one batch that share an [OrderingKey] are
-// delivered in batch order. Send honours ctx; Close flushes and releases
-// resources.
+// delivered in batch order, and an event whose [OldPartitionKeyExtension]
+// names another key is delivered after every event before it and before
+// every event after it with either key. Send honours ctx; Close flushes
+// and releases resources.
 //
 // # Sinks
 //
@@ -118,3 +120,9 @@ type Options struct {
 // its subject, else its id. Events with the same key are delivered in
 // order.
 func OrderingKey(e cloudevent.Event) string { return delivery.OrderingKey(e) }
+
+// OldPartitionKeyExtension names the extension attribute of an event that
+// moved from one ordering key to another (a change event for an update of
+// a row's key): the key it had before. Events with it are ordered with
+// both keys.
+const OldPartitionKeyExtension = delivery.OldPartitionKeyExtension

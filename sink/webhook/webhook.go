@@ -6,7 +6,11 @@
 //
 // Send splits a batch into Lanes (4 by default) by a hash of each event's
 // ordering key (sink.OrderingKey), so the events of one key always travel in
-// the same lane, in batch order. The lanes run in parallel; each sends its
+// the same lane, in batch order. An event that moves from one key to
+// another (a change event for an update of a row's key, which carries the
+// old key in its "oldpartitionkey" attribute) is sent alone, after the
+// events before it and before the events after it, so that it keeps its
+// order with both keys. The lanes run in parallel; each sends its
 // events in requests of at most MaxBatchEvents events and MaxBatchBytes
 // bytes, one request after another. Send returns nil once every lane is
 // done, that is, when every event was acknowledged or set aside as a dead
@@ -321,10 +325,20 @@ func (s *Sink) send(ctx context.Context, batch []cloudevent.Event, t *tally) err
 	if err != nil {
 		return fmt.Errorf("webhook %s: %w", s.redacted, err)
 	}
+	for _, seg := range delivery.Segments(batch) {
+		if err := s.sendSegment(ctx, batch, bodies, seg, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendSegment sends batch[seg.Start:seg.End] in lanes by ordering key.
+func (s *Sink) sendSegment(ctx context.Context, batch []cloudevent.Event, bodies [][]byte, seg delivery.Segment, t *tally) error {
 	lanes := make([][]int, s.cfg.Lanes)
 	used := 0
-	for i, e := range batch {
-		l := lane(delivery.OrderingKey(e), s.cfg.Lanes)
+	for i := seg.Start; i < seg.End; i++ {
+		l := lane(delivery.OrderingKey(batch[i]), s.cfg.Lanes)
 		if len(lanes[l]) == 0 {
 			used++
 		}

@@ -28,6 +28,47 @@ var ErrClosed = errors.New("sink: closed (Send after Close)")
 // that names an event's ordering key.
 const PartitionKeyExtension = "partitionkey"
 
+// OldPartitionKeyExtension names the extension attribute of an event that
+// moved its subject from one ordering key to another (a change event for
+// an update of a row's key): the key it had before. Such an event must be
+// ordered with both keys.
+const OldPartitionKeyExtension = "oldpartitionkey"
+
+// movesKey says whether e carries an old ordering key that differs from
+// its own.
+func movesKey(e cloudevent.Event) bool {
+	old, ok := e.Extensions[OldPartitionKeyExtension].(string)
+	return ok && old != "" && old != OrderingKey(e)
+}
+
+// Segment is a run of a batch, batch[Start:End].
+type Segment struct{ Start, End int }
+
+// Segments cuts batch into the runs a sink that delivers different
+// ordering keys in parallel may deliver one after another: an event that
+// moves from one key to another (OldPartitionKeyExtension) stands alone,
+// so that it follows every event before it and precedes every event after
+// it whatever their keys; the events between such events form a run. A
+// batch without them is one run.
+func Segments(batch []cloudevent.Event) []Segment {
+	var segs []Segment
+	start := 0
+	for i, e := range batch {
+		if !movesKey(e) {
+			continue
+		}
+		if start < i {
+			segs = append(segs, Segment{start, i})
+		}
+		segs = append(segs, Segment{i, i + 1})
+		start = i + 1
+	}
+	if start < len(batch) {
+		segs = append(segs, Segment{start, len(batch)})
+	}
+	return segs
+}
+
 // OrderingKey of an event: its "partitionkey" extension attribute when
 // present and not empty, else its subject, else its id.
 func OrderingKey(e cloudevent.Event) string {

@@ -75,3 +75,30 @@ func TestAnInvalidEventRefusesTheBatch(t *testing.T) {
 		t.Errorf("AppendLines = %q, %v; want the buffer as it was and ErrInvalidEvent", got, err)
 	}
 }
+
+func TestSegmentsIsolateEventsThatMoveKeys(t *testing.T) {
+	ev := func(key, old string) cloudevent.Event {
+		e := cloudevent.Event{Subject: key, Extensions: map[string]any{PartitionKeyExtension: key}}
+		if old != "" {
+			e.Extensions[OldPartitionKeyExtension] = old
+		}
+		return e
+	}
+	for _, tc := range []struct {
+		name  string
+		batch []cloudevent.Event
+		want  []Segment
+	}{
+		{"empty", nil, nil},
+		{"no moves", []cloudevent.Event{ev("a", ""), ev("b", "")}, []Segment{{0, 2}}},
+		{"a move alone", []cloudevent.Event{ev("b", "a")}, []Segment{{0, 1}}},
+		{"a move in the middle", []cloudevent.Event{ev("a", ""), ev("b", "a"), ev("a", ""), ev("c", "")},
+			[]Segment{{0, 1}, {1, 2}, {2, 4}}},
+		{"moves in a row", []cloudevent.Event{ev("b", "a"), ev("c", "b")}, []Segment{{0, 1}, {1, 2}}},
+		{"old key equal to the key is no move", []cloudevent.Event{ev("a", "a"), ev("b", "")}, []Segment{{0, 2}}},
+	} {
+		if got := Segments(tc.batch); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s: segments %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
