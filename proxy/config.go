@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ficuslabs/ficus/proxy/shadow"
 )
 
 // ErrInvalidConfig is wrapped by every problem LoadConfig, ParseConfig,
@@ -831,7 +833,7 @@ func (c *Config) validateRoute(k *configChecker, i int, names map[string]bool) {
 		}
 		k.must(at+".percent", s.Percent >= 0 && s.Percent <= 100, "a number from 0 to 100")
 		for j, p := range s.Ignore {
-			if err := ValidIgnorePattern(p); err != nil {
+			if err := shadow.ValidIgnorePattern(p); err != nil {
 				k.add(fmt.Sprintf("%s.ignore[%d]", at, j), "%v", err)
 			}
 		}

@@ -32,7 +32,10 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/ficuslabs/ficus/proxy/breaker"
 	"github.com/ficuslabs/ficus/proxy/idempotency"
+	"github.com/ficuslabs/ficus/proxy/ratelimit"
+	"github.com/ficuslabs/ficus/proxy/shadow"
 )
 
 // Headers the proxy reads or writes, in canonical form (so that they can
@@ -72,7 +75,7 @@ type Proxy struct {
 	log     *slog.Logger
 	now     func() time.Time
 	met     *proxyMetrics
-	limiter *Limiter
+	limiter *ratelimit.Limiter
 
 	state atomic.Pointer[state]
 	mu    sync.Mutex // serialises Reload
@@ -96,7 +99,7 @@ func New(s Settings) (*Proxy, error) {
 		p.store = idempotency.NewMemory(idempotency.MemoryConfig{MaxKeys: s.Config.Idempotency.MaxKeys})
 	}
 	p.met = newProxyMetrics(p.set)
-	p.limiter = NewLimiter(LimiterConfig{Metrics: p.set})
+	p.limiter = ratelimit.New(ratelimit.Config{Metrics: p.set})
 	st, err := p.build(s.Config, nil)
 	if err != nil {
 		return nil, err
@@ -219,21 +222,21 @@ func (p *Proxy) serve(c *call, r *http.Request) {
 		return
 	}
 	var body []byte
-	shadow := c.route.sampleShadow(r)
-	if shadow {
+	mirror := c.route.sampleShadow(r)
+	if mirror {
 		var err error
 		if body, err = readBody(r); err != nil {
 			writeProblem(w, bodyProblem(err, c.st.cfg.BodyLimit))
 			return
 		}
 	}
-	p.forward(c, r, body, 0, shadow, false)
+	p.forward(c, r, body, 0, mirror, false)
 }
 
 // allowRate applies every rate-limit policy for the caller; it writes the
 // RateLimit headers, and a 429 when a policy rejects.
 func (p *Proxy) allowRate(c *call, w http.ResponseWriter) bool {
-	var buf [4]Decision // room for the usual few policies, on the stack
+	var buf [4]ratelimit.Decision // room for the usual few policies, on the stack
 	decisions := buf[:0]
 	reject := -1
 	for _, pol := range c.st.policies {
@@ -249,7 +252,7 @@ func (p *Proxy) allowRate(c *call, w http.ResponseWriter) bool {
 	if len(decisions) == 0 {
 		return true
 	}
-	WriteHeaders(w.Header(), decisions)
+	ratelimit.WriteHeaders(w.Header(), decisions)
 	if reject >= 0 {
 		reject := &decisions[reject]
 		writeProblem(w, Problem{Status: http.StatusTooManyRequests, Title: "Rate limit exceeded",
@@ -272,13 +275,13 @@ const (
 
 // forward sends r to the route's upstream through the guards and reports
 // how it ended. body, when not nil, is r's body already read. keep > 0
-// asks the recorder to keep that much of the response body; shadow mirrors
+// asks the recorder to keep that much of the response body; mirror mirrors
 // the request to the route's candidate (body must then be set). detach
 // lets the upstream call run to its end even when the client goes away, so
 // that its outcome can be stored and given to the client's retry. It is
 // called at most once per call: the exchange and the context of the
 // upstream call live in the call.
-func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, shadow, detach bool) outcome {
+func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, mirror, detach bool) outcome {
 	w := c.rec
 	up := c.route.upstream
 	direct := directOK(up, r, body)
@@ -300,9 +303,9 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, shado
 		return outcomeNotSent
 	}
 	defer release()
-	report, err := up.breaker.begin()
+	call, err := up.breaker.Begin()
 	if err != nil {
-		var open *OpenError
+		var open *breaker.OpenError
 		retry := time.Second
 		if errors.As(err, &open) {
 			retry = open.RetryAfter
@@ -313,8 +316,8 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, shado
 		return outcomeNotSent
 	}
 
-	var pending *Pending
-	if shadow {
+	var pending *shadow.Pending
+	if mirror {
 		pending = c.route.shadow.Mirror(r, body)
 		keep = max(keep, shadowKeep)
 	}
@@ -333,11 +336,11 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, shado
 
 	switch {
 	case ex.err == nil:
-		up.breaker.end(report, Outcome{Status: ex.status, Duration: took})
+		up.breaker.End(call, breaker.Outcome{Status: ex.status, Duration: took})
 	case !detach && r.Context().Err() != nil: // the client went away
-		up.breaker.end(report, Outcome{Err: context.Canceled, Duration: took})
+		up.breaker.End(call, breaker.Outcome{Err: context.Canceled, Duration: took})
 	default:
-		up.breaker.end(report, Outcome{Err: ex.err, Duration: took})
+		up.breaker.End(call, breaker.Outcome{Err: ex.err, Duration: took})
 	}
 	if pending != nil {
 		if c.rec.truncated || ex.err != nil {

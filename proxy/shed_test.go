@@ -1,37 +1,16 @@
 package proxy
 
 import (
-	"bytes"
 	"fmt"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/VictoriaMetrics/metrics"
-)
 
-// guardsMetric returns the value of series (name with labels, as exported)
-// in set, and whether set exports it.
-func guardsMetric(t *testing.T, set *metrics.Set, series string) (float64, bool) {
-	t.Helper()
-	var buf bytes.Buffer
-	set.WritePrometheus(&buf)
-	for line := range strings.Lines(buf.String()) {
-		value, ok := strings.CutPrefix(strings.TrimSpace(line), series+" ")
-		if !ok {
-			continue
-		}
-		f, err := strconv.ParseFloat(value, 64)
-		if err != nil {
-			t.Fatalf("metric %s: value %q: %v", series, value, err)
-		}
-		return f, true
-	}
-	return 0, false
-}
+	"github.com/ficuslabs/ficus/internal/metricstest"
+)
 
 // shedAcquireN acquires up to n slots for lane and returns how many it got and
 // their releases.
@@ -87,7 +66,7 @@ func TestShedderLanePriorities(t *testing.T) {
 		`ficus_proxy_shed_total{upstream="mes",lane="internal"}`: 2,
 		`ficus_proxy_in_flight{upstream="mes"}`:                  10,
 	} {
-		if got, ok := guardsMetric(t, set, series); !ok || got != want {
+		if got, ok := metricstest.Value(t, set, series); !ok || got != want {
 			t.Errorf("%s = %v (exported %v), want %v", series, got, ok, want)
 		}
 	}
@@ -129,7 +108,7 @@ func TestShedderUnknownLaneCountedAsOther(t *testing.T) {
 	for range 3 {
 		s.Acquire("robots")
 	}
-	if got, _ := guardsMetric(t, set, `ficus_proxy_shed_total{upstream="mes",lane="other"}`); got != 2 {
+	if got, _ := metricstest.Value(t, set, `ficus_proxy_shed_total{upstream="mes",lane="other"}`); got != 2 {
 		t.Fatalf("shed_total{lane=other} = %v, want 2", got)
 	}
 }
@@ -142,7 +121,7 @@ func TestShedderUnlimited(t *testing.T) {
 	if got != 10_000 {
 		t.Fatalf("unlimited shedder admitted %d of 10000", got)
 	}
-	if v, _ := guardsMetric(t, set, `ficus_proxy_in_flight{upstream="mes"}`); v != 10_000 {
+	if v, _ := metricstest.Value(t, set, `ficus_proxy_in_flight{upstream="mes"}`); v != 10_000 {
 		t.Fatalf("in_flight = %v, want 10000", v)
 	}
 	for _, rel := range rels {
@@ -170,7 +149,7 @@ func TestShedderGaugeFollowsNewestShedder(t *testing.T) {
 	next := NewShedder("mes", 10, nil, set) // as after a reload
 	next.Acquire("b2b")
 	next.Acquire("b2b")
-	if v, _ := guardsMetric(t, set, `ficus_proxy_in_flight{upstream="mes"}`); v != 2 {
+	if v, _ := metricstest.Value(t, set, `ficus_proxy_in_flight{upstream="mes"}`); v != 2 {
 		t.Fatalf("in_flight = %v, want the newest shedder's 2", v)
 	}
 }

@@ -12,6 +12,10 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/ficuslabs/ficus/proxy/breaker"
+	"github.com/ficuslabs/ficus/proxy/ratelimit"
+	"github.com/ficuslabs/ficus/proxy/shadow"
 )
 
 // Caller is who sent a request, as authentication established it.
@@ -40,7 +44,7 @@ type route struct {
 	cfg      *RouteConfig
 	upstream *upstream
 	timeout  time.Duration
-	shadow   *Shadow
+	shadow   *shadow.Shadow
 	duration *metrics.Histogram // ficus_proxy_request_duration_seconds of the route
 }
 
@@ -51,7 +55,7 @@ type upstream struct {
 	transport *http.Transport
 	proxy     *httputil.ReverseProxy
 	pool      *connPool // the direct path's connections; nil for https
-	breaker   *Breaker
+	breaker   *breaker.Breaker
 	shed      *Shedder
 	duration  *metrics.Histogram // ficus_proxy_upstream_duration_seconds
 }
@@ -59,7 +63,7 @@ type upstream struct {
 // policy is a rate-limit policy and whom it applies to.
 type policy struct {
 	cfg    *RateLimitConfig
-	policy *LimitPolicy
+	policy *ratelimit.Policy
 }
 
 func (p *policy) applies(c Caller) bool {
@@ -110,7 +114,7 @@ func (p *Proxy) build(cfg *Config, old *state) (*state, error) {
 			if !ok {
 				return nil, fmt.Errorf("route %s: shadow upstream %q is not defined", rc.Name, sc.Upstream)
 			}
-			sh, err := NewShadow(ShadowSettings{
+			sh, err := shadow.New(shadow.Config{
 				Route: rc.Name, Target: cand.url, Percent: sc.Percent, Ignore: sc.Ignore,
 				SideEffectFree: sc.SideEffectFree, Transport: cand.transport, Timeout: cand.cfg.Timeout,
 				Metrics: p.set, Logger: p.log,
@@ -132,7 +136,7 @@ func (p *Proxy) build(cfg *Config, old *state) (*state, error) {
 	}
 	for i := range cfg.RateLimits {
 		rl := &cfg.RateLimits[i]
-		st.policies = append(st.policies, &policy{cfg: rl, policy: &LimitPolicy{
+		st.policies = append(st.policies, &policy{cfg: rl, policy: &ratelimit.Policy{
 			Name: rl.Name, Rate: rl.Rate, Burst: rl.Burst, DryRun: rl.DryRun,
 		}})
 	}
@@ -159,11 +163,12 @@ func (p *Proxy) newUpstream(name string, uc *UpstreamConfig) *upstream {
 	if b.Disabled {
 		u.breaker = nil
 	} else {
-		u.breaker = NewBreaker(BreakerSettings{
+		u.breaker = breaker.New(breaker.Config{
 			Upstream: name, ConsecutiveFailures: b.ConsecutiveFailures, FailureRatio: b.FailureRatio,
 			MinRequests: b.MinRequests, Interval: b.Interval, OpenFor: b.OpenFor,
 			HalfOpenProbes: b.HalfOpenProbes, SlowCall: b.SlowCall,
-		}, p.set, p.log, p.now)
+			Metrics: p.set, Logger: p.log, Now: p.now,
+		})
 	}
 	u.shed = NewShedder(name, uc.MaxInFlight, uc.LaneShare, p.set)
 	u.proxy = p.newReverseProxy(u)

@@ -1,4 +1,4 @@
-package proxy
+package shadow
 
 import (
 	"bufio"
@@ -63,8 +63,8 @@ func (b *lockedBuffer) records(t *testing.T, msg string) []map[string]any {
 }
 
 // newShadowFixture starts a Shadow for route "orders" whose candidate is
-// handler; edit may change the settings before NewShadow.
-func newShadowFixture(t *testing.T, handler http.Handler, edit func(*ShadowSettings)) *shadowFixture {
+// handler; edit may change the settings before New.
+func newShadowFixture(t *testing.T, handler http.Handler, edit func(*Config)) *shadowFixture {
 	t.Helper()
 	srv := httptest.NewServer(handler)
 	t.Cleanup(srv.Close)
@@ -73,7 +73,7 @@ func newShadowFixture(t *testing.T, handler http.Handler, edit func(*ShadowSetti
 		t.Fatal(err)
 	}
 	f := &shadowFixture{set: metrics.NewSet(), logs: &lockedBuffer{}}
-	cfg := ShadowSettings{
+	cfg := Config{
 		Route:   "orders",
 		Target:  target,
 		Percent: 100,
@@ -83,9 +83,9 @@ func newShadowFixture(t *testing.T, handler http.Handler, edit func(*ShadowSetti
 	if edit != nil {
 		edit(&cfg)
 	}
-	f.shadow, err = NewShadow(cfg)
+	f.shadow, err = New(cfg)
 	if err != nil {
-		t.Fatalf("NewShadow: %v", err)
+		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -202,7 +202,7 @@ func TestShadowMatch(t *testing.T) {
 	}
 	// Same order, other key order, numbers written differently.
 	f := newShadowFixture(t, jsonHandler(200, `{"total":25,"items":[{"sku":"FL-1","price":12.50,"id":"a"},{"price":1.25e1,"id":"b","sku":"FL-2"}],"created_at":"2024-05-14T09:12:44Z","id":7}`),
-		func(s *ShadowSettings) { s.Now = now })
+		func(s *Config) { s.Now = now })
 	r := httptest.NewRequest(http.MethodGet, "/api/v1/orders/7", nil)
 	p := f.mirror(t, r, nil)
 	p.Compare(primaryAnswer(t, jsonHandler(200, orderJSON), r))
@@ -248,7 +248,7 @@ func TestShadowMismatchLogged(t *testing.T) {
 func TestShadowIgnoredFields(t *testing.T) {
 	t.Parallel()
 	f := newShadowFixture(t, jsonHandler(200, `{"id":99,"created_at":"2025-01-01T00:00:00Z","total":25,"items":[{"id":"x","sku":"FL-1","price":12.5},{"id":"y","sku":"FL-2","price":12.5}]}`),
-		func(s *ShadowSettings) { s.Ignore = []string{"id", "created_at", "items.*.id"} })
+		func(s *Config) { s.Ignore = []string{"id", "created_at", "items.*.id"} })
 	r := httptest.NewRequest(http.MethodGet, "/api/v1/orders/7", nil)
 	p := f.mirror(t, r, nil)
 	p.Compare(http.StatusOK, http.Header{}, []byte(orderJSON))
@@ -392,7 +392,7 @@ func TestShadowDoesNotDelayPrimary(t *testing.T) {
 func TestShadowCandidateTimeout(t *testing.T) {
 	t.Parallel()
 	cand := newBlockingCandidate(t) // never released: only the timeout ends the request
-	f := newShadowFixture(t, cand, func(s *ShadowSettings) { s.Timeout = 50 * time.Millisecond })
+	f := newShadowFixture(t, cand, func(s *Config) { s.Timeout = 50 * time.Millisecond })
 	p := f.mirror(t, httptest.NewRequest(http.MethodGet, "/api/v1/orders/7", nil), nil)
 	cand.waitEntered(t)
 	p.Compare(http.StatusOK, http.Header{}, []byte(orderJSON))
@@ -409,7 +409,7 @@ func TestShadowCandidateDown(t *testing.T) {
 	target, _ := url.Parse(srv.URL)
 	srv.Close() // nothing listens there any more
 	set := metrics.NewSet()
-	s, err := NewShadow(ShadowSettings{Route: "orders", Target: target, Percent: 100, Metrics: set})
+	s, err := New(Config{Route: "orders", Target: target, Percent: 100, Metrics: set})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,7 +450,7 @@ func TestShadowSample(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := NewShadow(ShadowSettings{Route: "r", Target: target, Percent: tt.percent,
+			s, err := New(Config{Route: "r", Target: target, Percent: tt.percent,
 				SideEffectFree: tt.sideEffectFree, Rand: tt.rand})
 			if err != nil {
 				t.Fatal(err)
@@ -467,7 +467,7 @@ func TestShadowSampleThirtyPercent(t *testing.T) {
 	target, _ := url.Parse("http://candidate.invalid")
 	var mu sync.Mutex
 	next := 0.0
-	s, err := NewShadow(ShadowSettings{Route: "r", Target: target, Percent: 30, Rand: func() float64 {
+	s, err := New(Config{Route: "r", Target: target, Percent: 30, Rand: func() float64 {
 		mu.Lock()
 		defer mu.Unlock()
 		v := next
@@ -503,7 +503,7 @@ func TestShadowRequestCopy(t *testing.T) {
 	})
 	for _, forwardAuth := range []bool{false, true} {
 		t.Run(fmt.Sprintf("ForwardAuth=%v", forwardAuth), func(t *testing.T) {
-			f := newShadowFixture(t, cand, func(s *ShadowSettings) {
+			f := newShadowFixture(t, cand, func(s *Config) {
 				s.SideEffectFree = true
 				s.ForwardAuth = forwardAuth
 				s.Target = s.Target.JoinPath("/v2")
@@ -558,7 +558,7 @@ func TestShadowRequestCopy(t *testing.T) {
 func TestShadowConcurrencyBound(t *testing.T) {
 	t.Parallel()
 	cand := newBlockingCandidate(t)
-	f := newShadowFixture(t, cand, func(s *ShadowSettings) { s.MaxConcurrent = 1 })
+	f := newShadowFixture(t, cand, func(s *Config) { s.MaxConcurrent = 1 })
 	r := httptest.NewRequest(http.MethodGet, "/api/v1/orders/7", nil)
 	first := f.mirror(t, r, nil)
 	cand.waitEntered(t)
@@ -609,7 +609,7 @@ func TestShadowSkip(t *testing.T) {
 	})
 	t.Run("primary body over the limit", func(t *testing.T) {
 		t.Parallel()
-		f := newShadowFixture(t, jsonHandler(200, `"0123456789"`), func(s *ShadowSettings) { s.MaxBody = 12 })
+		f := newShadowFixture(t, jsonHandler(200, `"0123456789"`), func(s *Config) { s.MaxBody = 12 })
 		p := f.mirror(t, httptest.NewRequest(http.MethodGet, "/x", nil), nil)
 		p.Compare(http.StatusOK, http.Header{}, []byte(`"0123456789A"`))
 		waitDone(t, p)
@@ -617,7 +617,7 @@ func TestShadowSkip(t *testing.T) {
 	})
 	t.Run("candidate body over the limit", func(t *testing.T) {
 		t.Parallel()
-		f := newShadowFixture(t, jsonHandler(200, `"0123456789A"`), func(s *ShadowSettings) { s.MaxBody = 12 })
+		f := newShadowFixture(t, jsonHandler(200, `"0123456789A"`), func(s *Config) { s.MaxBody = 12 })
 		p := f.mirror(t, httptest.NewRequest(http.MethodGet, "/x", nil), nil)
 		p.Compare(http.StatusOK, http.Header{}, []byte(`"0123456789"`))
 		waitDone(t, p)
@@ -627,7 +627,7 @@ func TestShadowSkip(t *testing.T) {
 
 func TestShadowLogEvery(t *testing.T) {
 	t.Parallel()
-	f := newShadowFixture(t, jsonHandler(200, `{"total":1}`), func(s *ShadowSettings) { s.LogEvery = 3 })
+	f := newShadowFixture(t, jsonHandler(200, `{"total":1}`), func(s *Config) { s.LogEvery = 3 })
 	for range 7 {
 		p := f.mirror(t, httptest.NewRequest(http.MethodGet, "/x", nil), nil)
 		p.Compare(http.StatusOK, http.Header{}, []byte(`{"total":2}`))
@@ -692,41 +692,41 @@ func TestShadowClose(t *testing.T) {
 func TestNewShadowValidation(t *testing.T) {
 	t.Parallel()
 	target, _ := url.Parse("http://pricing:8080")
-	valid := ShadowSettings{Route: "r", Target: target, Percent: 10}
+	valid := Config{Route: "r", Target: target, Percent: 10}
 	tests := []struct {
 		name string
-		edit func(*ShadowSettings)
+		edit func(*Config)
 		want string
 	}{
-		{"no route", func(s *ShadowSettings) { s.Route = "" }, "Route is empty"},
-		{"no target", func(s *ShadowSettings) { s.Target = nil }, "Target is nil"},
-		{"bad scheme", func(s *ShadowSettings) { s.Target = &url.URL{Scheme: "ftp", Host: "x"} }, "not an http or https URL"},
-		{"no host", func(s *ShadowSettings) { s.Target = &url.URL{Scheme: "http"} }, "has no host"},
-		{"negative percent", func(s *ShadowSettings) { s.Percent = -1 }, "Percent is -1"},
-		{"percent over 100", func(s *ShadowSettings) { s.Percent = 100.5 }, "Percent is 100.5"},
-		{"bad ignore", func(s *ShadowSettings) { s.Ignore = []string{"items..id"} }, "empty segment"},
-		{"negative timeout", func(s *ShadowSettings) { s.Timeout = -time.Second }, "Timeout is -1s"},
-		{"negative concurrency", func(s *ShadowSettings) { s.MaxConcurrent = -1 }, "MaxConcurrent is -1"},
-		{"negative body", func(s *ShadowSettings) { s.MaxBody = -1 }, "MaxBody is -1"},
-		{"negative log every", func(s *ShadowSettings) { s.LogEvery = -1 }, "LogEvery is -1"},
+		{"no route", func(s *Config) { s.Route = "" }, "Route is empty"},
+		{"no target", func(s *Config) { s.Target = nil }, "Target is nil"},
+		{"bad scheme", func(s *Config) { s.Target = &url.URL{Scheme: "ftp", Host: "x"} }, "not an http or https URL"},
+		{"no host", func(s *Config) { s.Target = &url.URL{Scheme: "http"} }, "has no host"},
+		{"negative percent", func(s *Config) { s.Percent = -1 }, "Percent is -1"},
+		{"percent over 100", func(s *Config) { s.Percent = 100.5 }, "Percent is 100.5"},
+		{"bad ignore", func(s *Config) { s.Ignore = []string{"items..id"} }, "empty segment"},
+		{"negative timeout", func(s *Config) { s.Timeout = -time.Second }, "Timeout is -1s"},
+		{"negative concurrency", func(s *Config) { s.MaxConcurrent = -1 }, "MaxConcurrent is -1"},
+		{"negative body", func(s *Config) { s.MaxBody = -1 }, "MaxBody is -1"},
+		{"negative log every", func(s *Config) { s.LogEvery = -1 }, "LogEvery is -1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			cfg := valid
 			tt.edit(&cfg)
-			_, err := NewShadow(cfg)
-			if !errors.Is(err, ErrInvalidShadow) || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("NewShadow error = %v, want ErrInvalidShadow saying %q", err, tt.want)
+			_, err := New(cfg)
+			if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("New error = %v, want ErrInvalidConfig saying %q", err, tt.want)
 			}
 		})
 	}
-	s, err := NewShadow(valid)
+	s, err := New(valid)
 	if err != nil {
-		t.Fatalf("NewShadow(valid) = %v", err)
+		t.Fatalf("New(valid) = %v", err)
 	}
-	if s.timeout != DefaultShadowTimeout || cap(s.sem) != DefaultShadowMaxConcurrent ||
-		s.MaxBody() != DefaultShadowMaxBody || s.logEvery != DefaultShadowLogEvery {
+	if s.timeout != DefaultTimeout || cap(s.sem) != DefaultMaxConcurrent ||
+		s.MaxBody() != DefaultMaxBody || s.logEvery != DefaultLogEvery {
 		t.Errorf("defaults: timeout %s, max concurrent %d, max body %d, log every %d",
 			s.timeout, cap(s.sem), s.MaxBody(), s.logEvery)
 	}
@@ -798,7 +798,7 @@ func ExampleShadow() {
 	defer pricing.Close()
 	target, _ := url.Parse(pricing.URL)
 	set := metrics.NewSet()
-	shadow, err := NewShadow(ShadowSettings{
+	shadow, err := New(Config{
 		Route: "quote", Target: target, Percent: 100, Ignore: []string{"id"}, Metrics: set,
 	})
 	if err != nil {

@@ -1,4 +1,4 @@
-package proxy
+package shadow
 
 import (
 	"encoding/json"

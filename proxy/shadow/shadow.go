@@ -1,4 +1,8 @@
-package proxy
+// Package shadow mirrors a sample of a strangler route's requests to the
+// candidate that is to replace the upstream, and compares the candidate's
+// answers with the upstream's (JSON bodies structurally, see DiffJSON),
+// without ever delaying or failing the client's request.
+package shadow
 
 import (
 	"bytes"
@@ -23,21 +27,21 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 )
 
-// ErrInvalidShadow is returned by NewShadow when a ShadowSettings field has
+// ErrInvalidConfig is returned by New when a Config field has
 // an unusable value.
-var ErrInvalidShadow = errors.New("proxy: invalid shadow settings")
+var ErrInvalidConfig = errors.New("shadow: invalid config")
 
-// Defaults of ShadowSettings.
+// Defaults of Config.
 const (
-	DefaultShadowTimeout       = 10 * time.Second
-	DefaultShadowMaxConcurrent = 64
-	DefaultShadowLogEvery      = 10
-	DefaultShadowMaxBody       = 1 << 20
+	DefaultTimeout       = 10 * time.Second
+	DefaultMaxConcurrent = 64
+	DefaultLogEvery      = 10
+	DefaultMaxBody       = 1 << 20
 )
 
-// ShadowHeader marks a request the shadow sends to a candidate, so the
+// Header marks a request the shadow sends to a candidate, so the
 // candidate (and its logs) can tell mirrored traffic from real traffic.
-const ShadowHeader = "X-Ficus-Shadow"
+const Header = "X-Ficus-Shadow"
 
 // maxLoggedDiffs bounds the differences computed and logged per mismatch.
 const maxLoggedDiffs = 20
@@ -51,8 +55,8 @@ const (
 	shadowSkipped  = "skipped"
 )
 
-// ShadowSettings configure a Shadow.
-type ShadowSettings struct {
+// Config configures a Shadow.
+type Config struct {
 	// Route names the route in metrics and logs. Required.
 	Route string
 	// Target is the candidate's base URL (http or https). The request path
@@ -109,7 +113,7 @@ type ShadowSettings struct {
 
 // Shadow mirrors a sample of a route's requests to a candidate and compares
 // the candidate's responses with the primary's, without ever delaying or
-// failing the client's request. Create it with NewShadow; it is safe for
+// failing the client's request. Create it with New; it is safe for
 // concurrent use.
 //
 // For each request the caller asks Sample; when it says yes, Mirror starts
@@ -156,8 +160,8 @@ type shadowMetrics struct {
 	duration                         *metrics.Histogram
 }
 
-// NewShadow returns a Shadow, or an error wrapping ErrInvalidShadow.
-func NewShadow(cfg ShadowSettings) (*Shadow, error) {
+// New returns a Shadow, or an error wrapping ErrInvalidConfig.
+func New(cfg Config) (*Shadow, error) {
 	if err := validateShadow(cfg); err != nil {
 		return nil, err
 	}
@@ -169,13 +173,13 @@ func NewShadow(cfg ShadowSettings) (*Shadow, error) {
 		sideEffectFree: cfg.SideEffectFree,
 		forwardAuth:    cfg.ForwardAuth,
 		transport:      cfg.Transport,
-		timeout:        cmp.Or(cfg.Timeout, DefaultShadowTimeout),
-		maxBody:        cmp.Or(cfg.MaxBody, DefaultShadowMaxBody),
+		timeout:        cmp.Or(cfg.Timeout, DefaultTimeout),
+		maxBody:        cmp.Or(cfg.MaxBody, DefaultMaxBody),
 		rand:           cfg.Rand,
 		now:            cfg.Now,
 		log:            cfg.Logger,
-		logEvery:       int64(cmp.Or(cfg.LogEvery, DefaultShadowLogEvery)),
-		sem:            make(chan struct{}, cmp.Or(cfg.MaxConcurrent, DefaultShadowMaxConcurrent)),
+		logEvery:       int64(cmp.Or(cfg.LogEvery, DefaultLogEvery)),
+		sem:            make(chan struct{}, cmp.Or(cfg.MaxConcurrent, DefaultMaxConcurrent)),
 	}
 	if s.transport == nil {
 		s.ownTransport = &http.Transport{
@@ -210,10 +214,10 @@ func NewShadow(cfg ShadowSettings) (*Shadow, error) {
 	return s, nil
 }
 
-func validateShadow(cfg ShadowSettings) error {
+func validateShadow(cfg Config) error {
 	var errs []error
 	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidShadow}, args...)...))
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
 	}
 	if cfg.Route == "" {
 		bad("Route is empty; name the route the shadow belongs to")
@@ -235,16 +239,16 @@ func validateShadow(cfg ShadowSettings) error {
 		}
 	}
 	if cfg.Timeout < 0 {
-		bad("Timeout is %s; use a positive duration, or zero for the default %s", cfg.Timeout, DefaultShadowTimeout)
+		bad("Timeout is %s; use a positive duration, or zero for the default %s", cfg.Timeout, DefaultTimeout)
 	}
 	if cfg.MaxConcurrent < 0 {
-		bad("MaxConcurrent is %d; use a positive number, or zero for the default %d", cfg.MaxConcurrent, DefaultShadowMaxConcurrent)
+		bad("MaxConcurrent is %d; use a positive number, or zero for the default %d", cfg.MaxConcurrent, DefaultMaxConcurrent)
 	}
 	if cfg.MaxBody < 0 {
-		bad("MaxBody is %d; use a positive size, or zero for the default %d", cfg.MaxBody, DefaultShadowMaxBody)
+		bad("MaxBody is %d; use a positive size, or zero for the default %d", cfg.MaxBody, DefaultMaxBody)
 	}
 	if cfg.LogEvery < 0 {
-		bad("LogEvery is %d; use a positive number, or zero for the default %d", cfg.LogEvery, DefaultShadowLogEvery)
+		bad("LogEvery is %d; use a positive number, or zero for the default %d", cfg.LogEvery, DefaultLogEvery)
 	}
 	return errors.Join(errs...)
 }
@@ -399,7 +403,7 @@ func shadowHeader(in http.Header, forwardAuth bool) http.Header {
 			h.Del(name)
 		}
 	}
-	h.Set(ShadowHeader, "1")
+	h.Set(Header, "1")
 	return h
 }
 

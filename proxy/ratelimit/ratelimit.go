@@ -1,7 +1,9 @@
-package proxy
+// Package ratelimit is the proxy's token-bucket rate limiter (with
+// golang.org/x/time/rate) and the RateLimit and RateLimit-Policy response
+// fields of the IETF RateLimit header fields draft.
+package ratelimit
 
 import (
-	"encoding/base64"
 	"fmt"
 	"hash/maphash"
 	"math"
@@ -10,7 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/VictoriaMetrics/metrics"
 	"golang.org/x/time/rate"
@@ -36,13 +37,13 @@ const (
 	headerRetryAfter      = "Retry-After"
 )
 
-// LimitPolicy is one token-bucket rate limit: each bucket holds up to Burst
+// Policy is one token-bucket rate limit: each bucket holds up to Burst
 // tokens, refills at Rate tokens per second, and a request takes one.
 // Rate must be > 0 and finite and Burst >= 1 (the configuration
 // validates them). The Limiter keeps buckets per policy Name, so a
 // policy rebuilt by a configuration reload keeps its buckets, adjusted to
 // the new Rate and Burst.
-type LimitPolicy struct {
+type Policy struct {
 	// Name identifies the policy in RateLimit headers and metrics.
 	Name string
 	// Rate is the refill rate in tokens per second.
@@ -54,8 +55,8 @@ type LimitPolicy struct {
 	DryRun bool
 }
 
-// LimiterConfig configures a Limiter.
-type LimiterConfig struct {
+// Config configures a Limiter.
+type Config struct {
 	// MaxBuckets bounds the token buckets kept in memory, across policies.
 	// When it is reached and no bucket is idle long enough to be evicted,
 	// new keys of a policy share one overflow bucket of that policy (so
@@ -82,7 +83,7 @@ type Decision struct {
 	// token.
 	RetryAfter time.Duration
 	// Policy is the policy that decided.
-	Policy *LimitPolicy
+	Policy *Policy
 }
 
 // Limiter keeps the token buckets of the rate-limit policies, one per
@@ -108,9 +109,9 @@ type Limiter struct {
 	shift  uint // of a 64-bit hash, to index shards
 	set    *metrics.Set
 
-	views  atomic.Pointer[map[*LimitPolicy]*limitView] // copy on write
-	mu     sync.Mutex                                  // serialises view and policy creation
-	byName map[string]*limitPolicyState                // under mu
+	views  atomic.Pointer[map[*Policy]*limitView] // copy on write
+	mu     sync.Mutex                             // serialises view and policy creation
+	byName map[string]*limitPolicyState           // under mu
 }
 
 // limitPolicyState is what a Limiter keeps per policy name.
@@ -128,7 +129,7 @@ type limitOverflow struct {
 	b  *tokenBucket
 }
 
-// limitView is one *LimitPolicy as the Limiter uses it.
+// limitView is one *Policy as the Limiter uses it.
 type limitView struct {
 	state    *limitPolicyState
 	limit    rate.Limit
@@ -168,12 +169,12 @@ type bucketList struct {
 	listed     bool // in its shard's lists
 }
 
-// NewLimiter returns a Limiter configured by cfg.
-func NewLimiter(cfg LimiterConfig) *Limiter {
+// New returns a Limiter configured by cfg.
+func New(cfg Config) *Limiter {
 	return newLimiter(cfg, limiterShardBits)
 }
 
-func newLimiter(cfg LimiterConfig, shardBits int) *Limiter {
+func newLimiter(cfg Config, shardBits int) *Limiter {
 	if cfg.MaxBuckets <= 0 {
 		cfg.MaxBuckets = defaultMaxBuckets
 	}
@@ -191,7 +192,7 @@ func newLimiter(cfg LimiterConfig, shardBits int) *Limiter {
 	for i := range l.shards {
 		l.shards[i].buckets = map[bucketID]*tokenBucket{}
 	}
-	l.views.Store(&map[*LimitPolicy]*limitView{})
+	l.views.Store(&map[*Policy]*limitView{})
 	return l
 }
 
@@ -199,7 +200,7 @@ func newLimiter(cfg LimiterConfig, shardBits int) *Limiter {
 // at time now and says whether the request may proceed. The Limiter
 // caches what it derives from p by pointer: build policies once per
 // configuration, not per request.
-func (l *Limiter) Allow(p *LimitPolicy, bucketKey string, now time.Time) Decision {
+func (l *Limiter) Allow(p *Policy, bucketKey string, now time.Time) Decision {
 	v := l.view(p)
 	ps := v.state
 	idx := l.shardOf(ps, bucketKey)
@@ -238,7 +239,7 @@ func (l *Limiter) shardOf(ps *limitPolicyState, key string) int {
 }
 
 // view returns the Limiter's view of p, creating it on first use.
-func (l *Limiter) view(p *LimitPolicy) *limitView {
+func (l *Limiter) view(p *Policy) *limitView {
 	if v := (*l.views.Load())[p]; v != nil {
 		return v
 	}
@@ -265,7 +266,7 @@ func (l *Limiter) view(p *LimitPolicy) *limitView {
 		rejected: l.set.GetOrCreateCounter(fmt.Sprintf(`ficus_proxy_ratelimit_rejected_total{policy=%q,dry_run=%q}`,
 			p.Name, strconv.FormatBool(p.DryRun))),
 	}
-	next := make(map[*LimitPolicy]*limitView, len(old)+1)
+	next := make(map[*Policy]*limitView, len(old)+1)
 	if len(old) < limiterMaxViews {
 		for k, w := range old {
 			next[k] = w
@@ -363,7 +364,7 @@ func (l *Limiter) reserve() bool {
 	}
 }
 
-func (l *Limiter) allowOverflow(v *limitView, p *LimitPolicy, now time.Time) Decision {
+func (l *Limiter) allowOverflow(v *limitView, p *Policy, now time.Time) Decision {
 	o := &v.state.over
 	o.mu.Lock()
 	if o.b == nil {
@@ -382,7 +383,7 @@ func newTokenBucket(v *limitView) *tokenBucket {
 }
 
 // take takes a token from b for p; the caller holds the lock guarding b.
-func (v *limitView) take(b *tokenBucket, p *LimitPolicy, now time.Time) Decision {
+func (v *limitView) take(b *tokenBucket, p *Policy, now time.Time) Decision {
 	if b.limit != v.limit || b.burst != v.burst { // the policy was reconfigured
 		b.lim.SetLimitAt(now, v.limit)
 		b.lim.SetBurstAt(now, v.burst)
@@ -489,7 +490,7 @@ func WriteHeaders(h http.Header, ds []Decision) {
 		if w := math.Ceil(float64(p.Burst) / p.Rate); w >= 0 && w < sfMaxInteger {
 			window = int64(w)
 		}
-		b = appendRateLimitPolicyItem(b, RateLimitPolicyItem{Name: p.Name, Quota: int64(p.Burst), WindowSeconds: window})
+		b = appendPolicyItem(b, p.Name, int64(p.Burst), window)
 	}
 	if n == 0 {
 		return
@@ -504,7 +505,7 @@ func WriteHeaders(h http.Header, ds []Decision) {
 			b = append(b, ", "...)
 		}
 		n++
-		b = appendRateLimitItem(b, RateLimitItem{Name: p.Name, Remaining: int64(d.Remaining), ResetSeconds: ceilSecondsOf(d.Reset)})
+		b = appendLimitItem(b, p.Name, int64(d.Remaining), ceilSecondsOf(d.Reset))
 	}
 	all := string(b)
 	vals := []string{all[:split], all[split:]}
@@ -530,93 +531,24 @@ func ceilSecondsOf(d time.Duration) int64 {
 	return int64((d + time.Second - 1) / time.Second)
 }
 
-// RateLimitItem is one member of a RateLimit field: the current state of
-// one policy's quota.
-type RateLimitItem struct {
-	// Name is the policy's name.
-	Name string
-	// Remaining is the quota left (the r parameter).
-	Remaining int64
-	// ResetSeconds is the seconds until the quota is restored (the t
-	// parameter); 0 when the member has none.
-	ResetSeconds int64
-}
-
-// RateLimitPolicyItem is one member of a RateLimit-Policy field: a quota
-// policy.
-type RateLimitPolicyItem struct {
-	// Name is the policy's name.
-	Name string
-	// Quota is how many requests the policy grants per window (the q
-	// parameter).
-	Quota int64
-	// WindowSeconds is the window in seconds (the w parameter); 0 when the
-	// member has none.
-	WindowSeconds int64
-}
-
-// ParseRateLimit parses a RateLimit field value as WriteHeaders writes it:
-// a structured-field List whose members are a policy name (String or
-// Token) with Integer parameters r (required) and t (optional), both
-// non-negative. Other parameters are parsed and ignored. An empty value
-// is an empty list.
-func ParseRateLimit(v string) ([]RateLimitItem, error) {
-	members, err := parseSFList(v)
-	if err != nil {
-		return nil, fmt.Errorf("parse RateLimit field: %w", err)
-	}
-	var out []RateLimitItem
-	for _, m := range members {
-		it := RateLimitItem{Name: m.name}
-		if it.Remaining, err = m.count("r", true); err == nil {
-			it.ResetSeconds, err = m.count("t", false)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("parse RateLimit field: policy %q: %w", m.name, err)
-		}
-		out = append(out, it)
-	}
-	return out, nil
-}
-
-// ParseRateLimitPolicy parses a RateLimit-Policy field value as
-// WriteHeaders writes it: a structured-field List whose members are a
-// policy name (String or Token) with Integer parameters q (required) and w
-// (optional), both non-negative. Other parameters are parsed and ignored.
-// An empty value is an empty list.
-func ParseRateLimitPolicy(v string) ([]RateLimitPolicyItem, error) {
-	members, err := parseSFList(v)
-	if err != nil {
-		return nil, fmt.Errorf("parse RateLimit-Policy field: %w", err)
-	}
-	var out []RateLimitPolicyItem
-	for _, m := range members {
-		it := RateLimitPolicyItem{Name: m.name}
-		if it.Quota, err = m.count("q", true); err == nil {
-			it.WindowSeconds, err = m.count("w", false)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("parse RateLimit-Policy field: policy %q: %w", m.name, err)
-		}
-		out = append(out, it)
-	}
-	return out, nil
-}
-
-func appendRateLimitItem(b []byte, it RateLimitItem) []byte {
-	b = appendSFString(b, it.Name)
-	b = append(b, ";r="...)
-	b = strconv.AppendInt(b, sfClamp(it.Remaining), 10)
-	b = append(b, ";t="...)
-	return strconv.AppendInt(b, sfClamp(it.ResetSeconds), 10)
-}
-
-func appendRateLimitPolicyItem(b []byte, it RateLimitPolicyItem) []byte {
-	b = appendSFString(b, it.Name)
+// appendPolicyItem appends one member of a RateLimit-Policy field: the
+// policy's name with its quota (q) and window in seconds (w).
+func appendPolicyItem(b []byte, name string, quota, windowSeconds int64) []byte {
+	b = appendSFString(b, name)
 	b = append(b, ";q="...)
-	b = strconv.AppendInt(b, sfClamp(it.Quota), 10)
+	b = strconv.AppendInt(b, sfClamp(quota), 10)
 	b = append(b, ";w="...)
-	return strconv.AppendInt(b, sfClamp(it.WindowSeconds), 10)
+	return strconv.AppendInt(b, sfClamp(windowSeconds), 10)
+}
+
+// appendLimitItem appends one member of a RateLimit field: the policy's
+// name with the quota left (r) and the seconds until it is restored (t).
+func appendLimitItem(b []byte, name string, remaining, resetSeconds int64) []byte {
+	b = appendSFString(b, name)
+	b = append(b, ";r="...)
+	b = strconv.AppendInt(b, sfClamp(remaining), 10)
+	b = append(b, ";t="...)
+	return strconv.AppendInt(b, sfClamp(resetSeconds), 10)
 }
 
 // sfClamp keeps n within the non-negative Integers a structured field can
@@ -640,351 +572,4 @@ func appendSFString(b []byte, s string) []byte {
 		}
 	}
 	return append(b, '"')
-}
-
-// sfMember is one member of a structured-field List as the RateLimit
-// fields use it: a name (String or Token) and its parameters.
-type sfMember struct {
-	name   string
-	params []sfParam
-}
-
-// sfParam is one parameter; only Integer values are kept.
-type sfParam struct {
-	key     string
-	integer bool
-	n       int64
-}
-
-// count returns the value of parameter key, which must be a non-negative
-// Integer; the last occurrence counts, as structured fields specify. An
-// absent optional parameter is 0.
-func (m sfMember) count(key string, required bool) (int64, error) {
-	for i := len(m.params) - 1; i >= 0; i-- {
-		p := m.params[i]
-		if p.key != key {
-			continue
-		}
-		if !p.integer || p.n < 0 {
-			return 0, fmt.Errorf("parameter %s must be a non-negative integer", key)
-		}
-		return p.n, nil
-	}
-	if required {
-		return 0, fmt.Errorf("parameter %s is missing", key)
-	}
-	return 0, nil
-}
-
-// sfParser parses the subset of RFC 9651 structured fields the RateLimit
-// fields need: a List of Items with Parameters. Inner Lists are refused;
-// parameter values may be of any bare item type.
-type sfParser struct {
-	s string
-	i int
-}
-
-func (p *sfParser) errorf(format string, args ...any) error {
-	return fmt.Errorf("at offset %d: %s", p.i, fmt.Sprintf(format, args...))
-}
-
-func (p *sfParser) eof() bool { return p.i >= len(p.s) }
-
-func (p *sfParser) peek() byte {
-	if p.eof() {
-		return 0
-	}
-	return p.s[p.i]
-}
-
-func (p *sfParser) skipSP() {
-	for !p.eof() && p.s[p.i] == ' ' {
-		p.i++
-	}
-}
-
-func (p *sfParser) skipOWS() {
-	for !p.eof() && (p.s[p.i] == ' ' || p.s[p.i] == '\t') {
-		p.i++
-	}
-}
-
-// parseSFList parses v as a List of policy members.
-func parseSFList(v string) ([]sfMember, error) {
-	p := &sfParser{s: v}
-	p.skipSP()
-	var out []sfMember
-	for !p.eof() {
-		m, err := p.member()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-		p.skipOWS()
-		if p.eof() {
-			return out, nil
-		}
-		if p.s[p.i] != ',' {
-			return nil, p.errorf("expected ',' between list members, found %q", p.s[p.i])
-		}
-		p.i++
-		p.skipOWS()
-		if p.eof() {
-			return nil, p.errorf("trailing ',' after the last list member")
-		}
-	}
-	return out, nil
-}
-
-// member parses a policy name and its parameters.
-func (p *sfParser) member() (sfMember, error) {
-	var m sfMember
-	switch c := p.peek(); {
-	case c == '"':
-		s, err := p.str()
-		if err != nil {
-			return m, err
-		}
-		m.name = s
-	case sfAlpha(c) || c == '*':
-		m.name = p.token()
-	case c == '(':
-		return m, p.errorf("inner lists are not allowed here")
-	default:
-		return m, p.errorf("a policy name must be a string or a token, found %q", c)
-	}
-	for p.peek() == ';' {
-		p.i++
-		p.skipSP()
-		key, err := p.key()
-		if err != nil {
-			return m, err
-		}
-		param := sfParam{key: key}
-		if p.peek() == '=' {
-			p.i++
-			param.integer, param.n, err = p.bareItem()
-			if err != nil {
-				return m, fmt.Errorf("parameter %s: %w", key, err)
-			}
-		}
-		m.params = append(m.params, param)
-	}
-	return m, nil
-}
-
-// key parses a parameter key.
-func (p *sfParser) key() (string, error) {
-	start := p.i
-	if c := p.peek(); !(c >= 'a' && c <= 'z' || c == '*') {
-		return "", p.errorf("a parameter key must start with a lowercase letter or '*', found %q", c)
-	}
-	for !p.eof() {
-		c := p.s[p.i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' || c == '*') {
-			break
-		}
-		p.i++
-	}
-	return p.s[start:p.i], nil
-}
-
-// bareItem parses any bare item; it returns the value when it is an
-// Integer.
-func (p *sfParser) bareItem() (integer bool, n int64, err error) {
-	switch c := p.peek(); {
-	case c == '-' || sfDigit(c):
-		return p.number()
-	case c == '"':
-		_, err = p.str()
-	case sfAlpha(c) || c == '*':
-		p.token()
-	case c == ':':
-		err = p.byteSequence()
-	case c == '?':
-		p.i++
-		if c := p.peek(); c != '0' && c != '1' {
-			return false, 0, p.errorf("a boolean must be ?0 or ?1")
-		}
-		p.i++
-	case c == '%':
-		err = p.displayString()
-	case c == '@':
-		p.i++
-		var isInt bool
-		if isInt, _, err = p.number(); err == nil && !isInt {
-			err = p.errorf("a date must be an integer")
-		}
-	default:
-		err = p.errorf("unsupported or invalid value starting with %q", c)
-	}
-	return false, 0, err
-}
-
-// number parses an Integer or a Decimal.
-func (p *sfParser) number() (integer bool, n int64, err error) {
-	neg := false
-	if p.peek() == '-' {
-		neg = true
-		p.i++
-	}
-	if !sfDigit(p.peek()) {
-		return false, 0, p.errorf("expected a digit")
-	}
-	start := p.i
-	dot := -1
-	for !p.eof() {
-		c := p.s[p.i]
-		if sfDigit(c) {
-			p.i++
-		} else if c == '.' && dot < 0 {
-			if p.i-start > 12 {
-				return false, 0, p.errorf("a decimal has at most 12 integer digits")
-			}
-			dot = p.i
-			p.i++
-		} else {
-			break
-		}
-		if dot < 0 && p.i-start > 15 {
-			return false, 0, p.errorf("an integer has at most 15 digits")
-		}
-		if dot >= 0 && p.i-start > 16 {
-			return false, 0, p.errorf("a decimal has at most 16 characters")
-		}
-	}
-	if dot >= 0 {
-		if frac := p.i - dot - 1; frac < 1 || frac > 3 {
-			return false, 0, p.errorf("a decimal has 1 to 3 fractional digits")
-		}
-		return false, 0, nil
-	}
-	n, err = strconv.ParseInt(p.s[start:p.i], 10, 64)
-	if err != nil {
-		return false, 0, p.errorf("integer: %v", err)
-	}
-	if neg {
-		n = -n
-	}
-	return true, n, nil
-}
-
-// str parses a String.
-func (p *sfParser) str() (string, error) {
-	p.i++ // the opening quote
-	var b []byte
-	start := p.i
-	for !p.eof() {
-		c := p.s[p.i]
-		p.i++
-		switch {
-		case c == '\\':
-			if p.eof() || (p.s[p.i] != '"' && p.s[p.i] != '\\') {
-				return "", p.errorf(`a string may only escape '"' and '\'`)
-			}
-			if b == nil {
-				b = []byte(p.s[start : p.i-1])
-			}
-			b = append(b, p.s[p.i])
-			p.i++
-		case c == '"':
-			if b == nil {
-				return p.s[start : p.i-1], nil
-			}
-			return string(b), nil
-		case c < 0x20 || c > 0x7e:
-			return "", p.errorf("a string holds printable ASCII only, found %q", c)
-		default:
-			if b != nil {
-				b = append(b, c)
-			}
-		}
-	}
-	return "", p.errorf("unterminated string")
-}
-
-// token parses a Token; the caller checked its first character.
-func (p *sfParser) token() string {
-	start := p.i
-	p.i++
-	for !p.eof() && (sfTchar(p.s[p.i]) || p.s[p.i] == ':' || p.s[p.i] == '/') {
-		p.i++
-	}
-	return p.s[start:p.i]
-}
-
-// byteSequence parses a Byte Sequence.
-func (p *sfParser) byteSequence() error {
-	p.i++ // the opening colon
-	start := p.i
-	for !p.eof() && p.s[p.i] != ':' {
-		c := p.s[p.i]
-		if !(sfAlpha(c) || sfDigit(c) || c == '+' || c == '/' || c == '=') {
-			return p.errorf("a byte sequence holds base64 only, found %q", c)
-		}
-		p.i++
-	}
-	if p.eof() {
-		return p.errorf("unterminated byte sequence")
-	}
-	enc := base64.StdEncoding
-	if (p.i-start)%4 != 0 {
-		enc = base64.RawStdEncoding // padding may be left out
-	}
-	if _, err := enc.DecodeString(p.s[start:p.i]); err != nil {
-		return p.errorf("invalid base64 in byte sequence")
-	}
-	p.i++
-	return nil
-}
-
-// displayString parses a Display String.
-func (p *sfParser) displayString() error {
-	p.i++ // the percent sign
-	if p.peek() != '"' {
-		return p.errorf(`a display string starts with %%"`)
-	}
-	p.i++
-	var b []byte
-	for !p.eof() {
-		c := p.s[p.i]
-		p.i++
-		switch {
-		case c < 0x20 || c > 0x7e:
-			return p.errorf("a display string holds printable ASCII only, found %q", c)
-		case c == '%':
-			if p.i+2 > len(p.s) || !sfLowerHex(p.s[p.i]) || !sfLowerHex(p.s[p.i+1]) {
-				return p.errorf("a display string escapes a byte as %% and two lowercase hex digits")
-			}
-			n, _ := strconv.ParseUint(p.s[p.i:p.i+2], 16, 8)
-			b = append(b, byte(n))
-			p.i += 2
-		case c == '"':
-			if !utf8.Valid(b) {
-				return p.errorf("a display string must be UTF-8")
-			}
-			return nil
-		default:
-			b = append(b, c)
-		}
-	}
-	return p.errorf("unterminated display string")
-}
-
-func sfLowerHex(c byte) bool { return sfDigit(c) || c >= 'a' && c <= 'f' }
-
-func sfDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-func sfAlpha(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
-
-// sfTchar reports whether c is an RFC 9110 tchar.
-func sfTchar(c byte) bool {
-	if sfAlpha(c) || sfDigit(c) {
-		return true
-	}
-	switch c {
-	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
-		return true
-	}
-	return false
 }

@@ -1,4 +1,8 @@
-package proxy
+// Package breaker is the proxy's circuit breaker per upstream: a
+// gobreaker.TwoStepCircuitBreaker with ficus's classification of calls
+// (a 5xx, a timeout or a slow call fails; a 4xx or a client that went away
+// does not count), logging and metrics.
+package breaker
 
 import (
 	"cmp"
@@ -13,9 +17,9 @@ import (
 	"github.com/sony/gobreaker/v2"
 )
 
-// ErrBreakerOpen means an upstream's circuit breaker refused a call; the
+// ErrOpen means an upstream's circuit breaker refused a call; the
 // error Breaker.Allow returns is an *OpenError that wraps it.
-var ErrBreakerOpen = errors.New("circuit breaker is open")
+var ErrOpen = errors.New("circuit breaker is open")
 
 // Errors the Breaker reports to gobreaker for a finished call. They never
 // leave this file.
@@ -24,7 +28,7 @@ var (
 	errBreakerExcluded = errors.New("client went away")
 )
 
-// Breaker defaults, used for zero BreakerSettings fields.
+// Breaker defaults, used for zero Config fields.
 const (
 	defaultBreakerConsecutive    = 5
 	defaultBreakerFailureRatio   = 0.5
@@ -41,9 +45,9 @@ const (
 	breakerRetryFloor = time.Second
 )
 
-// BreakerSettings configure one upstream's circuit breaker. A zero field
-// takes the default given.
-type BreakerSettings struct {
+// Config configures one upstream's circuit breaker. A zero field takes the
+// default given.
+type Config struct {
 	// Upstream names the upstream, for logs and metric labels.
 	Upstream string
 	// ConsecutiveFailures trips the breaker after that many failures in a
@@ -69,6 +73,17 @@ type BreakerSettings struct {
 	// SlowCall makes a call that took longer a failure, even when it
 	// succeeded. 0 (the default) turns this off.
 	SlowCall time.Duration
+
+	// Metrics receives ficus_proxy_breaker_state{upstream} (0 closed, 1
+	// half-open, 2 open) and ficus_proxy_breaker_transitions_total{upstream,to};
+	// a newer Breaker for the same upstream on the same set takes the state
+	// gauge over, as after a configuration reload. Defaults to a new set.
+	Metrics *metrics.Set
+	// Logger receives state changes; pass the proxy's logger, which
+	// carries component=proxy. Defaults to discarding them.
+	Logger *slog.Logger
+	// Now tells the time (see Breaker on clocks). Defaults to time.Now.
+	Now func() time.Time
 }
 
 // Outcome is how an upstream call ended, as the Breaker classifies it.
@@ -86,7 +101,7 @@ type Outcome struct {
 }
 
 // OpenError is the error Allow returns when the breaker refuses a call. It
-// wraps ErrBreakerOpen.
+// wraps ErrOpen.
 type OpenError struct {
 	// Upstream is the upstream whose breaker refused.
 	Upstream string
@@ -98,11 +113,11 @@ type OpenError struct {
 
 // Error says which breaker refused and when to come back.
 func (e *OpenError) Error() string {
-	return fmt.Sprintf("upstream %s: %v, retry in %s", e.Upstream, ErrBreakerOpen, e.RetryAfter)
+	return fmt.Sprintf("upstream %s: %v, retry in %s", e.Upstream, ErrOpen, e.RetryAfter)
 }
 
-// Unwrap returns ErrBreakerOpen.
-func (e *OpenError) Unwrap() error { return ErrBreakerOpen }
+// Unwrap returns ErrOpen.
+func (e *OpenError) Unwrap() error { return ErrOpen }
 
 // Breaker is the circuit breaker of one upstream, a
 // gobreaker.TwoStepCircuitBreaker with ficus's classification of calls,
@@ -117,7 +132,7 @@ func (e *OpenError) Unwrap() error { return ErrBreakerOpen }
 // production both are time.Now. Should the injected clock run ahead of
 // gobreaker's, RetryAfter falls back to one second.
 type Breaker struct {
-	s        BreakerSettings
+	s        Config
 	cb       *gobreaker.TwoStepCircuitBreaker[struct{}]
 	now      func() time.Time
 	log      *slog.Logger
@@ -126,22 +141,17 @@ type Breaker struct {
 	moves    [3]*metrics.Counter // by gobreaker.State
 }
 
-// NewBreaker returns the breaker of s.Upstream. Zero settings take their
-// defaults (see BreakerSettings); validating the values is the
-// configuration's job. set receives ficus_proxy_breaker_state{upstream}
-// (0 closed, 1 half-open, 2 open) and
-// ficus_proxy_breaker_transitions_total{upstream,to}; a newer Breaker for
-// the same upstream on the same set takes the state gauge over, as after a
-// configuration reload. log receives state changes; pass the proxy's
-// logger, which carries component=proxy. nil set, log and now default to
-// a new set, a discarding logger and time.Now.
-func NewBreaker(s BreakerSettings, set *metrics.Set, log *slog.Logger, now func() time.Time) *Breaker {
+// New returns the breaker of cfg.Upstream. Zero fields take their
+// defaults (see Config); validating the values is the configuration's job.
+func New(cfg Config) *Breaker {
+	s := cfg
 	s.ConsecutiveFailures = cmp.Or(s.ConsecutiveFailures, defaultBreakerConsecutive)
 	s.FailureRatio = cmp.Or(s.FailureRatio, defaultBreakerFailureRatio)
 	s.MinRequests = cmp.Or(s.MinRequests, defaultBreakerMinRequests)
 	s.Interval = cmp.Or(s.Interval, defaultBreakerInterval)
 	s.OpenFor = cmp.Or(s.OpenFor, defaultBreakerOpenFor)
 	s.HalfOpenProbes = cmp.Or(s.HalfOpenProbes, defaultBreakerHalfOpenProbes)
+	set, log, now := s.Metrics, s.Logger, s.Now
 	if set == nil {
 		set = metrics.NewSet()
 	}
@@ -200,7 +210,7 @@ func (b *Breaker) changed(_ string, from, to gobreaker.State) {
 // Allow asks to send a call upstream. When err is nil the caller must send
 // it and then call done exactly once with how it ended. When the breaker is
 // open, or half-open with all HalfOpenProbes in flight, err is an
-// *OpenError (errors.Is(err, ErrBreakerOpen)) and done is nil.
+// *OpenError (errors.Is(err, ErrOpen)) and done is nil.
 //
 // done classifies the call: a failure is a transport error (a timeout
 // too), a 5xx status, or a call slower than SlowCall when set; a call the
@@ -211,32 +221,36 @@ func (b *Breaker) Allow() (done func(Outcome), err error) {
 	if b == nil {
 		return breakerNoop, nil
 	}
-	report, err := b.begin()
+	call, err := b.Begin()
 	if err != nil {
 		return nil, err
 	}
-	return func(o Outcome) { b.end(report, o) }, nil
+	return func(o Outcome) { b.End(call, o) }, nil
 }
 
-// begin is Allow without the done closure: when err is nil, the caller
-// must pass report to end exactly once. A nil Breaker returns a nil report.
-func (b *Breaker) begin() (report func(error), err error) {
+// Call is a call Begin let through.
+type Call struct{ report func(error) }
+
+// Begin is Allow without the done closure, for callers that count
+// allocations: when err is nil, the caller must pass call to End exactly
+// once. A nil Breaker lets every call through.
+func (b *Breaker) Begin() (call Call, err error) {
 	if b == nil {
-		return nil, nil
+		return Call{}, nil
 	}
-	report, err = b.cb.Allow()
+	report, err := b.cb.Allow()
 	if err != nil {
-		return nil, &OpenError{Upstream: b.s.Upstream, RetryAfter: b.retryAfter(err)}
+		return Call{}, &OpenError{Upstream: b.s.Upstream, RetryAfter: b.retryAfter(err)}
 	}
-	return report, nil
+	return Call{report}, nil
 }
 
-// end reports how a call that begin let through ended.
-func (b *Breaker) end(report func(error), o Outcome) {
-	if b == nil || report == nil {
+// End reports how a call that Begin let through ended (see Allow).
+func (b *Breaker) End(call Call, o Outcome) {
+	if b == nil || call.report == nil {
 		return
 	}
-	report(b.classify(o))
+	call.report(b.classify(o))
 }
 
 // classify turns an outcome into what gobreaker counts: nil is a success.

@@ -1,16 +1,20 @@
-package proxy
+package ratelimit
 
 import (
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"net/http"
-	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
+
 	"time"
+
+	"github.com/dunglas/httpsfv"
+
+	"github.com/ficuslabs/ficus/internal/metricstest"
 
 	"github.com/VictoriaMetrics/metrics"
 	"golang.org/x/time/rate"
@@ -23,8 +27,8 @@ func rlAt(d time.Duration) time.Time { return rlT0.Add(d) }
 
 func TestLimiterTokenBucket(t *testing.T) {
 	t.Parallel()
-	p := &LimitPolicy{Name: "b2b", Rate: 2, Burst: 3}
-	l := NewLimiter(LimiterConfig{})
+	p := &Policy{Name: "b2b", Rate: 2, Burst: 3}
+	l := New(Config{})
 	type step struct {
 		at   time.Duration
 		want Decision // Policy is filled in
@@ -48,9 +52,9 @@ func TestLimiterTokenBucket(t *testing.T) {
 
 func TestLimiterBucketsAreSeparate(t *testing.T) {
 	t.Parallel()
-	l := NewLimiter(LimiterConfig{})
-	a := &LimitPolicy{Name: "a", Rate: 1, Burst: 1}
-	b := &LimitPolicy{Name: "b", Rate: 1, Burst: 1}
+	l := New(Config{})
+	a := &Policy{Name: "a", Rate: 1, Burst: 1}
+	b := &Policy{Name: "b", Rate: 1, Burst: 1}
 	if !l.Allow(a, "tenant:acme", rlT0).Allowed || l.Allow(a, "tenant:acme", rlT0).Allowed {
 		t.Fatal("burst 1 did not allow exactly one request")
 	}
@@ -66,18 +70,18 @@ func TestLimiterBucketsAreSeparate(t *testing.T) {
 // configuration reload does, keeps its buckets and takes the new numbers.
 func TestLimiterReloadKeepsBuckets(t *testing.T) {
 	t.Parallel()
-	l := NewLimiter(LimiterConfig{})
-	before := &LimitPolicy{Name: "b2b", Rate: 1, Burst: 2}
+	l := New(Config{})
+	before := &Policy{Name: "b2b", Rate: 1, Burst: 2}
 	l.Allow(before, "tenant:acme", rlT0)
 	l.Allow(before, "tenant:acme", rlT0)
 
-	same := &LimitPolicy{Name: "b2b", Rate: 1, Burst: 2}
+	same := &Policy{Name: "b2b", Rate: 1, Burst: 2}
 	if d := l.Allow(same, "tenant:acme", rlT0); d.Allowed {
 		t.Fatalf("reloaded policy handed out a fresh bucket: %+v", d)
 	}
 	// The bucket refilled at the old rate until the new policy was first
 	// used, at 1s (1 token), and at the new one after that.
-	bigger := &LimitPolicy{Name: "b2b", Rate: 10, Burst: 20}
+	bigger := &Policy{Name: "b2b", Rate: 10, Burst: 20}
 	if d := l.Allow(bigger, "tenant:acme", rlAt(time.Second)); !d.Allowed || d.Remaining != 0 || d.Reset != 2*time.Second {
 		t.Fatalf("first call under the new policy: %+v, want allowed, 0 left, full in 2s", d)
 	}
@@ -89,8 +93,8 @@ func TestLimiterReloadKeepsBuckets(t *testing.T) {
 func TestLimiterDryRun(t *testing.T) {
 	t.Parallel()
 	set := metrics.NewSet()
-	l := NewLimiter(LimiterConfig{Metrics: set})
-	p := &LimitPolicy{Name: "shadow", Rate: 1, Burst: 2, DryRun: true}
+	l := New(Config{Metrics: set})
+	p := &Policy{Name: "shadow", Rate: 1, Burst: 2, DryRun: true}
 	var limited int
 	for range 5 {
 		d := l.Allow(p, "tenant:acme", rlT0)
@@ -104,7 +108,7 @@ func TestLimiterDryRun(t *testing.T) {
 	if limited != 3 {
 		t.Fatalf("dry run marked %d of 5 as limited, want 3", limited)
 	}
-	if v, _ := guardsMetric(t, set, `ficus_proxy_ratelimit_rejected_total{policy="shadow",dry_run="true"}`); v != 3 {
+	if v, _ := metricstest.Value(t, set, `ficus_proxy_ratelimit_rejected_total{policy="shadow",dry_run="true"}`); v != 3 {
 		t.Fatalf(`rejected_total{dry_run="true"} = %v, want 3`, v)
 	}
 	h := http.Header{}
@@ -117,12 +121,12 @@ func TestLimiterDryRun(t *testing.T) {
 func TestLimiterRejectionMetric(t *testing.T) {
 	t.Parallel()
 	set := metrics.NewSet()
-	l := NewLimiter(LimiterConfig{Metrics: set})
-	p := &LimitPolicy{Name: "b2b", Rate: 1, Burst: 1}
+	l := New(Config{Metrics: set})
+	p := &Policy{Name: "b2b", Rate: 1, Burst: 1}
 	for range 4 {
 		l.Allow(p, "tenant:acme", rlT0)
 	}
-	if v, _ := guardsMetric(t, set, `ficus_proxy_ratelimit_rejected_total{policy="b2b",dry_run="false"}`); v != 3 {
+	if v, _ := metricstest.Value(t, set, `ficus_proxy_ratelimit_rejected_total{policy="b2b",dry_run="false"}`); v != 3 {
 		t.Fatalf("rejected_total = %v, want 3", v)
 	}
 }
@@ -131,7 +135,7 @@ func TestLimiterRejectionMetric(t *testing.T) {
 // never evicted. What a bounded Limiter decides must match it.
 type rlReference map[string]*rate.Limiter
 
-func (r rlReference) allow(p *LimitPolicy, key string, now time.Time) (bool, float64) {
+func (r rlReference) allow(p *Policy, key string, now time.Time) (bool, float64) {
 	lim := r[key]
 	if lim == nil {
 		lim = rate.NewLimiter(rate.Limit(p.Rate), p.Burst)
@@ -150,8 +154,8 @@ func TestLimiterEvictionGivesNoExtraTokens(t *testing.T) {
 		t.Run(fmt.Sprintf("shards=%d", 1<<shardBits), func(t *testing.T) {
 			t.Parallel()
 			rng := rand.New(rand.NewPCG(1, uint64(shardBits)))
-			l := newLimiter(LimiterConfig{MaxBuckets: 1 << 20}, shardBits)
-			p := &LimitPolicy{Name: "b2b", Rate: 5, Burst: 4} // full again after 800ms idle
+			l := newLimiter(Config{MaxBuckets: 1 << 20}, shardBits)
+			p := &Policy{Name: "b2b", Rate: 5, Burst: 4} // full again after 800ms idle
 			ref := rlReference{}
 			now := rlT0
 			evictions := 0
@@ -178,8 +182,8 @@ func TestLimiterEvictionGivesNoExtraTokens(t *testing.T) {
 
 func TestLimiterEvictsOnlyFullBuckets(t *testing.T) {
 	t.Parallel()
-	l := newLimiter(LimiterConfig{MaxBuckets: 2}, 0)
-	p := &LimitPolicy{Name: "b2b", Rate: 1, Burst: 2} // full 2s after being emptied
+	l := newLimiter(Config{MaxBuckets: 2}, 0)
+	p := &Policy{Name: "b2b", Rate: 1, Burst: 2} // full 2s after being emptied
 	for _, key := range []string{"a", "a", "b", "b"} {
 		l.Allow(p, key, rlT0)
 	}
@@ -222,9 +226,9 @@ func TestLimiterEvictsOnlyFullBuckets(t *testing.T) {
 
 func TestLimiterSweepsIdleBuckets(t *testing.T) {
 	t.Parallel()
-	l := newLimiter(LimiterConfig{}, 0)
-	busy := &LimitPolicy{Name: "busy", Rate: 100, Burst: 1}
-	idle := &LimitPolicy{Name: "idle", Rate: 1, Burst: 1}
+	l := newLimiter(Config{}, 0)
+	busy := &Policy{Name: "busy", Rate: 100, Burst: 1}
+	idle := &Policy{Name: "idle", Rate: 1, Burst: 1}
 	for i := range 50 {
 		l.Allow(idle, strconv.Itoa(i), rlT0)
 	}
@@ -243,9 +247,9 @@ func TestLimiterSweepsIdleBuckets(t *testing.T) {
 // keys never push the Limiter past MaxBuckets.
 func TestLimiterConcurrent(t *testing.T) {
 	t.Parallel()
-	l := NewLimiter(LimiterConfig{MaxBuckets: 64})
-	shared := &LimitPolicy{Name: "lane", Rate: 1, Burst: 100}
-	perKey := &LimitPolicy{Name: "tenant", Rate: 0.001, Burst: 5}
+	l := New(Config{MaxBuckets: 64})
+	shared := &Policy{Name: "lane", Rate: 1, Burst: 100}
+	perKey := &Policy{Name: "tenant", Rate: 0.001, Burst: 5}
 	var allowed atomic.Int64
 	var wg sync.WaitGroup
 	for g := range 8 {
@@ -273,9 +277,9 @@ func TestLimiterConcurrent(t *testing.T) {
 
 func TestWriteHeaders(t *testing.T) {
 	t.Parallel()
-	b2b := &LimitPolicy{Name: "b2b-per-tenant", Rate: 10, Burst: 20}
-	slow := &LimitPolicy{Name: `say "hi"`, Rate: 0.3, Burst: 1}
-	dry := &LimitPolicy{Name: "dry", Rate: 1, Burst: 1, DryRun: true}
+	b2b := &Policy{Name: "b2b-per-tenant", Rate: 10, Burst: 20}
+	slow := &Policy{Name: `say "hi"`, Rate: 0.3, Burst: 1}
+	dry := &Policy{Name: "dry", Rate: 1, Burst: 1, DryRun: true}
 	tests := []struct {
 		name                string
 		ds                  []Decision
@@ -319,15 +323,53 @@ func TestWriteHeaders(t *testing.T) {
 	}
 }
 
-// TestHeadersRoundTrip: what a Limiter decides, WriteHeaders writes and the
-// parsers read back carries the same numbers.
+// sfItem is a member of a RateLimit or RateLimit-Policy field: a name and
+// its two Integer parameters.
+type sfItem struct {
+	name string
+	a, b int64
+}
+
+// parseItems parses v as a structured-field List (RFC 8941, with
+// httpsfv, an implementation that is not ficus's) whose members are Strings
+// with the Integer parameters a and b.
+func parseItems(t *testing.T, v, a, b string) []sfItem {
+	t.Helper()
+	list, err := httpsfv.UnmarshalList([]string{v})
+	if err != nil {
+		t.Fatalf("%q is not a structured-field List: %v", v, err)
+	}
+	var out []sfItem
+	for _, m := range list {
+		it, ok := m.(httpsfv.Item)
+		if !ok {
+			t.Fatalf("%q: member %v is not an Item", v, m)
+		}
+		name, ok := it.Value.(string)
+		if !ok {
+			t.Fatalf("%q: member %v is not a String", v, it.Value)
+		}
+		pa, _ := it.Params.Get(a)
+		pb, _ := it.Params.Get(b)
+		na, okA := pa.(int64)
+		nb, okB := pb.(int64)
+		if !okA || !okB {
+			t.Fatalf("%q: %s: parameters %s=%v %s=%v, want Integers", v, name, a, pa, b, pb)
+		}
+		out = append(out, sfItem{name, na, nb})
+	}
+	return out
+}
+
+// TestHeadersRoundTrip: what a Limiter decides, WriteHeaders writes and a
+// structured-field parser reads back carries the same numbers.
 func TestHeadersRoundTrip(t *testing.T) {
 	t.Parallel()
-	l := NewLimiter(LimiterConfig{})
+	l := New(Config{})
 	rng := rand.New(rand.NewPCG(7, 7))
 	for i := range 500 {
-		p := &LimitPolicy{Name: "p" + strconv.Itoa(i), Rate: 0.01 + rng.Float64()*100, Burst: 1 + rng.IntN(100)}
-		q := &LimitPolicy{Name: "q", Rate: 1, Burst: 1}
+		p := &Policy{Name: "p" + strconv.Itoa(i), Rate: 0.01 + rng.Float64()*100, Burst: 1 + rng.IntN(100)}
+		q := &Policy{Name: "q", Rate: 1, Burst: 1}
 		var ds []Decision
 		for range rng.IntN(3 * p.Burst) {
 			ds = []Decision{l.Allow(p, "k", rlAt(time.Duration(i)*time.Hour)), l.Allow(q, "k", rlAt(time.Duration(i)*time.Hour))}
@@ -337,24 +379,17 @@ func TestHeadersRoundTrip(t *testing.T) {
 		}
 		h := http.Header{}
 		WriteHeaders(h, ds)
-		pols, err := ParseRateLimitPolicy(h.Get("RateLimit-Policy"))
-		if err != nil {
-			t.Fatalf("ParseRateLimitPolicy(%q): %v", h.Get("RateLimit-Policy"), err)
-		}
-		lims, err := ParseRateLimit(h.Get("RateLimit"))
-		if err != nil {
-			t.Fatalf("ParseRateLimit(%q): %v", h.Get("RateLimit"), err)
-		}
+		pols := parseItems(t, h.Get("RateLimit-Policy"), "q", "w")
+		lims := parseItems(t, h.Get("RateLimit"), "r", "t")
 		if len(pols) != 2 || len(lims) != 2 {
 			t.Fatalf("parsed %d policies and %d limits from %v, want 2 each", len(pols), len(lims), h)
 		}
 		for j, d := range ds {
-			wantPol := RateLimitPolicyItem{Name: d.Policy.Name, Quota: int64(d.Policy.Burst),
-				WindowSeconds: int64(math.Ceil(float64(d.Policy.Burst) / d.Policy.Rate))}
+			wantPol := sfItem{d.Policy.Name, int64(d.Policy.Burst), int64(math.Ceil(float64(d.Policy.Burst) / d.Policy.Rate))}
 			if pols[j] != wantPol {
 				t.Errorf("policy %d: parsed %+v, want %+v", j, pols[j], wantPol)
 			}
-			wantLim := RateLimitItem{Name: d.Policy.Name, Remaining: int64(d.Remaining), ResetSeconds: ceilSecondsOf(d.Reset)}
+			wantLim := sfItem{d.Policy.Name, int64(d.Remaining), ceilSecondsOf(d.Reset)}
 			if lims[j] != wantLim {
 				t.Errorf("limit %d: parsed %+v, want %+v", j, lims[j], wantLim)
 			}
@@ -362,153 +397,12 @@ func TestHeadersRoundTrip(t *testing.T) {
 	}
 }
 
-func TestParseRateLimit(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		in      string
-		want    []RateLimitItem
-		wantErr bool
-	}{
-		{in: "", want: nil},
-		{in: "   ", want: nil},
-		{in: `"b2b";r=5;t=2`, want: []RateLimitItem{{"b2b", 5, 2}}},
-		{in: `b2b;r=5`, want: []RateLimitItem{{"b2b", 5, 0}}},
-		{in: `"a";r=1;t=2,"b";r=3;t=4`, want: []RateLimitItem{{"a", 1, 2}, {"b", 3, 4}}},
-		{in: ` "a";r=1 ,	"b";r=3 `, want: []RateLimitItem{{"a", 1, 0}, {"b", 3, 0}}},
-		{in: `"a";r=1;t=2;pk=:cHJpdmF0ZQ==:;qu="requests";x=?1;y=1.5;z=@1700000000;w=tok/en`, want: []RateLimitItem{{"a", 1, 2}}},
-		{in: `"a";r=1;r=7`, want: []RateLimitItem{{"a", 7, 0}}},
-		{in: `"a \"quoted\" \\ name";r=0`, want: []RateLimitItem{{`a "quoted" \ name`, 0, 0}}},
-		{in: `*star;r=999999999999999`, want: []RateLimitItem{{"*star", 999999999999999, 0}}},
-		{in: `"a";t=2`, wantErr: true},                 // r missing
-		{in: `"a";r=-1`, wantErr: true},                // negative
-		{in: `"a";r=1.5`, wantErr: true},               // decimal
-		{in: `"a";r="1"`, wantErr: true},               // string
-		{in: `"a";r`, wantErr: true},                   // boolean true
-		{in: `"a";r=1000000000000000`, wantErr: true},  // 16 digits
-		{in: `"a";r=1,`, wantErr: true},                // trailing comma
-		{in: `"a";r=1,,"b";r=2`, wantErr: true},        // empty member
-		{in: `"a";r=1 "b";r=2`, wantErr: true},         // missing comma
-		{in: `("a" "b");r=1`, wantErr: true},           // inner list
-		{in: `1;r=1`, wantErr: true},                   // integer name
-		{in: `"a;r=1`, wantErr: true},                  // unterminated string
-		{in: `"a\x";r=1`, wantErr: true},               // bad escape
-		{in: "\"caf\xc3\xa9\";r=1", wantErr: true},     // non-ASCII string
-		{in: `"a";R=1`, wantErr: true},                 // uppercase key
-		{in: `"a";r=1;x=:not base64!:`, wantErr: true}, // bad byte sequence
-		{in: `"a";r=1;x=1.`, wantErr: true},            // decimal without fraction
-		{in: `"a";r=1;x=?2`, wantErr: true},            // bad boolean
-		{in: `"a";r=1;x=%"caf%c3%a9"`, want: []RateLimitItem{{"a", 1, 0}}},
-		{in: `"a";r=1;x=%"caf%C3%A9"`, wantErr: true}, // uppercase hex
-		{in: `"a";r=1;x=%"%ff"`, wantErr: true},       // not UTF-8
-		{in: `"a";r=1;x=%display`, wantErr: true},     // no quote
-		{in: "\t\"a\";r=1", wantErr: true},            // only SP may lead
-	}
-	for _, tt := range tests {
-		got, err := ParseRateLimit(tt.in)
-		if (err != nil) != tt.wantErr {
-			t.Errorf("ParseRateLimit(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
-			continue
-		}
-		if !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("ParseRateLimit(%q) = %+v, want %+v", tt.in, got, tt.want)
-		}
-	}
-}
-
-func TestParseRateLimitPolicy(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		in      string
-		want    []RateLimitPolicyItem
-		wantErr bool
-	}{
-		{in: `"b2b";q=20;w=2`, want: []RateLimitPolicyItem{{"b2b", 20, 2}}},
-		{in: `"b2b";q=20, daily;q=1000;w=86400;qu="requests"`, want: []RateLimitPolicyItem{{"b2b", 20, 0}, {"daily", 1000, 86400}}},
-		{in: `"b2b";w=2`, wantErr: true},
-		{in: `"b2b";q=20;w=-2`, wantErr: true},
-		{in: `"b2b";q=20;w=?1`, wantErr: true},
-	}
-	for _, tt := range tests {
-		got, err := ParseRateLimitPolicy(tt.in)
-		if (err != nil) != tt.wantErr {
-			t.Errorf("ParseRateLimitPolicy(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
-			continue
-		}
-		if !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("ParseRateLimitPolicy(%q) = %+v, want %+v", tt.in, got, tt.want)
-		}
-	}
-}
-
-// rlSeeds are header values as WriteHeaders writes them, and a few that
-// use more of the structured-field syntax.
-var rlSeeds = []string{
-	`"b2b-per-tenant";r=19;t=1`,
-	`"b2b-per-tenant";q=20;w=2, "say \"hi\"";q=1;w=4`,
-	`"a";r=0;t=999999999999999`,
-	`tok;r=1;pk=:cHJpdmF0ZQ==:;x=-1.25;y=?0;z=@-5`,
-	`"a";q=1, "b";q=2;w=3`,
-	``,
-}
-
-func FuzzParseRateLimit(f *testing.F) {
-	for _, s := range rlSeeds {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, v string) {
-		items, err := ParseRateLimit(v)
-		if err != nil {
-			return
-		}
-		var out []byte
-		for i, it := range items {
-			if i > 0 {
-				out = append(out, ", "...)
-			}
-			out = appendRateLimitItem(out, it)
-		}
-		again, err := ParseRateLimit(string(out))
-		if err != nil {
-			t.Fatalf("%q parsed, but its rewrite %q does not: %v", v, out, err)
-		}
-		if !reflect.DeepEqual(again, items) {
-			t.Fatalf("%q: parsed %+v, its rewrite %q parses to %+v", v, items, out, again)
-		}
-	})
-}
-
-func FuzzParseRateLimitPolicy(f *testing.F) {
-	for _, s := range rlSeeds {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, v string) {
-		items, err := ParseRateLimitPolicy(v)
-		if err != nil {
-			return
-		}
-		var out []byte
-		for i, it := range items {
-			if i > 0 {
-				out = append(out, ", "...)
-			}
-			out = appendRateLimitPolicyItem(out, it)
-		}
-		again, err := ParseRateLimitPolicy(string(out))
-		if err != nil {
-			t.Fatalf("%q parsed, but its rewrite %q does not: %v", v, out, err)
-		}
-		if !reflect.DeepEqual(again, items) {
-			t.Fatalf("%q: parsed %+v, its rewrite %q parses to %+v", v, items, out, again)
-		}
-	})
-}
-
 func BenchmarkLimiterAllow(b *testing.B) {
 	for _, keys := range []int{1, 1000, 100_000} {
 		b.Run(fmt.Sprintf("keys=%d", keys), func(b *testing.B) {
-			l := NewLimiter(LimiterConfig{})
+			l := New(Config{})
 			// Mostly allowed, and never idle long enough to be evicted.
-			p := &LimitPolicy{Name: "b2b", Rate: 1e3, Burst: 1e9}
+			p := &Policy{Name: "b2b", Rate: 1e3, Burst: 1e9}
 			names := make([]string, keys)
 			for i := range names {
 				names[i] = "tenant:" + strconv.Itoa(i)
@@ -530,8 +424,8 @@ func BenchmarkLimiterAllow(b *testing.B) {
 }
 
 func ExampleLimiter() {
-	l := NewLimiter(LimiterConfig{MaxBuckets: 10_000})
-	p := &LimitPolicy{Name: "b2b-per-tenant", Rate: 10, Burst: 20}
+	l := New(Config{MaxBuckets: 10_000})
+	p := &Policy{Name: "b2b-per-tenant", Rate: 10, Burst: 20}
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var d Decision
 	for range 21 {
@@ -548,17 +442,4 @@ func ExampleLimiter() {
 	// RateLimit-Policy: "b2b-per-tenant";q=20;w=2
 	// RateLimit: "b2b-per-tenant";r=0;t=2
 	// Retry-After: 1
-}
-
-func ExampleParseRateLimit() {
-	items, err := ParseRateLimit(`"b2b-per-tenant";r=0;t=2, "global";r=87;t=1`)
-	if err != nil {
-		panic(err)
-	}
-	for _, it := range items {
-		fmt.Printf("%s: %d left, full in %ds\n", it.Name, it.Remaining, it.ResetSeconds)
-	}
-	// Output:
-	// b2b-per-tenant: 0 left, full in 2s
-	// global: 87 left, full in 1s
 }

@@ -1,4 +1,4 @@
-package proxy
+package breaker
 
 import (
 	"bytes"
@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/ficuslabs/ficus/internal/metricstest"
 )
 
 // gobreaker reads time.Now itself and cannot be given a clock, so the
@@ -31,10 +33,11 @@ var (
 )
 
 // newTestBreaker returns a breaker on its own set; call it inside a bubble.
-func newTestBreaker(s BreakerSettings) (*Breaker, *metrics.Set) {
+func newTestBreaker(s Config) (*Breaker, *metrics.Set) {
 	set := metrics.NewSet()
 	s.Upstream = cmp.Or(s.Upstream, "mes")
-	return NewBreaker(s, set, nil, time.Now), set
+	s.Metrics, s.Now = set, time.Now
+	return New(s), set
 }
 
 // breakerCall runs one call through b that ends with o, and reports whether the
@@ -43,8 +46,8 @@ func breakerCall(t *testing.T, b *Breaker, o Outcome) bool {
 	t.Helper()
 	done, err := b.Allow()
 	if err != nil {
-		if !errors.Is(err, ErrBreakerOpen) {
-			t.Fatalf("Allow: %v, want ErrBreakerOpen", err)
+		if !errors.Is(err, ErrOpen) {
+			t.Fatalf("Allow: %v, want ErrOpen", err)
 		}
 		return false
 	}
@@ -61,7 +64,7 @@ func wantBreakerState(t *testing.T, b *Breaker, want string) {
 
 func TestBreakerClassify(t *testing.T) {
 	t.Parallel()
-	b := &Breaker{s: BreakerSettings{SlowCall: time.Second}}
+	b := &Breaker{s: Config{SlowCall: time.Second}}
 	timeout := &net.OpError{Op: "dial", Err: os.ErrDeadlineExceeded}
 	tests := []struct {
 		name string
@@ -99,7 +102,7 @@ func TestBreakerClassify(t *testing.T) {
 func TestBreakerTripsOnConsecutiveFailures(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b, set := newTestBreaker(BreakerSettings{ConsecutiveFailures: 3, MinRequests: 1000})
+		b, set := newTestBreaker(Config{ConsecutiveFailures: 3, MinRequests: 1000})
 		breakerCall(t, b, breakerFail)
 		breakerCall(t, b, breakerFail)
 		breakerCall(t, b, breakerOK) // resets the run
@@ -111,10 +114,10 @@ func TestBreakerTripsOnConsecutiveFailures(t *testing.T) {
 		if breakerCall(t, b, breakerOK) {
 			t.Fatal("an open breaker let a call through")
 		}
-		if v, _ := guardsMetric(t, set, `ficus_proxy_breaker_state{upstream="mes"}`); v != 2 {
+		if v, _ := metricstest.Value(t, set, `ficus_proxy_breaker_state{upstream="mes"}`); v != 2 {
 			t.Errorf("breaker_state = %v, want 2 (open)", v)
 		}
-		if v, _ := guardsMetric(t, set, `ficus_proxy_breaker_transitions_total{upstream="mes",to="open"}`); v != 1 {
+		if v, _ := metricstest.Value(t, set, `ficus_proxy_breaker_transitions_total{upstream="mes",to="open"}`); v != 1 {
 			t.Errorf("transitions_total{to=open} = %v, want 1", v)
 		}
 	})
@@ -123,7 +126,7 @@ func TestBreakerTripsOnConsecutiveFailures(t *testing.T) {
 func TestBreakerTripsOnRatio(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b, _ := newTestBreaker(BreakerSettings{ConsecutiveFailures: 100, FailureRatio: 0.5, MinRequests: 10})
+		b, _ := newTestBreaker(Config{ConsecutiveFailures: 100, FailureRatio: 0.5, MinRequests: 10})
 		for range 4 { // 8 finished, 4 failed: below MinRequests
 			breakerCall(t, b, breakerOK)
 			breakerCall(t, b, breakerFail)
@@ -138,7 +141,7 @@ func TestBreakerTripsOnRatio(t *testing.T) {
 func TestBreakerRatioIgnoresClientCancels(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b, _ := newTestBreaker(BreakerSettings{ConsecutiveFailures: 100, FailureRatio: 0.5, MinRequests: 4})
+		b, _ := newTestBreaker(Config{ConsecutiveFailures: 100, FailureRatio: 0.5, MinRequests: 4})
 		for range 50 {
 			breakerCall(t, b, Outcome{Err: context.Canceled})
 		}
@@ -154,7 +157,7 @@ func TestBreakerRatioIgnoresClientCancels(t *testing.T) {
 func TestBreakerTripsOnSlowCalls(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b, _ := newTestBreaker(BreakerSettings{ConsecutiveFailures: 3, SlowCall: 100 * time.Millisecond})
+		b, _ := newTestBreaker(Config{ConsecutiveFailures: 3, SlowCall: 100 * time.Millisecond})
 		slow := Outcome{Status: 200, Duration: 150 * time.Millisecond}
 		breakerCall(t, b, slow)
 		breakerCall(t, b, slow)
@@ -167,7 +170,7 @@ func TestBreakerTripsOnSlowCalls(t *testing.T) {
 func TestBreakerIgnores4xxAndClientCancels(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b, _ := newTestBreaker(BreakerSettings{ConsecutiveFailures: 2, MinRequests: 2})
+		b, _ := newTestBreaker(Config{ConsecutiveFailures: 2, MinRequests: 2})
 		for range 100 {
 			breakerCall(t, b, Outcome{Status: 404})
 			breakerCall(t, b, Outcome{Status: 422})
@@ -180,7 +183,7 @@ func TestBreakerIgnores4xxAndClientCancels(t *testing.T) {
 func TestBreakerForgetsFailuresOutsideInterval(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b, _ := newTestBreaker(BreakerSettings{ConsecutiveFailures: 3, MinRequests: 1000, Interval: time.Minute})
+		b, _ := newTestBreaker(Config{ConsecutiveFailures: 3, MinRequests: 1000, Interval: time.Minute})
 		breakerCall(t, b, breakerFail)
 		breakerCall(t, b, breakerFail)
 		time.Sleep(time.Minute + time.Second) // the window slid past both failures
@@ -195,7 +198,7 @@ func TestBreakerForgetsFailuresOutsideInterval(t *testing.T) {
 func TestBreakerRetryAfter(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b, _ := newTestBreaker(BreakerSettings{ConsecutiveFailures: 1, OpenFor: 10 * time.Second})
+		b, _ := newTestBreaker(Config{ConsecutiveFailures: 1, OpenFor: 10 * time.Second})
 		breakerCall(t, b, breakerFail)
 		time.Sleep(3 * time.Second)
 		_, err := b.Allow()
@@ -206,8 +209,8 @@ func TestBreakerRetryAfter(t *testing.T) {
 		if open.RetryAfter != 7*time.Second || open.Upstream != "mes" {
 			t.Fatalf("OpenError = %+v, want upstream mes, RetryAfter 7s", open)
 		}
-		if !strings.Contains(err.Error(), "mes") || !errors.Is(err, ErrBreakerOpen) {
-			t.Fatalf("error %q does not name the upstream or wrap ErrBreakerOpen", err)
+		if !strings.Contains(err.Error(), "mes") || !errors.Is(err, ErrOpen) {
+			t.Fatalf("error %q does not name the upstream or wrap ErrOpen", err)
 		}
 	})
 }
@@ -219,7 +222,7 @@ func TestBreakerRetryAfterClockAhead(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		skew := time.Duration(0)
 		now := func() time.Time { return time.Now().Add(skew) }
-		b := NewBreaker(BreakerSettings{Upstream: "mes", ConsecutiveFailures: 1, OpenFor: 10 * time.Second}, nil, nil, now)
+		b := New(Config{Upstream: "mes", ConsecutiveFailures: 1, OpenFor: 10 * time.Second, Now: now})
 		breakerCall(t, b, breakerFail)
 		skew = time.Minute
 		_, err := b.Allow()
@@ -257,7 +260,7 @@ func breakerAllowConcurrently(b *Breaker, n int) (dones []func(Outcome), errs []
 func TestBreakerHalfOpenBoundsProbesAndCloses(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b, set := newTestBreaker(BreakerSettings{ConsecutiveFailures: 1, OpenFor: 10 * time.Second, HalfOpenProbes: 3})
+		b, set := newTestBreaker(Config{ConsecutiveFailures: 1, OpenFor: 10 * time.Second, HalfOpenProbes: 3})
 		breakerCall(t, b, breakerFail)
 		time.Sleep(10*time.Second + time.Nanosecond)
 		wantBreakerState(t, b, "half-open")
@@ -282,11 +285,11 @@ func TestBreakerHalfOpenBoundsProbesAndCloses(t *testing.T) {
 		}
 		for to, want := range map[string]float64{"open": 1, "half-open": 1, "closed": 1} {
 			series := fmt.Sprintf(`ficus_proxy_breaker_transitions_total{upstream="mes",to=%q}`, to)
-			if v, _ := guardsMetric(t, set, series); v != want {
+			if v, _ := metricstest.Value(t, set, series); v != want {
 				t.Errorf("%s = %v, want %v", series, v, want)
 			}
 		}
-		if v, _ := guardsMetric(t, set, `ficus_proxy_breaker_state{upstream="mes"}`); v != 0 {
+		if v, _ := metricstest.Value(t, set, `ficus_proxy_breaker_state{upstream="mes"}`); v != 0 {
 			t.Errorf("breaker_state = %v, want 0 (closed)", v)
 		}
 	})
@@ -295,7 +298,7 @@ func TestBreakerHalfOpenBoundsProbesAndCloses(t *testing.T) {
 func TestBreakerReopensAfterFailedProbe(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b, set := newTestBreaker(BreakerSettings{ConsecutiveFailures: 1, OpenFor: 10 * time.Second, HalfOpenProbes: 2})
+		b, set := newTestBreaker(Config{ConsecutiveFailures: 1, OpenFor: 10 * time.Second, HalfOpenProbes: 2})
 		breakerCall(t, b, breakerFail)
 		time.Sleep(10*time.Second + time.Nanosecond)
 		probes, _ := breakerAllowConcurrently(b, 2)
@@ -311,7 +314,7 @@ func TestBreakerReopensAfterFailedProbe(t *testing.T) {
 		if !errors.As(err, &open) || open.RetryAfter != 10*time.Second {
 			t.Fatalf("Allow right after reopening = %v, want RetryAfter 10s", err)
 		}
-		if v, _ := guardsMetric(t, set, `ficus_proxy_breaker_transitions_total{upstream="mes",to="open"}`); v != 2 {
+		if v, _ := metricstest.Value(t, set, `ficus_proxy_breaker_transitions_total{upstream="mes",to="open"}`); v != 2 {
 			t.Errorf("transitions_total{to=open} = %v, want 2", v)
 		}
 	})
@@ -320,7 +323,7 @@ func TestBreakerReopensAfterFailedProbe(t *testing.T) {
 func TestBreakerClientCancelFreesProbe(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b, _ := newTestBreaker(BreakerSettings{ConsecutiveFailures: 1, OpenFor: time.Second, HalfOpenProbes: 1})
+		b, _ := newTestBreaker(Config{ConsecutiveFailures: 1, OpenFor: time.Second, HalfOpenProbes: 1})
 		breakerCall(t, b, breakerFail)
 		time.Sleep(2 * time.Second)
 		done, err := b.Allow()
@@ -344,7 +347,7 @@ func TestBreakerLogsStateChanges(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var buf bytes.Buffer
 		log := slog.New(slog.NewTextHandler(&buf, nil)).With("component", "proxy")
-		b := NewBreaker(BreakerSettings{Upstream: "mes", ConsecutiveFailures: 1}, nil, log, nil)
+		b := New(Config{Upstream: "mes", ConsecutiveFailures: 1, Logger: log})
 		breakerCall(t, b, breakerFail)
 		got := buf.String()
 		for _, want := range []string{"level=WARN", "component=proxy", "upstream=mes", "from=closed", "to=open"} {
@@ -359,10 +362,10 @@ func TestBreakerGaugeFollowsNewestBreaker(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		set := metrics.NewSet()
-		old := NewBreaker(BreakerSettings{Upstream: "mes", ConsecutiveFailures: 1}, set, nil, nil)
+		old := New(Config{Upstream: "mes", ConsecutiveFailures: 1, Metrics: set})
 		breakerCall(t, old, breakerFail)
-		NewBreaker(BreakerSettings{Upstream: "mes"}, set, nil, nil) // as after a reload
-		if v, _ := guardsMetric(t, set, `ficus_proxy_breaker_state{upstream="mes"}`); v != 0 {
+		New(Config{Upstream: "mes", Metrics: set}) // as after a reload
+		if v, _ := metricstest.Value(t, set, `ficus_proxy_breaker_state{upstream="mes"}`); v != 0 {
 			t.Fatalf("breaker_state = %v, want the new breaker's 0", v)
 		}
 	})
@@ -382,7 +385,7 @@ func TestBreakerNilAllows(t *testing.T) {
 }
 
 func BenchmarkBreakerAllowDone(b *testing.B) {
-	br := NewBreaker(BreakerSettings{Upstream: "mes"}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	br := New(Config{Upstream: "mes", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -396,7 +399,7 @@ func BenchmarkBreakerAllowDone(b *testing.B) {
 }
 
 func ExampleBreaker() {
-	b := NewBreaker(BreakerSettings{Upstream: "mes", ConsecutiveFailures: 2, OpenFor: 10 * time.Second}, nil, nil, nil)
+	b := New(Config{Upstream: "mes", ConsecutiveFailures: 2, OpenFor: 10 * time.Second})
 	for range 2 {
 		done, _ := b.Allow()
 		done(Outcome{Status: 503, Duration: 20 * time.Millisecond})
