@@ -6,6 +6,12 @@
 #   direct           the upstream itself, no proxy
 #   bare             net/http/httputil.ReverseProxy, tuned (bench/bareproxy)
 #   ficus-memory     ficus proxy, every feature on, memory idempotency store
+#   ficus-reverseproxy
+#                    the same with --direct-path=false: every request goes
+#                    through httputil.ReverseProxy instead of the direct path
+#   ficus-previous   ficus-memory as built from BENCH_PREVIOUS, an earlier
+#                    commit, with that build's defaults: what the changes
+#                    since then cost or gained, in the same run
 #   ficus-postgres   ficus proxy, every feature on, Postgres idempotency store
 #   nginx            nginx as a plain reverse proxy with a keep-alive pool
 #   haproxy          HAProxy as a plain reverse proxy with connection reuse
@@ -27,7 +33,8 @@
 #                      median p99) is reported, and the added p99 is the
 #                      median of the per-round differences to direct [1]
 #   BENCH_SCENARIOS    "get", "post" or both ["get post"]
-#   BENCH_CONTENDERS   which contenders, in table order [all six above]
+#   BENCH_CONTENDERS   which contenders, in table order [all eight above]
+#   BENCH_PREVIOUS     the commit ficus-previous is built from [c5d164a]
 #   BENCH_CPU_LOAD, BENCH_CPU_PROXY, BENCH_CPU_UPSTREAM
 #                      taskset CPU lists [0, 1, 0 on two or more CPUs]
 #   BENCH_PIN          0 runs everything unpinned [1]
@@ -65,7 +72,9 @@ warmup="${BENCH_WARMUP:-5s}"
 conns="${BENCH_CONNECTIONS:-64}"
 rounds="${BENCH_ROUNDS:-1}"
 scenarios="${BENCH_SCENARIOS:-get post}"
-contenders="${BENCH_CONTENDERS:-direct bare ficus-memory ficus-postgres nginx haproxy}"
+all_contenders="direct bare ficus-memory ficus-reverseproxy ficus-previous ficus-postgres nginx haproxy"
+contenders="${BENCH_CONTENDERS:-$all_contenders}"
+previous="${BENCH_PREVIOUS:-c5d164a}"
 out="${BENCH_OUT:-bench/results/latest.md}"
 GO="${GO:-go}"
 
@@ -92,10 +101,7 @@ for s in $scenarios; do
 	[[ "$s" == get || "$s" == post ]] || die "BENCH_SCENARIOS: unknown scenario '$s' (want get and/or post)"
 done
 for c in $contenders; do
-	case "$c" in
-	direct | bare | ficus-memory | ficus-postgres | nginx | haproxy) ;;
-	*) die "BENCH_CONTENDERS: unknown contender '$c' (want direct bare ficus-memory ficus-postgres nginx haproxy)" ;;
-	esac
+	[[ " $all_contenders " == *" $c "* ]] || die "BENCH_CONTENDERS: unknown contender '$c' (want some of: $all_contenders)"
 done
 
 # Pinning and the shared settings: see bench_settings in bench/lib.sh.
@@ -173,6 +179,27 @@ else
 		log_tail ficus-build 10
 	fi
 fi
+# ficus-previous: the same command built from an earlier commit, from a
+# copy of that commit's tree (git archive), so the checkout is untouched.
+previous_ficus="" previous_note=""
+if [[ " $contenders " == *" ficus-previous "* ]]; then
+	previous_rev="$(git -C "$root" rev-parse --short "$previous^{commit}" 2>/dev/null || true)"
+	if [ -z "$previous_rev" ]; then
+		previous_note="n/a (BENCH_PREVIOUS=$previous is not a commit of this repository)"
+	else
+		say "building ficus at $previous_rev (BENCH_PREVIOUS) for ficus-previous"
+		mkdir -p "$work/previous"
+		if git -C "$root" archive "$previous_rev" | tar -x -C "$work/previous" &&
+			(cd "$work/previous" && CGO_ENABLED=0 "$GO" build -trimpath -o "$work/bin/ficus-previous" ./cmd/ficus) \
+				2>"$work/previous-build.log"; then
+			previous_ficus="$work/bin/ficus-previous"
+		else
+			previous_note="n/a (building $previous_rev failed)"
+			log_tail previous-build 10
+		fi
+	fi
+fi
+
 # The help is read whole before it is searched: "grep -q" in a pipe exits at
 # the first match, and under pipefail the SIGPIPE that ficus then gets for
 # the rest of its help would make a working binary look like one without
@@ -303,8 +330,12 @@ start_bare() {
 	base="http://127.0.0.1:$port"
 }
 
+# start_ficus STORE NAME [BINARY [FLAG...]] starts ficus proxy (BINARY, by
+# default the one built here) with the given extra flags.
 start_ficus() {
-	local store="$1" name="$2" port mport db=()
+	local store="$1" name="$2" bin="${3:-$ficus}" port mport db=()
+	shift $(($# < 3 ? $# : 3))
+	local extra=("$@")
 	if [ -n "$ficus_note" ]; then
 		note="$ficus_note"
 		return 1
@@ -326,8 +357,8 @@ start_ficus() {
 		bench/ficus-proxy.yaml >"$work/$name.yaml"
 	free_port port
 	free_port mport
-	spawn "$name" "$cpu_proxy" env -u FICUS_DATABASE_URL "$ficus" proxy --listen "127.0.0.1:$port" \
-		--upstream "$upstream_url" --config "$work/$name.yaml" --metrics-listen "127.0.0.1:$mport" "${db[@]}"
+	spawn "$name" "$cpu_proxy" env -u FICUS_DATABASE_URL "$bin" proxy --listen "127.0.0.1:$port" \
+		--upstream "$upstream_url" --config "$work/$name.yaml" --metrics-listen "127.0.0.1:$mport" "${db[@]}" "${extra[@]}"
 	contender_pids+=("$spawned")
 	wait_port "$port" "$spawned" || {
 		log_tail "$name"
@@ -339,6 +370,14 @@ start_ficus() {
 }
 start_ficus-memory() { start_ficus memory ficus-memory; }
 start_ficus-postgres() { start_ficus postgres ficus-postgres; }
+start_ficus-reverseproxy() { start_ficus memory ficus-reverseproxy "$ficus" --direct-path=false; }
+start_ficus-previous() {
+	if [ -z "$previous_ficus" ]; then
+		note="$previous_note"
+		return 1
+	fi
+	start_ficus memory ficus-previous "$previous_ficus"
+}
 
 start_nginx() {
 	local port
@@ -667,6 +706,7 @@ report() {
 	echo "- load: wrk -t1 -c$conns, ${warmup} warm-up then ${duration} measured ($rounds round(s), the median run reported); half load: bench/loadgen at a constant rate, $conns connections, ${duration} (the run with the median p99; added p99: the median over the rounds of the contender's p99 less direct's in the same round)"
 	echo "- tools: $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2), $("$nginx_bin" -v 2>&1 | sed 's/.*: //'), $("$haproxy_bin" -v 2>&1 | head -n 1 | cut -d' ' -f1-3), $("$GO" version | cut -d' ' -f3)"
 	[ -n "${pg_source:-}" ] && echo "- Postgres for ficus-postgres: $pg_source$([ "${BENCH_PG_DURABLE:-0}" = 1 ] || echo ', fsync and synchronous_commit off')"
+	[ -n "$previous_ficus" ] && echo "- ficus-previous: ficus built from $previous_rev (BENCH_PREVIOUS), run with that build's defaults"
 	for scn in $scenarios; do
 		echo
 		echo "## $(scenario_title "$scn")"
