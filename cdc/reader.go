@@ -341,11 +341,11 @@ func (r *Reader) Run(ctx context.Context) error {
 	// hand when reading stopped. After a read error the connection may be
 	// gone; the attempt costs nothing.
 	if err := r.sendStatus(s); err != nil && readErr == nil {
-		r.log.Warn("final status update failed", "error", err)
+		r.log.Warn("final status update failed", "err", err)
 	} else if readErr == nil {
 		endCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		if err := EndStream(endCtx, s.conn); err != nil {
-			r.log.Warn("ending the replication stream failed; the last confirmation may be redelivered", "error", err)
+			r.log.Warn("ending the replication stream failed; the last confirmation may be redelivered", "err", err)
 		}
 		cancel()
 	}
@@ -789,7 +789,7 @@ func (r *Reader) heartbeatLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		if err := h.beat(ctx); err != nil && ctx.Err() == nil {
-			r.log.Warn("heartbeat failed; the slot may not advance while the tables are idle", "error", err)
+			r.log.Warn("heartbeat failed; the slot may not advance while the tables are idle", "err", err)
 		}
 	}
 }

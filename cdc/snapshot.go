@@ -360,7 +360,7 @@ func (s *snapshotter) loop(ctx context.Context) {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			s.r.log.Warn("snapshot chunk failed; retrying", "error", err, "retry_in", backoff)
+			s.r.log.Warn("snapshot chunk failed; retrying", "err", err, "retry_in", backoff)
 			s.close()
 			wait = backoff
 			backoff = min(2*backoff, time.Minute)
