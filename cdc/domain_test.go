@@ -138,3 +138,32 @@ func TestDecoderResolvesDomains(t *testing.T) {
 		}
 	}
 }
+
+// A reader that cannot look up a domain's base type stops with
+// ErrTypeLookup instead of delivering the domain's values as text; the
+// slot stays where it was, so a reader that can delivers them later.
+func TestReaderStopsWhenDomainLookupFails(t *testing.T) {
+	t.Parallel()
+	f := newReplFixture(t, `CREATE DOMAIN posint AS int CHECK (VALUE > 0);
+CREATE TABLE doms (id posint PRIMARY KEY);`, "doms")
+	deliver, txs := collect()
+	cfg := f.config(deliver)
+	cfg.HeartbeatConn = "postgres://ficus@127.0.0.1:1/nowhere?connect_timeout=5"
+	cfg.SnapshotChunkSize = -1
+	run := startReader(t, newTestReader(t, cfg))
+	f.exec("INSERT INTO doms VALUES (5)")
+	if err := run.wait(t); !errors.Is(err, ErrTypeLookup) {
+		t.Fatalf("Run = %v, want ErrTypeLookup", err)
+	}
+	if len(txs) != 0 {
+		t.Fatalf("delivered %d transactions, want none", len(txs))
+	}
+
+	run = startReader(t, newTestReader(t, f.config(deliver)))
+	if got := next(t, txs).Changes[0].New["id"]; got != int64(5) {
+		t.Errorf("id = %#v, want 5", got)
+	}
+	if err := run.stop(t); err != nil {
+		t.Fatal(err)
+	}
+}
