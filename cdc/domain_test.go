@@ -19,9 +19,10 @@ CREATE DOMAIN ints AS int[];
 CREATE DOMAIN stamp AS timestamptz;
 CREATE TYPE mood AS ENUM ('happy', 'sad');
 CREATE DOMAIN moody AS mood;
+CREATE DOMAIN posints AS posint[];
 CREATE TABLE doms (
   id posint PRIMARY KEY, n posint, n2 posint2, b flag, j doc, m amount, t label,
-  a ints, pa posint[], ts stamp, e mood, ed moody, ea mood[], lb int[], lbd posint[]
+  a ints, pa posint[], ts stamp, e mood, ed moody, ea mood[], lb int[], lbd posint[], pad posints
 );
 CREATE TABLE markers (n bigserial PRIMARY KEY);`
 
@@ -29,15 +30,15 @@ CREATE TABLE markers (n bigserial PRIMARY KEY);`
 // every column must read as: the encoding of the base type.
 const (
 	domainRowSQL = `INSERT INTO doms VALUES (5, 5, 6, true, '{"k": [1, 2]}', 12.50, 'x',
-  '{1,2}', '{3,4}', '2026-03-04 05:06:07.5+00', 'sad', 'happy', '{happy,sad}', '[2:3]={5,6}', '[0:1]={7,8}')`
+  '{1,2}', '{3,4}', '2026-03-04 05:06:07.5+00', 'sad', 'happy', '{happy,sad}', '[2:3]={5,6}', '[0:1]={7,8}', '{9}')`
 	domainRowJSON = `{"a":[1,2],"b":true,"e":"sad","ea":"{happy,sad}","ed":"happy","id":5,"j":{"k":[1,2]},` +
-		`"lb":[5,6],"lbd":[7,8],"m":"12.50","n":5,"n2":6,"pa":[3,4],"t":"x","ts":"2026-03-04T05:06:07.5Z"}`
+		`"lb":[5,6],"lbd":[7,8],"m":"12.50","n":5,"n2":6,"pa":[3,4],"pad":[9],"t":"x","ts":"2026-03-04T05:06:07.5Z"}`
 )
 
 // Columns of domain types (over int, bool, jsonb, numeric, text,
-// timestamptz, an array, an enum, another domain) and arrays of domains
-// read as their base type, the same from the stream as from a snapshot;
-// enums and arrays of enums read as text both ways. Arrays whose lower
+// timestamptz, an array, an array of a domain, an enum, another domain)
+// and arrays of domains read as their base type, the same from the stream
+// as from a snapshot; enums and arrays of enums read as text both ways. Arrays whose lower
 // bound is not 1 lose the bound both ways (docs/cdc.md).
 func TestDomainsEncodeAsBaseTypeInStreamAndSnapshot(t *testing.T) {
 	t.Parallel()

@@ -90,5 +90,13 @@ func (t *typeResolver) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("look up domain types: %w", err)
 	}
+	// A base type that is no domain nor an array of one resolves to
+	// itself: say so now, saving a lookup when the decoder asks about it
+	// (a domain over an enum leads it to the enum).
+	for _, base := range t.bases {
+		if _, ok := t.bases[base]; !ok {
+			t.bases[base] = base
+		}
+	}
 	return nil
 }
