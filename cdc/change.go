@@ -43,8 +43,11 @@ var ErrInvalidChange = errors.New("cdc: invalid change")
 // "-infinity", and Postgres text for years outside 0000-9999); timestamp is
 // the string "2006-01-02T15:04:05.999999"; json and jsonb are
 // json.RawMessage; bytea is []byte (base64 in JSON); arrays are []any,
-// nested for more dimensions; uuid, date, text types, enums and every type
-// ficus has no mapping for are their Postgres text as a string.
+// nested for more dimensions, without their lower bounds; uuid, date,
+// text types, enums and every type ficus has no mapping for are their
+// Postgres text as a string. A domain's values are typed as its base
+// type's, an array of a domain's as the array of that base type (see
+// Decoder.ResolveType, which the Reader sets).
 type Change struct {
 	// Op is OpInsert, OpUpdate, OpDelete, OpTruncate, or OpRead for a row
 	// a snapshot read from the table.

@@ -471,16 +471,17 @@ func FuzzDecoder(f *testing.F) {
 		{name: "f", oid: pgtype.Float8OID}, {name: "j", oid: pgtype.JSONBOID},
 		{name: "a", oid: pgtype.TextArrayOID}, {name: "t", oid: pgtype.TimestamptzOID},
 		{name: "x", oid: pgtype.ByteaOID}, {name: "e", oid: 99999},
+		{name: "d", oid: 90001}, {name: "da", oid: 90002},
 	}
 	f.Add(join(
 		mBegin(0x10, 1),
 		mRelation(0, 1, "s", "t", allTypes...),
 		mType(0, 99999, "s", "mood"),
 		mInsert(0, 1, text("1"), text("t"), text("NaN"), text(`{"a":1}`), text(`{a,"b c",NULL}`),
-			text("2024-01-02 03:04:05+00"), text(`\x00`), text("happy")),
-		mUpdate(0, 1, 'K', []val{text("1"), null, null, null, null, null, null, null},
-			[]val{text("2"), toast, null, null, null, null, null, null}),
-		mDelete(0, 1, 'K', text("2"), null, null, null, null, null, null, null),
+			text("2024-01-02 03:04:05+00"), text(`\x00`), text("happy"), text("5"), text("[0:1]={1,NULL}")),
+		mUpdate(0, 1, 'K', []val{text("1"), null, null, null, null, null, null, null, null, null},
+			[]val{text("2"), toast, null, null, null, null, null, null, text("6"), null}),
+		mDelete(0, 1, 'K', text("2"), null, null, null, null, null, null, null, null, null),
 		mTruncate(0, 1),
 		mCommit(0x10, 0x20),
 	))
@@ -499,14 +500,15 @@ func FuzzDecoder(f *testing.F) {
 	))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d := NewDecoder()
+		d.ResolveType = testResolveType
 		for pos := 0; len(data) >= 2; pos++ {
 			n := min(int(data[0])<<8|int(data[1]), len(data)-2)
 			msg := data[2 : 2+n]
 			data = data[2+n:]
 			tx, ok, err := d.Decode(pglogrepl.LSN(pos), msg)
 			if err != nil {
-				if !errors.Is(err, ErrMalformed) {
-					t.Fatalf("error does not wrap ErrMalformed: %v", err)
+				if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTypeLookup) {
+					t.Fatalf("error wraps neither ErrMalformed nor ErrTypeLookup: %v", err)
 				}
 				d.Reset() // as the reader does on the next session
 				continue

@@ -131,8 +131,9 @@ type ReaderConfig struct {
 	// tables are idle and the rest of the server writes WAL. Defaults to
 	// 30s; a negative value turns heartbeats off.
 	Heartbeat time.Duration
-	// HeartbeatConn is the connection string for heartbeats; it must reach
-	// the same database. Defaults to ConnString.
+	// HeartbeatConn is the connection string for heartbeats, snapshots and
+	// the lookup of domain types; it must reach the same database.
+	// Defaults to ConnString.
 	HeartbeatConn string
 	// QueueSize is how many decoded transactions may wait for delivery
 	// before the reader stops reading from the server. Defaults to 1024.
@@ -239,6 +240,9 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 		log:         cfg.Logger.With("component", "cdc", "slot", cfg.Slot),
 		dec:         NewDecoder(),
 	}
+	// Domain columns take their base type's encoding, looked up on a
+	// normal connection.
+	r.dec.ResolveType = newTypeResolver(cfg.HeartbeatConn).resolve
 	r.metrics = newReaderMetrics(cfg.Metrics, r)
 	return r, nil
 }

@@ -336,7 +336,9 @@ type snapshotter struct {
 func newSnapshotter(r *Reader) *snapshotter {
 	b := make([]byte, 8)
 	rand.Read(b)
-	return &snapshotter{r: r, run: hex.EncodeToString(b), dec: NewDecoder()}
+	dec := NewDecoder()
+	dec.ResolveType = r.dec.ResolveType // the stream's cached lookup
+	return &snapshotter{r: r, run: hex.EncodeToString(b), dec: dec}
 }
 
 func (s *snapshotter) close() {
