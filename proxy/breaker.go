@@ -79,7 +79,9 @@ type Outcome struct {
 	// context.Canceled (alone, or wrapping it) only when the client went
 	// away: the breaker does not count such a call, since it says nothing
 	// about the upstream. A timeout of the proxy's own deadline is
-	// context.DeadlineExceeded and counts as a failure.
+	// context.DeadlineExceeded and counts as a failure. A call that ended
+	// because the client's request body could not be read is not counted
+	// either, however long it took.
 	Err error
 	// Duration is how long the call took.
 	Duration time.Duration
@@ -243,6 +245,8 @@ func (b *Breaker) end(report func(error), o Outcome) {
 func (b *Breaker) classify(o Outcome) error {
 	slow := b.s.SlowCall > 0 && o.Duration > b.s.SlowCall
 	switch {
+	case isClientBodyFault(o.Err):
+		return errBreakerExcluded // the client's body failed, however long it took
 	case slow:
 		return errBreakerFailure
 	case errors.Is(o.Err, context.Canceled):
