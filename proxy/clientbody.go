@@ -34,7 +34,7 @@ const (
 	bodyTooLarge  = "too_large" // over body_limit: 413
 	bodyMalformed = "malformed" // a framing error, such as a bad chunk size: 400
 	bodyAborted   = "aborted"   // the client went away mid-body: 499, nothing sent
-	bodyTimeout   = "timeout"   // the client stalled past the server's read timeout: 408
+	bodyTimeout   = "timeout"   // the client stalled past the route's timeout: 408
 )
 
 // clientBodyError is an error reading the client's request body, with how
@@ -78,6 +78,7 @@ type clientBody struct {
 	io.ReadCloser
 	mu     sync.Mutex
 	err    error
+	eof    bool // read whole
 	closed bool // by the transport, which may read on and fail for that
 }
 
@@ -89,9 +90,12 @@ func (b *clientBody) wrap(r *http.Request) {
 
 func (b *clientBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if err != nil && err != io.EOF && !errors.Is(err, http.ErrBodyReadAfterClose) {
+	if err != nil {
 		b.mu.Lock()
-		if b.err == nil && !b.closed {
+		switch {
+		case err == io.EOF:
+			b.eof = true
+		case b.err == nil && !b.closed && !errors.Is(err, http.ErrBodyReadAfterClose):
 			b.err = err
 		}
 		b.mu.Unlock()
@@ -105,6 +109,21 @@ func (b *clientBody) Close() error {
 	b.closed = true
 	b.mu.Unlock()
 	return b.ReadCloser.Close()
+}
+
+// expire ends, with a timeout, a read of the body that waits for the
+// client, when the upstream call's time is up: the transport does not
+// return before its read of the body does, so a client that stalls would
+// otherwise hold the call, and its in-flight slot, for as long as it
+// likes. w is the client's ResponseWriter; the connection is no good for
+// another request afterwards.
+func (b *clientBody) expire(w http.ResponseWriter) {
+	b.mu.Lock()
+	done := b.eof || b.err != nil || b.closed
+	b.mu.Unlock()
+	if !done {
+		_ = http.NewResponseController(w).SetReadDeadline(aLongTimeAgo)
+	}
 }
 
 // fault returns the classified read error, nil when reading went well.
@@ -146,6 +165,7 @@ func (p *Proxy) bodyFailed(c *call, err error) {
 		c.rec.status = statusClientClosed
 		c.abort = true
 	case bodyTimeout:
+		c.rec.Header().Set("Connection", "close") // the rest of the body may still come
 		writeProblem(c.rec, Problem{Status: http.StatusRequestTimeout, Title: "Body too slow", Type: problemBase + "body-timeout",
 			Detail: "the request body did not arrive in time"})
 	default:

@@ -306,3 +306,46 @@ func TestBodyOverLimitNeverReachesUpstream(t *testing.T) {
 		})
 	}
 }
+
+// TestStalledBodyIsClientTimeout checks that a client that stops sending a
+// streamed body until the route's timeout gets 408 at once, and that the
+// breaker does not count it as an upstream timeout.
+func TestStalledBodyIsClientTimeout(t *testing.T) {
+	t.Parallel()
+	up := newBodyUpstream(t)
+	set, log := metrics.NewSet(), &lockedWriter{}
+	yaml := fmt.Sprintf("upstreams:\n  default:\n    url: %q\n    timeout: 300ms\n", up.srv.URL)
+	_, url := startProxy(t, yaml, "", proxy.Settings{Metrics: set, Logger: slog.New(slog.NewTextHandler(log, nil))})
+	addr := strings.TrimPrefix(url, "http://")
+	const attempts = 6
+	for i := range attempts {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(conn, "POST /orders HTTP/1.1\r\nHost: mes\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		conn.Close()
+		if err != nil {
+			t.Fatalf("attempt %d: no answer while the body stalled: %v\n%s", i, err, log.String())
+		}
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Errorf("attempt %d: %d, want 408", i, resp.StatusCode)
+		}
+	}
+	resp, err := http.Get(url + "/orders/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("after %d stalled bodies a GET got %d, want 200", attempts, resp.StatusCode)
+	}
+	if got := metricValue(set, `ficus_proxy_breaker_transitions_total{upstream="default",to="open"}`); got != "0" {
+		t.Errorf("the breaker opened %s times", got)
+	}
+	if got := metricValue(set, `ficus_proxy_client_body_errors_total{route="default",reason="timeout"}`); got != fmt.Sprint(attempts) {
+		t.Errorf("client body timeouts = %q, want %d", got, attempts)
+	}
+}

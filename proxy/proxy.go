@@ -371,8 +371,6 @@ func (p *Proxy) forwardProxy(c *call, r *http.Request, body []byte, detach bool)
 	if body != nil {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
-	} else if r.Body != nil && r.Body != http.NoBody {
-		c.body.wrap(r) // to tell the client's body failing from the upstream failing
 	}
 	parent := r.Context()
 	if detach {
@@ -380,6 +378,12 @@ func (p *Proxy) forwardProxy(c *call, r *http.Request, body []byte, detach bool)
 	}
 	ctx, cancel := context.WithTimeout(parent, c.route.timeout)
 	defer cancel()
+	if body == nil && r.Body != nil && r.Body != http.NoBody {
+		// To tell the client's body failing from the upstream failing,
+		// and a client that stalls from an upstream that does.
+		c.body.wrap(r)
+		defer context.AfterFunc(ctx, func() { c.body.expire(c.rec) })()
+	}
 	c.ctx = callContext{Context: ctx, ex: &c.ex}
 	c.route.upstream.proxy.ServeHTTP(c.rec, r.WithContext(&c.ctx))
 }
