@@ -244,6 +244,14 @@ func TestClientBodyFaultsNeverOpenBreaker(t *testing.T) {
 			if got := metricValue(set, series); got != fmt.Sprint(attempts) {
 				t.Errorf("%s = %q, want %d", series, got, attempts)
 			}
+			// The GET's call is timed once its answer has gone out.
+			timed := `ficus_proxy_upstream_duration_seconds_count{upstream="default"}`
+			for deadline := time.Now().Add(10 * time.Second); metricValue(set, timed) == "" && time.Now().Before(deadline); {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got := metricValue(set, timed); got != "1" {
+				t.Errorf("upstream calls timed: %s, want only the GET's", got)
+			}
 			if got := metricValue(set, `ficus_proxy_requests_total{route="default",lane="anonymous",code="5xx"}`) + metricValue(set, `ficus_proxy_requests_total{route="default",lane="none",code="5xx"}`); got != "" {
 				t.Errorf("client faults counted as 5xx: %s", got)
 			}
