@@ -128,6 +128,7 @@ func TestAmbiguousFramingIsRejectedAndClosed(t *testing.T) {
 		{"bare LF", "POST /bad HTTP/1.1\nHost: x\nContent-Length: 5\nTransfer-Encoding: chunked\n\n0\r\n\r\n"},
 		{"CL 0", "POST /bad HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
 		{"TE in HTTP/1.0", "POST /bad HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello"},
+		{"obs-folded CL", "POST /bad HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n 5\r\n\r\nhello"},
 		{"TE in HTTP/1.0 without CL", "POST /bad HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -170,6 +170,8 @@ func (s *scanner) endLine() int64 {
 	case line[0] == ' ' || line[0] == '\t':
 		// obs-fold: the rest of the field above, never a field of its own
 	case hasFieldName(line, "content-length:"):
+		// A value folded onto the next line is empty here: refused
+		// as unsure, as nginx refuses every folded field.
 		n, ok := parseLength(line[len("content-length:"):])
 		if long || !ok || (s.clFields && n != s.cl) {
 			s.unsure = true
