@@ -41,7 +41,7 @@ func (p *Proxy) serveIdempotent(c *call, r *http.Request) {
 	}
 	body, err := readBody(r)
 	if err != nil {
-		writeProblem(w, bodyProblem(err, c.st.cfg.BodyLimit))
+		p.bodyFailed(c, err)
 		return
 	}
 	ctx := r.Context()

@@ -18,6 +18,7 @@ type proxyMetrics struct {
 	duration map[string]*metrics.Histogram
 	upstream map[string]*metrics.Histogram
 	idem     map[[2]string]*metrics.Counter
+	body     map[[2]string]*metrics.Counter // by route and reason
 }
 
 type requestLabels struct {
@@ -32,6 +33,7 @@ func newProxyMetrics(set *metrics.Set) *proxyMetrics {
 		duration: map[string]*metrics.Histogram{},
 		upstream: map[string]*metrics.Histogram{},
 		idem:     map[[2]string]*metrics.Counter{},
+		body:     map[[2]string]*metrics.Counter{},
 	}
 }
 

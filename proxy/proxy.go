@@ -167,6 +167,7 @@ type call struct {
 	ex       exchange
 	ctx      callContext
 	direct   directConn
+	body     clientBody // the request body, when it streams to the upstream
 }
 
 // ServeHTTP serves one client request.
@@ -196,15 +197,17 @@ func (p *Proxy) serve(c *call, r *http.Request) {
 		return
 	}
 	if r.ContentLength > c.st.cfg.BodyLimit {
-		writeProblem(w, tooLarge(c.st.cfg.BodyLimit))
+		p.bodyFailed(c, &http.MaxBytesError{Limit: c.st.cfg.BodyLimit})
 		return
 	}
 	if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
 		// A body of unannounced length is bounded as it is read. One
 		// with a Content-Length was checked above, and the server reads
 		// no more of it; its own body type also lets the server skip
-		// the discard pass over it after the answer.
-		r.Body = http.MaxBytesReader(w, r.Body, c.st.cfg.BodyLimit)
+		// the discard pass over it after the answer. Given the server's
+		// own writer, the limit also makes the server close the
+		// connection after the answer instead of reading on.
+		r.Body = http.MaxBytesReader(c.recorder.ResponseWriter, r.Body, c.st.cfg.BodyLimit)
 	}
 
 	caller, problem := c.st.authenticate(r, c.route.cfg.Auth)
@@ -226,7 +229,7 @@ func (p *Proxy) serve(c *call, r *http.Request) {
 	if mirror {
 		var err error
 		if body, err = readBody(r); err != nil {
-			writeProblem(w, bodyProblem(err, c.st.cfg.BodyLimit))
+			p.bodyFailed(c, err)
 			return
 		}
 	}
@@ -291,7 +294,7 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, mirro
 		// nothing.
 		var err error
 		if body, err = readBody(r); err != nil {
-			writeProblem(w, bodyProblem(err, c.st.cfg.BodyLimit))
+			p.bodyFailed(c, err)
 			return outcomeNotSent
 		}
 	}
@@ -332,11 +335,15 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, mirro
 		p.forwardProxy(c, r, body, detach)
 	}
 	took := p.now().Sub(start)
-	up.duration.Update(took.Seconds())
+	if !isClientBodyFault(ex.err) {
+		up.duration.Update(took.Seconds())
+	}
 
 	switch {
 	case ex.err == nil:
 		up.breaker.End(call, breaker.Outcome{Status: ex.status, Duration: took})
+	case isClientBodyFault(ex.err):
+		up.breaker.End(call, breaker.Outcome{Err: ex.err, ClientFault: true, Duration: took})
 	case !detach && r.Context().Err() != nil: // the client went away
 		up.breaker.End(call, breaker.Outcome{Err: context.Canceled, Duration: took})
 	default:
@@ -354,7 +361,7 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, mirro
 		return outcomeAmbiguous
 	case ex.err == nil:
 		return outcomeAnswered
-	case isDialError(ex.err):
+	case isDialError(ex.err), isClientBodyFault(ex.err):
 		return outcomeNotSent
 	default:
 		return outcomeAmbiguous
@@ -374,6 +381,12 @@ func (p *Proxy) forwardProxy(c *call, r *http.Request, body []byte, detach bool)
 	}
 	ctx, cancel := context.WithTimeout(parent, c.route.timeout)
 	defer cancel()
+	if body == nil && r.Body != nil && r.Body != http.NoBody {
+		// To tell the client's body failing from the upstream failing,
+		// and a client that stalls from an upstream that does.
+		c.body.wrap(r)
+		defer context.AfterFunc(ctx, func() { c.body.expire(c.rec) })()
+	}
 	c.ctx = callContext{Context: ctx, ex: &c.ex}
 	c.route.upstream.proxy.ServeHTTP(c.rec, r.WithContext(&c.ctx))
 }
@@ -385,6 +398,7 @@ func (p *Proxy) upstreamFailed(c *call, r *http.Request, u *upstream, err error)
 	if ctxErr := r.Context().Err(); ctxErr != nil && errors.Is(ctxErr, context.Canceled) {
 		if c.rec.status == 0 {
 			c.rec.status = statusClientClosed
+			c.abort = true // no empty 200 for a client that only half-closed
 		}
 		return
 	}
@@ -469,6 +483,11 @@ func (p *Proxy) newReverseProxy(u *upstream) *httputil.ReverseProxy {
 					Detail: fmt.Sprintf("upstream %s: %v", u.name, err)})
 				return
 			}
+			if fault := ex.call.body.fault(); fault != nil {
+				ex.err = fault
+				p.bodyFailed(ex.call, fault)
+				return
+			}
 			ex.err = err
 			p.upstreamFailed(ex.call, r, u, err)
 		},
@@ -540,19 +559,6 @@ func readAll(body io.Reader, n int64) ([]byte, error) {
 // maxPresized bounds the buffer readBody allocates on a client's word
 // (Content-Length); longer bodies grow as they are read.
 const maxPresized = 1 << 20
-
-func bodyProblem(err error, limit int64) Problem {
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return tooLarge(limit)
-	}
-	return Problem{Status: http.StatusBadRequest, Title: "Unreadable body", Detail: err.Error()}
-}
-
-func tooLarge(limit int64) Problem {
-	return Problem{Status: http.StatusRequestEntityTooLarge, Title: "Body too large", Type: problemBase + "body-too-large",
-		Detail: fmt.Sprintf("request bodies are limited to %d bytes", limit)}
-}
 
 // requestID keeps a client's request id when it is sane, else makes one:
 // 128 random bits in hex. An id needs to be unique, not secret, so it comes

@@ -77,7 +77,7 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fmt.Fprintf(os.Stderr, "bareproxy: %s -> %s (GOMAXPROCS %d)\n", ln.Addr(), target, runtime.GOMAXPROCS(0))
-	err = httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: newProxy(target, *idle), DrainTimeout: 2 * time.Second})
+	err = httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: newProxy(target, *idle), DrainTimeout: 2 * time.Second, AllowAmbiguousFraming: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bareproxy:", err)
 		return 1

@@ -92,7 +92,7 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fmt.Fprintf(os.Stderr, "upstream: serving on %s (GOMAXPROCS %d, GET body %d bytes)\n", ln.Addr(), runtime.GOMAXPROCS(0), getSize)
-	err = httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: handler(), DrainTimeout: 2 * time.Second})
+	err = httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: handler(), DrainTimeout: 2 * time.Second, AllowAmbiguousFraming: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "upstream:", err)
 		return 1

@@ -1,6 +1,7 @@
 // Package httpserve runs an http.Server until its context ends, then drains
 // it: the listener closes at once and requests in flight get DrainTimeout to
-// finish.
+// finish. Requests with ambiguous body framing are refused and their
+// connections closed (internal/framing).
 package httpserve
 
 import (
@@ -11,6 +12,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/ficuslabs/ficus/internal/framing"
 )
 
 // DefaultDrainTimeout is how long in-flight requests get to finish after the
@@ -29,6 +32,12 @@ type Config struct {
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout closes idle keep-alive connections. Defaults to 120s.
 	IdleTimeout time.Duration
+	// AllowAmbiguousFraming serves requests with both Content-Length and
+	// Transfer-Encoding (or Transfer-Encoding in HTTP/1.0) as net/http
+	// does, on a connection kept open. By default (false) such a request
+	// gets 400 and the connection is closed (see internal/framing); only
+	// baselines for benchmarks turn this on.
+	AllowAmbiguousFraming bool
 }
 
 // Listen opens a TCP listener on addr ("host:port", ":0" for any free port)
@@ -54,8 +63,14 @@ func Run(ctx context.Context, cfg Config) error {
 		IdleTimeout:       cmp.Or(cfg.IdleTimeout, 120*time.Second),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	ln := cfg.Listener
+	if !cfg.AllowAmbiguousFraming {
+		ln = framing.Listener(ln)
+		srv.Handler = framing.Handler(srv.Handler)
+		srv.ConnContext = framing.ConnContext
+	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(cfg.Listener) }()
+	go func() { served <- srv.Serve(ln) }()
 
 	select {
 	case err := <-served:

@@ -96,6 +96,11 @@ type Outcome struct {
 	// about the upstream. A timeout of the proxy's own deadline is
 	// context.DeadlineExceeded and counts as a failure.
 	Err error
+	// ClientFault says the call ended because of the client, not the
+	// upstream: its request body could not be read (malformed, too large,
+	// abandoned or stalled). Such a call is not counted, however long it
+	// took.
+	ClientFault bool
 	// Duration is how long the call took.
 	Duration time.Duration
 }
@@ -257,6 +262,8 @@ func (b *Breaker) End(call Call, o Outcome) {
 func (b *Breaker) classify(o Outcome) error {
 	slow := b.s.SlowCall > 0 && o.Duration > b.s.SlowCall
 	switch {
+	case o.ClientFault:
+		return errBreakerExcluded
 	case slow:
 		return errBreakerFailure
 	case errors.Is(o.Err, context.Canceled):
