@@ -49,13 +49,13 @@ func benchmarkClaimComplete(b *testing.B, s idempotency.Store) {
 // in the Go heap and outside it, and the time of one full garbage
 // collection with one CPU.
 func BenchmarkMemoryHeldKeys(b *testing.B) {
-	b.Run("offheap", func(b *testing.B) {
+	b.Run("store=offheap", func(b *testing.B) {
 		benchmarkHeldKeys(b, func() (idempotency.Store, func() int, func()) {
 			s := idempotency.NewMemory(idempotency.MemoryConfig{})
 			return s, s.OffHeapBytes, s.Free
 		})
 	})
-	b.Run("plain", func(b *testing.B) {
+	b.Run("store=plain", func(b *testing.B) {
 		benchmarkHeldKeys(b, func() (idempotency.Store, func() int, func()) {
 			return idempotency.NewPlainMemory(idempotency.MemoryConfig{}), func() int { return 0 }, func() {}
 		})

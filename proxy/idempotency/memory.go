@@ -72,6 +72,16 @@ const (
 // Keys are spread over independently locked shards by a seeded hash of
 // tenant and key, and every operation does a bounded amount of work under
 // one shard's lock.
+//
+// This is hand-written machinery, kept because it measures better than the
+// same store in plain Go (sharded maps and a container/heap, PlainMemory
+// in plain_memory_test.go). BenchmarkMemoryStore, 300,000 live keys, six
+// interleaved rounds (docs/proxy.md, "The memory store against plain Go"):
+// 6.3 against 12.4 µs of CPU per claim and completion with one CPU, 7.9
+// against 9.5 µs with two; a median operation of 2.1 against 3.2 µs (one
+// CPU) and a 99.9th percentile of 7.8 against 17.9 ms (two CPUs, a loaded
+// machine). BenchmarkMemoryHeldKeys: a full collection with 100,000 keys
+// held takes 5.6 against 176 ms.
 type Memory struct {
 	maxKeys int64
 	count   atomic.Int64 // records held, across shards

@@ -203,11 +203,3 @@ func checkIndex(t *testing.T, x *memIndex, held map[uint32]uint64) {
 		}
 	}
 }
-
-// NewPlainMemoryWithHash returns a PlainMemory whose keys hash with h, so
-// that tests can put every key in one shard.
-func NewPlainMemoryWithHash(cfg MemoryConfig, h func(Key) uint64) *PlainMemory {
-	m := NewPlainMemory(cfg)
-	m.keyHash = h
-	return m
-}

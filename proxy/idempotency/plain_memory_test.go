@@ -14,9 +14,15 @@ import (
 	"time"
 )
 
-// PlainMemory is a Store in the process's memory built from plain Go:
-// sharded maps of records and, per shard, a container/heap of the records
-// by expiry.
+// PlainMemory is the Memory store written in plain Go: sharded maps of
+// records and, per shard, a container/heap of the records by expiry. It is
+// not shipped: it is what BenchmarkMemoryStore and BenchmarkMemoryHeldKeys
+// measure Memory against, side by side, to show that Memory's hand-written
+// slabs still earn their keep, and it passes the same conformance suite
+// (TestPlainMemory). golang-lru/v2's expirable cache does not fit in its
+// place: it has one TTL for every entry, where a record's TTL is given to
+// Claim and counts again from its completion, and when full it evicts live
+// entries, where a store must keep every live key (and refuse new ones).
 type PlainMemory struct {
 	maxKeys int64
 	count   atomic.Int64 // records held, across shards
@@ -51,6 +57,14 @@ type memRecord struct {
 	expiresAt   int64
 	ttl         int64 // nanoseconds, as given to Claim
 	heapAt      int   // position in the shard's expiry heap
+}
+
+// NewPlainMemoryWithHash returns a PlainMemory whose keys hash with h, so
+// that tests can put every key in one shard.
+func NewPlainMemoryWithHash(cfg MemoryConfig, h func(Key) uint64) *PlainMemory {
+	m := NewPlainMemory(cfg)
+	m.keyHash = h
+	return m
 }
 
 // NewPlainMemory returns an empty PlainMemory store.
