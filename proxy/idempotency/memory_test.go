@@ -21,6 +21,20 @@ func TestMemory(t *testing.T) {
 	})
 }
 
+// The plain Go store that BenchmarkMemoryStore measures Memory against
+// passes the same suite.
+func TestPlainMemory(t *testing.T) {
+	t.Parallel()
+	testStore(t, func(t *testing.T) idempotency.Store {
+		return idempotency.NewPlainMemory(idempotency.MemoryConfig{})
+	})
+	t.Run("OneShard", func(t *testing.T) {
+		testStore(t, func(t *testing.T) idempotency.Store {
+			return idempotency.NewPlainMemoryWithHash(idempotency.MemoryConfig{}, func(idempotency.Key) uint64 { return 42 })
+		})
+	})
+}
+
 func TestMemoryFullDropsExpiredThenRefuses(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
