@@ -60,6 +60,16 @@ func (k *configChecker) name(at, what, name string) {
 	}
 }
 
+// uniqueName checks the name of a what, and that no other in seen has
+// it; it adds the name to seen.
+func (k *configChecker) uniqueName(at, what, name string, seen map[string]bool) {
+	k.name(at, what, name)
+	if seen[name] {
+		k.add(at, "%s %q is defined twice", what, name)
+	}
+	seen[name] = true
+}
+
 func (k *configChecker) lane(at, lane string) {
 	if lane == "" {
 		k.add(at, "is required; use %s", orList(configLanes))
@@ -104,11 +114,7 @@ func (c *Config) validate() []*ConfigError {
 	emptyKey := sha256.Sum256(nil)
 	for i, t := range c.Tenants {
 		at := fmt.Sprintf("tenants[%d]", i)
-		k.name(at+".name", "tenant", t.Name)
-		if tenants[t.Name] {
-			k.add(at+".name", "tenant %q is defined twice", t.Name)
-		}
-		tenants[t.Name] = true
+		k.uniqueName(at+".name", "tenant", t.Name, tenants)
 		k.lane(at+".lane", t.Lane)
 		if len(t.APIKeyHashes) == 0 {
 			k.add(at+".api_keys", "needs at least one API key hash, like %q", HashAPIKey("example-key"))
@@ -134,11 +140,7 @@ func (c *Config) validate() []*ConfigError {
 	policies := map[string]bool{}
 	for i, rl := range c.RateLimits {
 		at := fmt.Sprintf("rate_limits[%d]", i)
-		k.name(at+".name", "rate limit", rl.Name)
-		if policies[rl.Name] {
-			k.add(at+".name", "rate limit %q is defined twice", rl.Name)
-		}
-		policies[rl.Name] = true
+		k.uniqueName(at+".name", "rate limit", rl.Name, policies)
 		if rl.Lane != "" {
 			k.lane(at+".lane", rl.Lane)
 		}
@@ -225,11 +227,7 @@ func (u *UpstreamConfig) validate(k *configChecker, at, name string) {
 func (c *Config) validateRoute(k *configChecker, i int, names map[string]bool) {
 	r := &c.Routes[i]
 	at := fmt.Sprintf("routes[%d]", i)
-	k.name(at+".name", "route", r.Name)
-	if names[r.Name] {
-		k.add(at+".name", "route %q is defined twice", r.Name)
-	}
-	names[r.Name] = true
+	k.uniqueName(at+".name", "route", r.Name, names)
 	methods := map[string]bool{}
 	for j, m := range r.Methods {
 		k.method(fmt.Sprintf("%s.match.methods[%d]", at, j), m)
