@@ -153,208 +153,6 @@ func decodeYAML(data []byte) (*yaml.Node, error) {
 	return doc.Content[0], nil
 }
 
-// The conversion of a fileConfig into a Config: the defaults, and the
-// problems of the scalars, reported with their path.
-
-// get returns the value of s, unless it is unset or wrong, which it
-// reports at path at.
-func get[T any](l *configLoader, at string, s scalar[T]) (T, bool) {
-	if s.problem != "" {
-		l.fail(s.line, at, "%s", s.problem)
-	}
-	return s.v, s.line > 0 && s.problem == ""
-}
-
-// set stores the value of s in dst, unless it is unset or wrong.
-func set[T any](l *configLoader, at string, s scalar[T], dst *T) {
-	if v, ok := get(l, at, s); ok {
-		*dst = v
-	}
-}
-
-func (l *configLoader) size(at string, s scalar[byteSize], dst *int64) {
-	if v, ok := get(l, at, s); ok {
-		*dst = int64(v)
-	}
-}
-
-func (l *configLoader) int(at string, s scalar[int64], dst *int) {
-	switch v, ok := get(l, at, s); {
-	case ok && (v < math.MinInt32 || v > math.MaxInt32):
-		l.fail(s.line, at, "%d is out of range; use a whole number from %d to %d", v, math.MinInt32, math.MaxInt32)
-	case ok:
-		*dst = int(v)
-	}
-}
-
-func (l *configLoader) uint32(at string, s scalar[int64], dst *uint32) {
-	switch v, ok := get(l, at, s); {
-	case ok && (v < 0 || v > math.MaxUint32):
-		l.fail(s.line, at, "must be a whole number from 0 to %d, not %d", uint32(math.MaxUint32), v)
-	case ok:
-		*dst = uint32(v)
-	}
-}
-
-// strings returns the values of a list of strings; an unset item is "".
-func (l *configLoader) strings(at string, list []scalar[string]) []string {
-	out := make([]string, len(list))
-	for i, s := range list {
-		out[i], _ = get(l, fmt.Sprintf("%s[%d]", at, i), s)
-	}
-	return out
-}
-
-// positive stores the duration s in dst unless it is 0, which in a file
-// is a mistake: leaving the key out says why (hint).
-func (l *configLoader) positive(at string, s scalar[time.Duration], dst *time.Duration, hint string) {
-	switch v, ok := get(l, at, s); {
-	case ok && v == 0:
-		l.fail(s.line, at, "must be a duration above 0; %s", hint)
-	case ok:
-		*dst = v
-	}
-}
-
-func (f *fileConfig) convert(l *configLoader) *Config {
-	cfg := newConfig()
-	l.size("body_limit", f.BodyLimit, &cfg.BodyLimit)
-	set(l, "underscores_in_headers", f.UnderscoresInHeaders, &cfg.UnderscoresInHeaders)
-	for _, name := range slices.Sorted(maps.Keys(f.Upstreams)) {
-		u := f.Upstreams[name]
-		cfg.Upstreams[name] = u.convert(l, "upstreams."+name, name)
-	}
-	for i, t := range f.Tenants {
-		cfg.Tenants = append(cfg.Tenants, t.convert(l, fmt.Sprintf("tenants[%d]", i)))
-	}
-	set(l, "anonymous.tenant", f.Anonymous.Tenant, &cfg.Anonymous.Tenant)
-	set(l, "anonymous.lane", f.Anonymous.Lane, &cfg.Anonymous.Lane)
-	for i, rl := range f.RateLimits {
-		cfg.RateLimits = append(cfg.RateLimits, rl.convert(l, fmt.Sprintf("rate_limits[%d]", i)))
-	}
-	fid, id := &f.Idempotency, &cfg.Idempotency
-	set(l, "idempotency.store", fid.Store, &id.Store)
-	set(l, "idempotency.ttl", fid.TTL, &id.TTL)
-	set(l, "idempotency.lock_ttl", fid.LockTTL, &id.LockTTL)
-	l.size("idempotency.max_body", fid.MaxBody, &id.MaxBody)
-	if fid.ReplayHeaders != nil {
-		id.ReplayHeaders = l.strings("idempotency.replay_headers", fid.ReplayHeaders)
-	}
-	l.int("idempotency.max_waiting", fid.MaxWaiting, &id.MaxWaiting)
-	l.int("idempotency.max_keys", fid.MaxKeys, &id.MaxKeys)
-	for i := range f.Routes {
-		cfg.Routes = append(cfg.Routes, f.Routes[i].convert(l, fmt.Sprintf("routes[%d]", i)))
-	}
-	return cfg
-}
-
-func (f *fileUpstream) convert(l *configLoader, at, name string) *UpstreamConfig {
-	u := newUpstreamConfig(name, nil)
-	set(l, at+".url", f.URL, &u.URL)
-	set(l, at+".timeout", f.Timeout, &u.Timeout)
-	l.int(at+".max_idle_conns_per_host", f.MaxIdleConnsPerHost, &u.MaxIdleConnsPerHost)
-	l.int(at+".max_in_flight", f.MaxInFlight, &u.MaxInFlight)
-	l.size(at+".max_response_header_bytes", f.MaxResponseHeaderBytes, &u.MaxResponseHeaderBytes)
-	for _, lane := range slices.Sorted(maps.Keys(f.LaneShare)) {
-		var share float64
-		set(l, at+".lane_share."+lane, f.LaneShare[lane], &share)
-		u.LaneShare[lane] = share
-	}
-	fb, b, at := &f.Breaker, &u.Breaker, at+".breaker"
-	set(l, at+".disabled", fb.Disabled, &b.Disabled)
-	l.uint32(at+".consecutive_failures", fb.ConsecutiveFailures, &b.ConsecutiveFailures)
-	set(l, at+".failure_ratio", fb.FailureRatio, &b.FailureRatio)
-	l.uint32(at+".min_requests", fb.MinRequests, &b.MinRequests)
-	set(l, at+".interval", fb.Interval, &b.Interval)
-	set(l, at+".open_for", fb.OpenFor, &b.OpenFor)
-	l.uint32(at+".half_open_probes", fb.HalfOpenProbes, &b.HalfOpenProbes)
-	set(l, at+".slow_call", fb.SlowCall, &b.SlowCall)
-	return u
-}
-
-func (f *fileTenant) convert(l *configLoader, at string) TenantConfig {
-	var t TenantConfig
-	set(l, at+".name", f.Name, &t.Name)
-	set(l, at+".lane", f.Lane, &t.Lane)
-	for i, k := range f.APIKeys {
-		if h, ok := get(l, fmt.Sprintf("%s.api_keys[%d]", at, i), k); ok {
-			t.APIKeyHashes = append(t.APIKeyHashes, h)
-		}
-	}
-	return t
-}
-
-func (f *fileRateLimit) convert(l *configLoader, at string) RateLimitConfig {
-	rl := RateLimitConfig{Per: "tenant"}
-	set(l, at+".name", f.Name, &rl.Name)
-	set(l, at+".lane", f.Lane, &rl.Lane)
-	set(l, at+".tenant", f.Tenant, &rl.Tenant)
-	set(l, at+".per", f.Per, &rl.Per)
-	set(l, at+".rate", f.Rate, &rl.Rate)
-	set(l, at+".dry_run", f.DryRun, &rl.DryRun)
-	if f.Burst.line > 0 {
-		l.int(at+".burst", f.Burst, &rl.Burst)
-	} else {
-		rl.Burst = 1
-		if rl.Rate > 1 && rl.Rate < math.MaxInt32 {
-			rl.Burst = int(math.Ceil(rl.Rate))
-		}
-	}
-	return rl
-}
-
-func (f *fileRoute) convert(l *configLoader, at string) RouteConfig {
-	r := RouteConfig{Path: "/", Prefix: true, Upstream: defaultUpstreamName, Auth: "optional"}
-	set(l, at+".name", f.Name, &r.Name)
-	set(l, at+".upstream", f.Upstream, &r.Upstream)
-	set(l, at+".auth", f.Auth, &r.Auth)
-	// 0 in RouteConfig means the upstream's timeout.
-	l.positive(at+".timeout", f.Timeout, &r.Timeout, "leave it out to use the upstream's timeout")
-
-	if m := f.Match.Methods; len(m) > 0 { // [] matches any method, as no list does
-		r.Methods = l.strings(at+".match.methods", m)
-	}
-	if p, ok := get(l, at+".match.path", f.Match.Path); ok {
-		r.Path, r.Prefix = p, false
-		if p, ok := strings.CutSuffix(p, "/*"); ok {
-			r.Path, r.Prefix = p+"/", true
-		}
-	}
-
-	fid, id := &f.Idempotency, &r.Idempotency
-	set(l, at+".idempotency.mode", fid.Mode, &id.Mode)
-	set(l, at+".idempotency.in_flight", fid.InFlight, &id.InFlight)
-	// 0 in RouteIdempotency means the route's timeout.
-	l.positive(at+".idempotency.wait_timeout", fid.WaitTimeout, &id.WaitTimeout, "leave it out to wait as long as the route's timeout")
-	if frc := fid.Reconcile; frc != nil {
-		at := at + ".idempotency.reconcile"
-		rc := &ReconcileConfig{Method: http.MethodGet}
-		set(l, at+".method", frc.Method, &rc.Method)
-		set(l, at+".path", frc.Path, &rc.PathTemplate)
-		// The only test there is, accepted so that it can be written down.
-		if found, ok := get(l, at+".found", frc.Found); ok && strings.Join(strings.Fields(found), "") != "$.total>0" {
-			l.fail(frc.Found.line, at+".found", `%q is not supported; the only test is "$.total > 0": the lookup answers 200 with a non-empty list`, found)
-		}
-		id.Reconcile = rc
-	}
-
-	if fs := f.Shadow; fs != nil {
-		at := at + ".shadow"
-		s := &ShadowConfig{}
-		set(l, at+".upstream", fs.Upstream, &s.Upstream)
-		if fs.Percent.line == 0 {
-			l.fail(0, at+".percent", "is required: the share of requests to mirror, from 0 to 100")
-		}
-		set(l, at+".percent", fs.Percent, &s.Percent)
-		if fs.Ignore != nil {
-			s.Ignore = l.strings(at+".ignore", fs.Ignore)
-		}
-		set(l, at+".side_effect_free", fs.SideEffectFree, &s.SideEffectFree)
-		r.Shadow = s
-	}
-	return r
-}
-
 // configLoader collects the problems of a config file with their lines.
 type configLoader struct {
 	file   string
@@ -692,4 +490,206 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// The conversion of a fileConfig into a Config: the defaults, and the
+// problems of the scalars, reported with their path.
+
+// get returns the value of s, unless it is unset or wrong, which it
+// reports at path at.
+func get[T any](l *configLoader, at string, s scalar[T]) (T, bool) {
+	if s.problem != "" {
+		l.fail(s.line, at, "%s", s.problem)
+	}
+	return s.v, s.line > 0 && s.problem == ""
+}
+
+// set stores the value of s in dst, unless it is unset or wrong.
+func set[T any](l *configLoader, at string, s scalar[T], dst *T) {
+	if v, ok := get(l, at, s); ok {
+		*dst = v
+	}
+}
+
+func (l *configLoader) size(at string, s scalar[byteSize], dst *int64) {
+	if v, ok := get(l, at, s); ok {
+		*dst = int64(v)
+	}
+}
+
+func (l *configLoader) int(at string, s scalar[int64], dst *int) {
+	switch v, ok := get(l, at, s); {
+	case ok && (v < math.MinInt32 || v > math.MaxInt32):
+		l.fail(s.line, at, "%d is out of range; use a whole number from %d to %d", v, math.MinInt32, math.MaxInt32)
+	case ok:
+		*dst = int(v)
+	}
+}
+
+func (l *configLoader) uint32(at string, s scalar[int64], dst *uint32) {
+	switch v, ok := get(l, at, s); {
+	case ok && (v < 0 || v > math.MaxUint32):
+		l.fail(s.line, at, "must be a whole number from 0 to %d, not %d", uint32(math.MaxUint32), v)
+	case ok:
+		*dst = uint32(v)
+	}
+}
+
+// strings returns the values of a list of strings; an unset item is "".
+func (l *configLoader) strings(at string, list []scalar[string]) []string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		out[i], _ = get(l, fmt.Sprintf("%s[%d]", at, i), s)
+	}
+	return out
+}
+
+// positive stores the duration s in dst unless it is 0, which in a file
+// is a mistake: leaving the key out says why (hint).
+func (l *configLoader) positive(at string, s scalar[time.Duration], dst *time.Duration, hint string) {
+	switch v, ok := get(l, at, s); {
+	case ok && v == 0:
+		l.fail(s.line, at, "must be a duration above 0; %s", hint)
+	case ok:
+		*dst = v
+	}
+}
+
+func (f *fileConfig) convert(l *configLoader) *Config {
+	cfg := newConfig()
+	l.size("body_limit", f.BodyLimit, &cfg.BodyLimit)
+	set(l, "underscores_in_headers", f.UnderscoresInHeaders, &cfg.UnderscoresInHeaders)
+	for _, name := range slices.Sorted(maps.Keys(f.Upstreams)) {
+		u := f.Upstreams[name]
+		cfg.Upstreams[name] = u.convert(l, "upstreams."+name, name)
+	}
+	for i, t := range f.Tenants {
+		cfg.Tenants = append(cfg.Tenants, t.convert(l, fmt.Sprintf("tenants[%d]", i)))
+	}
+	set(l, "anonymous.tenant", f.Anonymous.Tenant, &cfg.Anonymous.Tenant)
+	set(l, "anonymous.lane", f.Anonymous.Lane, &cfg.Anonymous.Lane)
+	for i, rl := range f.RateLimits {
+		cfg.RateLimits = append(cfg.RateLimits, rl.convert(l, fmt.Sprintf("rate_limits[%d]", i)))
+	}
+	fid, id := &f.Idempotency, &cfg.Idempotency
+	set(l, "idempotency.store", fid.Store, &id.Store)
+	set(l, "idempotency.ttl", fid.TTL, &id.TTL)
+	set(l, "idempotency.lock_ttl", fid.LockTTL, &id.LockTTL)
+	l.size("idempotency.max_body", fid.MaxBody, &id.MaxBody)
+	if fid.ReplayHeaders != nil {
+		id.ReplayHeaders = l.strings("idempotency.replay_headers", fid.ReplayHeaders)
+	}
+	l.int("idempotency.max_waiting", fid.MaxWaiting, &id.MaxWaiting)
+	l.int("idempotency.max_keys", fid.MaxKeys, &id.MaxKeys)
+	for i := range f.Routes {
+		cfg.Routes = append(cfg.Routes, f.Routes[i].convert(l, fmt.Sprintf("routes[%d]", i)))
+	}
+	return cfg
+}
+
+func (f *fileUpstream) convert(l *configLoader, at, name string) *UpstreamConfig {
+	u := newUpstreamConfig(name, nil)
+	set(l, at+".url", f.URL, &u.URL)
+	set(l, at+".timeout", f.Timeout, &u.Timeout)
+	l.int(at+".max_idle_conns_per_host", f.MaxIdleConnsPerHost, &u.MaxIdleConnsPerHost)
+	l.int(at+".max_in_flight", f.MaxInFlight, &u.MaxInFlight)
+	l.size(at+".max_response_header_bytes", f.MaxResponseHeaderBytes, &u.MaxResponseHeaderBytes)
+	for _, lane := range slices.Sorted(maps.Keys(f.LaneShare)) {
+		var share float64
+		set(l, at+".lane_share."+lane, f.LaneShare[lane], &share)
+		u.LaneShare[lane] = share
+	}
+	fb, b, at := &f.Breaker, &u.Breaker, at+".breaker"
+	set(l, at+".disabled", fb.Disabled, &b.Disabled)
+	l.uint32(at+".consecutive_failures", fb.ConsecutiveFailures, &b.ConsecutiveFailures)
+	set(l, at+".failure_ratio", fb.FailureRatio, &b.FailureRatio)
+	l.uint32(at+".min_requests", fb.MinRequests, &b.MinRequests)
+	set(l, at+".interval", fb.Interval, &b.Interval)
+	set(l, at+".open_for", fb.OpenFor, &b.OpenFor)
+	l.uint32(at+".half_open_probes", fb.HalfOpenProbes, &b.HalfOpenProbes)
+	set(l, at+".slow_call", fb.SlowCall, &b.SlowCall)
+	return u
+}
+
+func (f *fileTenant) convert(l *configLoader, at string) TenantConfig {
+	var t TenantConfig
+	set(l, at+".name", f.Name, &t.Name)
+	set(l, at+".lane", f.Lane, &t.Lane)
+	for i, k := range f.APIKeys {
+		if h, ok := get(l, fmt.Sprintf("%s.api_keys[%d]", at, i), k); ok {
+			t.APIKeyHashes = append(t.APIKeyHashes, h)
+		}
+	}
+	return t
+}
+
+func (f *fileRateLimit) convert(l *configLoader, at string) RateLimitConfig {
+	rl := RateLimitConfig{Per: "tenant"}
+	set(l, at+".name", f.Name, &rl.Name)
+	set(l, at+".lane", f.Lane, &rl.Lane)
+	set(l, at+".tenant", f.Tenant, &rl.Tenant)
+	set(l, at+".per", f.Per, &rl.Per)
+	set(l, at+".rate", f.Rate, &rl.Rate)
+	set(l, at+".dry_run", f.DryRun, &rl.DryRun)
+	if f.Burst.line > 0 {
+		l.int(at+".burst", f.Burst, &rl.Burst)
+	} else {
+		rl.Burst = 1
+		if rl.Rate > 1 && rl.Rate < math.MaxInt32 {
+			rl.Burst = int(math.Ceil(rl.Rate))
+		}
+	}
+	return rl
+}
+
+func (f *fileRoute) convert(l *configLoader, at string) RouteConfig {
+	r := RouteConfig{Path: "/", Prefix: true, Upstream: defaultUpstreamName, Auth: "optional"}
+	set(l, at+".name", f.Name, &r.Name)
+	set(l, at+".upstream", f.Upstream, &r.Upstream)
+	set(l, at+".auth", f.Auth, &r.Auth)
+	// 0 in RouteConfig means the upstream's timeout.
+	l.positive(at+".timeout", f.Timeout, &r.Timeout, "leave it out to use the upstream's timeout")
+
+	if m := f.Match.Methods; len(m) > 0 { // [] matches any method, as no list does
+		r.Methods = l.strings(at+".match.methods", m)
+	}
+	if p, ok := get(l, at+".match.path", f.Match.Path); ok {
+		r.Path, r.Prefix = p, false
+		if p, ok := strings.CutSuffix(p, "/*"); ok {
+			r.Path, r.Prefix = p+"/", true
+		}
+	}
+
+	fid, id := &f.Idempotency, &r.Idempotency
+	set(l, at+".idempotency.mode", fid.Mode, &id.Mode)
+	set(l, at+".idempotency.in_flight", fid.InFlight, &id.InFlight)
+	// 0 in RouteIdempotency means the route's timeout.
+	l.positive(at+".idempotency.wait_timeout", fid.WaitTimeout, &id.WaitTimeout, "leave it out to wait as long as the route's timeout")
+	if frc := fid.Reconcile; frc != nil {
+		at := at + ".idempotency.reconcile"
+		rc := &ReconcileConfig{Method: http.MethodGet}
+		set(l, at+".method", frc.Method, &rc.Method)
+		set(l, at+".path", frc.Path, &rc.PathTemplate)
+		// The only test there is, accepted so that it can be written down.
+		if found, ok := get(l, at+".found", frc.Found); ok && strings.Join(strings.Fields(found), "") != "$.total>0" {
+			l.fail(frc.Found.line, at+".found", `%q is not supported; the only test is "$.total > 0": the lookup answers 200 with a non-empty list`, found)
+		}
+		id.Reconcile = rc
+	}
+
+	if fs := f.Shadow; fs != nil {
+		at := at + ".shadow"
+		s := &ShadowConfig{}
+		set(l, at+".upstream", fs.Upstream, &s.Upstream)
+		if fs.Percent.line == 0 {
+			l.fail(0, at+".percent", "is required: the share of requests to mirror, from 0 to 100")
+		}
+		set(l, at+".percent", fs.Percent, &s.Percent)
+		if fs.Ignore != nil {
+			s.Ignore = l.strings(at+".ignore", fs.Ignore)
+		}
+		set(l, at+".side_effect_free", fs.SideEffectFree, &s.SideEffectFree)
+		r.Shadow = s
+	}
+	return r
 }
