@@ -54,6 +54,12 @@ first) and are shared by every proxy replica.`,
 			if err != nil {
 				return usageError{err}
 			}
+			needDB := cfg.Idempotency.Store == "postgres" || url != ""
+			if needDB {
+				if _, err := parseDatabaseURL(url); err != nil {
+					return err
+				}
+			}
 			// Only a command line that is right restarts: a usage error is
 			// reported once, by this process, with nothing logged before it.
 			if steady {
@@ -67,7 +73,7 @@ first) and are shared by every proxy replica.`,
 			set := metrics.NewSet()
 			h.Register(set)
 			s := proxy.Settings{Config: cfg, Metrics: set, Logger: a.log}
-			if cfg.Idempotency.Store == "postgres" || url != "" {
+			if needDB {
 				pool, err := connect(ctx, url)
 				if err != nil {
 					return err

@@ -57,8 +57,12 @@ func TestWithGodebug(t *testing.T) {
 // that is right then carries on without the restart and stops at once, its
 // context being over; a usage error stops it before any restart.
 func TestSteadySysmonRestarts(t *testing.T) {
-	badConfig := filepath.Join(t.TempDir(), "proxy.yaml")
+	dir := t.TempDir()
+	badConfig, pgConfig := filepath.Join(dir, "bad.yaml"), filepath.Join(dir, "postgres.yaml")
 	if err := os.WriteFile(badConfig, []byte("routes:\n  - name: a\n    auht: none\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pgConfig, []byte("idempotency: {store: postgres}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	serve := []string{"--upstream", "http://127.0.0.1:1", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"}
@@ -75,6 +79,8 @@ func TestSteadySysmonRestarts(t *testing.T) {
 		{"on, user's schedtrace", "schedtrace=0", append([]string{"--steady-sysmon"}, serve...), 0, false},
 		{"on, no --upstream", "", []string{"--steady-sysmon"}, 2, false},
 		{"on, bad config", "", []string{"--steady-sysmon", "--upstream", "http://127.0.0.1:1", "--config", badConfig}, 2, false},
+		{"on, postgres store without --database-url", "", []string{"--steady-sysmon", "--upstream", "http://127.0.0.1:1", "--config", pgConfig}, 2, false},
+		{"on, bad --database-url", "", []string{"--steady-sysmon", "--upstream", "http://127.0.0.1:1", "--database-url", "postgres://h:port/db"}, 2, false},
 		{"on, bad --gc-floor-mib", "", []string{"--steady-sysmon", "--upstream", "http://127.0.0.1:1", "--gc-floor-mib", "-1"}, 2, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
