@@ -50,12 +50,20 @@ first) and are shared by every proxy replica.`,
 			if gcFloorMiB < 0 || gcFloorMiB > 1<<20 {
 				return usageError{fmt.Errorf("--gc-floor-mib %d is out of range: 0 (off) to 1048576 (1 TiB)", gcFloorMiB)}
 			}
-			if steady {
-				a.steadyMonitor()
-			}
 			cfg, err := load()
 			if err != nil {
 				return usageError{err}
+			}
+			needDB := cfg.Idempotency.Store == "postgres" || url != ""
+			if needDB {
+				if _, err := parseDatabaseURL(url); err != nil {
+					return err
+				}
+			}
+			// Only a command line that is right restarts: a usage error is
+			// reported once, by this process, with nothing logged before it.
+			if steady {
+				a.steadyMonitor()
 			}
 			if floor := gcfloor.Start(uint64(gcFloorMiB) << 20); floor != nil {
 				defer floor.Stop()
@@ -65,7 +73,7 @@ first) and are shared by every proxy replica.`,
 			set := metrics.NewSet()
 			h.Register(set)
 			s := proxy.Settings{Config: cfg, Metrics: set, Logger: a.log}
-			if cfg.Idempotency.Store == "postgres" || url != "" {
+			if needDB {
 				pool, err := connect(ctx, url)
 				if err != nil {
 					return err
@@ -105,8 +113,8 @@ first) and are shared by every proxy replica.`,
 	f.StringVar(&configPath, "config", "", "YAML file with tenants, limits and routes (see docs/proxy-config.md)")
 	databaseFlag(f, &url, "to keep idempotency keys in, shared by every replica")
 	f.DurationVar(&drain, "drain-timeout", 30*time.Second, "how long requests in flight get to finish on shutdown")
-	f.IntVar(&gcFloorMiB, "gc-floor-mib", 16, "let the heap grow to this many MiB between garbage collections while less is live, for fewer collections and the waits they cause (see docs/proxy.md); ignored when GOGC is set; 0 keeps Go's default")
-	f.BoolVar(&steady, "steady-sysmon", true, "restart once with GODEBUG="+steadySysmon+", which keeps the Go runtime's monitor thread from being woken by the first system call after every idle moment, for a shorter tail on few CPUs (see docs/proxy.md); ignored when GODEBUG sets schedtrace")
+	f.IntVar(&gcFloorMiB, "gc-floor-mib", 0, "opt-in runtime tweak: let the heap grow to this many MiB between garbage collections while less is live, for fewer collections and the waits they cause on one CPU (16 measured best, see docs/proxy.md); ignored when GOGC is set; 0 keeps Go's default")
+	f.BoolVar(&steady, "steady-sysmon", false, "opt-in runtime tweak for one-CPU containers: once the flags and config are valid, restart once with GODEBUG="+steadySysmon+", which keeps the Go runtime's monitor thread from being woken by the first system call after every idle moment (an undocumented side effect of that setting; see docs/proxy.md); ignored when GODEBUG sets schedtrace")
 	metricsFlag(f, &metricsAddr, "127.0.0.1:9090")
 	return cmd
 }

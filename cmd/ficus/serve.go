@@ -54,12 +54,9 @@ func databaseFlag(fs *pflag.FlagSet, url *string, what string) {
 // connect opens a pool and checks that the server answers, with an error
 // that tells the user what to fix.
 func connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
-	if url == "" {
-		return nil, usageError{errors.New("--database-url (or FICUS_DATABASE_URL) is required")}
-	}
-	cfg, err := pgxpool.ParseConfig(url)
+	cfg, err := parseDatabaseURL(url)
 	if err != nil {
-		return nil, usageError{fmt.Errorf("--database-url: %w", err)}
+		return nil, err
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -70,6 +67,19 @@ func connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("connect to postgres at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
 	return pool, nil
+}
+
+// parseDatabaseURL checks --database-url without connecting; its errors
+// are usage errors.
+func parseDatabaseURL(url string) (*pgxpool.Config, error) {
+	if url == "" {
+		return nil, usageError{errors.New("--database-url (or FICUS_DATABASE_URL) is required")}
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--database-url: %w", err)}
+	}
+	return cfg, nil
 }
 
 // poolReady is a readiness check that pings the database.
