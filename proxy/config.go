@@ -53,6 +53,11 @@ type Config struct {
 	// Without routes in the file, one route named "default" sends
 	// everything to the "default" upstream.
 	Routes []RouteConfig
+	// UnderscoresInHeaders passes request header fields whose names have
+	// underscores (X_Ficus_Tenant) on to upstreams, as nginx's
+	// underscores_in_headers does. Defaults to false: they are dropped,
+	// since CGI, PHP and WSGI read them as the dashed names.
+	UnderscoresInHeaders bool
 }
 
 // UpstreamConfig is one HTTP service behind the proxy.
@@ -76,6 +81,9 @@ type UpstreamConfig struct {
 	LaneShare map[string]float64
 	// Breaker is the upstream's circuit breaker.
 	Breaker BreakerConfig
+	// MaxResponseHeaderBytes bounds the head of the upstream's answer; a
+	// longer one gets the client 502. Defaults to 1 MiB.
+	MaxResponseHeaderBytes int64
 }
 
 // BreakerConfig configures an upstream's circuit breaker.
@@ -508,6 +516,7 @@ func newUpstreamConfig(name string, u *url.URL) *UpstreamConfig {
 			HalfOpenProbes:      3,
 			SlowCall:            10 * time.Second,
 		},
+		MaxResponseHeaderBytes: 1 << 20,
 	}
 }
 
@@ -728,6 +737,7 @@ func (u *UpstreamConfig) validate(k *configChecker, at, name string) {
 	k.must(at+".timeout", u.Timeout > 0, "a duration above 0, like 30s")
 	k.must(at+".max_idle_conns_per_host", u.MaxIdleConnsPerHost >= 1, "at least 1")
 	k.must(at+".max_in_flight", u.MaxInFlight >= 0, "0 (unlimited) or more")
+	k.must(at+".max_response_header_bytes", u.MaxResponseHeaderBytes >= 1, "a size above 0, like 1MiB")
 	for _, lane := range configLanes {
 		share, ok := u.LaneShare[lane]
 		k.must(at+".lane_share."+lane, ok && share > 0 && share <= 1, "a fraction above 0 and at most 1")
@@ -1419,8 +1429,10 @@ func (d *configDecoder) upstreamURL(n *yaml.Node, at string) (*url.URL, bool) {
 
 func (d *configDecoder) config(root *yaml.Node) *Config {
 	cfg := newConfig()
-	f := d.fields(root, "", "body_limit", "upstreams", "tenants", "anonymous", "rate_limits", "idempotency", "routes")
+	f := d.fields(root, "", "body_limit", "upstreams", "tenants", "anonymous", "rate_limits", "idempotency", "routes",
+		"underscores_in_headers")
 	set(f, "body_limit", &cfg.BodyLimit, d.size)
+	set(f, "underscores_in_headers", &cfg.UnderscoresInHeaders, d.boolean)
 	for _, e := range d.entries(f.nodes["upstreams"], "upstreams") {
 		cfg.Upstreams[e.key] = d.upstream(e)
 	}
@@ -1449,8 +1461,10 @@ func (d *configDecoder) config(root *yaml.Node) *Config {
 
 func (d *configDecoder) upstream(e yamlEntry) *UpstreamConfig {
 	u := newUpstreamConfig(e.key, nil)
-	f := d.fields(e.node, e.at, "url", "timeout", "max_idle_conns_per_host", "max_in_flight", "lane_share", "breaker")
+	f := d.fields(e.node, e.at, "url", "timeout", "max_idle_conns_per_host", "max_in_flight", "lane_share", "breaker",
+		"max_response_header_bytes")
 	set(f, "url", &u.URL, d.upstreamURL)
+	set(f, "max_response_header_bytes", &u.MaxResponseHeaderBytes, d.size)
 	set(f, "timeout", &u.Timeout, d.duration)
 	set(f, "max_idle_conns_per_host", &u.MaxIdleConnsPerHost, d.int)
 	set(f, "max_in_flight", &u.MaxInFlight, d.int)

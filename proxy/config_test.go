@@ -57,11 +57,14 @@ func TestLoadConfigFull(t *testing.T) {
 	if cfg.BodyLimit != 8<<20 {
 		t.Errorf("BodyLimit = %d, want 8 MiB", cfg.BodyLimit)
 	}
+	if !cfg.UnderscoresInHeaders {
+		t.Errorf("UnderscoresInHeaders = false, want true")
+	}
 
 	mes := cfg.Upstreams["mes"]
 	wantMES := &UpstreamConfig{
 		Name: "mes", URL: &url.URL{Scheme: "http", Host: "127.0.0.1:8081"}, Timeout: 20 * time.Second,
-		MaxIdleConnsPerHost: 64, MaxInFlight: 512,
+		MaxIdleConnsPerHost: 64, MaxInFlight: 512, MaxResponseHeaderBytes: 64 << 10,
 		LaneShare: map[string]float64{"b2b": 0.5, "b2c": 0.8, "internal": 1},
 		Breaker: BreakerConfig{ConsecutiveFailures: 7, FailureRatio: 0.25, MinRequests: 40,
 			Interval: 30 * time.Second, OpenFor: 5 * time.Second, HalfOpenProbes: 2, SlowCall: 0},
@@ -137,7 +140,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 	want := &UpstreamConfig{
 		Name: "default", URL: &url.URL{Scheme: "http", Host: "127.0.0.1:8081"}, Timeout: 30 * time.Second,
-		MaxIdleConnsPerHost: 256, MaxInFlight: 0,
+		MaxIdleConnsPerHost: 256, MaxInFlight: 0, MaxResponseHeaderBytes: 1 << 20,
 		LaneShare: map[string]float64{"b2b": 0.6, "b2c": 0.9, "internal": 1},
 		Breaker: BreakerConfig{ConsecutiveFailures: 5, FailureRatio: 0.5, MinRequests: 20,
 			Interval: time.Minute, OpenFor: 10 * time.Second, HalfOpenProbes: 3, SlowCall: 10 * time.Second},

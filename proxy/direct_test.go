@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ficuslabs/ficus/proxy/h1"
 )
 
 const directKey = "direct-test-key"
@@ -59,14 +61,9 @@ func newDirectProxy(t testing.TB, upstream string, timeout time.Duration, direct
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(Settings{Config: cfg})
+	p, err := New(Settings{Config: cfg, NoDirectPath: !direct})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if !direct {
-		for _, u := range p.state.Load().upstreams {
-			u.pool = nil
-		}
 	}
 	srv := httptest.NewServer(p)
 	t.Cleanup(srv.Close)
@@ -573,20 +570,26 @@ func FuzzDirectUpstreamAnswer(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	pool := p.state.Load().upstreams["default"].pool
-	pool.maxIdle = 0 // every answer on a connection of its own
 	var answer atomic.Pointer[[]byte]
-	pool.dial = func(context.Context, string, string) (net.Conn, error) {
-		near, far := net.Pipe()
-		raw := *answer.Load()
-		go func() {
-			defer far.Close()
-			if _, err := http.ReadRequest(bufio.NewReader(far)); err == nil {
-				far.Write(raw)
-			}
-		}()
-		return near, nil
+	pool, err := h1.New(h1.Config{
+		Addr:    "upstream.invalid:80",
+		MaxIdle: -1, // every answer on a connection of its own
+		Dial: func(context.Context, string, string) (net.Conn, error) {
+			near, far := net.Pipe()
+			raw := *answer.Load()
+			go func() {
+				defer far.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(far)); err == nil {
+					far.Write(raw)
+				}
+			}()
+			return near, nil
+		},
+	})
+	if err != nil {
+		f.Fatal(err)
 	}
+	p.state.Load().upstreams["default"].pool = pool
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		answer.Store(&raw)
 
