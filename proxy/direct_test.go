@@ -273,7 +273,8 @@ func TestDirectPathReusesConnections(t *testing.T) {
 	}
 }
 
-// rawUpstream accepts connections and hands each to serve.
+// rawUpstream accepts connections and hands each to serve. At the end of
+// the test it closes them, also those a proxy keeps idle.
 func rawUpstream(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -281,13 +282,26 @@ func rawUpstream(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) string 
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
 	wg.Go(func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
 			wg.Go(func() {
 				defer c.Close()
 				serve(c, bufio.NewReader(c))

@@ -145,11 +145,8 @@ func (p *Proxy) build(cfg *Config, old *state) (*state, error) {
 func (p *Proxy) newUpstream(name string, uc *UpstreamConfig) *upstream {
 	u := &upstream{name: name, cfg: uc, url: uc.URL, duration: p.met.upstreamDuration(name)}
 	u.transport = &http.Transport{
-		Proxy: nil, // the upstream is reached directly, never through HTTP_PROXY
-		DialContext: (&net.Dialer{
-			Timeout:   5 * time.Second,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
+		Proxy:                  nil, // the upstream is reached directly, never through HTTP_PROXY
+		DialContext:            dialer(uc.URL.Scheme == "http"),
 		MaxIdleConns:           0, // bounded per host below
 		MaxIdleConnsPerHost:    uc.MaxIdleConnsPerHost,
 		IdleConnTimeout:        90 * time.Second,
@@ -175,6 +172,22 @@ func (p *Proxy) newUpstream(name string, uc *UpstreamConfig) *upstream {
 		u.pool = newPool(uc, u.transport.IdleConnTimeout)
 	}
 	return u
+}
+
+// dialer returns the Transport's dial function: for plain HTTP, one whose
+// connections are guarded against unsolicited answers (h1.Guard).
+func dialer(guard bool) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	if !guard {
+		return d.DialContext
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return h1.Guard(c), nil
+	}
 }
 
 // newPool makes the direct path's connection pool for a plain-HTTP

@@ -13,8 +13,9 @@ import (
 // is made once per connection, so a look allocates nothing.
 type prober struct {
 	raw  syscall.RawConn // nil: the connection cannot be looked at
-	look func(fd uintptr) bool
+	look func(fd uintptr)
 	got  readiness
+	buf  [1]byte
 }
 
 func newProber(nc net.Conn) prober {
@@ -39,9 +40,8 @@ func (p *prober) state() readiness {
 		return finished
 	}
 	if p.look == nil {
-		p.look = func(fd uintptr) bool {
-			var b [1]byte
-			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		p.look = func(fd uintptr) {
+			n, _, err := syscall.Recvfrom(int(fd), p.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 			switch {
 			case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
 				p.got = quiet
@@ -50,10 +50,11 @@ func (p *prober) state() readiness {
 			default:
 				p.got = data
 			}
-			return true
 		}
 	}
-	if err := p.raw.Read(p.look); err != nil {
+	// Control, not Read: Read would wait for the lock that a reader
+	// blocked on the connection (http.Transport's) holds.
+	if err := p.raw.Control(p.look); err != nil {
 		return finished
 	}
 	return p.got
