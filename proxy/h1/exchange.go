@@ -58,10 +58,6 @@ type Exchange struct {
 	stop  func() bool
 }
 
-// max1xx is how many 1xx answers may come before the final one, as for
-// http.Transport.
-const max1xx = 5
-
 // aLongTimeAgo is a deadline in the past: it ends blocked reads and writes.
 var aLongTimeAgo = time.Unix(1, 0)
 
@@ -143,7 +139,7 @@ func (p *Pool) roundTrip(c *conn, x *Exchange) (written bool, err error) {
 	if _, err := c.br.Peek(1); err != nil {
 		return true, fmt.Errorf("read answer: %w", err)
 	}
-	for n := 0; ; n++ {
+	for {
 		if status, length, ok := readPlainHead(c.br, x.HTTPRequest.Method, x.Header); ok {
 			x.Status, x.plain = status, lengthBody{br: c.br, n: length}
 			x.body.r = &x.plain
@@ -159,11 +155,11 @@ func (p *Pool) roundTrip(c *conn, x *Exchange) (written bool, err error) {
 			x.Status, x.Response = resp.StatusCode, resp
 			x.body.r = resp.Body
 			return true, nil
-		case n == max1xx:
-			return true, fmt.Errorf("%w: more than %d 1xx answers", ErrProtocol, max1xx)
 		}
+		// The 1xx heads and the final one share the bound, as with an
+		// http.Transport that does not show 1xx answers to its user: an
+		// upstream cannot send them without end.
 		x.Request.Informational(resp)
-		c.left = p.maxHead // each head has the whole bound, as with http.Transport
 	}
 }
 
