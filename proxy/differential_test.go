@@ -196,7 +196,7 @@ func clientSees(t *testing.T, base string, rq request) seenOutcome {
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	o := seenOutcome{Status: resp.StatusCode, Body: string(body), Broken: err != nil,
-		Header: fmt.Sprint(resp.Header.Values("X-Up"), resp.Header.Values("Link"), resp.Header.Values("Etag")),
+		Header:  fmt.Sprint(resp.Header.Values("X-Up"), resp.Header.Values("Link"), resp.Header.Values("Etag")),
 		Trailer: fmt.Sprint(resp.Trailer)}
 	if resp.Header.Get("Content-Type") == "application/problem+json" {
 		o.Body = "" // names the request id
