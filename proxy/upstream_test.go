@@ -259,7 +259,11 @@ func TestUnderscoreHeaderNamesAreDropped(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/underscores_in_headers=%t", path.name, allow), func(t *testing.T) {
 				t.Parallel()
 				up, log := recordingUpstream(t)
-				base := serveProxy(t, directConfig(up.URL, 5*time.Second)+fmt.Sprintf("underscores_in_headers: %t\n", allow), path.direct, nil)
+				cfg := directConfig(up.URL, 5*time.Second)
+				if allow {
+					cfg += "underscores_in_headers: true\n"
+				}
+				base := serveProxy(t, cfg, path.direct, nil)
 				send(t, base, request{method: "GET", path: "/x", header: http.Header{
 					"X_Ficus_Tenant":  {"spoofed"},
 					"X_Forwarded_For": {"203.0.113.9"},
