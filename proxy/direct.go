@@ -209,7 +209,8 @@ func (p *Proxy) forwardDirect(c *call, r *http.Request, body []byte, detach bool
 	d := &c.direct
 	d.req = directRequest{call: c, r: r, uri: requestTarget(r, up.url), host: up.url.Host, body: body}
 	d.x = h1.Exchange{Request: &d.req, HTTPRequest: r, Header: c.rec.Header(),
-		Resendable: safeToResend(r), Deadline: time.Now().Add(c.route.timeout)}
+		Resendable: safeToResend(r), Deadline: time.Now().Add(c.route.timeout),
+		Verify: detach} // a detached call's answer is stored for the idempotency key
 	if err := up.pool.RoundTrip(ctx, &d.x); err != nil {
 		ex.err = err
 		p.upstreamFailed(c, r, up, err)

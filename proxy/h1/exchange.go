@@ -43,6 +43,12 @@ type Exchange struct {
 	Resendable bool
 	// Deadline bounds the exchange, body included.
 	Deadline time.Time
+	// Verify makes Close look at the socket (one system call) for bytes
+	// that came after the answer but were not read with it; without it
+	// Close sees only those read with it, and bytes that come later close
+	// the connection when it is next taken. Set it when the answer will
+	// be stored as the request's.
+	Verify bool
 
 	// Status is the final answer's status, once RoundTrip returned nil.
 	Status int
@@ -186,7 +192,7 @@ func (x *Exchange) Close() error {
 		switch {
 		case c.br.Buffered() > 0:
 			err = fmt.Errorf("%w: %d bytes were read with it", ErrExtraBytes, c.br.Buffered())
-		case reusable:
+		case reusable && x.Verify:
 			switch c.probe.state() {
 			case data:
 				err = fmt.Errorf("%w: more bytes are waiting on the connection", ErrExtraBytes)
