@@ -27,8 +27,8 @@ func Guard(nc net.Conn) net.Conn {
 type guarded struct {
 	net.Conn
 	probe prober
-	// read is set when bytes were read since the last write: the next
-	// write starts a new request.
+	// read is set when bytes were read since the last request was
+	// written: the next request follows an answer.
 	read atomic.Bool
 }
 
@@ -41,7 +41,7 @@ func (g *guarded) Read(p []byte) (int, error) {
 }
 
 func (g *guarded) Write(p []byte) (int, error) {
-	if g.read.Swap(false) && g.probe.ok() {
+	if startsRequest(p) && g.read.Swap(false) && g.probe.ok() {
 		switch g.probe.state() {
 		case data:
 			return 0, fmt.Errorf("%w before the request was written", ErrExtraBytes)
@@ -50,4 +50,20 @@ func (g *guarded) Write(p []byte) (int, error) {
 		}
 	}
 	return g.Conn.Write(p)
+}
+
+// startsRequest reports whether p starts like a request line, a method of
+// capitals and a space: the Transport writes a request's head first, and
+// a body that an upstream answers early (a 413 to a large upload) is not
+// taken for a new request.
+func startsRequest(p []byte) bool {
+	for i := 0; i < len(p) && i < 16; i++ {
+		switch b := p[i]; {
+		case b == ' ':
+			return i >= 3
+		case b < 'A' || b > 'Z':
+			return false
+		}
+	}
+	return false
 }
