@@ -107,12 +107,18 @@ func heldStore(b *testing.B, n int) idempotency.Store {
 
 // newFull returns ficus with every feature on (fullConfig) and store.
 func newFull(b *testing.B, upstream string, store idempotency.Store) *proxy.Proxy {
+	return newFullPath(b, upstream, store, false)
+}
+
+// newFullPath is newFull; noDirect sends every request through
+// httputil.ReverseProxy (--direct-path=false).
+func newFullPath(b *testing.B, upstream string, store idempotency.Store, noDirect bool) *proxy.Proxy {
 	b.Helper()
 	cfg, err := proxy.ParseConfig([]byte(fullConfig(upstream)), "")
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, err := proxy.New(proxy.Settings{Config: cfg, Store: store})
+	p, err := proxy.New(proxy.Settings{Config: cfg, Store: store, NoDirectPath: noDirect})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -135,7 +141,8 @@ func reportGC(b *testing.B, f func()) {
 // upstream, a bare httputil.ReverseProxy with a tuned transport and a pool
 // of copy buffers (like bench/bareproxy) and ficus with every feature on,
 // with an empty idempotency store and with one holding heldKeys completed
-// keys, as it does in production under POST load. The side-by-side
+// keys, as it does in production under POST load, and ficus with
+// --direct-path=false (everything through httputil.ReverseProxy). The side-by-side
 // benchmark against nginx and HAProxy is bench/run.sh.
 func BenchmarkProxyGET(b *testing.B) {
 	up := fixedUpstream(b)
@@ -154,6 +161,7 @@ func BenchmarkProxyGET(b *testing.B) {
 		{"bare-reverseproxy", func(*testing.B) http.Handler { return bare }},
 		{"ficus-all-features", func(b *testing.B) http.Handler { return newFull(b, up.URL, nil) }},
 		{"ficus-all-features-held-keys", func(b *testing.B) http.Handler { return newFull(b, up.URL, held()) }},
+		{"ficus-all-features-no-direct-path", func(b *testing.B) http.Handler { return newFullPath(b, up.URL, nil, true) }},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			srv := httptest.NewServer(c.h(b))

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 )
@@ -122,7 +123,8 @@ func (b *clientBody) expire(w http.ResponseWriter) {
 	done := b.eof || b.err != nil || b.closed
 	b.mu.Unlock()
 	if !done {
-		_ = http.NewResponseController(w).SetReadDeadline(aLongTimeAgo)
+		// A deadline in the past ends the blocked read at once.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0))
 	}
 }
 

@@ -57,6 +57,9 @@ func TestLoadConfigFull(t *testing.T) {
 	if cfg.BodyLimit != 8<<20 || !cfg.UnderscoresInHeaders {
 		t.Errorf("BodyLimit = %d, UnderscoresInHeaders = %t; want 8 MiB and true", cfg.BodyLimit, cfg.UnderscoresInHeaders)
 	}
+	if !cfg.UnderscoresInHeaders {
+		t.Errorf("UnderscoresInHeaders = false, want true")
+	}
 
 	mes := cfg.Upstreams["mes"]
 	wantMES := &UpstreamConfig{

@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ficuslabs/ficus/proxy/h1"
 )
 
 const directKey = "direct-test-key"
@@ -59,14 +61,9 @@ func newDirectProxy(t testing.TB, upstream string, timeout time.Duration, direct
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(Settings{Config: cfg})
+	p, err := New(Settings{Config: cfg, NoDirectPath: !direct})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if !direct {
-		for _, u := range p.state.Load().upstreams {
-			u.pool = nil
-		}
 	}
 	srv := httptest.NewServer(p)
 	t.Cleanup(srv.Close)
@@ -276,7 +273,8 @@ func TestDirectPathReusesConnections(t *testing.T) {
 	}
 }
 
-// rawUpstream accepts connections and hands each to serve.
+// rawUpstream accepts connections and hands each to serve. At the end of
+// the test it closes them, also those a proxy keeps idle.
 func rawUpstream(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -284,13 +282,26 @@ func rawUpstream(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) string 
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
 	wg.Go(func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
 			wg.Go(func() {
 				defer c.Close()
 				serve(c, bufio.NewReader(c))
@@ -573,20 +584,26 @@ func FuzzDirectUpstreamAnswer(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	pool := p.state.Load().upstreams["default"].pool
-	pool.maxIdle = 0 // every answer on a connection of its own
 	var answer atomic.Pointer[[]byte]
-	pool.dial = func(context.Context, string, string) (net.Conn, error) {
-		near, far := net.Pipe()
-		raw := *answer.Load()
-		go func() {
-			defer far.Close()
-			if _, err := http.ReadRequest(bufio.NewReader(far)); err == nil {
-				far.Write(raw)
-			}
-		}()
-		return near, nil
+	pool, err := h1.New(h1.Config{
+		Addr:    "upstream.invalid:80",
+		MaxIdle: -1, // every answer on a connection of its own
+		Dial: func(context.Context, string, string) (net.Conn, error) {
+			near, far := net.Pipe()
+			raw := *answer.Load()
+			go func() {
+				defer far.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(far)); err == nil {
+					far.Write(raw)
+				}
+			}()
+			return near, nil
+		},
+	})
+	if err != nil {
+		f.Fatal(err)
 	}
+	p.state.Load().upstreams["default"].pool = pool
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		answer.Store(&raw)
 

@@ -183,7 +183,10 @@ func (p *Proxy) reconcile(c *call, r *http.Request, k idempotency.Key, rec idemp
 	}
 	found, resource, err := p.lookup(c, r, rc, body)
 	if err != nil {
-		unknown("the first request's outcome is unknown and the reconcile lookup failed: " + err.Error())
+		// The error may name the upstream's address: it goes to the log,
+		// under the request id, not to the client.
+		p.log.Warn("reconcile lookup failed", "route", route, "request_id", c.id, "err", err)
+		unknown("the first request's outcome is unknown and the reconcile lookup failed; quote the request_id to an operator for details")
 		return rec, false
 	}
 	ctx := context.WithoutCancel(r.Context())

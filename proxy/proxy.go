@@ -33,6 +33,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/ficuslabs/ficus/proxy/breaker"
+	"github.com/ficuslabs/ficus/proxy/forwardhdr"
 	"github.com/ficuslabs/ficus/proxy/idempotency"
 	"github.com/ficuslabs/ficus/proxy/ratelimit"
 	"github.com/ficuslabs/ficus/proxy/shadow"
@@ -41,11 +42,11 @@ import (
 // Headers the proxy reads or writes, in canonical form (so that they can
 // be set in an http.Header without canonicalizing them again).
 const (
-	requestIDHeader      = "X-Request-Id"
-	tenantHeader         = "X-Ficus-Tenant"
+	requestIDHeader      = forwardhdr.RequestID
+	tenantHeader         = forwardhdr.Tenant
 	idempotencyKeyHeader = "Idempotency-Key"
 	replayedHeader       = "Idempotent-Replayed"
-	apiKeyHeader         = "X-Api-Key"
+	apiKeyHeader         = forwardhdr.APIKey
 )
 
 // ErrNoConfig means Settings.Config was nil.
@@ -66,6 +67,10 @@ type Settings struct {
 	// Now is the clock for rate limits and idempotency records. Defaults
 	// to time.Now.
 	Now func() time.Time
+	// NoDirectPath sends every request through httputil.ReverseProxy and
+	// http.Transport, never through the direct path (package h1) that
+	// plain-HTTP upstreams otherwise get. Defaults to false.
+	NoDirectPath bool
 }
 
 // Proxy is the edge proxy. Create it with New.
@@ -76,6 +81,8 @@ type Proxy struct {
 	now     func() time.Time
 	met     *proxyMetrics
 	limiter *ratelimit.Limiter
+
+	noDirectPath bool
 
 	state atomic.Pointer[state]
 	mu    sync.Mutex // serialises Reload
@@ -91,6 +98,8 @@ func New(s Settings) (*Proxy, error) {
 		set:   cmp.Or(s.Metrics, metrics.NewSet()),
 		log:   cmp.Or(s.Logger, slog.New(slog.DiscardHandler)).With("component", "proxy"),
 		now:   s.Now,
+
+		noDirectPath: s.NoDirectPath,
 	}
 	if p.now == nil {
 		p.now = time.Now
@@ -406,9 +415,17 @@ func (p *Proxy) upstreamFailed(c *call, r *http.Request, u *upstream, err error)
 	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 		status, title = http.StatusGatewayTimeout, "Upstream timeout"
 	}
-	p.log.Warn("upstream call failed", "upstream", u.name, "err", err)
-	writeProblem(c.rec, Problem{Status: status, Title: title, Type: problemBase + "upstream-error",
-		Detail: fmt.Sprintf("upstream %s: %v", u.name, err)})
+	p.log.Warn("upstream call failed", "upstream", u.name, "request_id", c.id, "status", status, "err", err)
+	writeProblem(c.rec, Problem{Status: status, Title: title, Type: problemBase + "upstream-error", Detail: upstreamDetail(status)})
+}
+
+// upstreamDetail is what a client is told of a failed upstream call: no
+// address or error text, which are for the log (under the request id).
+func upstreamDetail(status int) string {
+	if status == http.StatusGatewayTimeout {
+		return "the upstream did not answer in time; quote the request_id to an operator for details"
+	}
+	return "the upstream could not be reached or gave no usable answer; quote the request_id to an operator for details"
 }
 
 // statusClientClosed is recorded, never sent, when the client went away
@@ -455,8 +472,8 @@ func (p *Proxy) newReverseProxy(u *upstream) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u.url)
-			pr.SetXForwarded()
 			pr.Out.Host = pr.In.Host // a drop-in keeps the Host the client used
+			setForwardHeaders(pr)
 			if ex := exchangeFrom(pr.In); ex != nil {
 				// Two headers, one allocation; each value slice is
 				// capped so that appending to one cannot touch the other.
@@ -467,7 +484,6 @@ func (p *Proxy) newReverseProxy(u *upstream) *httputil.ReverseProxy {
 					pr.Out.Header.Del("Authorization") // it was ficus's key, not the upstream's
 				}
 			}
-			pr.Out.Header.Del(apiKeyHeader)
 		},
 		Transport: u.transport,
 		ModifyResponse: func(resp *http.Response) error {
@@ -479,8 +495,9 @@ func (p *Proxy) newReverseProxy(u *upstream) *httputil.ReverseProxy {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			ex := exchangeFrom(r)
 			if ex == nil {
+				p.log.Warn("upstream call failed", "upstream", u.name, "request_id", w.Header().Get(requestIDHeader), "err", err)
 				writeProblem(w, Problem{Status: http.StatusBadGateway, Title: "Bad gateway", Type: problemBase + "upstream-error",
-					Detail: fmt.Sprintf("upstream %s: %v", u.name, err)})
+					Detail: upstreamDetail(http.StatusBadGateway)})
 				return
 			}
 			if fault := ex.call.body.fault(); fault != nil {

@@ -310,6 +310,25 @@ func TestAmbiguousOutcomeNotFoundIsSentAgain(t *testing.T) {
 	}
 }
 
+// When the reconcile lookup itself fails, the client is told so without
+// the upstream's address or error text, which go to the log under the
+// request id.
+func TestFailedReconcileLookupKeepsDetailsInTheLog(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, tenantsYAML+ordersRoute)
+	w.mes.SetFaults(mes.Faults{Down: true})
+	if a := do(t, "POST", w.proxyURL+"/api/v1/orders", acmeKey, "k", order("PO-8")); a.status != http.StatusBadGateway {
+		t.Fatalf("first: %d %s; want 502", a.status, a.body)
+	}
+	a := do(t, "POST", w.proxyURL+"/api/v1/orders", acmeKey, "k", order("PO-8"))
+	if a.status != http.StatusConflict || !strings.Contains(a.body, "reconcile lookup failed") {
+		t.Fatalf("retry: %d %s; want 409 with the lookup's failure", a.status, a.body)
+	}
+	if strings.Contains(a.body, "127.0.0.1") || !strings.Contains(a.body, "request_id") {
+		t.Errorf("retry's problem %s names an address or lacks the request id", a.body)
+	}
+}
+
 // Without a reconcile lookup, a retry of an unknown outcome is refused
 // with a problem that says so, and the MES is not called again.
 func TestAmbiguousOutcomeWithoutReconcile(t *testing.T) {

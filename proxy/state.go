@@ -16,6 +16,8 @@ import (
 	"github.com/ficuslabs/ficus/proxy/breaker"
 	"github.com/ficuslabs/ficus/proxy/ratelimit"
 	"github.com/ficuslabs/ficus/proxy/shadow"
+	"github.com/ficuslabs/ficus/proxy/forwardhdr"
+	"github.com/ficuslabs/ficus/proxy/h1"
 )
 
 // Caller is who sent a request, as authentication established it.
@@ -54,7 +56,7 @@ type upstream struct {
 	url       *url.URL
 	transport *http.Transport
 	proxy     *httputil.ReverseProxy
-	pool      *connPool // the direct path's connections; nil for https
+	pool      *h1.Pool // the direct path's connections; nil for https and under Settings.NoDirectPath
 	breaker   *breaker.Breaker
 	shed      *Shedder
 	duration  *metrics.Histogram // ficus_proxy_upstream_duration_seconds
@@ -146,18 +148,16 @@ func (p *Proxy) build(cfg *Config, old *state) (*state, error) {
 func (p *Proxy) newUpstream(name string, uc *UpstreamConfig) *upstream {
 	u := &upstream{name: name, cfg: uc, url: uc.URL, duration: p.met.upstreamDuration(name)}
 	u.transport = &http.Transport{
-		Proxy: nil, // the upstream is reached directly, never through HTTP_PROXY
-		DialContext: (&net.Dialer{
-			Timeout:   5 * time.Second,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		MaxIdleConns:          0, // bounded per host below
-		MaxIdleConnsPerHost:   uc.MaxIdleConnsPerHost,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: 0, // the route's timeout bounds the whole call
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true, // pass bodies through as the upstream sent them
-		ForceAttemptHTTP2:     false,
+		Proxy:                  nil, // the upstream is reached directly, never through HTTP_PROXY
+		DialContext:            dialer(uc.URL.Scheme == "http"),
+		MaxIdleConns:           0, // bounded per host below
+		MaxIdleConnsPerHost:    uc.MaxIdleConnsPerHost,
+		IdleConnTimeout:        90 * time.Second,
+		ResponseHeaderTimeout:  0, // the route's timeout bounds the whole call
+		ExpectContinueTimeout:  time.Second,
+		DisableCompression:     true, // pass bodies through as the upstream sent them
+		ForceAttemptHTTP2:      false,
+		MaxResponseHeaderBytes: uc.MaxResponseHeaderBytes,
 	}
 	b := uc.Breaker
 	if b.Disabled {
@@ -172,10 +172,41 @@ func (p *Proxy) newUpstream(name string, uc *UpstreamConfig) *upstream {
 	}
 	u.shed = NewShedder(name, uc.MaxInFlight, uc.LaneShare, p.set)
 	u.proxy = p.newReverseProxy(u)
-	if uc.URL.Scheme == "http" {
-		u.pool = newConnPool(uc.URL, uc.MaxIdleConnsPerHost, u.transport.IdleConnTimeout)
+	if uc.URL.Scheme == "http" && !p.noDirectPath {
+		u.pool = newPool(uc, u.transport.IdleConnTimeout)
 	}
 	return u
+}
+
+// dialer returns the Transport's dial function: for plain HTTP, one whose
+// connections are guarded against unsolicited answers (h1.Guard).
+func dialer(guard bool) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	if !guard {
+		return d.DialContext
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return h1.Guard(c), nil
+	}
+}
+
+// newPool makes the direct path's connection pool for a plain-HTTP
+// upstream.
+func newPool(uc *UpstreamConfig, idleTimeout time.Duration) *h1.Pool {
+	addr := uc.URL.Host
+	if uc.URL.Port() == "" {
+		addr = net.JoinHostPort(uc.URL.Hostname(), "80")
+	}
+	pool, err := h1.New(h1.Config{Addr: addr, MaxIdle: uc.MaxIdleConnsPerHost, IdleTimeout: idleTimeout,
+		MaxResponseHeaderBytes: uc.MaxResponseHeaderBytes})
+	if err != nil {
+		return nil // cannot happen with a validated URL; the ReverseProxy path takes over
+	}
+	return pool
 }
 
 // retire releases what the previous state held that next does not reuse.
@@ -184,7 +215,7 @@ func (s *state) retire(next *state) {
 		if next.upstreams[name] != u {
 			u.transport.CloseIdleConnections()
 			if u.pool != nil {
-				u.pool.close()
+				u.pool.Close()
 			}
 		}
 	}
@@ -194,7 +225,7 @@ func (s *state) retire(next *state) {
 func (s *state) sweepIdle(now time.Time) {
 	for _, u := range s.upstreams {
 		if u.pool != nil {
-			u.pool.sweep(now)
+			u.pool.Sweep(now)
 		}
 	}
 }
@@ -271,4 +302,28 @@ func (p *Proxy) BreakerState(name string) string {
 		return "disabled"
 	}
 	return u.breaker.State()
+}
+
+// setForwardHeaders applies the forwarding rules of package forwardhdr to
+// a request on the ReverseProxy path, as writeRequest does on the direct
+// path: the client's fields that must not reach the upstream are dropped
+// (httputil.ReverseProxy has removed the hop-by-hop ones already) and
+// X-Forwarded-* set.
+func setForwardHeaders(pr *httputil.ProxyRequest) {
+	h := pr.Out.Header
+	rules := forwardhdr.Rules{}
+	if ex := exchangeFrom(pr.In); ex != nil {
+		rules.Underscores = ex.call.st.cfg.UnderscoresInHeaders
+	}
+	for k := range h {
+		if rules.Drop(k) {
+			delete(h, k)
+		}
+	}
+	forIP, host, proto := forwardhdr.XForwarded(pr.In)
+	if forIP != "" {
+		h["X-Forwarded-For"] = []string{forIP}
+	}
+	h["X-Forwarded-Host"] = []string{host}
+	h["X-Forwarded-Proto"] = []string{proto}
 }

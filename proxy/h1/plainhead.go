@@ -1,15 +1,14 @@
-package proxy
+package h1
 
 import (
 	"bufio"
 	"bytes"
-	"io"
 	"net/http"
 	"net/textproto"
 	"strings"
 )
 
-// The direct path reads most answers without http.ReadResponse: an answer
+// RoundTrip reads most answers without http.ReadResponse: an answer
 // of the plain kind upstreams give almost always has its head parsed from
 // the connection's buffer straight into the client's header map, and its
 // body read by length. That saves the Response, its own header map and
@@ -203,29 +202,4 @@ func parseLength(s string) (int64, bool) {
 		n = n*10 + int64(s[i]-'0')
 	}
 	return n, true
-}
-
-// lengthBody reads a body of a known length from an upstream connection;
-// a body cut short is io.ErrUnexpectedEOF, as http.Response's is.
-type lengthBody struct {
-	br *bufio.Reader
-	n  int64 // bytes left
-}
-
-func (b *lengthBody) Read(p []byte) (int, error) {
-	if b.n <= 0 {
-		return 0, io.EOF
-	}
-	if int64(len(p)) > b.n {
-		p = p[:b.n]
-	}
-	n, err := b.br.Read(p)
-	b.n -= int64(n)
-	switch {
-	case b.n == 0:
-		return n, io.EOF
-	case err == io.EOF:
-		return n, io.ErrUnexpectedEOF
-	}
-	return n, err
 }

@@ -1,0 +1,171 @@
+package h1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// server is a scripted upstream: answer gives the bytes for each request.
+type server struct {
+	addr  string
+	conns atomic.Int32
+	mu    sync.Mutex
+	open  []net.Conn
+}
+
+func newServer(t *testing.T, answer func(req *http.Request, c net.Conn)) *server {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{addr: ln.Addr().String()}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		s.mu.Lock()
+		for _, c := range s.open {
+			c.Close()
+		}
+		s.mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.conns.Add(1)
+			s.mu.Lock()
+			s.open = append(s.open, c)
+			s.mu.Unlock()
+			wg.Go(func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					answer(req, c)
+				}
+			})
+		}
+	})
+	return s
+}
+
+// get is a GET of path for an Exchange.
+type get struct{ path string }
+
+func (g get) Write(w *bufio.Writer) error {
+	_, err := fmt.Fprintf(w, "GET %s HTTP/1.1\r\nHost: upstream\r\n\r\n", g.path)
+	return err
+}
+
+func (get) Informational(*http.Response) {}
+
+// roundTrip sends GET path on pool and returns the body and Close's error.
+func roundTrip(t *testing.T, pool *Pool, path string) (string, error) {
+	t.Helper()
+	x := &Exchange{Request: get{path}, HTTPRequest: &http.Request{Method: "GET"}, Header: http.Header{},
+		Deadline: time.Now().Add(5 * time.Second), Verify: true}
+	if err := pool.RoundTrip(context.Background(), x); err != nil {
+		return "", err
+	}
+	body, err := io.ReadAll(x.Body())
+	if err != nil {
+		t.Fatalf("%s: body: %v", path, err)
+	}
+	return string(body), x.Close()
+}
+
+func answerPath(req *http.Request) string {
+	return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(req.URL.Path), req.URL.Path)
+}
+
+// An idle connection that the upstream wrote to is closed when taken, not
+// used: the next request gets its own answer on a new connection.
+func TestIdleConnectionThatTurnedReadableIsNotUsed(t *testing.T) {
+	t.Parallel()
+	wrote := make(chan struct{})
+	s := newServer(t, func(req *http.Request, c net.Conn) {
+		io.WriteString(c, answerPath(req))
+		if req.URL.Path == "/late" {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray")
+			close(wrote)
+		}
+	})
+	pool, err := New(Config{Addr: s.addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if body, err := roundTrip(t, pool, "/first"); body != "/first" || err != nil {
+		t.Fatalf("first: %q, %v", body, err)
+	}
+	if body, err := roundTrip(t, pool, "/late"); body != "/late" {
+		t.Fatalf("late: %q, %v", body, err)
+	}
+	<-wrote
+	for _, path := range []string{"/a", "/b"} {
+		if body, err := roundTrip(t, pool, path); body != path || err != nil {
+			t.Errorf("%s: got %q, %v", path, body, err)
+		}
+	}
+	if n := s.conns.Load(); n != 2 {
+		t.Errorf("connections: %d, want 2", n)
+	}
+}
+
+// An answer with bytes after it: Close says so and the connection is not
+// kept.
+func TestCloseReportsExtraBytes(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, func(req *http.Request, c net.Conn) {
+		io.WriteString(c, answerPath(req)+"EXTRA")
+	})
+	pool, err := New(Config{Addr: s.addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	body, err := roundTrip(t, pool, "/x")
+	if body != "/x" || !errors.Is(err, ErrExtraBytes) {
+		t.Errorf("got %q, %v; want /x and ErrExtraBytes", body, err)
+	}
+	if n := pool.Idle(); n != 0 {
+		t.Errorf("idle connections: %d, want 0", n)
+	}
+}
+
+// An answer head over the bound fails the round trip with
+// ErrHeaderTooLarge, having read little more than the bound.
+func TestHeadIsBounded(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, func(req *http.Request, c net.Conn) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\n"+strings.Repeat("X-Filler: 0123456789\r\n", 1000)+"Content-Length: 0\r\n\r\n")
+	})
+	for _, bound := range []int64{1 << 10, 64 << 10} {
+		pool, err := New(Config{Addr: s.addr, MaxResponseHeaderBytes: bound})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = roundTrip(t, pool, "/x")
+		if tooLarge := errors.Is(err, ErrHeaderTooLarge); tooLarge != (bound == 1<<10) {
+			t.Errorf("bound %d: %v", bound, err)
+		}
+		pool.Close()
+	}
+}
