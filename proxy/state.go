@@ -14,10 +14,10 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/ficuslabs/ficus/proxy/breaker"
-	"github.com/ficuslabs/ficus/proxy/ratelimit"
-	"github.com/ficuslabs/ficus/proxy/shadow"
 	"github.com/ficuslabs/ficus/proxy/forwardhdr"
 	"github.com/ficuslabs/ficus/proxy/h1"
+	"github.com/ficuslabs/ficus/proxy/ratelimit"
+	"github.com/ficuslabs/ficus/proxy/shadow"
 )
 
 // Caller is who sent a request, as authentication established it.
