@@ -239,6 +239,10 @@ func setupCatalog(ctx context.Context, tx pgx.Tx, cfg SetupConfig, tables []qual
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtextextended('ficus cdc setup ' || $1, 0))", cfg.Publication); err != nil {
 		return fmt.Errorf("cdc setup: lock: %w", err)
 	}
+	explicit, err := queryTables(ctx, tx, publicationRelsSQL, publicationIdent(cfg.Publication))
+	if err != nil {
+		return fmt.Errorf("cdc setup: read tables of publication %s: %w", displayIdent(publicationIdent(cfg.Publication)), err)
+	}
 	infos := make([]tableInfo, len(tables))
 	var problems []error
 	for i, t := range tables {
@@ -252,6 +256,8 @@ func setupCatalog(ctx context.Context, tx pgx.Tx, cfg SetupConfig, tables []qual
 			problems = append(problems, fmt.Errorf("%w: %s does not exist (check the name, and that the role %s can see its schema)", ErrTableNotFound, t, role))
 		case info.relkind != "r" && info.relkind != "p":
 			problems = append(problems, fmt.Errorf("%w: %s is not a table (relkind %s); only tables can be published", ErrTableNotFound, t, info.relkind))
+		case partitionProblem(info, t, tables, explicit) != "":
+			problems = append(problems, fmt.Errorf("%w: %s", ErrInvalidConfig, partitionProblem(info, t, tables, explicit)))
 		case !cfg.ReplicaIdentityFull && info.identityProblem() != "":
 			problems = append(problems, fmt.Errorf("%w: %s: %s, so its updates and deletes cannot be captured; add a primary key, or run setup with --replica-identity-full (REPLICA IDENTITY FULL: old rows are logged whole)",
 				ErrNoReplicaIdentity, t, info.identityProblem()))
@@ -261,25 +267,63 @@ func setupCatalog(ctx context.Context, tx pgx.Tx, cfg SetupConfig, tables []qual
 		return fmt.Errorf("cdc setup: nothing changed, because:\n%w", errors.Join(problems...))
 	}
 
-	if cfg.ReplicaIdentityFull {
-		for i, t := range tables {
-			if infos[i].ident == "f" {
-				r.Actions = append(r.Actions, fmt.Sprintf("table %s already has REPLICA IDENTITY FULL", t))
-				continue
-			}
-			if _, err := tx.Exec(ctx, "ALTER TABLE "+t.sql()+" REPLICA IDENTITY FULL"); err != nil {
-				return privilegeHint(fmt.Sprintf("set REPLICA IDENTITY FULL on %s", t), err,
-					fmt.Sprintf("the table's owner can run: ALTER TABLE %s REPLICA IDENTITY FULL;", t))
-			}
-			r.ReplicaIdentityFullSet = append(r.ReplicaIdentityFullSet, t.String())
-			r.Actions = append(r.Actions, fmt.Sprintf("set REPLICA IDENTITY FULL on %s (was %s): updates and deletes now log the whole old row",
-				t, replicaIdentityNames[infos[i].ident]))
+	for i, t := range tables {
+		if infos[i].partition() {
+			r.Warnings = append(r.Warnings, fmt.Sprintf(
+				"%s is a partition of %s: only its rows are captured, under its own name; to capture the whole table, list %s instead",
+				t, infos[i].root, infos[i].root))
 		}
 	}
-	return setupPublication(ctx, tx, cfg, tables, r)
+	if cfg.ReplicaIdentityFull {
+		for i, t := range tables {
+			// A partitioned table's partitions log their changes with
+			// their own replica identity: set it on each of them too.
+			for _, l := range infos[i].leaves {
+				if err := setIdentityFull(ctx, tx, l.table, l.info, r); err != nil {
+					return err
+				}
+			}
+			if err := setIdentityFull(ctx, tx, t, infos[i], r); err != nil {
+				return err
+			}
+		}
+	}
+	return setupPublication(ctx, tx, cfg, tables, infos, explicit, r)
 }
 
-func setupPublication(ctx context.Context, tx pgx.Tx, cfg SetupConfig, tables []qualifiedTable, r *SetupReport) error {
+// setIdentityFull sets REPLICA IDENTITY FULL on t unless it has it.
+func setIdentityFull(ctx context.Context, tx pgx.Tx, t qualifiedTable, info tableInfo, r *SetupReport) error {
+	if info.ident == "f" {
+		r.Actions = append(r.Actions, fmt.Sprintf("table %s already has REPLICA IDENTITY FULL", t))
+		return nil
+	}
+	if _, err := tx.Exec(ctx, "ALTER TABLE "+t.sql()+" REPLICA IDENTITY FULL"); err != nil {
+		return privilegeHint(fmt.Sprintf("set REPLICA IDENTITY FULL on %s", t), err,
+			fmt.Sprintf("the table's owner can run: ALTER TABLE %s REPLICA IDENTITY FULL;", t))
+	}
+	r.ReplicaIdentityFullSet = append(r.ReplicaIdentityFullSet, t.String())
+	r.Actions = append(r.Actions, fmt.Sprintf("set REPLICA IDENTITY FULL on %s (was %s): updates and deletes now log the whole old row",
+		t, replicaIdentityNames[info.ident]))
+	return nil
+}
+
+// publicationRelsSQL lists the tables named in a publication itself (not
+// those of published schemas, nor partitions).
+const publicationRelsSQL = `
+SELECT n.nspname, c.relname FROM pg_publication_rel pr
+  JOIN pg_publication p ON p.oid = pr.prpubid
+  JOIN pg_class c ON c.oid = pr.prrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE p.pubname = $1`
+
+// setupPublication creates the publication, or brings an existing one in
+// line with tables; explicit lists the tables an existing one names.
+//
+// A publication that captures a partitioned table publishes its changes
+// under the partitioned table's name (publish_via_partition_root), the
+// name its snapshot rows carry, so that a consumer applies both to the
+// same rows and a snapshot row never overwrites a newer change.
+func setupPublication(ctx context.Context, tx pgx.Tx, cfg SetupConfig, tables []qualifiedTable, infos []tableInfo, explicit []qualifiedTable, r *SetupReport) error {
 	pub := publicationIdent(cfg.Publication)
 	pubSQL := pgx.Identifier{pub}.Sanitize()
 	pubShow := displayIdent(pub)
@@ -291,22 +335,55 @@ func setupPublication(ctx context.Context, tx pgx.Tx, cfg SetupConfig, tables []
 		return strings.Join(s, ", "), strings.Join(d, ", ")
 	}
 
-	var allTables, ins, upd, del, trunc bool
-	err := tx.QueryRow(ctx, "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1", pub).
-		Scan(&allTables, &ins, &upd, &del, &trunc)
+	var partitioned []qualifiedTable
+	for i, t := range tables {
+		if infos[i].relkind == "p" {
+			partitioned = append(partitioned, t)
+		}
+	}
+	_, partitionedList := list(partitioned)
+
+	var allTables, ins, upd, del, trunc, viaRoot bool
+	err := tx.QueryRow(ctx, "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate, pubviaroot FROM pg_publication WHERE pubname = $1", pub).
+		Scan(&allTables, &ins, &upd, &del, &trunc, &viaRoot)
 	if errors.Is(err, pgx.ErrNoRows) {
 		sqlList, showList := list(tables)
-		if _, err := tx.Exec(ctx, "CREATE PUBLICATION "+pubSQL+" FOR TABLE "+sqlList); err != nil {
+		with := ""
+		if len(partitioned) > 0 {
+			with = " WITH (publish_via_partition_root = true)"
+		}
+		if _, err := tx.Exec(ctx, "CREATE PUBLICATION "+pubSQL+" FOR TABLE "+sqlList+with); err != nil {
 			return privilegeHint("create publication "+pubShow, err, fmt.Sprintf(
-				"creating a publication needs CREATE on the database and ownership of every table; the tables' owner can run: CREATE PUBLICATION %s FOR TABLE %s; then run setup again",
-				pubShow, showList))
+				"creating a publication needs CREATE on the database and ownership of every table; the tables' owner can run: CREATE PUBLICATION %s FOR TABLE %s%s; then run setup again",
+				pubShow, showList, with))
 		}
 		r.PublicationCreated = true
 		r.Actions = append(r.Actions, fmt.Sprintf("created publication %s for %s", pubShow, showList))
+		if len(partitioned) > 0 {
+			r.Actions = append(r.Actions, fmt.Sprintf("publication %s publishes the changes of partitioned table %s under its own name, not its partitions' (publish_via_partition_root)", pubShow, partitionedList))
+		}
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("cdc setup: read publication %s: %w", pubShow, err)
+	}
+	if len(partitioned) > 0 && !viaRoot {
+		if _, err := tx.Exec(ctx, "ALTER PUBLICATION "+pubSQL+" SET (publish_via_partition_root = true)"); err != nil {
+			return privilegeHint("set publish_via_partition_root on publication "+pubShow, err, fmt.Sprintf(
+				"the publication's owner can run: ALTER PUBLICATION %s SET (publish_via_partition_root = true); then run setup again", pubShow))
+		}
+		r.Actions = append(r.Actions, fmt.Sprintf(
+			"set publish_via_partition_root on publication %s: the changes of partitioned table %s are now published under its own name, as its snapshot rows are, not under its partitions' names",
+			pubShow, partitionedList))
+		var slotExists bool
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)", cfg.Slot).Scan(&slotExists); err != nil {
+			return fmt.Errorf("cdc setup: read slot %s: %w", cfg.Slot, err)
+		}
+		if slotExists {
+			r.Warnings = append(r.Warnings, fmt.Sprintf(
+				"the changes of %s that slot %s delivered before named its partitions; a consumer that kept rows under the partitions' names should take them from a new snapshot (ficus cdc snapshot --tables %s)",
+				partitionedList, cfg.Slot, strings.Join(strings.Split(partitionedList, ", "), ",")))
+		}
 	}
 
 	var missingOps []string
@@ -330,15 +407,6 @@ func setupPublication(ctx context.Context, tx pgx.Tx, cfg SetupConfig, tables []
 
 	// explicit: tables listed in the publication itself; published: what it
 	// publishes in the end (also tables of published schemas, partitions).
-	explicit, err := queryTables(ctx, tx, `
-SELECT n.nspname, c.relname FROM pg_publication_rel pr
-  JOIN pg_publication p ON p.oid = pr.prpubid
-  JOIN pg_class c ON c.oid = pr.prrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE p.pubname = $1`, pub)
-	if err != nil {
-		return fmt.Errorf("cdc setup: read tables of publication %s: %w", pubShow, err)
-	}
 	published, err := queryTables(ctx, tx, "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1", pub)
 	if err != nil {
 		return fmt.Errorf("cdc setup: read tables of publication %s: %w", pubShow, err)
