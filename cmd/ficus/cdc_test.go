@@ -99,7 +99,43 @@ func TestCDCCommands(t *testing.T) {
 	if code, out, errOut := ficus(t, append([]string{"cdc", "teardown"}, args...)...); code != 0 {
 		t.Fatalf("teardown: exit %d\n%s%s", code, out, errOut)
 	}
-	if code, _, _ := ficus(t, append([]string{"cdc", "status"}, args...)...); code == 0 {
-		t.Fatal("status of a dropped slot exits 0")
+	if code, _, _ := ficus(t, append([]string{"cdc", "status"}, args...)...); code != 3 {
+		t.Fatalf("status of a dropped slot exits %d, want 3", code)
+	}
+}
+
+// cdc status exits 0 for a healthy slot, 3 for a missing one (unhealthy),
+// 1 when it cannot check, and 2 for a usage error.
+func TestCDCStatusExitCodes(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `CREATE TABLE public.items (id bigint PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("FICUS_DATABASE_URL", db.URL)
+	args := []string{"--slot", "health", "--publication", "health"}
+	if code, out, errOut := ficus(t, append([]string{"cdc", "status"}, args...)...); code != 3 || !strings.Contains(errOut, "does not exist") {
+		t.Errorf("status of a missing slot: exit %d, want 3\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := ficus(t, append([]string{"cdc", "setup", "--tables", "public.items"}, args...)...); code != 0 {
+		t.Fatalf("setup: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := ficus(t, append([]string{"cdc", "status"}, args...)...); code != 0 {
+		t.Errorf("status of a healthy slot: exit %d, want 0\n%s%s", code, out, errOut)
+	}
+	for _, c := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"cdc", "status", "--slot", "Bad-Name"}, 2},
+		{[]string{"cdc", "status", "--no-such-flag"}, 2},
+		{[]string{"cdc", "status", "--database-url", "postgres://nobody@127.0.0.1:1/none?connect_timeout=5", "--slot", "health"}, 1},
+	} {
+		if code, out, errOut := ficus(t, c.args...); code != c.want {
+			t.Errorf("ficus %v: exit %d, want %d\n%s%s", c.args, code, c.want, out, errOut)
+		}
+	}
+	if code, out, errOut := ficus(t, append([]string{"cdc", "teardown"}, args...)...); code != 0 {
+		t.Fatalf("teardown: exit %d\n%s%s", code, out, errOut)
 	}
 }
