@@ -75,6 +75,11 @@ type SlotStatus struct {
 	// Tables lists what the publication publishes (pg_publication_tables),
 	// as schema.table.
 	Tables []string
+	// PartitionNames lists the partitioned tables the publication
+	// publishes under their partitions' names (publish_via_partition_root
+	// off), whose snapshot rows and changes then name different tables.
+	// ficus cdc setup fixes it.
+	PartitionNames []string
 	// Snapshots lists the slot's snapshots (see RequestSnapshot).
 	Snapshots []TableSnapshot
 	// Warnings lists conditions that need attention.
@@ -162,9 +167,25 @@ SELECT cur.lsn::text, now(), to_jsonb(s),
 	for _, t := range tables {
 		st.Tables = append(st.Tables, t.String())
 	}
+	partitioned, err := queryTables(ctx, pool, partitionNamesSQL, pub)
+	if err != nil {
+		return st, fmt.Errorf("cdc status: read tables of publication %s: %w", displayIdent(pub), err)
+	}
+	for _, t := range partitioned {
+		st.PartitionNames = append(st.PartitionNames, t.String())
+	}
 	st.assess(flushLag)
 	return st, nil
 }
+
+// partitionNamesSQL lists the partitioned tables publication $1 names
+// whose changes it publishes under their partitions' names.
+const partitionNamesSQL = `
+SELECT n.nspname, c.relname FROM pg_publication p
+  JOIN pg_publication_rel pr ON pr.prpubid = p.oid
+  JOIN pg_class c ON c.oid = pr.prrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE p.pubname = $1 AND NOT p.pubviaroot AND c.relkind = 'p'`
 
 // assess derives Lost, LagSeconds, Warnings and RecoveryCommand from what
 // the server reported; flushLag is pg_stat_replication.flush_lag in
@@ -182,6 +203,11 @@ func (st *SlotStatus) assess(flushLag *float64) {
 	st.Warnings, st.RecoveryCommand = nil, ""
 	if st.Publication != "" && !st.PublicationExists {
 		st.Warnings = append(st.Warnings, fmt.Sprintf("publication %s does not exist; run ficus cdc setup", st.Publication))
+	}
+	if len(st.PartitionNames) > 0 {
+		st.Warnings = append(st.Warnings, fmt.Sprintf(
+			"publication %s publishes the changes of partitioned table %s under its partitions' names (publish_via_partition_root is off), not the name its snapshot rows carry; run ficus cdc setup again, which sets it",
+			st.Publication, strings.Join(st.PartitionNames, ", ")))
 	}
 	switch {
 	case !st.Exists:

@@ -137,6 +137,13 @@ func TestCDCPartitionedTableSnapshotUnderUpdates(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // poll the database for the condition
 		state = snapshotState()
 	}
+	// A partition attached after setup publishes under the root's name too.
+	if _, err := db.Pool.Exec(ctx, `
+		ALTER TABLE t2.parent DETACH PARTITION t2.p_us;
+		ALTER TABLE t2.parent ATTACH PARTITION t2.p_us FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+		UPDATE t2.parent SET v = v + 1 WHERE id <= 10;`); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := db.Pool.Exec(ctx, "INSERT INTO t2.parent VALUES ($1, 0)", marker); err != nil {
 		t.Fatal(err)
 	}
