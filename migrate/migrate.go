@@ -244,7 +244,7 @@ func createSchema(ctx context.Context, pool *pgxpool.Pool) error {
 		return nil
 	}
 	if !canCreate {
-		return fmt.Errorf("%w: role %s may not create the schema %s (CREATE on the database); a role that may can run: CREATE SCHEMA %s; GRANT USAGE, CREATE ON SCHEMA %s TO %s;",
+		return fmt.Errorf("%w: role %s may not create the schema %s (CREATE on the database); a role that may can run: CREATE SCHEMA %s; GRANT USAGE, CREATE ON SCHEMA %s TO %s",
 			ErrPrivilege, role, Schema, Schema, Schema, role)
 	}
 	if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+Schema); err != nil {

@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/ficuslabs/ficus/cloudevent"
 	"github.com/ficuslabs/ficus/internal/pgtest"
@@ -136,6 +139,55 @@ func TestCDCStatusExitCodes(t *testing.T) {
 		}
 	}
 	if code, out, errOut := ficus(t, append([]string{"cdc", "teardown"}, args...)...); code != 0 {
+		t.Fatalf("teardown: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// A role that may not create the schema ficus gets, from cdc setup, the
+// statements that let it, and nothing is half done: no slot.
+func TestCDCSetupWithoutCreatePrivilege(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	role := "ficus_nocreate_" + strings.TrimPrefix(db.Name, "ficus_test_")
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(context.Background(), pgtest.Server(t))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close(context.Background())
+		conn.Exec(context.Background(), "DROP ROLE IF EXISTS "+role)
+	})
+	if _, err := db.Pool.Exec(ctx, `
+		CREATE TABLE public.items (id bigint PRIMARY KEY);
+		CREATE PUBLICATION nocreate FOR TABLE public.items;
+		CREATE ROLE `+role+` LOGIN REPLICATION PASSWORD 'pw';
+		GRANT SELECT ON public.items TO `+role+`;
+		REVOKE CREATE ON DATABASE `+db.Name+` FROM PUBLIC;`); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(role, "pw")
+	t.Setenv("FICUS_DATABASE_URL", u.String())
+	code, out, errOut := ficus(t, "cdc", "setup", "--slot", "nocreate", "--publication", "nocreate", "--tables", "public.items")
+	if code != 1 || !strings.Contains(errOut, "insufficient privilege") || !strings.Contains(errOut, "CREATE SCHEMA ficus; GRANT USAGE, CREATE ON SCHEMA ficus TO "+role) {
+		t.Fatalf("setup without CREATE: exit %d, want 1 and the statements to run\n%s%s", code, out, errOut)
+	}
+	var slots int
+	if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'nocreate'").Scan(&slots); err != nil || slots != 0 {
+		t.Fatalf("%d slots (%v) after the failed setup, want none", slots, err)
+	}
+	if _, err := db.Pool.Exec(ctx, "CREATE SCHEMA ficus AUTHORIZATION "+role); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = ficus(t, "cdc", "setup", "--slot", "nocreate", "--publication", "nocreate", "--tables", "public.items")
+	if code != 0 || !strings.Contains(out, "applied migration cdc/00001_cdc_snapshot.sql") {
+		t.Fatalf("setup once the schema is the role's: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := ficus(t, "cdc", "teardown", "--slot", "nocreate", "--keep-publication"); code != 0 {
 		t.Fatalf("teardown: exit %d\n%s%s", code, out, errOut)
 	}
 }
