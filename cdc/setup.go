@@ -140,6 +140,16 @@ func (r SetupReport) WriteText(w io.Writer) error {
 // before the publication existed. Nothing is changed when a table is
 // missing or lacks a replica identity; the error names every such table.
 //
+// A partitioned table is published under its own name
+// (publish_via_partition_root, set on an existing publication too), the
+// name its snapshot rows carry; the replica identity of each of its leaf
+// partitions is checked (and set, with cfg.ReplicaIdentityFull). A
+// partition listed together with its root, or whose root the publication
+// publishes, is an ErrInvalidConfig error.
+//
+// With cfg.Snapshot, Setup applies the migration of the snapshot table
+// (MigrateSnapshotTable) before it requests the snapshots.
+//
 // Running Setup again with the same cfg changes nothing and reports that
 // everything already exists. An existing slot of another plugin or another
 // database, or a lost slot, is an error: Setup never drops a slot.
