@@ -147,8 +147,9 @@ func (r SetupReport) WriteText(w io.Writer) error {
 // partition listed together with its root, or whose root the publication
 // publishes, is an ErrInvalidConfig error.
 //
-// With cfg.Snapshot, Setup applies the migration of the snapshot table
-// (MigrateSnapshotTable) before it requests the snapshots.
+// With cfg.Snapshot, Setup first applies the migration of the snapshot
+// table (MigrateSnapshotTable), which creates nothing but ficus's own
+// schema and table, then requests the snapshots with the publication.
 //
 // Running Setup again with the same cfg changes nothing and reports that
 // everything already exists. An existing slot of another plugin or another
@@ -163,6 +164,17 @@ func Setup(ctx context.Context, pool *pgxpool.Pool, cfg SetupConfig) (SetupRepor
 	tables, err := cfg.tables()
 	if err != nil {
 		return r, err
+	}
+	if cfg.Snapshot {
+		// Before a connection is held: the migration takes connections of
+		// its own from the pool, which may allow only one.
+		applied, err := MigrateSnapshotTable(ctx, pool)
+		if err != nil {
+			return r, fmt.Errorf("cdc setup: %w", err)
+		}
+		for _, m := range applied {
+			r.Actions = append(r.Actions, "applied migration "+m+" (the snapshot table ficus.cdc_snapshot)")
+		}
 	}
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
@@ -187,7 +199,7 @@ func Setup(ctx context.Context, pool *pgxpool.Pool, cfg SetupConfig) (SetupRepor
 		return r, err
 	}
 	if cfg.Snapshot {
-		if err := setupSnapshots(ctx, pool, tx, cfg, tables, &r); err != nil {
+		if err := setupSnapshots(ctx, tx, cfg, tables, &r); err != nil {
 			return r, err
 		}
 	}
@@ -210,7 +222,7 @@ func Setup(ctx context.Context, pool *pgxpool.Pool, cfg SetupConfig) (SetupRepor
 // those just added to the publication. The requests commit before the slot
 // exists, so a Setup that fails in between leaves them pending for the
 // next one.
-func setupSnapshots(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx, cfg SetupConfig, tables []qualifiedTable, r *SetupReport) error {
+func setupSnapshots(ctx context.Context, tx pgx.Tx, cfg SetupConfig, tables []qualifiedTable, r *SetupReport) error {
 	var version int
 	if err := tx.QueryRow(ctx, "SELECT current_setting('server_version_num')::int / 10000").Scan(&version); err != nil {
 		return fmt.Errorf("cdc setup: read server version: %w", err)
@@ -218,15 +230,6 @@ func setupSnapshots(ctx context.Context, pool *pgxpool.Pool, tx pgx.Tx, cfg Setu
 	if version < 14 {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("PostgreSQL %d cannot run snapshots (they need 14 or later): only changes from now on are captured", version))
 		return nil
-	}
-	// The migration runs on connections of its own and commits at once;
-	// tx, read committed, sees the table from its next statement.
-	applied, err := MigrateSnapshotTable(ctx, pool)
-	if err != nil {
-		return fmt.Errorf("cdc setup: %w", err)
-	}
-	for _, m := range applied {
-		r.Actions = append(r.Actions, "applied migration "+m+" (the snapshot table ficus.cdc_snapshot)")
 	}
 	var slotExists bool
 	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)", cfg.Slot).Scan(&slotExists); err != nil {
