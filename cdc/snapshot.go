@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ficuslabs/ficus/internal/ctxsleep"
+	"github.com/ficuslabs/ficus/migrate"
 )
 
 // OpRead is the operation of a snapshot row: a row that existed before
@@ -39,22 +40,6 @@ const (
 	DefaultSnapshotChunkSize = 4096
 	DefaultSnapshotPoll      = 5 * time.Second
 )
-
-// snapshotTableSQL creates the table that holds each slot's snapshot
-// requests and their progress, in the captured database.
-const snapshotTableSQL = `
-CREATE SCHEMA IF NOT EXISTS ficus;
-CREATE TABLE IF NOT EXISTS ficus.cdc_snapshot (
-    slot         text        NOT NULL,
-    table_name   text        NOT NULL,
-    state        text        NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'running', 'done')),
-    last_key     text[],
-    rows_read    bigint      NOT NULL DEFAULT 0,
-    requested_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    finished_at  timestamptz,
-    PRIMARY KEY (slot, table_name)
-);
-COMMENT ON TABLE ficus.cdc_snapshot IS 'ficus cdc: snapshots requested per slot and table, and how far each got';`
 
 // requestSnapshotSQL (re)starts the snapshot of one table for a slot.
 const requestSnapshotSQL = `
@@ -91,6 +76,13 @@ SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
  WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
  ORDER BY a.attnum`
 
+// snapshotPartitionNamesSQL says whether $1 is a partitioned table whose
+// changes publication $2 publishes under its partitions' names: the
+// watermarks would then not match its snapshot rows with its changes.
+const snapshotPartitionNamesSQL = `
+SELECT c.relkind = 'p' AND NOT coalesce((SELECT pubviaroot FROM pg_publication WHERE pubname = $2), true)
+  FROM pg_class c WHERE c.oid = $1::regclass`
+
 // snapshotXIPSQL lists the transactions in progress now.
 const snapshotXIPSQL = `SELECT coalesce(array_agg(x::text), '{}') FROM pg_snapshot_xip(pg_current_snapshot()) x`
 
@@ -119,9 +111,8 @@ type TableSnapshot struct {
 // each table (schema.table) as OpRead events, from the start, even when a
 // snapshot of it ran before. A running reader picks the request up within
 // ReaderConfig.SnapshotPoll; the tables are read one after another, in the
-// order requested, while the stream goes on. It creates ficus's snapshot
-// table in the database when missing, which needs CREATE on the database
-// the first time.
+// order requested, while the stream goes on. Like Setup, it applies the
+// migrations of ficus's snapshot table (see MigrateSnapshotTable) first.
 func RequestSnapshot(ctx context.Context, pool *pgxpool.Pool, slot string, tables []string) error {
 	if err := validateSlotName(slot); err != nil {
 		return err
@@ -130,6 +121,9 @@ func RequestSnapshot(ctx context.Context, pool *pgxpool.Pool, slot string, table
 	parsed, err := cfg.tables()
 	if err != nil {
 		return err
+	}
+	if _, err := MigrateSnapshotTable(ctx, pool); err != nil {
+		return fmt.Errorf("cdc snapshot: %w", err)
 	}
 	tx, err := pool.Begin(ctx)
 	if err != nil {
@@ -154,13 +148,35 @@ func RequestSnapshot(ctx context.Context, pool *pgxpool.Pool, slot string, table
 	return nil
 }
 
-// requestSnapshots creates the snapshot table if needed and requests the
-// snapshot of tables, inside tx.
-func requestSnapshots(ctx context.Context, tx pgx.Tx, slot string, tables []qualifiedTable) error {
-	if _, err := tx.Exec(ctx, snapshotTableSQL); err != nil {
-		return privilegeHint("create the snapshot table ficus.cdc_snapshot", err,
-			"a role with CREATE on the database can run ficus cdc setup once, or create the schema ficus and grant it to this role")
+// MigrateSnapshotTable creates or updates ficus.cdc_snapshot, the table in
+// the captured database that holds each slot's snapshot requests and their
+// progress, by applying the pending migrations of package migrate's cdc
+// set (the same that "ficus migrate up" applies), and returns the names of
+// those it applied. A table made by an older ficus without a migration is
+// adopted as it is.
+//
+// The first time, the role needs CREATE on the database (for the schema
+// ficus) or on the schema ficus; afterwards, INSERT, UPDATE, SELECT and
+// DELETE on the table suffice.
+func MigrateSnapshotTable(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
+	applied, err := migrate.UpCDC(ctx, pool)
+	names := make([]string, len(applied))
+	for i, m := range applied {
+		names[i] = m.Name
 	}
+	const hint = "a role with CREATE on the database can run ficus cdc setup (or ficus migrate up) against it once"
+	switch {
+	case errors.Is(err, migrate.ErrPrivilege):
+		return names, fmt.Errorf("%w to create the snapshot table ficus.cdc_snapshot: %w; %s", ErrPrivilege, err, hint)
+	case err != nil:
+		return names, privilegeHint("create the snapshot table ficus.cdc_snapshot", err, hint)
+	}
+	return names, nil
+}
+
+// requestSnapshots requests the snapshot of tables, inside tx; the snapshot
+// table must exist (MigrateSnapshotTable).
+func requestSnapshots(ctx context.Context, tx pgx.Tx, slot string, tables []qualifiedTable) error {
 	for _, t := range tables {
 		if _, err := tx.Exec(ctx, requestSnapshotSQL, slot, t.String()); err != nil {
 			return privilegeHint("request a snapshot of "+t.String(), err,
@@ -516,6 +532,14 @@ func (p snapshotPlan) eventKey(i int) bool {
 // two watermarks and waits until the reader delivered them. It returns how
 // many rows it read and the key to continue after.
 func (s *snapshotter) chunk(ctx context.Context, table qualifiedTable, lastKey []string) (int, []string, error) {
+	var partitionNames bool
+	if err := s.conn.QueryRow(ctx, snapshotPartitionNamesSQL, table.sql(), publicationIdent(s.r.cfg.Publication)).Scan(&partitionNames); err != nil {
+		return 0, nil, fmt.Errorf("read table: %w", err)
+	}
+	if partitionNames {
+		return 0, nil, fmt.Errorf("%w: publication %s publishes the changes of partitioned table %s under its partitions' names (publish_via_partition_root is off), so its snapshot rows could overwrite newer changes; run ficus cdc setup again, which sets it",
+			ErrInvalidConfig, displayIdent(publicationIdent(s.r.cfg.Publication)), table)
+	}
 	cols, err := s.columns(ctx, table)
 	if err != nil {
 		return 0, nil, err

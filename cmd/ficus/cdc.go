@@ -132,15 +132,20 @@ func (a *app) cdcStatusCommand(f *cdcFlags) *cobra.Command {
 			}
 			defer pool.Close()
 			st, err := cdc.Status(cmd.Context(), pool, f.slot, f.publication)
+			if errors.Is(err, cdc.ErrInvalidConfig) {
+				return usageError{err}
+			}
 			if err != nil {
 				return err
 			}
 			st.WriteText(a.stdout)
+			// Exit 3: the slot is unhealthy; 1 (above): it could not be
+			// checked.
 			switch {
 			case !st.Exists:
-				return fmt.Errorf("slot %s does not exist: run \"ficus cdc setup\"", f.slot)
+				return unhealthyError{fmt.Errorf("slot %s does not exist: run \"ficus cdc setup\"", f.slot)}
 			case st.Lost:
-				return fmt.Errorf("%w: recover with: %s", cdc.ErrSlotLost, st.RecoveryCommand)
+				return unhealthyError{fmt.Errorf("%w: recover with: %s", cdc.ErrSlotLost, st.RecoveryCommand)}
 			}
 			return nil
 		},

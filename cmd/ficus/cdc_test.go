@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/ficuslabs/ficus/cloudevent"
 	"github.com/ficuslabs/ficus/internal/pgtest"
@@ -99,7 +102,101 @@ func TestCDCCommands(t *testing.T) {
 	if code, out, errOut := ficus(t, append([]string{"cdc", "teardown"}, args...)...); code != 0 {
 		t.Fatalf("teardown: exit %d\n%s%s", code, out, errOut)
 	}
-	if code, _, _ := ficus(t, append([]string{"cdc", "status"}, args...)...); code == 0 {
-		t.Fatal("status of a dropped slot exits 0")
+	if code, _, _ := ficus(t, append([]string{"cdc", "status"}, args...)...); code != 3 {
+		t.Fatalf("status of a dropped slot exits %d, want 3", code)
+	}
+}
+
+// cdc status exits 0 for a healthy slot, 3 for a missing one (unhealthy),
+// 1 when it cannot check, and 2 for a usage error.
+func TestCDCStatusExitCodes(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `CREATE TABLE public.items (id bigint PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("FICUS_DATABASE_URL", db.URL)
+	args := []string{"--slot", "health", "--publication", "health"}
+	if code, out, errOut := ficus(t, append([]string{"cdc", "status"}, args...)...); code != 3 || !strings.Contains(errOut, "does not exist") {
+		t.Errorf("status of a missing slot: exit %d, want 3\n%s%s", code, out, errOut)
+	}
+	// A pool of one connection is enough for setup, snapshot table
+	// migration included.
+	u, err := url.Parse(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("pool_max_conns", "1")
+	u.RawQuery = q.Encode()
+	if code, out, errOut := ficus(t, append([]string{"cdc", "setup", "--tables", "public.items", "--database-url", u.String()}, args...)...); code != 0 || !strings.Contains(out, "applied migration") {
+		t.Fatalf("setup: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := ficus(t, append([]string{"cdc", "status"}, args...)...); code != 0 {
+		t.Errorf("status of a healthy slot: exit %d, want 0\n%s%s", code, out, errOut)
+	}
+	for _, c := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"cdc", "status", "--slot", "Bad-Name"}, 2},
+		{[]string{"cdc", "status", "--no-such-flag"}, 2},
+		{[]string{"cdc", "status", "--database-url", "postgres://nobody@127.0.0.1:1/none?connect_timeout=5", "--slot", "health"}, 1},
+	} {
+		if code, out, errOut := ficus(t, c.args...); code != c.want {
+			t.Errorf("ficus %v: exit %d, want %d\n%s%s", c.args, code, c.want, out, errOut)
+		}
+	}
+	if code, out, errOut := ficus(t, append([]string{"cdc", "teardown"}, args...)...); code != 0 {
+		t.Fatalf("teardown: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// A role that may not create the schema ficus gets, from cdc setup, the
+// statements that let it, and nothing is half done: no slot.
+func TestCDCSetupWithoutCreatePrivilege(t *testing.T) {
+	db := pgtest.New(t)
+	ctx := context.Background()
+	role := "ficus_nocreate_" + strings.TrimPrefix(db.Name, "ficus_test_")
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(context.Background(), pgtest.Server(t))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close(context.Background())
+		conn.Exec(context.Background(), "DROP ROLE IF EXISTS "+role)
+	})
+	if _, err := db.Pool.Exec(ctx, `
+		CREATE TABLE public.items (id bigint PRIMARY KEY);
+		CREATE PUBLICATION nocreate FOR TABLE public.items;
+		CREATE ROLE `+role+` LOGIN REPLICATION PASSWORD 'pw';
+		GRANT SELECT ON public.items TO `+role+`;
+		REVOKE CREATE ON DATABASE `+db.Name+` FROM PUBLIC;`); err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(role, "pw")
+	t.Setenv("FICUS_DATABASE_URL", u.String())
+	code, out, errOut := ficus(t, "cdc", "setup", "--slot", "nocreate", "--publication", "nocreate", "--tables", "public.items")
+	if code != 1 || !strings.Contains(errOut, "insufficient privilege") || !strings.Contains(errOut, "CREATE SCHEMA ficus; GRANT USAGE, CREATE ON SCHEMA ficus TO "+role) {
+		t.Fatalf("setup without CREATE: exit %d, want 1 and the statements to run\n%s%s", code, out, errOut)
+	}
+	var slots int
+	if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'nocreate'").Scan(&slots); err != nil || slots != 0 {
+		t.Fatalf("%d slots (%v) after the failed setup, want none", slots, err)
+	}
+	if _, err := db.Pool.Exec(ctx, "CREATE SCHEMA ficus AUTHORIZATION "+role); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = ficus(t, "cdc", "setup", "--slot", "nocreate", "--publication", "nocreate", "--tables", "public.items")
+	if code != 0 || !strings.Contains(out, "applied migration cdc/00001_cdc_snapshot.sql") {
+		t.Fatalf("setup once the schema is the role's: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := ficus(t, "cdc", "teardown", "--slot", "nocreate", "--keep-publication"); code != 0 {
+		t.Fatalf("teardown: exit %d\n%s%s", code, out, errOut)
 	}
 }

@@ -18,7 +18,9 @@ func (a *app) migrateCommand() *cobra.Command {
 		Long: `ficus keeps its tables in the schema "ficus", apart from the application's,
 with embedded versioned migrations. Run "ficus migrate up" before starting
 components that store state in PostgreSQL; it is safe to run from several
-replicas at once.`,
+replicas at once. It also applies the migrations of the table ficus cdc
+keeps in a database it captures (ficus.cdc_snapshot, with a version table
+of its own), which "ficus cdc setup" applies by itself.`,
 	}
 	databaseFlag(cmd.PersistentFlags(), &url, "of the database ficus keeps its state in")
 	up := &cobra.Command{

@@ -48,6 +48,10 @@ func (a *app) run(ctx context.Context, args []string) int {
 		if errors.As(err, &usage) {
 			return 2
 		}
+		var unhealthy unhealthyError
+		if errors.As(err, &unhealthy) {
+			return 3
+		}
 		return 1
 	}
 	return 0
@@ -55,6 +59,10 @@ func (a *app) run(ctx context.Context, args []string) int {
 
 // usageError marks a command line the user has to correct.
 type usageError struct{ error }
+
+// unhealthyError is a status command's answer that what it checked is
+// unhealthy (exit code 3), as opposed to failing to check (1).
+type unhealthyError struct{ error }
 
 func (a *app) rootCommand() *cobra.Command {
 	root := &cobra.Command{
