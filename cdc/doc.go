@@ -47,4 +47,11 @@
 //	ficus_cdc_deliver_seconds         histogram  duration of Deliver calls
 //	ficus_cdc_acknowledged_lsn        gauge      end LSN of the last acknowledged
 //	                                             transaction, as a number
+//	ficus_cdc_held_bytes              gauge      pgoutput bytes of the changes held in
+//	                                             memory, decoded and not yet acknowledged
+//	ficus_cdc_spool_bytes             gauge      bytes of streamed transactions waiting
+//	                                             in ReaderConfig.SpoolDir until they end
+//	ficus_cdc_streamed_transactions_total{outcome}
+//	                                  counter    streamed transactions that ended,
+//	                                             committed or aborted
 package cdc

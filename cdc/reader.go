@@ -232,12 +232,14 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 		errs = append(errs, errors.New("SnapshotPoll must not be negative (zero means the default)"))
 	}
 	cfg.SnapshotPoll = cmp.Or(cfg.SnapshotPoll, DefaultSnapshotPoll)
-	cfg.SpoolDir = cmp.Or(cfg.SpoolDir, os.TempDir())
-	if info, err := os.Stat(cfg.SpoolDir); err != nil {
-		errs = append(errs, fmt.Errorf("SpoolDir: %w (create the directory or choose another)", err))
-	} else if !info.IsDir() {
-		errs = append(errs, fmt.Errorf("SpoolDir: %s is not a directory", cfg.SpoolDir))
+	if cfg.SpoolDir != "" {
+		if info, err := os.Stat(cfg.SpoolDir); err != nil {
+			errs = append(errs, fmt.Errorf("SpoolDir: %w (create the directory or choose another)", err))
+		} else if !info.IsDir() {
+			errs = append(errs, fmt.Errorf("SpoolDir: %s is not a directory", cfg.SpoolDir))
+		}
 	}
+	cfg.SpoolDir = cmp.Or(cfg.SpoolDir, os.TempDir())
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("cdc reader config: %w", err)
 	}
