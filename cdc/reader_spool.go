@@ -59,8 +59,8 @@ func (r *Reader) replay(ctx context.Context, s *session, tx *spooledTx, queue ch
 		}
 		if r.cfg.PartSize > 0 {
 			if part, ok := r.dec.TakePart(r.cfg.PartSize); ok {
-				if err := r.enqueue(ctx, s, part, queue); err != nil {
-					return err
+				if err := r.enqueue(ctx, s, part, queue); err != nil || ctx.Err() != nil {
+					return err // stopped: the next session receives it again
 				}
 			}
 		}
