@@ -216,6 +216,9 @@ func TestReaderDeliversStreamedTransactionsInParts(t *testing.T) {
 	if v, ok := metricValue(cfg.Metrics, "ficus_cdc_spool_bytes"); !ok || v != 0 {
 		t.Errorf("ficus_cdc_spool_bytes = %v (present %v) after every transaction ended, want 0", v, ok)
 	}
+	if r.spool.mostOpen < 2 {
+		t.Errorf("at most %d streamed transaction(s) open at once: the test did not exercise interleaved streams", r.spool.mostOpen)
+	}
 }
 
 func beginOn(t *testing.T, f *replFixture) pgx.Tx {

@@ -60,6 +60,8 @@ type spool struct {
 	r   *bufio.Reader
 	hdr [spoolHeader]byte
 
+	// mostOpen is the most transactions that were open at once.
+	mostOpen int
 	// bytes counts the bytes in the files of open transactions.
 	bytes atomic.Int64
 	// committed and aborted count streamed transactions by how they ended.
@@ -192,6 +194,7 @@ func (s *spool) start(walStart pglogrepl.LSN, msg []byte) error {
 			t.name = f.Name()
 		}
 		s.streams[xid] = t
+		s.mostOpen = max(s.mostOpen, len(s.streams))
 	}
 	s.cur = t
 	if s.w == nil {
