@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -370,5 +371,22 @@ func TestReaderRedeliversStreamedTransactionAfterPartFails(t *testing.T) {
 	}
 	if got := f.confirmedAfterStop(); got != tx.EndLSN {
 		t.Errorf("confirmed %s, want the transaction's end %s", got, tx.EndLSN)
+	}
+}
+
+func TestNewReaderChecksSpoolDir(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{filepath.Join(t.TempDir(), "missing"), file} {
+		_, err := NewReader(ReaderConfig{
+			ConnString: "postgres://127.0.0.1/db", Slot: "s", Publication: "p",
+			Deliver: func(context.Context, Tx) error { return nil }, SpoolDir: dir,
+		})
+		if err == nil || !strings.Contains(err.Error(), "SpoolDir") {
+			t.Errorf("SpoolDir %s: %v, want an error naming SpoolDir", dir, err)
+		}
 	}
 }
