@@ -11,24 +11,36 @@
 #   ficus-nats       ficus cdc run --sink nats://..., JetStream on an embedded
 #                    nats-server (bench/cdcbench nats)
 #
-# Workloads: "big", one transaction of BENCH_CDC_ROWS rows; "small",
+# Workloads: "big", one transaction of each of BENCH_CDC_BIG_ROWS rows,
+# drained streamed and not streamed (BENCH_CDC_STREAMING); "small",
 # BENCH_CDC_ROWS one-row transactions. For each: a template slot is created,
 # the workload committed once and its end LSN recorded; then every contender,
 # one at a time, drains its own copy of the template slot (same start, same
 # changes, same plugin options as ficus) until it has consumed every row, and
-# rows/s = rows / time from its start. Then the commit-to-CRM latency: ficus
+# rows/s = rows / time from its start, and its peak resident memory (RSS).
+# Then the commit-to-CRM latency: ficus
 # cdc run into a webhook receiver while a writer commits one-row transactions
 # at BENCH_CDC_RATE per second. The table goes to stdout and to
 # bench/results/cdc.md. See bench/README.md.
 #
 # Environment (defaults in brackets):
-#   BENCH_CDC_ROWS       rows per workload [200000]
+#   BENCH_CDC_ROWS       rows of the small workload [200000]
+#   BENCH_CDC_BIG_ROWS   rows of the big workload's transaction, one run
+#                        each ["500000 5000000"]
+#   BENCH_CDC_STREAMING  how contenders drain the big workload: "streamed"
+#                        (their walsender's logical_decoding_work_mem is
+#                        BENCH_CDC_STREAMED_WORK_MEM [64MB, the server's
+#                        default], so a transaction larger than that comes
+#                        streamed, before its commit), "unstreamed"
+#                        (BENCH_CDC_UNSTREAMED_WORK_MEM [8GB]: sent after its
+#                        commit; the server holds it in memory meanwhile),
+#                        or both ["streamed unstreamed"]
 #   BENCH_CDC_WORKLOADS  "big", "small" or both ["big small"]
 #   BENCH_CDC_CONTENDERS which contenders, in table order [all five above]
 #   BENCH_CDC_ROUNDS     drains per contender and workload; the median rate
 #                        of those other work left alone is reported [1]
 #   BENCH_CDC_TIMEOUT    seconds one drain may take before it counts as
-#                        failed [300]
+#                        failed [300, and at least 1 per 2000 rows]
 #   BENCH_CDC_RATE       commits per second of the latency run [1000]
 #   BENCH_CDC_LATENCY_DURATION  how long the latency run writes [20s]
 #   BENCH_CDC_LATENCY_WARMUP    its first part, not measured [2s]
@@ -69,6 +81,11 @@ next_port=19080 # the first port free_port tries
 # ---------------------------------------------------------------- settings
 
 rows="${BENCH_CDC_ROWS:-200000}"
+small_rows="$rows"
+big_rows="${BENCH_CDC_BIG_ROWS:-500000 5000000}"
+streaming="${BENCH_CDC_STREAMING:-streamed unstreamed}"
+streamed_mem="${BENCH_CDC_STREAMED_WORK_MEM:-64MB}"
+unstreamed_mem="${BENCH_CDC_UNSTREAMED_WORK_MEM:-8GB}"
 workloads="${BENCH_CDC_WORKLOADS:-big small}"
 contenders="${BENCH_CDC_CONTENDERS:-pg_recvlogical bare ficus-null ficus-jsonl ficus-nats}"
 rounds="${BENCH_CDC_ROUNDS:-1}"
@@ -80,9 +97,17 @@ do_latency="${BENCH_CDC_LATENCY:-1}"
 out="${BENCH_CDC_OUT:-bench/results/cdc.md}"
 GO="${GO:-go}"
 
-if ! [[ "$rows" =~ ^[1-9][0-9]*$ ]] || [ "$rows" -gt 10000000 ]; then
-	die "BENCH_CDC_ROWS=$rows: want a number of rows from 1 to 10000000"
-fi
+for n in $rows $big_rows; do
+	if ! [[ "$n" =~ ^[1-9][0-9]*$ ]] || [ "$n" -gt 10000000 ]; then
+		die "BENCH_CDC_ROWS=$rows BENCH_CDC_BIG_ROWS=$big_rows: want numbers of rows from 1 to 10000000"
+	fi
+done
+for m in $streaming; do
+	[[ "$m" == streamed || "$m" == unstreamed ]] || die "BENCH_CDC_STREAMING: unknown mode '$m' (want streamed and/or unstreamed)"
+done
+for knob in streamed_mem unstreamed_mem; do
+	[[ "${!knob}" =~ ^[1-9][0-9]*(kB|MB|GB)$ ]] || die "${knob}=${!knob}: want a size such as 64MB"
+done
 for w in $workloads; do
 	[[ "$w" == big || "$w" == small ]] || die "BENCH_CDC_WORKLOADS: unknown workload '$w' (want big and/or small)"
 done
@@ -310,6 +335,28 @@ fi
 
 # -------------------------------------------------------------- contenders
 
+# mode is how the current run drains: streamed, unstreamed, or "" (the
+# server's setting).
+mode=""
+# with_work_mem URL adds the logical_decoding_work_mem of the current mode
+# to a connection URL (as libpq's "options", which pgx passes on too).
+with_work_mem() {
+	local mem=""
+	case "$mode" in
+	streamed) mem="$streamed_mem" ;;
+	unstreamed) mem="$unstreamed_mem" ;;
+	*)
+		echo "$1"
+		return
+		;;
+	esac
+	local sep='?'
+	[[ "$1" == *\?* ]] && sep='&'
+	echo "$1${sep}options=-c%20logical_decoding_work_mem%3D$mem"
+}
+# run_timeout prints the seconds a drain of $rows rows may take.
+run_timeout() { echo $((drain_timeout > rows / 2000 ? drain_timeout : rows / 2000)); }
+
 # Each drain_CONTENDER SLOT WORKLOAD TAG drains SLOT up to the workload's
 # end and sets $elapsed_ns, or returns non-zero with $note set.
 
@@ -319,28 +366,33 @@ drain_pg_recvlogical() {
 		note="n/a (no pg_recvlogical)"
 		return 1
 	fi
+	local rss=("$cdcbench" rss -out "$work/$3.rss" --)
+	# Inside the container, the peak would be docker exec's.
+	[ "${recvlogical[0]}" = docker ] && rss=()
 	t0="$(now_ns)"
-	if ! on "$cpu_proxy" timeout -k 5 "$drain_timeout" "${recvlogical[@]}" -d "$recv_url" -S "$slot" --start \
-		--endpos "$end_lsn" --no-loop -f /dev/null "${plugin_options[@]}" >"$work/$3.log" 2>&1; then
+	if ! on "$cpu_proxy" timeout -k 5 "$(run_timeout)" "${rss[@]}" "${recvlogical[@]}" -d "$(with_work_mem "$recv_url")" \
+		-S "$slot" --start --endpos "$end_lsn" --no-loop -f /dev/null "${plugin_options[@]}" >"$work/$3.log" 2>&1; then
 		log_tail "$3"
 		note="failed (see the log above)"
 		return 1
 	fi
 	t1="$(now_ns)"
 	elapsed_ns=$((t1 - t0))
+	rss_kb="$(field peak_rss_kb "$(cat "$work/$3.rss" 2>/dev/null)")"
 }
 
 drain_bare() {
 	local slot="$1" t0 t1
 	t0="$(now_ns)"
-	if ! on "$cpu_proxy" "$cdcbench" drain -db "$pg_url" -slot "$slot" -publication "$publication" \
-		-rows "$rows" -timeout "${drain_timeout}s" >"$work/$3.log" 2>&1; then
+	if ! on "$cpu_proxy" "$cdcbench" rss -out "$work/$3.rss" -- "$cdcbench" drain -db "$(with_work_mem "$pg_url")" \
+		-slot "$slot" -publication "$publication" -rows "$rows" -timeout "$(run_timeout)s" >"$work/$3.log" 2>&1; then
 		log_tail "$3"
 		note="failed (see the log above)"
 		return 1
 	fi
 	t1="$(now_ns)"
 	elapsed_ns=$((t1 - t0))
+	rss_kb="$(field peak_rss_kb "$(cat "$work/$3.rss" 2>/dev/null)")"
 }
 
 # drain_ficus SINK SLOT WORKLOAD TAG runs ficus cdc run into SINK until its
@@ -353,12 +405,12 @@ drain_ficus() {
 	fi
 	free_port mport
 	t0="$(now_ns)"
-	spawn "$tag" "$cpu_proxy" env -u FICUS_DATABASE_URL "$ficus" cdc run --database-url "$pg_url" \
+	spawn "$tag" "$cpu_proxy" env -u FICUS_DATABASE_URL "$ficus" cdc run --database-url "$(with_work_mem "$pg_url")" \
 		--slot "$slot" --publication "$publication" --sink "$sink" --heartbeat=-1s \
 		--metrics-listen "127.0.0.1:$mport"
 	pid="$spawned"
 	line="$(on "$cpu_load" "$cdcbench" await -metrics "http://127.0.0.1:$mport/metrics" -rows "$rows" \
-		-pid "$pid" -timeout "${drain_timeout}s" 2>"$work/$tag-await.err")" || rc=$?
+		-pid "$pid" -timeout "$(run_timeout)s" 2>"$work/$tag-await.err")" || rc=$?
 	stop_pids "$pid"
 	forget "$pid"
 	if [ "$rc" -ne 0 ]; then
@@ -368,6 +420,8 @@ drain_ficus() {
 		return 1
 	fi
 	elapsed_ns=$(($(field done_ns "$line") - t0))
+	rss_kb="$(field peak_rss_kb "$line")"
+	streamed_txs="$(field streamed "$line")"
 }
 
 drain_ficus-null() { drain_ficus null: "$@"; }
@@ -398,7 +452,7 @@ nats_seq=0
 
 # ------------------------------------------------------------- measuring
 
-declare -A rate_of other_of notes
+declare -A rate_of other_of rss_of notes
 slot_of() { printf 'ficus_bench_run_%s' "${1//-/_}"; }
 
 # drain_once CONTENDER SLOT WORKLOAD TAG copies the template slot to SLOT
@@ -411,8 +465,8 @@ drain_once() {
 	"drain_$1" "$2" "$3" "$4"
 }
 
-# measure_round WORKLOAD ROUND: every contender drains its copy of the
-# template slot once.
+# measure_round RUN ROUND: every contender drains its copy of the
+# template slot once. RUN names the workload, its rows and the mode.
 measure_round() {
 	local w="$1" round="$2" c slot tag r
 	for c in $contenders; do
@@ -420,8 +474,8 @@ measure_round() {
 		slot="$(slot_of "$c")"
 		tag="$c-$w-$round"
 		wait_quiet
-		say "$w workload, round $round: $c"
-		note=""
+		say "$w, round $round: $c"
+		note="" rss_kb="" streamed_txs=""
 		if ! accounted drain_once "$c" "$slot" "$w" "$tag"; then
 			notes[$c.$w]="${note:-failed}"
 			say "$c: ${notes[$c.$w]}"
@@ -429,33 +483,56 @@ measure_round() {
 		fi
 		on "$cpu_load" "$cdcbench" slots -db "$pg_url" -drop "$slot" >/dev/null || true
 		r="$(awk -v n="$rows" -v ns="$elapsed_ns" 'BEGIN { printf "%.0f", n / (ns / 1e9) }')"
-		echo "$r $other" >>"$work/rounds-$c-$w"
-		say "$c: $rows rows in $(awk -v ns="$elapsed_ns" 'BEGIN { printf "%.3f", ns / 1e9 }')s = $r rows/s (other work: $other% of the CPUs)"
+		echo "$r $other ${rss_kb:--}" >>"$work/rounds-$c-$w"
+		[ -n "$streamed_txs" ] && streamed_of[$w]="$streamed_txs"
+		say "$c: $rows rows in $(awk -v ns="$elapsed_ns" 'BEGIN { printf "%.3f", ns / 1e9 }')s = $r rows/s, peak RSS ${rss_kb:-?} KiB (other work: $other% of the CPUs)"
 	done
 }
+declare -A streamed_of
 
+# runs lists every measured run as KIND-ROWS-MODE: the big workload once
+# per row count and mode, the small one once.
 declare -A workload_note
+runs=()
 for w in $workloads; do
-	template="ficus_bench_tpl_$w"
-	on "$cpu_load" "$cdcbench" slots -db "$pg_url" -drop-prefix ficus_bench_ -create "$template" >/dev/null ||
-		die "creating the template slot failed"
-	say "$w workload: committing $rows rows"
-	line="$(on "$cpu_load" "$cdcbench" workload -db "$pg_url" -kind "$w" -rows "$rows")" || die "the $w workload failed"
-	end_lsn="$(field end_lsn "$line")"
-	workload_note[$w]="committed in $(field seconds "$line")s, end LSN $end_lsn"
-	say "$w workload: ${workload_note[$w]}"
-	for ((round = 1; round <= rounds; round++)); do measure_round "$w" "$round"; done
+	if [ "$w" = big ]; then
+		for n in $big_rows; do
+			for m in $streaming; do runs+=("big-$n-$m"); done
+		done
+	else
+		runs+=("small-$small_rows-default")
+	fi
+done
+committed=""
+for run in "${runs[@]}"; do
+	IFS=- read -r kind rows mode <<<"$run"
+	[ "$mode" = default ] && mode=""
+	template="ficus_bench_tpl_${kind}_$rows"
+	if [ "$committed" != "$kind-$rows" ]; then
+		# A new workload; the drains of its other mode reuse it.
+		on "$cpu_load" "$cdcbench" slots -db "$pg_url" -drop-prefix ficus_bench_ -create "$template" >/dev/null ||
+			die "creating the template slot failed"
+		say "$kind workload: committing $rows rows"
+		line="$(on "$cpu_load" "$cdcbench" workload -db "$pg_url" -kind "$kind" -rows "$rows")" || die "the $kind workload failed"
+		end_lsn="$(field end_lsn "$line")"
+		note_line="committed in $(field seconds "$line")s, end LSN $end_lsn"
+		committed="$kind-$rows"
+		say "$kind workload: $note_line"
+	fi
+	workload_note[$run]="$note_line"
+	for ((round = 1; round <= rounds; round++)); do measure_round "$run" "$round"; done
 	for c in $contenders; do
-		[ -s "$work/rounds-$c-$w" ] || continue
+		[ -s "$work/rounds-$c-$run" ] || continue
 		# The round with the median rate stands for the contender, among
 		# the rounds other work left alone when there are any.
-		awk -v m="$max_other" '$2 <= m' "$work/rounds-$c-$w" >"$work/quiet"
-		[ -s "$work/quiet" ] || cp "$work/rounds-$c-$w" "$work/quiet"
-		read -r "rate_of[$c.$w]" "other_of[$c.$w]" < <(sort -g "$work/quiet" |
+		awk -v m="$max_other" '$2 <= m' "$work/rounds-$c-$run" >"$work/quiet"
+		[ -s "$work/quiet" ] || cp "$work/rounds-$c-$run" "$work/quiet"
+		read -r "rate_of[$c.$run]" "other_of[$c.$run]" "rss_of[$c.$run]" < <(sort -g "$work/quiet" |
 			sed -n "$((($(wc -l <"$work/quiet") + 1) / 2))p")
 	done
-	on "$cpu_load" "$cdcbench" slots -db "$pg_url" -drop-prefix ficus_bench_ >/dev/null || true
 done
+on "$cpu_load" "$cdcbench" slots -db "$pg_url" -drop-prefix ficus_bench_ >/dev/null || true
+mode=""
 
 # ---------------------------------------------------------------- latency
 
@@ -544,11 +621,24 @@ goal() {
 	}'
 }
 
+# workload_title RUN describes a run of runs.
 workload_title() {
-	case "$1" in
-	big) echo "one $(fmt_int "$rows")-row transaction" ;;
-	small) echo "$(fmt_int "$rows") one-row transactions" ;;
+	local kind n m
+	IFS=- read -r kind n m <<<"$1"
+	case "$kind-$m" in
+	big-streamed) echo "one $(fmt_int "$n")-row transaction, streamed (logical_decoding_work_mem $streamed_mem)" ;;
+	big-unstreamed) echo "one $(fmt_int "$n")-row transaction, not streamed (logical_decoding_work_mem $unstreamed_mem)" ;;
+	big-*) echo "one $(fmt_int "$n")-row transaction" ;;
+	small-*) echo "$(fmt_int "$n") one-row transactions" ;;
 	esac
+}
+# fmt_rss KIB prints a peak RSS in MiB, or n/a.
+fmt_rss() {
+	if [[ "$1" =~ ^[0-9]+$ ]]; then
+		awk -v k="$1" 'BEGIN { printf "%.0f MiB", k / 1024 }'
+	else
+		echo "n/a"
+	fi
 }
 
 report() {
@@ -562,23 +652,24 @@ report() {
 	echo "- PostgreSQL $server_version: $pg_source$([ "${BENCH_PG_DURABLE:-0}" = 1 ] || echo ', fsync off'); every contender streams pgoutput with $(field plugin_options "$prep" | tr ',' ' ')"
 	echo "- ${recv_note:-pg_recvlogical: n/a}; $("$GO" version | cut -d' ' -f3)"
 	echo "- method: per workload, one template slot before the workload; each contender drains a copy of it from the same start to the end of the workload; rows/s = rows / time from the contender's start (connecting included) until it consumed every row (pg_recvlogical: exits at --endpos; ficus: ficus_cdc_events_total reaches the row count, i.e. the sink acknowledged them); $rounds round(s), the median of those with at most ${max_other}% other work reported"
-	for w in $workloads; do
-		echo "- $w workload: ${workload_note[$w]}"
+	echo "- peak RSS: the contender's peak resident memory over its drain (VmHWM of ficus when it has delivered every row; ru_maxrss of pg_recvlogical and the bare loop); the server's own memory is not counted"
+	for w in "${runs[@]}"; do
+		echo "- $(workload_title "$w"): ${workload_note[$w]}$([ -n "${streamed_of[$w]:-}" ] && echo "; ficus received ${streamed_of[$w]} streamed transaction(s)")"
 	done
 	echo
-	echo "| contender | workload | rows/s | vs pg_recvlogical | goal | vs bare loop | other work |"
-	echo "|---|---|--:|--:|---|--:|--:|"
-	for w in $workloads; do
+	echo "| contender | workload | rows/s | vs pg_recvlogical | goal | vs bare loop | peak RSS | other work |"
+	echo "|---|---|--:|--:|---|--:|--:|--:|"
+	for w in "${runs[@]}"; do
 		base="${rate_of[pg_recvlogical.$w]:-}"
 		for c in $contenders; do
 			r="${rate_of[$c.$w]:-}"
 			if [ -z "$r" ]; then
-				echo "| $c | $(workload_title "$w") | ${notes[$c.$w]:-n/a (no result)} | | $(goal "$c" "$w" "") | | |"
+				echo "| $c | $(workload_title "$w") | ${notes[$c.$w]:-n/a (no result)} | | $(goal "$c" "$w" "") | | | |"
 				continue
 			fi
 			ratio="$(awk -v a="$r" -v b="$base" 'BEGIN { if (b == "" || b + 0 == 0) print ""; else printf "%.4f", a / b }')"
 			echo "| $c | $(workload_title "$w") | $(fmt_int "$r") | $(fmt_ratio "$r" "$base") | $(goal "$c" "$w" "$ratio") |" \
-				"$(fmt_ratio "$r" "${rate_of[bare.$w]:-}") | ${other_of[$c.$w]}% |"
+				"$(fmt_ratio "$r" "${rate_of[bare.$w]:-}") | $(fmt_rss "${rss_of[$c.$w]:-}") | ${other_of[$c.$w]}% |"
 		done
 	done
 	echo

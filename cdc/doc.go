@@ -20,7 +20,11 @@
 // while the rest of it still arrives (see [Tx.More] and
 // [Decoder.TakePart]); the slot moves past it only after its last part,
 // and every change keeps the position, and so the event id, it has in the
-// whole transaction.
+// whole transaction. A transaction the server streams before it commits
+// (larger than its logical_decoding_work_mem) waits in a spool file in
+// ReaderConfig.SpoolDir, not in memory, and is then delivered like any
+// other, in parts with PartSize: the memory the reader holds does not grow
+// with a transaction's size.
 //
 // [Change.Event] turns a change into a CloudEvent whose id, built from the
 // commit LSN and the change's position in its transaction, stays the same
@@ -47,4 +51,11 @@
 //	ficus_cdc_deliver_seconds         histogram  duration of Deliver calls
 //	ficus_cdc_acknowledged_lsn        gauge      end LSN of the last acknowledged
 //	                                             transaction, as a number
+//	ficus_cdc_held_bytes              gauge      pgoutput bytes of the changes held in
+//	                                             memory, decoded and not yet acknowledged
+//	ficus_cdc_spool_bytes             gauge      bytes of streamed transactions waiting
+//	                                             in ReaderConfig.SpoolDir until they end
+//	ficus_cdc_streamed_transactions_total{outcome}
+//	                                  counter    streamed transactions that ended,
+//	                                             committed or aborted
 package cdc

@@ -298,8 +298,8 @@ func TestOracleWal2json(t *testing.T) {
 	if err := run.stop(t); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if r.dec.streamedTx < 2 {
-		t.Errorf("%d transactions arrived streamed, want at least 2: the test did not exercise streaming", r.dec.streamedTx)
+	if streamedTxs(r) < 2 {
+		t.Errorf("%d transactions arrived streamed, want at least 2: the test did not exercise streaming", streamedTxs(r))
 	}
 
 	theirs := oracleWal2json(t, f.db.URL, w2jSlot, endLSN, schema)
@@ -313,7 +313,7 @@ func TestOracleWal2json(t *testing.T) {
 	}
 	oracleCompare(t, seed, ours, theirs)
 	oracleCheckCoverage(t, theirs, schema)
-	t.Logf("%d transactions with %d changes agree; %d arrived streamed", len(ours), oracleChangeCount(ours), r.dec.streamedTx)
+	t.Logf("%d transactions with %d changes agree; %d arrived streamed", len(ours), oracleChangeCount(ours), streamedTxs(r))
 }
 
 // oracleSeed returns the seed from FICUS_ORACLE_SEED, or a random one.

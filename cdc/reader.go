@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -112,13 +113,19 @@ type ReaderConfig struct {
 	// event id it has in the whole transaction. The slot is confirmed past
 	// the transaction only once its last part is acknowledged: a failure
 	// or a stop in between delivers the transaction again from its first
-	// change, with the same ids. Only transactions that are not streamed
-	// come in parts: Postgres sends those after they committed, while a
-	// streamed one (protocol 2, larger than logical_decoding_work_mem) may
-	// still abort and is delivered whole at its commit. Zero (the default)
-	// delivers every transaction whole; ficus cdc run uses
-	// DefaultPartSize.
+	// change, with the same ids. A streamed transaction (protocol 2, larger
+	// than the server's logical_decoding_work_mem), which may still abort,
+	// waits in SpoolDir until it commits and then comes in parts the same
+	// way. Zero (the default) delivers every transaction whole; ficus cdc
+	// run uses DefaultPartSize.
 	PartSize int
+	// SpoolDir is the directory where the reader keeps streamed
+	// transactions until they commit or abort, one file per transaction,
+	// so that memory does not grow with their size; it needs room for the
+	// largest transactions in progress at once (about their pgoutput
+	// size). The files are removed when created and freed when their
+	// transaction ends or the process exits. Defaults to os.TempDir().
+	SpoolDir string
 	// StatusInterval is how often the reader confirms its position to the
 	// server (it also answers at once when the server asks). After a crash
 	// the server sends again what was delivered since the last
@@ -166,7 +173,11 @@ type Reader struct {
 	log         *slog.Logger
 	metrics     *readerMetrics
 	dec         *Decoder
-	running     atomic.Bool
+	// spool keeps streamed transactions until they end; held counts
+	// what the reader holds in memory.
+	spool   *spool
+	held    heldBytes
+	running atomic.Bool
 
 	// acked is the end LSN of the last transaction every sink
 	// acknowledged (at first the slot's confirmed flush LSN); walEnd the
@@ -222,6 +233,14 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 		errs = append(errs, errors.New("SnapshotPoll must not be negative (zero means the default)"))
 	}
 	cfg.SnapshotPoll = cmp.Or(cfg.SnapshotPoll, DefaultSnapshotPoll)
+	if cfg.SpoolDir != "" {
+		if info, err := os.Stat(cfg.SpoolDir); err != nil {
+			errs = append(errs, fmt.Errorf("SpoolDir: %w (create the directory or choose another)", err))
+		} else if !info.IsDir() {
+			errs = append(errs, fmt.Errorf("SpoolDir: %s is not a directory", cfg.SpoolDir))
+		}
+	}
+	cfg.SpoolDir = cmp.Or(cfg.SpoolDir, os.TempDir())
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("cdc reader config: %w", err)
 	}
@@ -239,6 +258,7 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 		publication: publicationIdent(cfg.Publication),
 		log:         cfg.Logger.With("component", "cdc", "slot", cfg.Slot),
 		dec:         NewDecoder(),
+		spool:       newSpool(cfg.SpoolDir, cfg.Slot, cfg.Metrics),
 	}
 	// Domain columns take their base type's encoding, looked up on a
 	// normal connection.
@@ -354,6 +374,8 @@ func (r *Reader) Run(ctx context.Context) error {
 		cancel()
 	}
 	r.pending.reset()
+	r.held.reset()
+	r.spool.reset()
 	r.log.Info("replication stopped", "acknowledged_lsn", pglogrepl.LSN(r.acked.Load()))
 	switch {
 	case deliverErr != nil:
@@ -451,6 +473,8 @@ func (r *Reader) start(ctx context.Context, s *session) error {
 
 	r.dec.Reset()
 	r.pending.reset()
+	r.held.reset()
+	r.spool.reset()
 	r.acked.Store(uint64(start))
 	s.received = start
 	s.nextStatus = time.Now().Add(r.cfg.StatusInterval)
@@ -568,6 +592,10 @@ func (r *Reader) handle(ctx context.Context, s *session, msg pgproto3.BackendMes
 			if uint64(xld.ServerWALEnd) > r.walEnd.Load() {
 				r.walEnd.Store(uint64(xld.ServerWALEnd))
 			}
+			if taken, err := r.spoolStream(ctx, s, xld.WALStart, xld.WALData, queue); taken || err != nil {
+				return err
+			}
+			r.held.add(len(xld.WALData))
 			tx, ok, err := r.dec.Decode(xld.WALStart, xld.WALData)
 			if err != nil {
 				return fmt.Errorf("decode message at %s: %w", xld.WALStart, err)
@@ -601,6 +629,7 @@ func (r *Reader) enqueue(ctx context.Context, s *session, tx Tx, queue chan<- Tx
 		}
 	}
 	r.pending.push(tx.CommitTime)
+	r.held.push()
 	return waitSend(ctx, r, s, queue, tx)
 }
 
@@ -723,6 +752,7 @@ func (r *Reader) deliver(ctx context.Context, batch []Tx) error {
 				r.acked.Store(end)
 			}
 			r.pending.pop()
+			r.held.pop()
 		}
 		return nil
 	}
@@ -906,6 +936,7 @@ func newReaderMetrics(set *metrics.Set, r *Reader) *readerMetrics {
 	set.GetOrCreateGauge("ficus_cdc_acknowledged_lsn", func() float64 {
 		return float64(r.acked.Load())
 	})
+	registerHeldMetric(set, r)
 	m := &readerMetrics{
 		set:             set,
 		transactions:    set.GetOrCreateCounter("ficus_cdc_transactions_total"),

@@ -295,6 +295,7 @@ build_ficus() {
 	version="${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}"
 	step "go build ./cmd/ficus (static, version $version)" \
 		env CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$version" -o "$ctx/ficus" ./cmd/ficus
+	mkdir "$ctx/tmp" # the image's /tmp (images/ficus/Dockerfile)
 	old="$(docker image inspect -f '{{.Id}}' "$ficus_image" 2>/dev/null || true)"
 	step "docker build $ficus_image" \
 		docker_build -q -f "$root/images/ficus/Dockerfile" -t "$ficus_image" "$ctx" >/dev/null

@@ -71,7 +71,20 @@ func runAwait(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "delivered=%.0f done_ns=%d\n", got, done.UnixNano())
+	line := fmt.Sprintf("delivered=%.0f done_ns=%d", got, done.UnixNano())
+	if *pid != 0 {
+		// Read while the process still runs: its peak over the drain.
+		if kb, err := peakRSS(*pid); err == nil {
+			line += fmt.Sprintf(" peak_rss_kb=%d", kb)
+		} else {
+			fmt.Fprintf(stderr, "cdcbench await: %v\n", err)
+		}
+		// How many transactions the server streamed (ficus with a spool).
+		if n, found, err := scrapeMetric(ctx, http.DefaultClient, *url, streamedMetric); err == nil && found {
+			line += fmt.Sprintf(" streamed=%.0f", n)
+		}
+	}
+	fmt.Fprintln(stdout, line)
 	return nil
 }
 
@@ -106,19 +119,27 @@ func await(ctx context.Context, client *http.Client, url string, want float64, e
 	}
 }
 
+// streamedMetric counts the transactions ficus cdc run received streamed.
+const streamedMetric = "ficus_cdc_streamed_transactions_total"
+
 func scrape(ctx context.Context, client *http.Client, url string) (float64, error) {
+	n, _, err := scrapeMetric(ctx, client, url, deliveredMetric)
+	return n, err
+}
+
+// scrapeMetric sums the series of metric name at url.
+func scrapeMetric(ctx context.Context, client *http.Client, url, name string) (float64, bool, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("GET %s: %s", url, resp.Status)
+		return 0, false, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
-	n, _, err := sumMetric(resp.Body, deliveredMetric)
-	return n, err
+	return sumMetric(resp.Body, name)
 }

@@ -11,6 +11,7 @@
 //	nats      an embedded NATS server with JetStream, until stopped
 //	latency   a webhook receiver and a constant-rate writer: commit-to-receive latency
 //	profile   the ficus cdc run pipeline in this process, with a CPU profile
+//	rss       run a command and write its peak resident set size
 //
 // Every subcommand prints its results as one line of key=value pairs on
 // standard output and its errors on standard error; "cdcbench CMD -h" lists
@@ -47,6 +48,7 @@ func commands() map[string]command {
 		"nats":     {"run an embedded NATS server with JetStream until stopped", runNATS},
 		"latency":  {"measure commit-to-webhook latency at a constant commit rate", runLatency},
 		"profile":  {"run the ficus cdc run pipeline in-process with a CPU profile", runProfile},
+		"rss":      {"run a command and write its peak resident set size", runRSS},
 	}
 }
 
@@ -83,7 +85,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "usage: cdcbench COMMAND [flags]   (cdcbench COMMAND -h lists the flags)")
-	for _, name := range []string{"prepare", "slots", "workload", "drain", "await", "nats", "latency", "profile"} {
+	for _, name := range []string{"prepare", "slots", "workload", "drain", "await", "nats", "latency", "profile", "rss"} {
 		fmt.Fprintf(w, "  %-9s %s\n", name, cmds[name].summary)
 	}
 }

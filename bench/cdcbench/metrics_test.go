@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -44,4 +45,27 @@ func FuzzSumMetric(f *testing.F) {
 			t.Fatalf("sumMetric = %v without finding a series", sum)
 		}
 	})
+}
+
+func TestParseVmHWM(t *testing.T) {
+	t.Parallel()
+	status := "Name:\tficus\nVmPeak:\t  900 kB\nVmHWM:\t   83456 kB\nVmRSS:\t 1000 kB\n"
+	if kb, err := parseVmHWM(strings.NewReader(status)); err != nil || kb != 83456 {
+		t.Errorf("parseVmHWM = %d, %v; want 83456", kb, err)
+	}
+	for _, bad := range []string{"Name:\tx\n", "VmHWM:\t12 MB\n", "VmHWM:\tmany kB\n"} {
+		if _, err := parseVmHWM(strings.NewReader(bad)); err == nil {
+			t.Errorf("parseVmHWM(%q) gave no error", bad)
+		}
+	}
+}
+
+func TestPeakRSSOfThisProcess(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		t.Skip("no /proc")
+	}
+	if kb, err := peakRSS(os.Getpid()); err != nil || kb <= 0 {
+		t.Errorf("peakRSS = %d, %v", kb, err)
+	}
 }

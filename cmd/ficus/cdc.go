@@ -179,7 +179,7 @@ func (a *app) cdcTeardownCommand(f *cdcFlags) *cobra.Command {
 }
 
 func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
-	var sinkURL, metricsAddr, deadLetters string
+	var sinkURL, metricsAddr, deadLetters, spoolDir string
 	var heartbeat, statusInterval time.Duration
 	var chunkSize, partSize, gcPercent, memoryLimit int
 	cmd := &cobra.Command{
@@ -239,6 +239,7 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 					return out.Send(ctx, events)
 				},
 				PartSize:          partSize,
+				SpoolDir:          spoolDir,
 				SnapshotChunkSize: cmp.Or(chunkSize, -1),
 				Logger:            a.log, Metrics: set,
 			})
@@ -257,6 +258,7 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 	fl.DurationVar(&heartbeat, "heartbeat", 30*time.Second, "how often to write a heartbeat so the slot advances while the tables are idle; negative turns it off")
 	fl.DurationVar(&statusInterval, "status-interval", cdc.DefaultStatusInterval, "how often to confirm the delivered position to the server; after a crash, what was delivered since the last confirmation is delivered again (below wal_sender_timeout)")
 	fl.IntVar(&partSize, "part-size", cdc.DefaultPartSize, "deliver a transaction larger than this many changes in parts while the rest arrives (same event ids; the slot moves past it only after its last part); 0 delivers whole transactions")
+	fl.StringVar(&spoolDir, "spool-dir", "", "directory where transactions the server streams before they commit (larger than its logical_decoding_work_mem) wait until they end, so that memory does not grow with them; needs room for the largest ones running at once (default: the system's temporary directory, $TMPDIR or /tmp)")
 	fl.IntVar(&gcPercent, "gc-percent", 0, "GOGC for the reader when the GOGC environment variable is unset, set together with the soft memory limit --memory-limit-mib: 400 costs less CPU per row on large transactions but more on streams of small ones; 0 keeps Go's default (100)")
 	fl.IntVar(&memoryLimit, "memory-limit-mib", 0, "soft memory limit (MiB) that comes with --gc-percent, when GOMEMLIMIT is unset; 0 means three quarters of the memory available to the process (its cgroup's limit, else the machine's)")
 	fl.IntVar(&chunkSize, "snapshot-chunk-size", cdc.DefaultSnapshotChunkSize, "rows a snapshot reads and delivers at a time; 0 turns snapshots off")
