@@ -163,7 +163,7 @@ type ReaderConfig struct {
 	// Deliver error; it doubles with every further attempt up to RetryMax,
 	// and each wait is drawn between half and all of it. Defaults to 500ms.
 	RetryInitial time.Duration
-	// RetryMax caps the wait between attempts. Defaults to 30s.
+	// RetryMax caps the wait between attempts. Defaults to 10s.
 	RetryMax time.Duration
 	// GiveUpAfter, when positive, makes Run return an error wrapping
 	// ErrGaveUp once it has been without a replication connection, or the

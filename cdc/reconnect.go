@@ -35,7 +35,7 @@ var (
 // Defaults of ReaderConfig's retry fields.
 const (
 	DefaultRetryInitial = 500 * time.Millisecond
-	DefaultRetryMax     = 30 * time.Second
+	DefaultRetryMax     = 10 * time.Second
 )
 
 // Run reads the slot until ctx ends or an error that cannot heal occurs:
