@@ -456,6 +456,15 @@ func (r *Reader) start(ctx context.Context, s *session) error {
 	if err != nil {
 		return err
 	}
+	// After a reconnect, the slot may hold an older confirmation than the
+	// one this reader sent last: PostgreSQL 15 and older write a slot's
+	// confirmed position to disk only now and then, so a restart takes it
+	// back. Starting at what was acknowledged skips what the sinks have.
+	if acked := pglogrepl.LSN(r.acked.Load()); acked > start {
+		r.log.Info("resuming after the position acknowledged before the reconnect, past the slot's",
+			"slot_lsn", start, "acknowledged_lsn", acked)
+		start = acked
+	}
 	rows, err := s.conn.Exec(ctx, fmt.Sprintf(publicationQuery, quoteLiteral(r.publication))).ReadAll()
 	if err != nil {
 		return fmt.Errorf("look up publication %s: %w", r.cfg.Publication, err)
