@@ -55,12 +55,20 @@ func TestCDCRunConfirmsWALEndWhileIdleAndLetsFastShutdownFinish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Polled, not waited for with waitFor: a failure here should not keep
+	// the shutdown below from being tried.
 	var confirmed pglogrepl.LSN
-	p.waitFor(t, 30*time.Second, "the idle slot to be confirmed up to the server's WAL end "+end, func() bool {
-		confirmed, err = slotConfirmed(ctx, pool, "idle")
-		return err == nil && confirmed >= walEnd
-	})
-	t.Logf("slot confirmed %s, WAL end %s", confirmed, walEnd)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		p.checkAlive(t)
+		if confirmed, err = slotConfirmed(ctx, pool, "idle"); err == nil && confirmed >= walEnd {
+			t.Logf("slot confirmed %s, WAL end %s", confirmed, walEnd)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the idle slot is confirmed up to %s (%v) 30s later, want the server's WAL end %s", confirmed, err, walEnd)
+			break
+		}
+	}
 
 	// A fast shutdown with the reader connected completes, and well before
 	// wal_sender_timeout (60s) could end a wait for a confirmation.
@@ -97,7 +105,6 @@ func TestCDCRunReconnectsAfterPostgresRestart(t *testing.T) {
 
 	connected := func() bool { v, ok := p.metric("ficus_cdc_connected"); return ok && v == 1 }
 	ready := func() bool { code, _ := p.readiness(); return code == http.StatusOK }
-	p.waitFor(t, 30*time.Second, "ficus to connect and be ready", func() bool { return connected() && ready() })
 
 	id := int64(0)
 	insert := func() int64 {
@@ -108,6 +115,8 @@ func TestCDCRunReconnectsAfterPostgresRestart(t *testing.T) {
 		}
 		return id
 	}
+	first := insert()
+	p.waitFor(t, 30*time.Second, "the first row to arrive", func() bool { return recv.has(first) && ready() })
 	for _, mode := range []pgserver.ShutdownMode{pgserver.ShutdownFast, pgserver.ShutdownImmediate} {
 		before := insert()
 		if mode == pgserver.ShutdownImmediate {
