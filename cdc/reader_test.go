@@ -739,6 +739,9 @@ func TestNewReaderChecksConfig(t *testing.T) {
 		"no deliver":           func(c *ReaderConfig) { c.Deliver = nil },
 		"negative interval":    func(c *ReaderConfig) { c.StatusInterval = -time.Second },
 		"negative queue":       func(c *ReaderConfig) { c.QueueSize = -1 },
+		"negative retry":       func(c *ReaderConfig) { c.RetryInitial = -time.Second },
+		"negative give-up":     func(c *ReaderConfig) { c.GiveUpAfter = -time.Second },
+		"retry above its cap":  func(c *ReaderConfig) { c.RetryInitial, c.RetryMax = time.Minute, time.Second },
 	}
 	for name, mutate := range tests {
 		c := good
