@@ -16,6 +16,14 @@
 // are acknowledged without calling Deliver, which lets the slot advance
 // while the captured tables are idle.
 //
+// Reader.Run rides out outages: when the replication connection fails it
+// reconnects with capped, jittered backoff and resumes at the slot's
+// position (see [Transient]); a Deliver error that ReaderConfig.Retryable
+// accepts pauses delivery and retries the same transactions. Reader.Ready
+// tells whether it streams and delivers. While nothing is pending it
+// confirms the server's WAL end from keepalives, which a fast shutdown of
+// the server waits for.
+//
 // With ReaderConfig.PartSize a large transaction reaches Deliver in parts
 // while the rest of it still arrives (see [Tx.More] and
 // [Decoder.TakePart]); the slot moves past it only after its last part,
@@ -50,7 +58,8 @@
 //	                                             0 when idle and caught up
 //	ficus_cdc_deliver_seconds         histogram  duration of Deliver calls
 //	ficus_cdc_acknowledged_lsn        gauge      end LSN of the last acknowledged
-//	                                             transaction, as a number
+//	                                             transaction (or the server's WAL end
+//	                                             while idle), as a number
 //	ficus_cdc_held_bytes              gauge      pgoutput bytes of the changes held in
 //	                                             memory, decoded and not yet acknowledged
 //	ficus_cdc_spool_bytes             gauge      bytes of streamed transactions waiting
@@ -58,4 +67,10 @@
 //	ficus_cdc_streamed_transactions_total{outcome}
 //	                                  counter    streamed transactions that ended,
 //	                                             committed or aborted
+//	ficus_cdc_connected               gauge      1 while a replication session streams
+//	ficus_cdc_reconnects_total        counter    reconnect attempts after the connection
+//	                                             failed
+//	ficus_cdc_sink_paused             gauge      1 while delivery waits to retry a
+//	                                             failed Deliver
+//	ficus_cdc_delivery_retries_total  counter    Deliver calls retried
 package cdc

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
@@ -18,6 +19,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/ficuslabs/ficus/internal/ctxsleep"
 )
 
 // Errors of the reader.
@@ -88,10 +91,11 @@ type ReaderConfig struct {
 	// one, see PartSize) to the sinks and returns nil only once every sink
 	// has acknowledged all its changes; the reader then lets the slot move
 	// past it. It is called from one
-	// goroutine, in commit order. An error stops Run, which returns it:
-	// the transaction is delivered again by the next Run. After Run's
-	// context ends, the call in progress gets DrainTimeout to finish.
-	// Required.
+	// goroutine, in commit order. An error that Retryable accepts pauses
+	// delivery: the same transactions are delivered again after a wait.
+	// Any other error stops Run, which returns it: the transaction is
+	// delivered again by the next Run. After Run's context ends, the call
+	// in progress gets DrainTimeout to finish. Required.
 	Deliver func(ctx context.Context, tx Tx) error
 	// DeliverBatch, when set, is used instead of Deliver: it gets several
 	// consecutive transactions at once (those waiting when the previous
@@ -156,6 +160,30 @@ type ReaderConfig struct {
 	// SnapshotPoll is how often the reader looks for requested snapshots
 	// while none is running. Defaults to 5s.
 	SnapshotPoll time.Duration
+	// Retryable reports whether a Deliver (or DeliverBatch) error may heal,
+	// a sink outage say: delivery then pauses and tries the same
+	// transactions again after a wait (see RetryInitial), keeping the
+	// connection and reading no further than QueueSize transactions ahead.
+	// Defaults to nil: every Deliver error stops Run.
+	Retryable func(error) bool
+	// RetryInitial is the wait before the first reconnect after the
+	// connection failed, and before the first redelivery after a retryable
+	// Deliver error; it doubles with every further attempt up to RetryMax,
+	// and each wait is drawn between half and all of it. Defaults to 500ms.
+	RetryInitial time.Duration
+	// RetryMax caps the wait between attempts. Defaults to 10s.
+	RetryMax time.Duration
+	// GiveUpAfter, when positive, makes Run return an error wrapping
+	// ErrGaveUp once it has been without a replication connection, or the
+	// sink has been failing, for that long. Zero (the default) retries
+	// forever.
+	GiveUpAfter time.Duration
+	// Sleep waits between attempts and returns ctx's error when ctx ends
+	// first. Defaults to a timer.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Rand returns a number in [0, 1) to draw the jitter of the waits.
+	// Defaults to math/rand/v2.Float64.
+	Rand func() float64
 	// Logger receives the reader's logs. Defaults to discarding them.
 	Logger *slog.Logger
 	// Metrics receives the ficus_cdc_* metrics. Defaults to a new set.
@@ -189,6 +217,13 @@ type Reader struct {
 	pending pendingTimes
 	// chunk is the snapshot chunk between its watermarks, if any.
 	chunk atomic.Pointer[chunk]
+
+	// connected is true while a replication session streams; paused while
+	// delivery waits to retry a failed Deliver, which it has since
+	// pausedSince (owned by the delivery goroutine).
+	connected   atomic.Bool
+	paused      atomic.Bool
+	pausedSince time.Time
 }
 
 // NewReader checks cfg, fills in its defaults and returns a Reader.
@@ -241,6 +276,14 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 		}
 	}
 	cfg.SpoolDir = cmp.Or(cfg.SpoolDir, os.TempDir())
+	if cfg.RetryInitial < 0 || cfg.RetryMax < 0 || cfg.GiveUpAfter < 0 {
+		errs = append(errs, errors.New("RetryInitial, RetryMax and GiveUpAfter must not be negative (zero means the default)"))
+	}
+	cfg.RetryInitial = cmp.Or(cfg.RetryInitial, DefaultRetryInitial)
+	cfg.RetryMax = cmp.Or(cfg.RetryMax, DefaultRetryMax)
+	if cfg.RetryInitial > cfg.RetryMax {
+		errs = append(errs, fmt.Errorf("RetryInitial %s exceeds RetryMax %s", cfg.RetryInitial, cfg.RetryMax))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("cdc reader config: %w", err)
 	}
@@ -252,6 +295,12 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = ctxsleep.Sleep
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Float64
 	}
 	r := &Reader{
 		cfg:         cfg,
@@ -286,29 +335,19 @@ type session struct {
 // memory holds a few parts, not a whole large transaction.
 const maxQueuedParts = 4
 
-// Run reads the slot until ctx ends or an error occurs: it connects,
-// starts replication at the slot's confirmed flush LSN, decodes
-// transactions and hands them to a delivery goroutine that calls Deliver
-// in commit order, and confirms to the server the end of every transaction
-// Deliver acknowledged. When ctx ends it stops reading, lets the Deliver
-// call in progress finish, confirms what was acknowledged and returns nil.
-//
-// Run returns the error of Deliver or of the connection; calling it again
-// resumes after the last confirmed transaction and delivers the
-// unacknowledged ones again, with the same event ids.
-func (r *Reader) Run(ctx context.Context) error {
-	if !r.running.CompareAndSwap(false, true) {
-		return ErrRunning
-	}
-	defer r.running.Store(false)
-
+// session runs one replication session until ctx ends or an error occurs,
+// and says whether it got as far as streaming. Delivery errors come as a
+// *finalError.
+func (r *Reader) session(ctx context.Context) (streamed bool, _ error) {
 	s, err := r.connect(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil // stopped while connecting
+			return false, nil // stopped while connecting
 		}
-		return err
+		return false, err
 	}
+	r.connected.Store(true)
+	defer r.connected.Store(false)
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
@@ -377,13 +416,16 @@ func (r *Reader) Run(ctx context.Context) error {
 	r.held.reset()
 	r.spool.reset()
 	r.log.Info("replication stopped", "acknowledged_lsn", pglogrepl.LSN(r.acked.Load()))
+	// A delivery that was canceled because it did not drain in time after
+	// the connection failed is delivered again by the next session.
+	canceledByLoss := readErr != nil && ctx.Err() == nil && deliverCtx.Err() != nil
 	switch {
-	case deliverErr != nil:
-		return deliverErr
+	case deliverErr != nil && !canceledByLoss:
+		return true, &finalError{deliverErr}
 	case readErr != nil:
-		return readErr
+		return true, readErr
 	}
-	return nil
+	return true, nil
 }
 
 // EndStream ends a replication stream as the protocol means it to end: it
@@ -440,6 +482,15 @@ func (r *Reader) start(ctx context.Context, s *session) error {
 	if err != nil {
 		return err
 	}
+	// After a reconnect, the slot may hold an older confirmation than the
+	// one this reader sent last: PostgreSQL 15 and older write a slot's
+	// confirmed position to disk only now and then, so a restart takes it
+	// back. Starting at what was acknowledged skips what the sinks have.
+	if acked := pglogrepl.LSN(r.acked.Load()); acked > start {
+		r.log.Info("resuming after the position acknowledged before the reconnect, past the slot's",
+			"slot_lsn", start, "acknowledged_lsn", acked)
+		start = acked
+	}
 	rows, err := s.conn.Exec(ctx, fmt.Sprintf(publicationQuery, quoteLiteral(r.publication))).ReadAll()
 	if err != nil {
 		return fmt.Errorf("look up publication %s: %w", r.cfg.Publication, err)
@@ -482,6 +533,10 @@ func (r *Reader) start(ctx context.Context, s *session) error {
 		Mode:       pglogrepl.LogicalReplication,
 		PluginArgs: args,
 	})
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "55000" {
+		// object_not_in_prerequisite_state: the slot was invalidated.
+		return fmt.Errorf("start replication on slot %s: %w: %w", r.cfg.Slot, ErrSlotLost, err)
+	}
 	if err != nil {
 		return fmt.Errorf("start replication on slot %s at %s: %w", r.cfg.Slot, start, err)
 	}
@@ -577,6 +632,12 @@ func (r *Reader) handle(ctx context.Context, s *session, msg pgproto3.BackendMes
 			}
 			s.received = max(s.received, ka.ServerWALEnd)
 			r.walEnd.Store(uint64(ka.ServerWALEnd))
+			// A keepalive's WAL end is where the server has decoded to.
+			// When everything before it is delivered and acknowledged, it
+			// is confirmed too: the server's fast shutdown waits for that.
+			if r.idle() {
+				storeMax(&r.acked, uint64(ka.ServerWALEnd))
+			}
 			if ka.ReplyRequested {
 				return r.sendStatus(s)
 			}
@@ -614,7 +675,7 @@ func (r *Reader) handle(ctx context.Context, s *session, msg pgproto3.BackendMes
 	case *pgproto3.ErrorResponse:
 		return fmt.Errorf("replication: %w", pgconn.ErrorResponseToPgError(msg))
 	case *pgproto3.CopyDone:
-		return errors.New("replication: the server ended the stream (shutting down?)")
+		return errStreamEnded
 	}
 	return nil // notices and parameter changes
 }
@@ -721,7 +782,10 @@ func (r *Reader) deliverLoop(readCtx, ctx context.Context, queue <-chan Tx, part
 				break more
 			}
 		}
-		if err := r.deliver(ctx, batch); err != nil {
+		if err := r.deliver(ctx, readCtx, batch); err != nil {
+			if errors.Is(err, errRetryStopped) {
+				return nil // the next session delivers them
+			}
 			return err
 		}
 		clear(batch)
@@ -735,22 +799,22 @@ func (r *Reader) deliverLoop(readCtx, ctx context.Context, queue <-chan Tx, part
 // acknowledged at once with the ones before it. A part of a transaction
 // (More) moves nothing: its EndLSN is zero, and only the last part's
 // counts.
-func (r *Reader) deliver(ctx context.Context, batch []Tx) error {
+//
+// A Deliver error that Retryable accepts is retried until stop ends.
+func (r *Reader) deliver(ctx, stop context.Context, batch []Tx) error {
 	var (
 		pending []Tx // transactions with changes not yet handed to the sinks
 		done    int  // batch[:done] is acknowledged
 	)
 	flush := func(upTo int) error {
 		if len(pending) > 0 {
-			if err := r.send(ctx, pending, true); err != nil {
+			if err := r.sendRetrying(ctx, stop, pending, true); err != nil {
 				return err
 			}
 			pending = pending[:0]
 		}
 		for ; done < upTo; done++ {
-			if end := uint64(batch[done].EndLSN); end > r.acked.Load() {
-				r.acked.Store(end)
-			}
+			storeMax(&r.acked, uint64(batch[done].EndLSN))
 			r.pending.pop()
 			r.held.pop()
 		}
@@ -775,7 +839,7 @@ func (r *Reader) deliver(ctx context.Context, batch []Tx) error {
 		}
 		if res.err == nil && rows != nil && len(rows.Changes) > 0 {
 			res.delivered = len(rows.Changes)
-			res.err = r.send(ctx, []Tx{*rows}, false)
+			res.err = r.sendRetrying(ctx, stop, []Tx{*rows}, false)
 		}
 		r.chunk.CompareAndSwap(c, nil)
 		c.done <- res
@@ -903,9 +967,10 @@ func (p *pendingTimes) reset() {
 
 // readerMetrics are the ficus_cdc_* metrics (see the package doc).
 type readerMetrics struct {
-	set          *metrics.Set
-	transactions *metrics.Counter
-	deliver      *metrics.Histogram
+	set                 *metrics.Set
+	transactions        *metrics.Counter
+	reconnects, retries *metrics.Counter
+	deliver             *metrics.Histogram
 
 	snapshotChunks, snapshotRows, snapshotDropped *metrics.Counter
 	snapshotPending                               atomic.Int64
@@ -937,8 +1002,16 @@ func newReaderMetrics(set *metrics.Set, r *Reader) *readerMetrics {
 		return float64(r.acked.Load())
 	})
 	registerHeldMetric(set, r)
+	set.GetOrCreateGauge("ficus_cdc_connected", func() float64 {
+		return boolGauge(r.connected.Load())
+	})
+	set.GetOrCreateGauge("ficus_cdc_sink_paused", func() float64 {
+		return boolGauge(r.paused.Load())
+	})
 	m := &readerMetrics{
 		set:             set,
+		reconnects:      set.GetOrCreateCounter("ficus_cdc_reconnects_total"),
+		retries:         set.GetOrCreateCounter("ficus_cdc_delivery_retries_total"),
 		transactions:    set.GetOrCreateCounter("ficus_cdc_transactions_total"),
 		deliver:         set.GetOrCreateHistogram("ficus_cdc_deliver_seconds"),
 		events:          make(map[eventKey]*metrics.Counter),

@@ -111,16 +111,20 @@ func TestReaderDeliversLargeTransactionInParts(t *testing.T) {
 		t.Errorf("last part EndLSN %s, want the end of the transaction committed at %s", last.EndLSN, last.CommitLSN)
 	}
 	// Nothing of the large transaction was confirmed before its last part:
-	// every part began with only the transaction before it acknowledged.
+	// every part began with the transaction before it acknowledged and the
+	// large one's commit not (an idle reader confirms the server's WAL end
+	// from a keepalive, which may lie inside the large transaction's WAL,
+	// before its commit).
 	mu.Lock()
 	for i, a := range ackedAt[1 : 1+len(parts)] {
-		if a != before.EndLSN {
-			t.Errorf("delivery of part %d began with %s acknowledged, want %s (the end of the transaction before)", i, a, before.EndLSN)
+		if a < before.EndLSN || a >= last.CommitLSN {
+			t.Errorf("delivery of part %d began with %s acknowledged, want from %s (the end of the transaction before) to before %s (its commit)",
+				i, a, before.EndLSN, last.CommitLSN)
 		}
 	}
 	mu.Unlock()
-	if got := f.confirmedAfterStop(); got != after.EndLSN {
-		t.Errorf("confirmed %s after the stop, want %s", got, after.EndLSN)
+	if got := f.confirmedAfterStop(); got < after.EndLSN {
+		t.Errorf("confirmed %s after the stop, want at least %s", got, after.EndLSN)
 	}
 	if got := set.GetOrCreateCounter("ficus_cdc_transactions_total").Get(); got != 3 {
 		t.Errorf("ficus_cdc_transactions_total = %d, want 3: a transaction in parts counts once", got)
@@ -248,8 +252,8 @@ func TestReaderRedeliversPartedTransactionAfterStop(t *testing.T) {
 	if err := run.wait(t); err != nil {
 		t.Fatalf("Run = %v, want nil after a stop", err)
 	}
-	if lsn := f.confirmedAfterStop(); lsn != before.EndLSN {
-		t.Fatalf("confirmed %s after a stop inside the large transaction, want %s: before it", lsn, before.EndLSN)
+	if lsn := f.confirmedAfterStop(); lsn < before.EndLSN || lsn >= first.CommitLSN {
+		t.Fatalf("confirmed %s after a stop inside the large transaction, want from %s to before its commit %s", lsn, before.EndLSN, first.CommitLSN)
 	}
 
 	deliver, again := collect()
@@ -268,8 +272,8 @@ func TestReaderRedeliversPartedTransactionAfterStop(t *testing.T) {
 	if !reflect.DeepEqual(partIDs, wholeIDs[:200]) || !reflect.DeepEqual(partData, wholeData[:200]) {
 		t.Errorf("redelivered events differ from the parts delivered before the stop")
 	}
-	if lsn := f.confirmedAfterStop(); lsn != whole.EndLSN {
-		t.Errorf("confirmed %s, want %s", lsn, whole.EndLSN)
+	if lsn := f.confirmedAfterStop(); lsn < whole.EndLSN {
+		t.Errorf("confirmed %s, want at least %s", lsn, whole.EndLSN)
 	}
 }
 

@@ -298,10 +298,11 @@ func TestReaderDeliversOperationsAndTypes(t *testing.T) {
 		}
 	}
 
-	// Once all is acknowledged, the metrics say so.
+	// Once all is acknowledged, the metrics say so. (The acknowledged
+	// position then follows the server's WAL end while idle.)
 	eventually(t, "the lag to drop to 0 and the last transaction to be acknowledged", func() bool {
 		return set.GetOrCreateGauge("ficus_cdc_lag_seconds", nil).Get() == 0 &&
-			uint64(set.GetOrCreateGauge("ficus_cdc_acknowledged_lsn", nil).Get()) == uint64(trunc.EndLSN)
+			uint64(set.GetOrCreateGauge("ficus_cdc_acknowledged_lsn", nil).Get()) >= uint64(trunc.EndLSN)
 	})
 	for name, want := range map[string]uint64{
 		`ficus_cdc_events_total{table="public.items",op="insert"}`:     1,
@@ -317,7 +318,7 @@ func TestReaderDeliversOperationsAndTypes(t *testing.T) {
 	}
 	eventually(t, "the slot to be confirmed past the last transaction", func() bool {
 		lsn, _ := f.confirmed()
-		return lsn == trunc.EndLSN
+		return lsn >= trunc.EndLSN
 	})
 }
 
@@ -570,8 +571,8 @@ func TestReaderRedeliversUnacknowledgedAfterRestart(t *testing.T) {
 	if bEvents[0].ID != b2Events[0].ID || !reflect.DeepEqual(bEvents[0].Data, b2Events[0].Data) {
 		t.Errorf("redelivered event %s %s, first delivery %s %s", b2Events[0].ID, b2Events[0].Data, bEvents[0].ID, bEvents[0].Data)
 	}
-	if got := f.confirmedAfterStop(); got != c.EndLSN {
-		t.Errorf("confirmed flush LSN %s, want %s", got, c.EndLSN)
+	if got := f.confirmedAfterStop(); got < c.EndLSN {
+		t.Errorf("confirmed flush LSN %s, want at least %s", got, c.EndLSN)
 	}
 
 	// A new reader (a restarted process) resumes after c.
@@ -735,6 +736,9 @@ func TestNewReaderChecksConfig(t *testing.T) {
 		"no deliver":           func(c *ReaderConfig) { c.Deliver = nil },
 		"negative interval":    func(c *ReaderConfig) { c.StatusInterval = -time.Second },
 		"negative queue":       func(c *ReaderConfig) { c.QueueSize = -1 },
+		"negative retry":       func(c *ReaderConfig) { c.RetryInitial = -time.Second },
+		"negative give-up":     func(c *ReaderConfig) { c.GiveUpAfter = -time.Second },
+		"retry above its cap":  func(c *ReaderConfig) { c.RetryInitial, c.RetryMax = time.Minute, time.Second },
 	}
 	for name, mutate := range tests {
 		c := good

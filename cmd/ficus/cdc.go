@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -180,7 +181,7 @@ func (a *app) cdcTeardownCommand(f *cdcFlags) *cobra.Command {
 
 func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 	var sinkURL, metricsAddr, deadLetters, spoolDir string
-	var heartbeat, statusInterval time.Duration
+	var heartbeat, statusInterval, giveUpAfter time.Duration
 	var chunkSize, partSize, gcPercent, memoryLimit int
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -234,10 +235,16 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 				DeliverBatch: func(ctx context.Context, txs []cdc.Tx) error {
 					events, err := cdc.BatchEvents(txs, source)
 					if err != nil {
-						return err
+						return fmt.Errorf("%w: %w", errEncodeEvents, err)
 					}
 					return out.Send(ctx, events)
 				},
+				// A sink outage pauses delivery until the sink is back; the
+				// slot keeps the WAL meanwhile.
+				Retryable: func(err error) bool {
+					return !errors.Is(err, errEncodeEvents) && sink.Retryable(err)
+				},
+				GiveUpAfter:       giveUpAfter,
 				PartSize:          partSize,
 				SpoolDir:          spoolDir,
 				SnapshotChunkSize: cmp.Or(chunkSize, -1),
@@ -246,6 +253,7 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 			if err != nil {
 				return usageError{err}
 			}
+			h.AddCheck("replication", func(*http.Request) error { return reader.Ready() })
 			planGC(gcPercent, memoryLimit, os.LookupEnv, availableMemory()).apply(a.log)
 			a.log.Info("streaming", "slot", f.slot, "publication", f.publication, "sink", redactURL(sinkURL),
 				"confirmed_flush_lsn", st.ConfirmedFlushLSN)
@@ -262,9 +270,14 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 	fl.IntVar(&gcPercent, "gc-percent", 0, "GOGC for the reader when the GOGC environment variable is unset, set together with the soft memory limit --memory-limit-mib: 400 costs less CPU per row on large transactions but more on streams of small ones; 0 keeps Go's default (100)")
 	fl.IntVar(&memoryLimit, "memory-limit-mib", 0, "soft memory limit (MiB) that comes with --gc-percent, when GOMEMLIMIT is unset; 0 means three quarters of the memory available to the process (its cgroup's limit, else the machine's)")
 	fl.IntVar(&chunkSize, "snapshot-chunk-size", cdc.DefaultSnapshotChunkSize, "rows a snapshot reads and delivers at a time; 0 turns snapshots off")
+	fl.DurationVar(&giveUpAfter, "give-up-after", 0, "exit 1 once Postgres has been unreachable, or the sink failing, for this long; 0 retries forever (reconnecting with backoff while /readyz says not ready)")
 	metricsFlag(fl, &metricsAddr, "127.0.0.1:9194")
 	return cmd
 }
+
+// errEncodeEvents marks a failure to turn transactions into events, which
+// no retry heals.
+var errEncodeEvents = errors.New("encode events")
 
 // redactURL drops a password from a URL for logs.
 func redactURL(raw string) string {

@@ -607,6 +607,8 @@ type crashWorkload struct {
 	recv     *crashReceiver
 	target   int
 	maxAhead int
+	// beforeStep, when set, runs before every transaction.
+	beforeStep func(ctx context.Context) error
 
 	customer         int64
 	open             orderSet      // live orders that are not shipped yet
@@ -624,6 +626,11 @@ func (w *crashWorkload) run(ctx context.Context) error {
 	for w.changes < w.target {
 		if err := w.recv.waitUntil(ctx, func(r *crashReceiver) bool { return w.changes-r.unique <= w.maxAhead }); err != nil {
 			return fmt.Errorf("wait for the receiver to keep up: %w", err)
+		}
+		if w.beforeStep != nil {
+			if err := w.beforeStep(ctx); err != nil {
+				return err
+			}
 		}
 		if err := w.step(ctx); err != nil {
 			return err

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"syscall"
 )
 
@@ -79,14 +80,50 @@ func initAndRun(ctx context.Context, bin, dir string, cred *syscall.Credential, 
 	if err != nil {
 		return nil, err
 	}
-	logPath := filepath.Join(dir, "postgres.log")
-	logFile, err := os.Create(logPath)
+	l := &localCluster{bin: bin, dir: dir, data: data, port: port, cred: cred}
+	url := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+	if err := l.start(ctx, url); err != nil {
+		return nil, err
+	}
+	log.Info("local postgres ready", "port", port, "dir", dir)
+	return &Server{
+		URL: url, Kind: KindLocal, Detail: bin,
+		stop: func(ctx context.Context) error {
+			l.shutDown(ctx, ShutdownFast)
+			return os.RemoveAll(dir)
+		},
+		shutDown: l.shutDown,
+		start:    func(ctx context.Context) error { return l.start(ctx, url) },
+	}, nil
+}
+
+// localCluster is a postmaster ficus started on a data directory of its own.
+type localCluster struct {
+	bin, dir, data string
+	port           int
+	cred           *syscall.Credential
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
+}
+
+// start runs postgres on the cluster's data directory and port and waits
+// until it accepts connections.
+func (l *localCluster) start(ctx context.Context, url string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cmd != nil {
+		return errors.New("local postgres: already running")
+	}
+	logPath := filepath.Join(l.dir, "postgres.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("local postgres log: %w", err)
+		return fmt.Errorf("local postgres log: %w", err)
 	}
 	defer logFile.Close()
-	cmd := exec.Command(filepath.Join(bin, "postgres"),
-		"-D", data, "-k", dir, "-p", strconv.Itoa(port),
+	cmd := exec.Command(filepath.Join(l.bin, "postgres"),
+		"-D", l.data, "-k", l.dir, "-p", strconv.Itoa(l.port),
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "wal_level=logical",
 		"-c", "max_replication_slots=32",
@@ -97,31 +134,48 @@ func initAndRun(ctx context.Context, bin, dir string, cred *syscall.Credential, 
 		"-c", "synchronous_commit=off")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Pdeathsig: an immediate shutdown if ficus dies without stopping it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: l.cred, Pdeathsig: syscall.SIGQUIT}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start postgres: %w", err)
+		return fmt.Errorf("start postgres: %w", err)
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
-
-	url := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
-	stop := func(ctx context.Context) error {
-		cmd.Process.Signal(syscall.SIGINT) // fast shutdown
-		select {
-		case <-exited:
-		case <-ctx.Done():
-			cmd.Process.Kill()
-			<-exited
-		}
-		return os.RemoveAll(dir)
-	}
 	if err := waitReady(ctx, url, exited); err != nil {
-		stop(context.Background())
+		cmd.Process.Signal(syscall.SIGQUIT)
+		<-exited
 		tail, _ := os.ReadFile(logPath)
-		return nil, fmt.Errorf("local postgres: %w\n%s", err, lastLines(tail, 20))
+		return fmt.Errorf("local postgres: %w\n%s", err, lastLines(tail, 20))
 	}
-	log.Info("local postgres ready", "port", port, "dir", dir)
-	return &Server{URL: url, Kind: KindLocal, Detail: bin, stop: stop}, nil
+	l.cmd, l.exited = cmd, exited
+	return nil
+}
+
+// shutDown stops the postmaster the way pg_ctl stop -m mode does (by
+// signal) and waits until it has exited; when ctx ends first it kills it
+// and returns ctx's error.
+func (l *localCluster) shutDown(ctx context.Context, mode ShutdownMode) error {
+	sig, ok := map[ShutdownMode]syscall.Signal{
+		ShutdownSmart: syscall.SIGTERM, ShutdownFast: syscall.SIGINT, ShutdownImmediate: syscall.SIGQUIT,
+	}[mode]
+	if !ok {
+		return fmt.Errorf("local postgres: shutdown mode %q: want smart, fast or immediate", mode)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cmd == nil {
+		return nil
+	}
+	cmd, exited := l.cmd, l.exited
+	l.cmd, l.exited = nil, nil
+	cmd.Process.Signal(sig)
+	select {
+	case <-exited:
+		return nil
+	case <-ctx.Done():
+		cmd.Process.Kill()
+		<-exited
+		return fmt.Errorf("local postgres: %s shutdown did not finish: %w", mode, ctx.Err())
+	}
 }
 
 // unprivileged returns the credentials to run PostgreSQL with: nil when the

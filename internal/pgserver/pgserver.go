@@ -71,6 +71,54 @@ type Server struct {
 	Detail string
 
 	stop func(context.Context) error
+	// shutDown and start stop and start a local cluster again, keeping
+	// its data; nil for other kinds.
+	shutDown func(context.Context, ShutdownMode) error
+	start    func(context.Context) error
+}
+
+// ShutdownMode is how a server shuts down, as pg_ctl stop -m names it.
+type ShutdownMode string
+
+// The shutdown modes: smart waits for the sessions to end, fast
+// disconnects them after a shutdown checkpoint, immediate aborts (crash
+// recovery follows at the next start).
+const (
+	ShutdownSmart     ShutdownMode = "smart"
+	ShutdownFast      ShutdownMode = "fast"
+	ShutdownImmediate ShutdownMode = "immediate"
+)
+
+// ErrNotRestartable means the server is not a local cluster started by
+// Start, so ShutDown and StartAgain cannot act on it.
+var ErrNotRestartable = errors.New("pgserver: only a local cluster can be shut down and started again")
+
+// ShutDown stops a local cluster in mode, keeping its data, and returns
+// once the server has exited; when ctx ends first it kills the server and
+// returns an error wrapping ctx's. StartAgain starts it again.
+func (s *Server) ShutDown(ctx context.Context, mode ShutdownMode) error {
+	if s.shutDown == nil {
+		return ErrNotRestartable
+	}
+	return s.shutDown(ctx, mode)
+}
+
+// StartAgain starts a local cluster that ShutDown stopped, on the same port
+// and data, and returns once it accepts connections.
+func (s *Server) StartAgain(ctx context.Context) error {
+	if s.start == nil {
+		return ErrNotRestartable
+	}
+	return s.start(ctx)
+}
+
+// Restart shuts a local cluster down in mode and starts it again, as
+// pg_ctl restart -m mode does.
+func (s *Server) Restart(ctx context.Context, mode ShutdownMode) error {
+	if err := s.ShutDown(ctx, mode); err != nil {
+		return err
+	}
+	return s.StartAgain(ctx)
 }
 
 // Stop shuts a started server down and removes its data; it does nothing

@@ -22,6 +22,9 @@ func TestStartWithURLStartsNothing(t *testing.T) {
 	if err := srv.Stop(context.Background()); err != nil {
 		t.Fatalf("Stop of a given server: %v", err)
 	}
+	if err := srv.Restart(context.Background(), ShutdownFast); !errors.Is(err, ErrNotRestartable) {
+		t.Fatalf("Restart of a given server: %v, want ErrNotRestartable", err)
+	}
 }
 
 func TestStartRejectsBadInput(t *testing.T) {
@@ -66,10 +69,35 @@ func TestLocalCluster(t *testing.T) {
 	conn.QueryRow(ctx, "SELECT current_setting('wal_level'), current_user").Scan(&level, &user)
 	var dataDir string
 	conn.QueryRow(ctx, "SHOW data_directory").Scan(&dataDir)
-	conn.Close(ctx)
 	if level != "logical" || user != "postgres" {
 		t.Fatalf("wal_level %q, user %q", level, user)
 	}
+
+	// A restart in either mode keeps the data and the URL; the session
+	// open across it is terminated.
+	if _, err := conn.Exec(ctx, "CREATE TABLE kept (id int); INSERT INTO kept VALUES (1); CHECKPOINT"); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []ShutdownMode{ShutdownFast, ShutdownImmediate} {
+		if err := srv.Restart(ctx, mode); err != nil {
+			t.Fatalf("restart -m %s: %v", mode, err)
+		}
+		if err := conn.Ping(ctx); err == nil {
+			t.Errorf("a session survived restart -m %s", mode)
+		}
+		conn.Close(ctx)
+		if conn, err = pgx.Connect(ctx, srv.URL); err != nil {
+			t.Fatalf("after restart -m %s: %v", mode, err)
+		}
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM kept").Scan(&n); err != nil || n != 1 {
+			t.Fatalf("after restart -m %s: %d rows, %v", mode, n, err)
+		}
+	}
+	if err := srv.ShutDown(ctx, "abrupt"); err == nil {
+		t.Error("an unknown shutdown mode was accepted")
+	}
+	conn.Close(ctx)
 	if err := srv.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
