@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ficuslabs/ficus/internal/pgtest"
+	"github.com/ficuslabs/ficus/internal/syncbuf"
 )
 
 // partitionedDDL is a table hash-partitioned in two, with rows.
@@ -86,7 +87,7 @@ func TestCDCPartitionedTableSnapshotUnderUpdates(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan int, 1)
-	var runOut, runErr lockedBuffer
+	var runOut, runErr syncbuf.Buffer
 	go func() {
 		done <- run(runCtx, append([]string{"cdc", "run", "--sink", "jsonl://" + file, "--metrics-listen", "127.0.0.1:0",
 			"--snapshot-chunk-size", "1000"}, args...), &runOut, &runErr)
