@@ -192,13 +192,18 @@ func (r *memResponse) response() *Response {
 	return &Response{Status: r.status, Header: h, Body: bytes.Clone(r.body)}
 }
 
-// owned returns k's record if token owns it; sh.mu must be held.
-func (sh *plainShard) owned(k Key, token string) (*memRecord, error) {
+// withOwned runs f on k's record, under its shard's lock, if token owns
+// it; else it returns ErrNotOwner.
+func (m *PlainMemory) withOwned(k Key, token string, f func(sh *plainShard, r *memRecord)) error {
+	sh := m.shard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	r, ok := sh.recs[k]
 	if !ok || r.token != token || r.state == StateCompleted {
-		return nil, ErrNotOwner
+		return ErrNotOwner
 	}
-	return r, nil
+	f(sh, r)
+	return nil
 }
 
 // Complete implements Store.
@@ -207,15 +212,9 @@ func (m *PlainMemory) Complete(_ context.Context, k Key, token string, resp Resp
 		return err
 	}
 	stored := storeResponse(resp)
-	sh := m.shard(k)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	r, err := sh.owned(k, token)
-	if err != nil {
-		return err
-	}
-	sh.complete(r, stored, nanos(now))
-	return nil
+	return m.withOwned(k, token, func(sh *plainShard, r *memRecord) {
+		sh.complete(r, stored, nanos(now))
+	})
 }
 
 // complete stores resp, the store's own copy, in r; sh.mu must be held.
@@ -226,16 +225,10 @@ func (sh *plainShard) complete(r *memRecord, resp *memResponse, at int64) {
 
 // MarkUnknown implements Store.
 func (m *PlainMemory) MarkUnknown(_ context.Context, k Key, token, reason string, now time.Time) error {
-	sh := m.shard(k)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	r, err := sh.owned(k, token)
-	if err != nil {
-		return err
-	}
-	r.state, r.reason = StateUnknown, reason
-	sh.setExpiry(r, extend(r.expiresAt, r.ttl, nanos(now)))
-	return nil
+	return m.withOwned(k, token, func(sh *plainShard, r *memRecord) {
+		r.state, r.reason = StateUnknown, reason
+		sh.setExpiry(r, extend(r.expiresAt, r.ttl, nanos(now)))
+	})
 }
 
 // Resolve implements Store.
@@ -284,16 +277,10 @@ func (m *PlainMemory) Reclaim(_ context.Context, k Key, now time.Time, lockTTL t
 
 // Release implements Store.
 func (m *PlainMemory) Release(_ context.Context, k Key, token string) error {
-	sh := m.shard(k)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	r, err := sh.owned(k, token)
-	if err != nil {
-		return err
-	}
-	heap.Remove(&sh.exp, r.heapAt)
-	sh.drop(r, m)
-	return nil
+	return m.withOwned(k, token, func(sh *plainShard, r *memRecord) {
+		heap.Remove(&sh.exp, r.heapAt)
+		sh.drop(r, m)
+	})
 }
 
 // DeleteExpired implements Store. It holds one shard's lock at a time, for
