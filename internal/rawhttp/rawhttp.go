@@ -1,7 +1,8 @@
-// Package rawhttp sends bytes a test writes by hand, HTTP/1 requests well
-// or badly formed, on a connection of their own, and reads back what the
-// server answers: for tests of request framing, pipelining and smuggling,
-// which net/http's client would refuse to send.
+// Package rawhttp is HTTP/1 written and read by hand, for tests of
+// framing, pipelining, smuggling and connection reuse, which net/http's
+// client and server would refuse to send or hide: Exchange sends a
+// client's bytes and reads the answers; Serve is a server whose
+// connections the test handles itself.
 package rawhttp
 
 import (
@@ -11,6 +12,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -56,3 +59,58 @@ func Codes(answers []*http.Response) []int {
 	}
 	return codes
 }
+
+// Server listens on 127.0.0.1 and hands every connection it accepts to
+// the test. When the test ends it closes them, also those a client keeps
+// idle, and waits for the test's handlers to return.
+type Server struct {
+	// Addr is the server's host:port.
+	Addr  string
+	conns atomic.Int32
+}
+
+// Serve starts a Server that runs serve for every connection it accepts,
+// each on a goroutine of its own, with a reader over the connection; the
+// connection is closed when serve returns.
+func Serve(t testing.TB, serve func(c net.Conn, br *bufio.Reader)) *Server {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Addr: ln.Addr().String()}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		open []net.Conn
+	)
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.conns.Add(1)
+			mu.Lock()
+			open = append(open, c)
+			mu.Unlock()
+			wg.Go(func() {
+				defer c.Close()
+				serve(c, bufio.NewReader(c))
+			})
+		}
+	})
+	return s
+}
+
+// Conns returns how many connections the server accepted.
+func (s *Server) Conns() int { return int(s.conns.Load()) }
