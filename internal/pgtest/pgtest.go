@@ -110,6 +110,28 @@ func New(t testing.TB) *DB {
 	return &DB{Name: name, URL: dbURL, Pool: pool}
 }
 
+// Role creates a role for t with the given attributes (for example
+// "LOGIN REPLICATION PASSWORD 'pw'") and returns its name, unique on the
+// server. When t ends, the role's objects and privileges in db are dropped,
+// and then the role.
+func (db *DB) Role(t testing.TB, attrs string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	name := "ficus_role_" + randomHex(6)
+	if _, err := db.Pool.Exec(ctx, "CREATE ROLE "+name+" "+attrs); err != nil {
+		t.Fatalf("pgtest: create role: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := exec(ctx, db.URL, "DROP OWNED BY "+name+"; DROP ROLE "+name); err != nil {
+			t.Errorf("pgtest: drop role %s: %v", name, err)
+		}
+	})
+	return name
+}
+
 func drop(ctx context.Context, admin, name string) error {
 	conn, err := pgx.Connect(ctx, admin)
 	if err != nil {
