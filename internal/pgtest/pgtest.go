@@ -31,6 +31,16 @@ import (
 	"github.com/ficuslabs/ficus/internal/pgserver"
 )
 
+// PartitionedSQL creates, for tests of partitioned tables, the table
+// t2.parent (id bigint PRIMARY KEY, v bigint NOT NULL) hash-partitioned by
+// id in two: t2.p_eu (remainder 0) and t2.p_us (remainder 1).
+const PartitionedSQL = `
+CREATE SCHEMA t2;
+CREATE TABLE t2.parent (id bigint PRIMARY KEY, v bigint NOT NULL) PARTITION BY HASH (id);
+CREATE TABLE t2.p_eu PARTITION OF t2.parent FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+CREATE TABLE t2.p_us PARTITION OF t2.parent FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+`
+
 // DB is one test's database.
 type DB struct {
 	// Name of the database.
