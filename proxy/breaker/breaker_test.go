@@ -37,6 +37,14 @@ func newTestBreaker(s Settings) (*Breaker, *metrics.Set) {
 	return New(Config{Upstream: "mes", Settings: s, Metrics: set, Now: time.Now}), set
 }
 
+// wantMetric fails t unless series has the value want in set.
+func wantMetric(t *testing.T, set *metrics.Set, series string, want float64) {
+	t.Helper()
+	if v, _ := metricstest.Value(t, set, series); v != want {
+		t.Errorf("%s = %v, want %v", series, v, want)
+	}
+}
+
 // breakerCall runs one call through b that ends with o, and reports whether the
 // breaker let it through.
 func breakerCall(t *testing.T, b *Breaker, o Outcome) bool {
@@ -111,12 +119,8 @@ func TestBreakerTripsOnConsecutiveFailures(t *testing.T) {
 		if breakerCall(t, b, breakerOK) {
 			t.Fatal("an open breaker let a call through")
 		}
-		if v, _ := metricstest.Value(t, set, `ficus_proxy_breaker_state{upstream="mes"}`); v != 2 {
-			t.Errorf("breaker_state = %v, want 2 (open)", v)
-		}
-		if v, _ := metricstest.Value(t, set, `ficus_proxy_breaker_transitions_total{upstream="mes",to="open"}`); v != 1 {
-			t.Errorf("transitions_total{to=open} = %v, want 1", v)
-		}
+		wantMetric(t, set, `ficus_proxy_breaker_state{upstream="mes"}`, 2)
+		wantMetric(t, set, `ficus_proxy_breaker_transitions_total{upstream="mes",to="open"}`, 1)
 	})
 }
 
@@ -282,13 +286,9 @@ func TestBreakerHalfOpenBoundsProbesAndCloses(t *testing.T) {
 		}
 		for to, want := range map[string]float64{"open": 1, "half-open": 1, "closed": 1} {
 			series := fmt.Sprintf(`ficus_proxy_breaker_transitions_total{upstream="mes",to=%q}`, to)
-			if v, _ := metricstest.Value(t, set, series); v != want {
-				t.Errorf("%s = %v, want %v", series, v, want)
-			}
+			wantMetric(t, set, series, want)
 		}
-		if v, _ := metricstest.Value(t, set, `ficus_proxy_breaker_state{upstream="mes"}`); v != 0 {
-			t.Errorf("breaker_state = %v, want 0 (closed)", v)
-		}
+		wantMetric(t, set, `ficus_proxy_breaker_state{upstream="mes"}`, 0)
 	})
 }
 
@@ -311,9 +311,7 @@ func TestBreakerReopensAfterFailedProbe(t *testing.T) {
 		if !errors.As(err, &open) || open.RetryAfter != 10*time.Second {
 			t.Fatalf("Allow right after reopening = %v, want RetryAfter 10s", err)
 		}
-		if v, _ := metricstest.Value(t, set, `ficus_proxy_breaker_transitions_total{upstream="mes",to="open"}`); v != 2 {
-			t.Errorf("transitions_total{to=open} = %v, want 2", v)
-		}
+		wantMetric(t, set, `ficus_proxy_breaker_transitions_total{upstream="mes",to="open"}`, 2)
 	})
 }
 
@@ -362,9 +360,7 @@ func TestBreakerGaugeFollowsNewestBreaker(t *testing.T) {
 		old := New(Config{Upstream: "mes", Metrics: set, Settings: Settings{ConsecutiveFailures: 1}})
 		breakerCall(t, old, breakerFail)
 		New(Config{Upstream: "mes", Metrics: set}) // as after a reload
-		if v, _ := metricstest.Value(t, set, `ficus_proxy_breaker_state{upstream="mes"}`); v != 0 {
-			t.Fatalf("breaker_state = %v, want the new breaker's 0", v)
-		}
+		wantMetric(t, set, `ficus_proxy_breaker_state{upstream="mes"}`, 0)
 	})
 }
 
