@@ -375,21 +375,9 @@ INSERT INTO shop.orders (status, note) SELECT 'new', repeat('x', 200) FROM gener
 func TestLeastPrivilegeRole(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	admin := pgtest.Server(t)
-	role, password := "ficus_cdc_"+fmt.Sprint(time.Now().UnixNano()), "cdc-secret"
-	t.Cleanup(func() { // runs after the test database is dropped
-		conn, err := pgx.Connect(context.Background(), admin)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(context.Background(), "DROP ROLE IF EXISTS "+role); err != nil {
-			t.Errorf("drop role %s: %v", role, err)
-		}
-	})
+	password := "cdc-secret"
 	db, slot, pub := newShop(t)
-	mustExec(t, db.Pool, "CREATE ROLE "+role+" WITH LOGIN REPLICATION PASSWORD '"+password+"'")
+	role := db.Role(t, "WITH LOGIN REPLICATION PASSWORD '"+password+"'")
 	mustExec(t, db.Pool, "GRANT USAGE ON SCHEMA shop TO "+role)
 	mustExec(t, db.Pool, "GRANT SELECT ON shop.orders, shop.order_items TO "+role)
 

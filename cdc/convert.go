@@ -147,9 +147,9 @@ func (d *Decoder) knownConverter(oid uint32) (converter, bool, bool) {
 	case pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID:
 		return convertInt, false, true
 	case pgtype.Float4OID:
-		return convertFloat32, false, true
+		return convertFloat[float32], false, true
 	case pgtype.Float8OID:
-		return convertFloat64, false, true
+		return convertFloat[float64], false, true
 	case pgtype.JSONOID, pgtype.JSONBOID:
 		return convertJSON, false, true
 	}
@@ -311,26 +311,20 @@ func specialFloat(text []byte) bool {
 	return false
 }
 
-func convertFloat32(text []byte) (any, error) {
+// convertFloat decodes a float4 (F float32) or float8 (F float64).
+func convertFloat[F float32 | float64](text []byte) (any, error) {
 	if specialFloat(text) {
 		return string(text), nil
 	}
-	f, err := strconv.ParseFloat(string(text), 32)
+	bits, name := 64, "float8"
+	if _, ok := any(F(0)).(float32); ok {
+		bits, name = 32, "float4"
+	}
+	f, err := strconv.ParseFloat(string(text), bits)
 	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-		return nil, fmt.Errorf("not a float4: %q", truncate(text))
+		return nil, fmt.Errorf("not a %s: %q", name, truncate(text))
 	}
-	return float32(f), nil
-}
-
-func convertFloat64(text []byte) (any, error) {
-	if specialFloat(text) {
-		return string(text), nil
-	}
-	f, err := strconv.ParseFloat(string(text), 64)
-	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-		return nil, fmt.Errorf("not a float8: %q", truncate(text))
-	}
-	return f, nil
+	return F(f), nil
 }
 
 func convertJSON(text []byte) (any, error) {

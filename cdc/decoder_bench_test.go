@@ -118,6 +118,23 @@ func mixedTxMessages(rows int) [][]byte {
 	return append(msgs, mCommit(0x2000, 0x2100))
 }
 
+// parserWorkload is a named stream of pgoutput messages the parser
+// benchmarks decode.
+type parserWorkload struct {
+	name string
+	msgs [][]byte
+}
+
+// parserWorkloads are 1000 rows each: in one big transaction, in
+// transactions of one row, and in the mixed day of mixedTxMessages.
+func parserWorkloads() []parserWorkload {
+	return []parserWorkload{
+		{"big", bigTxMessages(1000)},
+		{"small", smallTxMessages(1000)},
+		{"mixed", mixedTxMessages(1000)},
+	}
+}
+
 // BenchmarkParser decodes the same transactions with the hand-written
 // pgoutput reader of decoder.go (Decode) and with pglogrepl.ParseV2
 // feeding the same transaction assembly and value conversion (decodeV2),
@@ -125,14 +142,7 @@ func mixedTxMessages(rows int) [][]byte {
 //
 //	go test -run '^$' -bench Parser -count 6 ./cdc/
 func BenchmarkParser(b *testing.B) {
-	for _, w := range []struct {
-		name string
-		msgs [][]byte
-	}{
-		{"big", bigTxMessages(1000)},
-		{"small", smallTxMessages(1000)},
-		{"mixed", mixedTxMessages(1000)},
-	} {
+	for _, w := range parserWorkloads() {
 		for _, p := range []struct {
 			name   string
 			decode func(*Decoder, pglogrepl.LSN, []byte) (Tx, bool, error)
@@ -288,14 +298,7 @@ func (d *Decoder) tupleV2(rel *relation, data *pglogrepl.TupleData, keyOnly bool
 // time over the hand reader's (v2/hand): on a machine whose load changes,
 // the two halves of a pair see the same load.
 func BenchmarkParserPaired(b *testing.B) {
-	for _, w := range []struct {
-		name string
-		msgs [][]byte
-	}{
-		{"big", bigTxMessages(1000)},
-		{"small", smallTxMessages(1000)},
-		{"mixed", mixedTxMessages(1000)},
-	} {
+	for _, w := range parserWorkloads() {
 		b.Run(w.name, func(b *testing.B) {
 			hand, v2 := NewDecoder(), NewDecoder()
 			for _, d := range []*Decoder{hand, v2} {

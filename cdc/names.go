@@ -37,6 +37,16 @@ func validatePublicationName(s string) error {
 	return nil
 }
 
+// validateSlotAndPublication checks slot and, unless it is empty,
+// publication, and joins what is wrong with either.
+func validateSlotAndPublication(slot, publication string) error {
+	errs := []error{validateSlotName(slot)}
+	if publication != "" {
+		errs = append(errs, validatePublicationName(publication))
+	}
+	return errors.Join(errs...)
+}
+
 // publicationIdent returns the publication's name as stored in the catalog.
 // It must be called on a validated name.
 func publicationIdent(s string) string {

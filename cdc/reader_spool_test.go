@@ -137,18 +137,8 @@ func TestReaderDeliversStreamedTransactionsInParts(t *testing.T) {
 		`INSERT INTO big SELECT g, repeat('f', 200) FROM generate_series(30001, 31000) g`,
 		`RELEASE SAVEPOINT r`,
 	)
-	func() { // a streamed transaction that aborts
-		tx, err := f.db.Pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(200001, 203000) g`); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Rollback(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}()
+	// A streamed transaction that aborts.
+	f.abortedTx(`INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(200001, 203000) g`)
 	// Two that interleave and commit in the other order.
 	a, b := beginOn(t, f), beginOn(t, f)
 	execTx(t, a, `INSERT INTO big SELECT g, repeat('a', 200) FROM generate_series(50001, 53000) g`)

@@ -52,8 +52,20 @@ func (f *replFixture) exec(sql string, args ...any) {
 	}
 }
 
-// inTx runs statements in one transaction.
+// inTx runs stmts in one transaction and commits it.
 func (f *replFixture) inTx(stmts ...string) {
+	f.t.Helper()
+	f.runTx(true, stmts)
+}
+
+// abortedTx runs stmts in one transaction and rolls it back.
+func (f *replFixture) abortedTx(stmts ...string) {
+	f.t.Helper()
+	f.runTx(false, stmts)
+}
+
+// runTx runs stmts in one transaction, then commits or rolls it back.
+func (f *replFixture) runTx(commit bool, stmts []string) {
 	f.t.Helper()
 	ctx := context.Background()
 	tx, err := f.db.Pool.Begin(ctx)
@@ -66,7 +78,11 @@ func (f *replFixture) inTx(stmts ...string) {
 			f.t.Fatalf("%s: %v", s, err)
 		}
 	}
-	if err := tx.Commit(ctx); err != nil {
+	end := tx.Commit
+	if !commit {
+		end = tx.Rollback
+	}
+	if err := end(ctx); err != nil {
 		f.t.Fatal(err)
 	}
 }
@@ -426,19 +442,8 @@ func TestReaderStreamsLargeTransactions(t *testing.T) {
 	// Written before the reader starts: the walsender decodes them with a
 	// 64kB budget and streams both large transactions.
 	f.inTx(`INSERT INTO big SELECT g, repeat('a', 200) FROM generate_series(100001, 103000) g`)
-	func() { // an aborted one
-		ctx := context.Background()
-		tx, err := f.db.Pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO big SELECT g, repeat('b', 200) FROM generate_series(200001, 203000) g`); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Rollback(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}()
+	// An aborted one.
+	f.abortedTx(`INSERT INTO big SELECT g, repeat('b', 200) FROM generate_series(200001, 203000) g`)
 	f.inTx(
 		`INSERT INTO big SELECT g, repeat('c', 200) FROM generate_series(1, 2000) g`,
 		`SAVEPOINT s`,

@@ -10,11 +10,9 @@ import (
 	"github.com/ficuslabs/ficus/internal/pgtest"
 )
 
-const partitionedSchema = `
-CREATE SCHEMA t2;
-CREATE TABLE t2.parent (id bigint PRIMARY KEY, v bigint NOT NULL) PARTITION BY HASH (id);
-CREATE TABLE t2.p_eu PARTITION OF t2.parent FOR VALUES WITH (MODULUS 2, REMAINDER 0);
-CREATE TABLE t2.p_us PARTITION OF t2.parent FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+// partitionedSchema is t2.parent (see pgtest.PartitionedSQL) and t2.nokey,
+// list-partitioned, without a primary key.
+const partitionedSchema = pgtest.PartitionedSQL + `
 CREATE TABLE t2.nokey (id bigint, v bigint) PARTITION BY LIST (id);
 CREATE TABLE t2.nokey_1 PARTITION OF t2.nokey FOR VALUES IN (1);
 CREATE TABLE t2.nokey_rest PARTITION OF t2.nokey DEFAULT;`

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -99,17 +98,8 @@ type SlotStatus struct {
 // another role needs pg_read_all_stats.
 func Status(ctx context.Context, pool *pgxpool.Pool, slot, publication string) (SlotStatus, error) {
 	st := SlotStatus{Slot: slot, Publication: publication, LagSeconds: -1, SafeWALSize: -1}
-	var errs []error
-	if err := validateSlotName(slot); err != nil {
-		errs = append(errs, err)
-	}
-	if publication != "" {
-		if err := validatePublicationName(publication); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		return st, errors.Join(errs...)
+	if err := validateSlotAndPublication(slot, publication); err != nil {
+		return st, err
 	}
 	var (
 		current            string

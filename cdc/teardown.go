@@ -42,17 +42,8 @@ func (r TeardownReport) WriteText(w io.Writer) error {
 // retained WAL is released at the server's next checkpoint.
 func Teardown(ctx context.Context, pool *pgxpool.Pool, slot, publication string, force bool) (TeardownReport, error) {
 	var r TeardownReport
-	var errs []error
-	if err := validateSlotName(slot); err != nil {
-		errs = append(errs, err)
-	}
-	if publication != "" {
-		if err := validatePublicationName(publication); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		return r, errors.Join(errs...)
+	if err := validateSlotAndPublication(slot, publication); err != nil {
+		return r, err
 	}
 	conn, err := pool.Acquire(ctx)
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ficuslabs/ficus/internal/pgtest"
@@ -162,23 +161,9 @@ func TestUpCDCWithoutCreatePrivilege(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := pgtest.New(t)
-	role := "ficus_mig_" + strings.TrimPrefix(db.Name, "ficus_test_")
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), pgtest.Server(t))
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(context.Background())
-		conn.Exec(context.Background(), "DROP ROLE IF EXISTS "+role)
-	})
-	for _, q := range []string{
-		"CREATE ROLE " + role + " LOGIN PASSWORD 'pw'",
-		"REVOKE CREATE ON DATABASE " + db.Name + " FROM PUBLIC",
-	} {
-		if _, err := db.Pool.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
+	role := db.Role(t, "LOGIN PASSWORD 'pw'")
+	if _, err := db.Pool.Exec(ctx, "REVOKE CREATE ON DATABASE "+db.Name+" FROM PUBLIC"); err != nil {
+		t.Fatal(err)
 	}
 	cfg, err := pgxpool.ParseConfig(db.URL)
 	if err != nil {

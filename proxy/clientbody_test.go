@@ -18,6 +18,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/ficuslabs/ficus/internal/syncbuf"
 	"github.com/ficuslabs/ficus/proxy"
 )
 
@@ -87,29 +88,11 @@ func (u *bodyUpstream) finish() []upstreamBody {
 	return u.bodies
 }
 
-// lockedWriter is a log sink safe for concurrent handlers.
-type lockedWriter struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // bodyProxy serves a proxy with body_limit 1MiB and the default breaker
 // (open after 5 failures in a row) in front of up.
-func bodyProxy(t *testing.T, up *bodyUpstream) (addr string, set *metrics.Set, log *lockedWriter) {
+func bodyProxy(t *testing.T, up *bodyUpstream) (addr string, set *metrics.Set, log *syncbuf.Buffer) {
 	t.Helper()
-	set, log = metrics.NewSet(), &lockedWriter{}
+	set, log = metrics.NewSet(), &syncbuf.Buffer{}
 	_, url := startProxy(t, "body_limit: 1MiB\n", up.srv.URL, proxy.Settings{
 		Metrics: set, Logger: slog.New(slog.NewTextHandler(log, nil))})
 	return strings.TrimPrefix(url, "http://"), set, log
@@ -321,7 +304,7 @@ func TestBodyOverLimitNeverReachesUpstream(t *testing.T) {
 func TestStalledBodyIsClientTimeout(t *testing.T) {
 	t.Parallel()
 	up := newBodyUpstream(t)
-	set, log := metrics.NewSet(), &lockedWriter{}
+	set, log := metrics.NewSet(), &syncbuf.Buffer{}
 	yaml := fmt.Sprintf("upstreams:\n  default:\n    url: %q\n    timeout: 300ms\n", up.srv.URL)
 	_, url := startProxy(t, yaml, "", proxy.Settings{Metrics: set, Logger: slog.New(slog.NewTextHandler(log, nil))})
 	addr := strings.TrimPrefix(url, "http://")

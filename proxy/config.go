@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ficuslabs/ficus/proxy/breaker"
 )
 
 // ErrInvalidConfig is wrapped by every problem LoadConfig, ParseConfig,
@@ -82,28 +84,11 @@ type UpstreamConfig struct {
 
 // BreakerConfig configures an upstream's circuit breaker.
 type BreakerConfig struct {
-	// Disabled turns the breaker off; the other fields are then ignored.
+	// Disabled turns the breaker off; Settings are then ignored.
 	Disabled bool
-	// ConsecutiveFailures trips the breaker after this many failures in a
-	// row. Defaults to 5.
-	ConsecutiveFailures uint32
-	// FailureRatio trips the breaker when this fraction of the calls in
-	// Interval failed, once MinRequests were seen. Defaults to 0.5.
-	FailureRatio float64
-	// MinRequests is how many calls Interval needs before FailureRatio
-	// counts. Defaults to 20.
-	MinRequests uint32
-	// Interval is the closed state's counting window. Defaults to 60s.
-	Interval time.Duration
-	// OpenFor is how long the breaker stays open before probing.
-	// Defaults to 10s.
-	OpenFor time.Duration
-	// HalfOpenProbes is how many calls the half-open breaker lets
-	// through. Defaults to 3.
-	HalfOpenProbes uint32
-	// SlowCall counts a call slower than this as a failure; 0 turns that
-	// off. Defaults to 10s.
-	SlowCall time.Duration
+	// Settings are when the breaker trips and how it recovers. Their
+	// defaults are breaker.Settings', except SlowCall: 10s.
+	breaker.Settings
 }
 
 // TenantConfig is a caller known by API key.
@@ -462,7 +447,7 @@ func newUpstreamConfig(name string, u *url.URL) *UpstreamConfig {
 		MaxIdleConnsPerHost:    256,
 		MaxResponseHeaderBytes: defaultMaxResponseHeaderBytes,
 		LaneShare:              map[string]float64{"b2b": 0.6, "b2c": 0.9, "internal": 1.0},
-		Breaker: BreakerConfig{
+		Breaker: BreakerConfig{Settings: breaker.Settings{
 			ConsecutiveFailures: 5,
 			FailureRatio:        0.5,
 			MinRequests:         20,
@@ -470,7 +455,7 @@ func newUpstreamConfig(name string, u *url.URL) *UpstreamConfig {
 			OpenFor:             10 * time.Second,
 			HalfOpenProbes:      3,
 			SlowCall:            10 * time.Second,
-		},
+		}},
 	}
 }
 

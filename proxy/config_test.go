@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ficuslabs/ficus/proxy/breaker"
 )
 
 const testUpstream = "http://127.0.0.1:8081"
@@ -66,8 +68,8 @@ func TestLoadConfigFull(t *testing.T) {
 		Name: "mes", URL: &url.URL{Scheme: "http", Host: "127.0.0.1:8081"}, Timeout: 20 * time.Second,
 		MaxIdleConnsPerHost: 64, MaxInFlight: 512, MaxResponseHeaderBytes: 64 << 10,
 		LaneShare: map[string]float64{"b2b": 0.5, "b2c": 0.8, "internal": 1},
-		Breaker: BreakerConfig{ConsecutiveFailures: 7, FailureRatio: 0.25, MinRequests: 40,
-			Interval: 30 * time.Second, OpenFor: 5 * time.Second, HalfOpenProbes: 2, SlowCall: 0},
+		Breaker: BreakerConfig{Settings: breaker.Settings{ConsecutiveFailures: 7, FailureRatio: 0.25, MinRequests: 40,
+			Interval: 30 * time.Second, OpenFor: 5 * time.Second, HalfOpenProbes: 2, SlowCall: 0}},
 	}
 	if !reflect.DeepEqual(mes, wantMES) {
 		t.Errorf("upstreams.mes = %+v\nwant %+v", mes, wantMES)
@@ -145,8 +147,8 @@ func TestParseConfigDefaults(t *testing.T) {
 		Name: "default", URL: &url.URL{Scheme: "http", Host: "127.0.0.1:8081"}, Timeout: 30 * time.Second,
 		MaxIdleConnsPerHost: 256, MaxInFlight: 0, MaxResponseHeaderBytes: 1 << 20,
 		LaneShare: map[string]float64{"b2b": 0.6, "b2c": 0.9, "internal": 1},
-		Breaker: BreakerConfig{ConsecutiveFailures: 5, FailureRatio: 0.5, MinRequests: 20,
-			Interval: time.Minute, OpenFor: 10 * time.Second, HalfOpenProbes: 3, SlowCall: 10 * time.Second},
+		Breaker: BreakerConfig{Settings: breaker.Settings{ConsecutiveFailures: 5, FailureRatio: 0.5, MinRequests: 20,
+			Interval: time.Minute, OpenFor: 10 * time.Second, HalfOpenProbes: 3, SlowCall: 10 * time.Second}},
 	}
 	for _, c := range []*Config{cfg, def} {
 		if !reflect.DeepEqual(c.Upstreams, map[string]*UpstreamConfig{"default": want}) {

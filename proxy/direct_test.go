@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ficuslabs/ficus/internal/rawhttp"
 	"github.com/ficuslabs/ficus/proxy/h1"
 )
 
@@ -277,38 +278,7 @@ func TestDirectPathReusesConnections(t *testing.T) {
 // the test it closes them, also those a proxy keeps idle.
 func rawUpstream(t *testing.T, serve func(c net.Conn, br *bufio.Reader)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() {
-				defer c.Close()
-				serve(c, bufio.NewReader(c))
-			})
-		}
-	})
-	return "http://" + ln.Addr().String()
+	return "http://" + rawhttp.Serve(t, serve).Addr
 }
 
 // An upstream that closes a keep-alive connection after one answer, as

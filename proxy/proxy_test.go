@@ -292,15 +292,22 @@ func TestAmbiguousOutcomeIsReconciled(t *testing.T) {
 	}
 }
 
+// postWhileMESDown sends body as order "k" while the MES is down: the
+// outcome is ambiguous and the client gets 502.
+func (w *world) postWhileMESDown(t *testing.T, body string) {
+	t.Helper()
+	w.mes.SetFaults(mes.Faults{Down: true})
+	if a := do(t, "POST", w.proxyURL+"/api/v1/orders", acmeKey, "k", body); a.status != http.StatusBadGateway {
+		t.Fatalf("first: %d %s; want 502", a.status, a.body)
+	}
+}
+
 // When the MES crashed before storing anything, the reconcile lookup finds
 // nothing and the retry is sent: one order in the end.
 func TestAmbiguousOutcomeNotFoundIsSentAgain(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, tenantsYAML+ordersRoute)
-	w.mes.SetFaults(mes.Faults{Down: true})
-	if a := do(t, "POST", w.proxyURL+"/api/v1/orders", acmeKey, "k", order("PO-7")); a.status != http.StatusBadGateway {
-		t.Fatalf("first: %d %s; want 502", a.status, a.body)
-	}
+	w.postWhileMESDown(t, order("PO-7"))
 	w.mes.SetFaults(mes.Faults{})
 	if a := do(t, "POST", w.proxyURL+"/api/v1/orders", acmeKey, "k", order("PO-7")); a.status != http.StatusCreated {
 		t.Fatalf("retry: %d %s", a.status, a.body)
@@ -316,10 +323,7 @@ func TestAmbiguousOutcomeNotFoundIsSentAgain(t *testing.T) {
 func TestFailedReconcileLookupKeepsDetailsInTheLog(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, tenantsYAML+ordersRoute)
-	w.mes.SetFaults(mes.Faults{Down: true})
-	if a := do(t, "POST", w.proxyURL+"/api/v1/orders", acmeKey, "k", order("PO-8")); a.status != http.StatusBadGateway {
-		t.Fatalf("first: %d %s; want 502", a.status, a.body)
-	}
+	w.postWhileMESDown(t, order("PO-8"))
 	a := do(t, "POST", w.proxyURL+"/api/v1/orders", acmeKey, "k", order("PO-8"))
 	if a.status != http.StatusConflict || !strings.Contains(a.body, "reconcile lookup failed") {
 		t.Fatalf("retry: %d %s; want 409 with the lookup's failure", a.status, a.body)

@@ -164,10 +164,7 @@ func (p *Proxy) newUpstream(name string, uc *UpstreamConfig) *upstream {
 		u.breaker = nil
 	} else {
 		u.breaker = breaker.New(breaker.Config{
-			Upstream: name, ConsecutiveFailures: b.ConsecutiveFailures, FailureRatio: b.FailureRatio,
-			MinRequests: b.MinRequests, Interval: b.Interval, OpenFor: b.OpenFor,
-			HalfOpenProbes: b.HalfOpenProbes, SlowCall: b.SlowCall,
-			Metrics: p.set, Logger: p.log, Now: p.now,
+			Upstream: name, Settings: b.Settings, Metrics: p.set, Logger: p.log, Now: p.now,
 		})
 	}
 	u.shed = NewShedder(name, uc.MaxInFlight, uc.LaneShare, p.set)

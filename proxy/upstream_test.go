@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ficuslabs/ficus/internal/syncbuf"
 )
 
 // Tests of ficus against upstreams that misbehave, on both forwarding
@@ -296,24 +297,6 @@ func TestUnderscoreHeaderNamesAreDropped(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink tests read while handlers write.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // A failed upstream call tells the client that it failed and its request
 // id, never the upstream's address or the error; the log has those under
 // the request id (issue: internal details in client answers).
@@ -328,7 +311,7 @@ func TestUpstreamFailureDetailsStayInTheLog(t *testing.T) {
 	for _, path := range paths {
 		t.Run(path.name, func(t *testing.T) {
 			t.Parallel()
-			var logs syncBuffer
+			var logs syncbuf.Buffer
 			base := serveProxy(t, directConfig("http://"+closed, 5*time.Second), path.direct, slog.New(slog.NewJSONHandler(&logs, nil)))
 			resp, err := http.Get(base + "/x")
 			if err != nil {

@@ -14,14 +14,11 @@ import (
 	"time"
 
 	"github.com/ficuslabs/ficus/internal/pgtest"
+	"github.com/ficuslabs/ficus/internal/syncbuf"
 )
 
-// partitionedDDL is a table hash-partitioned in two, with rows.
-const partitionedDDL = `
-CREATE SCHEMA t2;
-CREATE TABLE t2.parent (id bigint PRIMARY KEY, v bigint NOT NULL) PARTITION BY HASH (id);
-CREATE TABLE t2.p_eu PARTITION OF t2.parent FOR VALUES WITH (MODULUS 2, REMAINDER 0);
-CREATE TABLE t2.p_us PARTITION OF t2.parent FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+// partitionedDDL is t2.parent, hash-partitioned in two, with rows.
+const partitionedDDL = pgtest.PartitionedSQL + `
 INSERT INTO t2.parent SELECT g, 0 FROM generate_series(1, %d) g;`
 
 // partitionEvent is the part of a change event's data the consumer uses.
@@ -86,7 +83,7 @@ func TestCDCPartitionedTableSnapshotUnderUpdates(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan int, 1)
-	var runOut, runErr lockedBuffer
+	var runOut, runErr syncbuf.Buffer
 	go func() {
 		done <- run(runCtx, append([]string{"cdc", "run", "--sink", "jsonl://" + file, "--metrics-listen", "127.0.0.1:0",
 			"--snapshot-chunk-size", "1000"}, args...), &runOut, &runErr)

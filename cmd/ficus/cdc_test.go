@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ficuslabs/ficus/cloudevent"
 	"github.com/ficuslabs/ficus/internal/pgtest"
 	"github.com/ficuslabs/ficus/sim/shop"
@@ -157,20 +155,10 @@ func TestCDCStatusExitCodes(t *testing.T) {
 func TestCDCSetupWithoutCreatePrivilege(t *testing.T) {
 	db := pgtest.New(t)
 	ctx := context.Background()
-	role := "ficus_nocreate_" + strings.TrimPrefix(db.Name, "ficus_test_")
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(context.Background(), pgtest.Server(t))
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close(context.Background())
-		conn.Exec(context.Background(), "DROP ROLE IF EXISTS "+role)
-	})
+	role := db.Role(t, "LOGIN REPLICATION PASSWORD 'pw'")
 	if _, err := db.Pool.Exec(ctx, `
 		CREATE TABLE public.items (id bigint PRIMARY KEY);
 		CREATE PUBLICATION nocreate FOR TABLE public.items;
-		CREATE ROLE `+role+` LOGIN REPLICATION PASSWORD 'pw';
 		GRANT SELECT ON public.items TO `+role+`;
 		REVOKE CREATE ON DATABASE `+db.Name+` FROM PUBLIC;`); err != nil {
 		t.Fatal(err)

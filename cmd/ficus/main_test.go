@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
@@ -13,27 +12,10 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/ficuslabs/ficus/internal/pgtest"
+	"github.com/ficuslabs/ficus/internal/syncbuf"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
-
-// lockedBuffer is a bytes.Buffer safe for the signal goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func ficus(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
@@ -138,7 +120,7 @@ func TestMigrateUpAndStatus(t *testing.T) {
 func TestFirstSignalCancelsSecondExits(t *testing.T) {
 	signals := make(chan os.Signal, 2)
 	exited := make(chan int, 1)
-	var stderr lockedBuffer
+	var stderr syncbuf.Buffer
 	ctx, cancel := shutdownContext(signals, &stderr, func(code int) { exited <- code })
 	defer cancel()
 

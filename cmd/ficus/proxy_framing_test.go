@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ficuslabs/ficus/internal/rawhttp"
 )
 
 // TestProxyBinaryRefusesAmbiguousFraming runs the real binary and talks
@@ -69,7 +70,8 @@ func TestProxyBinaryRefusesAmbiguousFraming(t *testing.T) {
 		"POST /smuggle HTTP/1.1\r\nHost: mes\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
 		"POST /smuggle HTTP/1.1\r\nHost: mes\r\nContent-Length: 4\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n",
 	} {
-		codes, closed := rawRequests(t, addr, before+bad+behind)
+		answers, closed := rawhttp.Exchange(t, addr, before+bad+behind)
+		codes := rawhttp.Codes(answers)
 		if len(codes) != 2 || codes[0] != 200 || codes[1] != 400 || !closed {
 			t.Errorf("%q: answers %v (closed %t), want 200, 400, then the connection closed", bad, codes, closed)
 		}
@@ -81,38 +83,14 @@ func TestProxyBinaryRefusesAmbiguousFraming(t *testing.T) {
 	mu.Unlock()
 
 	for i := range 7 {
-		codes, _ := rawRequests(t, addr, "POST /orders HTTP/1.1\r\nHost: mes\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
+		answers, _ := rawhttp.Exchange(t, addr, "POST /orders HTTP/1.1\r\nHost: mes\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")
+		codes := rawhttp.Codes(answers)
 		if len(codes) != 1 || codes[0] != 400 {
 			t.Errorf("malformed chunk %d: answers %v, want 400", i, codes)
 		}
 	}
-	if codes, _ := rawRequests(t, addr, "GET /after HTTP/1.1\r\nHost: mes\r\nConnection: close\r\n\r\n"); len(codes) != 1 || codes[0] != 200 {
+	answers, _ := rawhttp.Exchange(t, addr, "GET /after HTTP/1.1\r\nHost: mes\r\nConnection: close\r\n\r\n")
+	if codes := rawhttp.Codes(answers); len(codes) != 1 || codes[0] != 200 {
 		t.Errorf("after malformed bodies: answers %v, want 200 (the breaker must stay closed)", codes)
-	}
-}
-
-// rawRequests writes raw on a new connection and returns the status of
-// every answer until the connection closes (closed) or stays silent.
-func rawRequests(t *testing.T, addr, raw string) (codes []int, closed bool) {
-	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(3 * time.Second))
-	if _, err := io.WriteString(conn, raw); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(conn)
-	for {
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			ne, ok := err.(net.Error)
-			return codes, !(ok && ne.Timeout())
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		codes = append(codes, resp.StatusCode)
 	}
 }

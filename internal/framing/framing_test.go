@@ -1,7 +1,6 @@
 package framing_test
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/ficuslabs/ficus/internal/framing"
 	"github.com/ficuslabs/ficus/internal/httpserve"
+	"github.com/ficuslabs/ficus/internal/rawhttp"
 )
 
 // served records what the handler behind the guard saw.
@@ -64,42 +64,6 @@ func serve(t *testing.T) (addr string, h *served) {
 	return ln.Addr().String(), h
 }
 
-// exchange writes raw on a new connection and reads every answer until
-// the server closes it. closed tells whether it did (within the deadline).
-func exchange(t *testing.T, addr, raw string) (answers []*http.Response, closed bool) {
-	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(3 * time.Second))
-	if _, err := io.WriteString(conn, raw); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(conn)
-	for {
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			var ne net.Error
-			if ok := asNetError(err, &ne); ok && ne.Timeout() {
-				return answers, false
-			}
-			return answers, true
-		}
-		resp.Body = io.NopCloser(strings.NewReader(readAll(resp.Body)))
-		answers = append(answers, resp)
-	}
-}
-
-func asNetError(err error, target *net.Error) bool {
-	ne, ok := err.(net.Error)
-	if ok {
-		*target = ne
-	}
-	return ok
-}
-
 func readAll(r io.Reader) string {
 	b, _ := io.ReadAll(r)
 	return string(b)
@@ -134,7 +98,7 @@ func TestAmbiguousFramingIsRejectedAndClosed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			addr, h := serve(t)
-			answers, closed := exchange(t, addr, get+tc.req+pipelined)
+			answers, closed := rawhttp.Exchange(t, addr, get+tc.req+pipelined)
 			if len(answers) != 2 || answers[0].StatusCode != 200 || answers[1].StatusCode != 400 {
 				var got []int
 				for _, a := range answers {
@@ -173,7 +137,7 @@ func TestPipelinedRequestsAreServed(t *testing.T) {
 		"GET /6 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
 	}
 	addr, h := serve(t)
-	answers, _ := exchange(t, addr, strings.Join(reqs, ""))
+	answers, _ := rawhttp.Exchange(t, addr, strings.Join(reqs, ""))
 	if len(answers) != len(reqs) {
 		t.Fatalf("%d answers, want %d", len(answers), len(reqs))
 	}
@@ -203,7 +167,7 @@ func itoa16(n int) string {
 func TestAmbiguousAfterOptionsStar(t *testing.T) {
 	t.Parallel()
 	addr, h := serve(t)
-	answers, closed := exchange(t, addr, get+
+	answers, closed := rawhttp.Exchange(t, addr, get+
 		"OPTIONS * HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"+pipelined+pipelined)
 	var got []int
 	for _, a := range answers {
@@ -229,7 +193,7 @@ func TestHandlerWithoutListener(t *testing.T) {
 	}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
-	answers, _ := exchange(t, ln.Addr().String(), get)
+	answers, _ := rawhttp.Exchange(t, ln.Addr().String(), get)
 	if len(answers) != 1 || answers[0].StatusCode != 200 {
 		t.Errorf("answers %v, want one 200", answers)
 	}

@@ -31,6 +31,16 @@ import (
 	"github.com/ficuslabs/ficus/internal/pgserver"
 )
 
+// PartitionedSQL creates, for tests of partitioned tables, the table
+// t2.parent (id bigint PRIMARY KEY, v bigint NOT NULL) hash-partitioned by
+// id in two: t2.p_eu (remainder 0) and t2.p_us (remainder 1).
+const PartitionedSQL = `
+CREATE SCHEMA t2;
+CREATE TABLE t2.parent (id bigint PRIMARY KEY, v bigint NOT NULL) PARTITION BY HASH (id);
+CREATE TABLE t2.p_eu PARTITION OF t2.parent FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+CREATE TABLE t2.p_us PARTITION OF t2.parent FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+`
+
 // DB is one test's database.
 type DB struct {
 	// Name of the database.
@@ -108,6 +118,28 @@ func New(t testing.TB) *DB {
 		}
 	})
 	return &DB{Name: name, URL: dbURL, Pool: pool}
+}
+
+// Role creates a role for t with the given attributes (for example
+// "LOGIN REPLICATION PASSWORD 'pw'") and returns its name, unique on the
+// server. When t ends, the role's objects and privileges in db are dropped,
+// and then the role.
+func (db *DB) Role(t testing.TB, attrs string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	name := "ficus_role_" + randomHex(6)
+	if _, err := db.Pool.Exec(ctx, "CREATE ROLE "+name+" "+attrs); err != nil {
+		t.Fatalf("pgtest: create role: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := exec(ctx, db.URL, "DROP OWNED BY "+name+"; DROP ROLE "+name); err != nil {
+			t.Errorf("pgtest: drop role %s: %v", name, err)
+		}
+	})
+	return name
 }
 
 func drop(ctx context.Context, admin, name string) error {

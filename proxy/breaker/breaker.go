@@ -45,11 +45,9 @@ const (
 	breakerRetryFloor = time.Second
 )
 
-// Config configures one upstream's circuit breaker. A zero field takes the
-// default given.
-type Config struct {
-	// Upstream names the upstream, for logs and metric labels.
-	Upstream string
+// Settings are when a breaker trips and how it recovers. A zero field
+// takes the default given.
+type Settings struct {
 	// ConsecutiveFailures trips the breaker after that many failures in a
 	// row. Defaults to 5.
 	ConsecutiveFailures uint32
@@ -73,6 +71,15 @@ type Config struct {
 	// SlowCall makes a call that took longer a failure, even when it
 	// succeeded. 0 (the default) turns this off.
 	SlowCall time.Duration
+}
+
+// Config configures one upstream's circuit breaker. A zero field takes the
+// default given.
+type Config struct {
+	// Upstream names the upstream, for logs and metric labels.
+	Upstream string
+	// Settings are when the breaker trips and how it recovers.
+	Settings
 
 	// Metrics receives ficus_proxy_breaker_state{upstream} (0 closed, 1
 	// half-open, 2 open) and ficus_proxy_breaker_transitions_total{upstream,to};

@@ -2,7 +2,6 @@ package breaker
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -33,11 +32,17 @@ var (
 )
 
 // newTestBreaker returns a breaker on its own set; call it inside a bubble.
-func newTestBreaker(s Config) (*Breaker, *metrics.Set) {
+func newTestBreaker(s Settings) (*Breaker, *metrics.Set) {
 	set := metrics.NewSet()
-	s.Upstream = cmp.Or(s.Upstream, "mes")
-	s.Metrics, s.Now = set, time.Now
-	return New(s), set
+	return New(Config{Upstream: "mes", Settings: s, Metrics: set, Now: time.Now}), set
+}
+
+// wantMetric fails t unless series has the value want in set.
+func wantMetric(t *testing.T, set *metrics.Set, series string, want float64) {
+	t.Helper()
+	if v, _ := metricstest.Value(t, set, series); v != want {
+		t.Errorf("%s = %v, want %v", series, v, want)
+	}
 }
 
 // breakerCall runs one call through b that ends with o, and reports whether the
@@ -64,7 +69,7 @@ func wantBreakerState(t *testing.T, b *Breaker, want string) {
 
 func TestBreakerClassify(t *testing.T) {
 	t.Parallel()
-	b := &Breaker{s: Config{SlowCall: time.Second}}
+	b := &Breaker{s: Config{Settings: Settings{SlowCall: time.Second}}}
 	timeout := &net.OpError{Op: "dial", Err: os.ErrDeadlineExceeded}
 	tests := []struct {
 		name string
@@ -102,7 +107,7 @@ func TestBreakerClassify(t *testing.T) {
 func TestBreakerTripsOnConsecutiveFailures(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b, set := newTestBreaker(Config{ConsecutiveFailures: 3, MinRequests: 1000})
+		b, set := newTestBreaker(Settings{ConsecutiveFailures: 3, MinRequests: 1000})
 		breakerCall(t, b, breakerFail)
 		breakerCall(t, b, breakerFail)
 		breakerCall(t, b, breakerOK) // resets the run
@@ -114,19 +119,15 @@ func TestBreakerTripsOnConsecutiveFailures(t *testing.T) {
 		if breakerCall(t, b, breakerOK) {
 			t.Fatal("an open breaker let a call through")
 		}
-		if v, _ := metricstest.Value(t, set, `ficus_proxy_breaker_state{upstream="mes"}`); v != 2 {
-			t.Errorf("breaker_state = %v, want 2 (open)", v)
-		}
-		if v, _ := metricstest.Value(t, set, `ficus_proxy_breaker_transitions_total{upstream="mes",to="open"}`); v != 1 {
-			t.Errorf("transitions_total{to=open} = %v, want 1", v)
-		}
+		wantMetric(t, set, `ficus_proxy_breaker_state{upstream="mes"}`, 2)
+		wantMetric(t, set, `ficus_proxy_breaker_transitions_total{upstream="mes",to="open"}`, 1)
 	})
 }
 
 func TestBreakerTripsOnRatio(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b, _ := newTestBreaker(Config{ConsecutiveFailures: 100, FailureRatio: 0.5, MinRequests: 10})
+		b, _ := newTestBreaker(Settings{ConsecutiveFailures: 100, FailureRatio: 0.5, MinRequests: 10})
 		for range 4 { // 8 finished, 4 failed: below MinRequests
 			breakerCall(t, b, breakerOK)
 			breakerCall(t, b, breakerFail)
@@ -141,7 +142,7 @@ func TestBreakerTripsOnRatio(t *testing.T) {
 func TestBreakerRatioIgnoresClientCancels(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b, _ := newTestBreaker(Config{ConsecutiveFailures: 100, FailureRatio: 0.5, MinRequests: 4})
+		b, _ := newTestBreaker(Settings{ConsecutiveFailures: 100, FailureRatio: 0.5, MinRequests: 4})
 		for range 50 {
 			breakerCall(t, b, Outcome{Err: context.Canceled})
 		}
@@ -157,7 +158,7 @@ func TestBreakerRatioIgnoresClientCancels(t *testing.T) {
 func TestBreakerTripsOnSlowCalls(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b, _ := newTestBreaker(Config{ConsecutiveFailures: 3, SlowCall: 100 * time.Millisecond})
+		b, _ := newTestBreaker(Settings{ConsecutiveFailures: 3, SlowCall: 100 * time.Millisecond})
 		slow := Outcome{Status: 200, Duration: 150 * time.Millisecond}
 		breakerCall(t, b, slow)
 		breakerCall(t, b, slow)
@@ -170,7 +171,7 @@ func TestBreakerTripsOnSlowCalls(t *testing.T) {
 func TestBreakerIgnores4xxAndClientCancels(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b, _ := newTestBreaker(Config{ConsecutiveFailures: 2, MinRequests: 2})
+		b, _ := newTestBreaker(Settings{ConsecutiveFailures: 2, MinRequests: 2})
 		for range 100 {
 			breakerCall(t, b, Outcome{Status: 404})
 			breakerCall(t, b, Outcome{Status: 422})
@@ -183,7 +184,7 @@ func TestBreakerIgnores4xxAndClientCancels(t *testing.T) {
 func TestBreakerForgetsFailuresOutsideInterval(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b, _ := newTestBreaker(Config{ConsecutiveFailures: 3, MinRequests: 1000, Interval: time.Minute})
+		b, _ := newTestBreaker(Settings{ConsecutiveFailures: 3, MinRequests: 1000, Interval: time.Minute})
 		breakerCall(t, b, breakerFail)
 		breakerCall(t, b, breakerFail)
 		time.Sleep(time.Minute + time.Second) // the window slid past both failures
@@ -198,7 +199,7 @@ func TestBreakerForgetsFailuresOutsideInterval(t *testing.T) {
 func TestBreakerRetryAfter(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b, _ := newTestBreaker(Config{ConsecutiveFailures: 1, OpenFor: 10 * time.Second})
+		b, _ := newTestBreaker(Settings{ConsecutiveFailures: 1, OpenFor: 10 * time.Second})
 		breakerCall(t, b, breakerFail)
 		time.Sleep(3 * time.Second)
 		_, err := b.Allow()
@@ -222,7 +223,7 @@ func TestBreakerRetryAfterClockAhead(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		skew := time.Duration(0)
 		now := func() time.Time { return time.Now().Add(skew) }
-		b := New(Config{Upstream: "mes", ConsecutiveFailures: 1, OpenFor: 10 * time.Second, Now: now})
+		b := New(Config{Upstream: "mes", Now: now, Settings: Settings{ConsecutiveFailures: 1, OpenFor: 10 * time.Second}})
 		breakerCall(t, b, breakerFail)
 		skew = time.Minute
 		_, err := b.Allow()
@@ -260,7 +261,7 @@ func breakerAllowConcurrently(b *Breaker, n int) (dones []func(Outcome), errs []
 func TestBreakerHalfOpenBoundsProbesAndCloses(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b, set := newTestBreaker(Config{ConsecutiveFailures: 1, OpenFor: 10 * time.Second, HalfOpenProbes: 3})
+		b, set := newTestBreaker(Settings{ConsecutiveFailures: 1, OpenFor: 10 * time.Second, HalfOpenProbes: 3})
 		breakerCall(t, b, breakerFail)
 		time.Sleep(10*time.Second + time.Nanosecond)
 		wantBreakerState(t, b, "half-open")
@@ -285,20 +286,16 @@ func TestBreakerHalfOpenBoundsProbesAndCloses(t *testing.T) {
 		}
 		for to, want := range map[string]float64{"open": 1, "half-open": 1, "closed": 1} {
 			series := fmt.Sprintf(`ficus_proxy_breaker_transitions_total{upstream="mes",to=%q}`, to)
-			if v, _ := metricstest.Value(t, set, series); v != want {
-				t.Errorf("%s = %v, want %v", series, v, want)
-			}
+			wantMetric(t, set, series, want)
 		}
-		if v, _ := metricstest.Value(t, set, `ficus_proxy_breaker_state{upstream="mes"}`); v != 0 {
-			t.Errorf("breaker_state = %v, want 0 (closed)", v)
-		}
+		wantMetric(t, set, `ficus_proxy_breaker_state{upstream="mes"}`, 0)
 	})
 }
 
 func TestBreakerReopensAfterFailedProbe(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b, set := newTestBreaker(Config{ConsecutiveFailures: 1, OpenFor: 10 * time.Second, HalfOpenProbes: 2})
+		b, set := newTestBreaker(Settings{ConsecutiveFailures: 1, OpenFor: 10 * time.Second, HalfOpenProbes: 2})
 		breakerCall(t, b, breakerFail)
 		time.Sleep(10*time.Second + time.Nanosecond)
 		probes, _ := breakerAllowConcurrently(b, 2)
@@ -314,16 +311,14 @@ func TestBreakerReopensAfterFailedProbe(t *testing.T) {
 		if !errors.As(err, &open) || open.RetryAfter != 10*time.Second {
 			t.Fatalf("Allow right after reopening = %v, want RetryAfter 10s", err)
 		}
-		if v, _ := metricstest.Value(t, set, `ficus_proxy_breaker_transitions_total{upstream="mes",to="open"}`); v != 2 {
-			t.Errorf("transitions_total{to=open} = %v, want 2", v)
-		}
+		wantMetric(t, set, `ficus_proxy_breaker_transitions_total{upstream="mes",to="open"}`, 2)
 	})
 }
 
 func TestBreakerClientCancelFreesProbe(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		b, _ := newTestBreaker(Config{ConsecutiveFailures: 1, OpenFor: time.Second, HalfOpenProbes: 1})
+		b, _ := newTestBreaker(Settings{ConsecutiveFailures: 1, OpenFor: time.Second, HalfOpenProbes: 1})
 		breakerCall(t, b, breakerFail)
 		time.Sleep(2 * time.Second)
 		done, err := b.Allow()
@@ -347,7 +342,7 @@ func TestBreakerLogsStateChanges(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var buf bytes.Buffer
 		log := slog.New(slog.NewTextHandler(&buf, nil)).With("component", "proxy")
-		b := New(Config{Upstream: "mes", ConsecutiveFailures: 1, Logger: log})
+		b := New(Config{Upstream: "mes", Logger: log, Settings: Settings{ConsecutiveFailures: 1}})
 		breakerCall(t, b, breakerFail)
 		got := buf.String()
 		for _, want := range []string{"level=WARN", "component=proxy", "upstream=mes", "from=closed", "to=open"} {
@@ -362,12 +357,10 @@ func TestBreakerGaugeFollowsNewestBreaker(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		set := metrics.NewSet()
-		old := New(Config{Upstream: "mes", ConsecutiveFailures: 1, Metrics: set})
+		old := New(Config{Upstream: "mes", Metrics: set, Settings: Settings{ConsecutiveFailures: 1}})
 		breakerCall(t, old, breakerFail)
 		New(Config{Upstream: "mes", Metrics: set}) // as after a reload
-		if v, _ := metricstest.Value(t, set, `ficus_proxy_breaker_state{upstream="mes"}`); v != 0 {
-			t.Fatalf("breaker_state = %v, want the new breaker's 0", v)
-		}
+		wantMetric(t, set, `ficus_proxy_breaker_state{upstream="mes"}`, 0)
 	})
 }
 
@@ -399,7 +392,7 @@ func BenchmarkBreakerAllowDone(b *testing.B) {
 }
 
 func ExampleBreaker() {
-	b := New(Config{Upstream: "mes", ConsecutiveFailures: 2, OpenFor: 10 * time.Second})
+	b := New(Config{Upstream: "mes", Settings: Settings{ConsecutiveFailures: 2, OpenFor: 10 * time.Second}})
 	for range 2 {
 		done, _ := b.Allow()
 		done(Outcome{Status: 503, Duration: 20 * time.Millisecond})

@@ -9,61 +9,25 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ficuslabs/ficus/internal/rawhttp"
 )
 
-// server is a scripted upstream: answer gives the bytes for each request.
-type server struct {
-	addr  string
-	conns atomic.Int32
-	mu    sync.Mutex
-	open  []net.Conn
-}
-
-func newServer(t *testing.T, answer func(req *http.Request, c net.Conn)) *server {
+// newServer starts a scripted upstream: answer writes the bytes for each
+// request.
+func newServer(t *testing.T, answer func(req *http.Request, c net.Conn)) *rawhttp.Server {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &server{addr: ln.Addr().String()}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		s.mu.Lock()
-		for _, c := range s.open {
-			c.Close()
-		}
-		s.mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
+	return rawhttp.Serve(t, func(c net.Conn, br *bufio.Reader) {
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			s.conns.Add(1)
-			s.mu.Lock()
-			s.open = append(s.open, c)
-			s.mu.Unlock()
-			wg.Go(func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					answer(req, c)
-				}
-			})
+			answer(req, c)
 		}
 	})
-	return s
 }
 
 // get is a GET of path for an Exchange.
@@ -107,7 +71,7 @@ func TestIdleConnectionThatTurnedReadableIsNotUsed(t *testing.T) {
 			close(wrote)
 		}
 	})
-	pool, err := New(Config{Addr: s.addr})
+	pool, err := New(Config{Addr: s.Addr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +88,7 @@ func TestIdleConnectionThatTurnedReadableIsNotUsed(t *testing.T) {
 			t.Errorf("%s: got %q, %v", path, body, err)
 		}
 	}
-	if n := s.conns.Load(); n != 2 {
+	if n := s.Conns(); n != 2 {
 		t.Errorf("connections: %d, want 2", n)
 	}
 }
@@ -136,7 +100,7 @@ func TestCloseReportsExtraBytes(t *testing.T) {
 	s := newServer(t, func(req *http.Request, c net.Conn) {
 		io.WriteString(c, answerPath(req)+"EXTRA")
 	})
-	pool, err := New(Config{Addr: s.addr})
+	pool, err := New(Config{Addr: s.Addr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +122,7 @@ func TestHeadIsBounded(t *testing.T) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\n"+strings.Repeat("X-Filler: 0123456789\r\n", 1000)+"Content-Length: 0\r\n\r\n")
 	})
 	for _, bound := range []int64{1 << 10, 64 << 10} {
-		pool, err := New(Config{Addr: s.addr, MaxResponseHeaderBytes: bound})
+		pool, err := New(Config{Addr: s.Addr, MaxResponseHeaderBytes: bound})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -82,12 +82,19 @@ const (
 // machine). BenchmarkMemoryHeldKeys: a full collection with 100,000 keys
 // held takes 5.6 against 176 ms.
 type Memory struct {
+	memKeys
+	shards *memShards
+}
+
+// memKeys is what Memory and PlainMemory (its plain-Go rival, in the
+// tests) keep besides their shards: how many records they hold, within
+// what bound, and the hash that picks a key's shard.
+type memKeys struct {
 	maxKeys int64
 	count   atomic.Int64 // records held, across shards
 	seed    maphash.Seed
-	keyHash func(Key) uint64 // m.hash; tests make keys collide with it
+	keyHash func(Key) uint64 // hash; tests make keys collide with it
 	next    atomic.Uint32    // shard where the next DeleteExpired starts
-	shards  *memShards
 }
 
 // memShards are a store's shards; they outlive it only until its cleanup
@@ -153,12 +160,8 @@ type memShard struct {
 
 // NewMemory returns an empty Memory store.
 func NewMemory(cfg MemoryConfig) *Memory {
-	maxKeys := cfg.MaxKeys
-	if maxKeys <= 0 {
-		maxKeys = 1_000_000
-	}
-	m := &Memory{maxKeys: int64(maxKeys), seed: maphash.MakeSeed(), shards: new(memShards)}
-	m.keyHash = m.hash
+	m := &Memory{shards: new(memShards)}
+	m.init(cfg)
 	runtime.AddCleanup(m, (*memShards).free, m.shards)
 	return m
 }
@@ -183,15 +186,25 @@ func (ss *memShards) free() {
 	}
 }
 
+// init bounds the records at cfg.MaxKeys and seeds the hash.
+func (c *memKeys) init(cfg MemoryConfig) {
+	maxKeys := cfg.MaxKeys
+	if maxKeys <= 0 {
+		maxKeys = 1_000_000
+	}
+	c.maxKeys, c.seed = int64(maxKeys), maphash.MakeSeed()
+	c.keyHash = c.hash
+}
+
 // Len reports how many records the store holds, expired ones included
 // until DeleteExpired, a claim's sweep or a full Claim drops them.
-func (m *Memory) Len() int { return int(m.count.Load()) }
+func (c *memKeys) Len() int { return int(c.count.Load()) }
 
 // hash hashes tenant and key, the tenant's length first so that no two
 // keys hash the same bytes.
-func (m *Memory) hash(k Key) uint64 {
+func (c *memKeys) hash(k Key) uint64 {
 	var h maphash.Hash
-	h.SetSeed(m.seed)
+	h.SetSeed(c.seed)
 	var n [binary.MaxVarintLen64]byte
 	h.Write(binary.AppendUvarint(n[:0], uint64(len(k.Tenant))))
 	h.WriteString(k.Tenant)
@@ -199,20 +212,43 @@ func (m *Memory) hash(k Key) uint64 {
 	return h.Sum64()
 }
 
-func (m *Memory) shard(h uint64) *memShard { return &m.shards[h>>(64-memShardBits)] }
-
 // reserve counts one more record unless the store is full.
-func (m *Memory) reserve() bool {
+func (c *memKeys) reserve() bool {
 	for {
-		n := m.count.Load()
-		if n >= m.maxKeys {
+		n := c.count.Load()
+		if n >= c.maxKeys {
 			return false
 		}
-		if m.count.CompareAndSwap(n, n+1) {
+		if c.count.CompareAndSwap(n, n+1) {
 			return true
 		}
 	}
 }
+
+// deleteExpired drops at most limit expired records from the store's
+// shards (sweep(i, at, n) drops at most n from shard i), a batch under one
+// shard's lock at a time, starting at the next shard in turn.
+func (c *memKeys) deleteExpired(now time.Time, limit, shards int, sweep func(i int, at int64, n int) int) (int, error) {
+	if err := checkLimit(limit); err != nil {
+		return 0, err
+	}
+	at := nanos(now)
+	start := int(c.next.Add(1))
+	n := 0
+	for j := 0; j < shards && n < limit; j++ {
+		i := (start + j) % shards
+		for n < limit {
+			d := sweep(i, at, min(limit-n, memDeleteBatch))
+			n += d
+			if d < memDeleteBatch {
+				break // nothing more expired in this shard
+			}
+		}
+	}
+	return n, nil
+}
+
+func (m *Memory) shard(h uint64) *memShard { return &m.shards[h>>(64-memShardBits)] }
 
 // Claim implements Store.
 func (m *Memory) Claim(_ context.Context, k Key, fingerprint string, now time.Time, lockTTL, ttl time.Duration) (Record, bool, error) {
@@ -261,10 +297,7 @@ func (m *Memory) Claim(_ context.Context, k Key, fingerprint string, now time.Ti
 		// Full: drop expired records, a bounded number from every shard,
 		// and look again (another claim may have taken k meanwhile).
 		for i := range m.shards {
-			o := &m.shards[i]
-			o.mu.Lock()
-			o.sweep(at, memSweepWhenFull, m)
-			o.mu.Unlock()
+			m.sweepShard(i, at, memSweepWhenFull)
 		}
 	}
 }
@@ -417,25 +450,16 @@ func (m *Memory) Release(_ context.Context, k Key, token string) error {
 // DeleteExpired implements Store. It holds one shard's lock at a time, for
 // at most a few hundred records.
 func (m *Memory) DeleteExpired(_ context.Context, now time.Time, limit int) (int, error) {
-	if err := checkLimit(limit); err != nil {
-		return 0, err
-	}
-	at := nanos(now)
-	start := int(m.next.Add(1))
-	n := 0
-	for j := 0; j < len(m.shards) && n < limit; j++ {
-		sh := &m.shards[(start+j)%len(m.shards)]
-		for n < limit {
-			sh.mu.Lock()
-			d := sh.sweep(at, min(limit-n, memDeleteBatch), m)
-			sh.mu.Unlock()
-			n += d
-			if d < memDeleteBatch {
-				break // nothing more expired in this shard
-			}
-		}
-	}
-	return n, nil
+	return m.deleteExpired(now, limit, len(m.shards), m.sweepShard)
+}
+
+// sweepShard drops at most limit records expired at at from shard i,
+// under its lock, and returns how many.
+func (m *Memory) sweepShard(i int, at int64, limit int) int {
+	sh := &m.shards[i]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.sweep(at, limit, m)
 }
 
 // sweep drops at most limit expired records, soonest expired first, and

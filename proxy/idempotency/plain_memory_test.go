@@ -5,12 +5,9 @@ import (
 	"container/heap"
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"fmt"
-	"hash/maphash"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -24,12 +21,8 @@ import (
 // Claim and counts again from its completion, and when full it evicts live
 // entries, where a store must keep every live key (and refuse new ones).
 type PlainMemory struct {
-	maxKeys int64
-	count   atomic.Int64 // records held, across shards
-	seed    maphash.Seed
-	keyHash func(Key) uint64 // m.hash; tests put every key in one shard with it
-	next    atomic.Uint32    // shard where the next DeleteExpired starts
-	shards  [1 << memShardBits]plainShard
+	memKeys
+	shards [1 << memShardBits]plainShard
 }
 
 var _ Store = (*PlainMemory)(nil)
@@ -69,49 +62,16 @@ func NewPlainMemoryWithHash(cfg MemoryConfig, h func(Key) uint64) *PlainMemory {
 
 // NewPlainMemory returns an empty PlainMemory store.
 func NewPlainMemory(cfg MemoryConfig) *PlainMemory {
-	maxKeys := cfg.MaxKeys
-	if maxKeys <= 0 {
-		maxKeys = 1_000_000
-	}
-	m := &PlainMemory{maxKeys: int64(maxKeys), seed: maphash.MakeSeed()}
-	m.keyHash = m.hash
+	m := &PlainMemory{}
+	m.init(cfg)
 	for i := range m.shards {
 		m.shards[i].recs = map[Key]*memRecord{}
 	}
 	return m
 }
 
-// Len reports how many records the store holds, expired ones included
-// until DeleteExpired, a claim's sweep or a full Claim drops them.
-func (m *PlainMemory) Len() int { return int(m.count.Load()) }
-
-// hash hashes tenant and key, the tenant's length first so that no two
-// keys hash the same bytes.
-func (m *PlainMemory) hash(k Key) uint64 {
-	var h maphash.Hash
-	h.SetSeed(m.seed)
-	var n [binary.MaxVarintLen64]byte
-	h.Write(binary.AppendUvarint(n[:0], uint64(len(k.Tenant))))
-	h.WriteString(k.Tenant)
-	h.WriteString(k.Key)
-	return h.Sum64()
-}
-
 func (m *PlainMemory) shard(k Key) *plainShard {
 	return &m.shards[m.keyHash(k)>>(64-memShardBits)]
-}
-
-// reserve counts one more record unless the store is full.
-func (m *PlainMemory) reserve() bool {
-	for {
-		n := m.count.Load()
-		if n >= m.maxKeys {
-			return false
-		}
-		if m.count.CompareAndSwap(n, n+1) {
-			return true
-		}
-	}
 }
 
 // Claim implements Store.
@@ -155,10 +115,7 @@ func (m *PlainMemory) Claim(_ context.Context, k Key, fingerprint string, now ti
 		// Full: drop expired records, a bounded number from every shard,
 		// and look again (another claim may have taken k meanwhile).
 		for i := range m.shards {
-			o := &m.shards[i]
-			o.mu.Lock()
-			o.sweep(at, memSweepWhenFull, m)
-			o.mu.Unlock()
+			m.sweepShard(i, at, memSweepWhenFull)
 		}
 	}
 }
@@ -235,13 +192,18 @@ func (r *memResponse) response() *Response {
 	return &Response{Status: r.status, Header: h, Body: bytes.Clone(r.body)}
 }
 
-// owned returns k's record if token owns it; sh.mu must be held.
-func (sh *plainShard) owned(k Key, token string) (*memRecord, error) {
+// withOwned runs f on k's record, under its shard's lock, if token owns
+// it; else it returns ErrNotOwner.
+func (m *PlainMemory) withOwned(k Key, token string, f func(sh *plainShard, r *memRecord)) error {
+	sh := m.shard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	r, ok := sh.recs[k]
 	if !ok || r.token != token || r.state == StateCompleted {
-		return nil, ErrNotOwner
+		return ErrNotOwner
 	}
-	return r, nil
+	f(sh, r)
+	return nil
 }
 
 // Complete implements Store.
@@ -250,15 +212,9 @@ func (m *PlainMemory) Complete(_ context.Context, k Key, token string, resp Resp
 		return err
 	}
 	stored := storeResponse(resp)
-	sh := m.shard(k)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	r, err := sh.owned(k, token)
-	if err != nil {
-		return err
-	}
-	sh.complete(r, stored, nanos(now))
-	return nil
+	return m.withOwned(k, token, func(sh *plainShard, r *memRecord) {
+		sh.complete(r, stored, nanos(now))
+	})
 }
 
 // complete stores resp, the store's own copy, in r; sh.mu must be held.
@@ -269,16 +225,10 @@ func (sh *plainShard) complete(r *memRecord, resp *memResponse, at int64) {
 
 // MarkUnknown implements Store.
 func (m *PlainMemory) MarkUnknown(_ context.Context, k Key, token, reason string, now time.Time) error {
-	sh := m.shard(k)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	r, err := sh.owned(k, token)
-	if err != nil {
-		return err
-	}
-	r.state, r.reason = StateUnknown, reason
-	sh.setExpiry(r, extend(r.expiresAt, r.ttl, nanos(now)))
-	return nil
+	return m.withOwned(k, token, func(sh *plainShard, r *memRecord) {
+		r.state, r.reason = StateUnknown, reason
+		sh.setExpiry(r, extend(r.expiresAt, r.ttl, nanos(now)))
+	})
 }
 
 // Resolve implements Store.
@@ -327,40 +277,25 @@ func (m *PlainMemory) Reclaim(_ context.Context, k Key, now time.Time, lockTTL t
 
 // Release implements Store.
 func (m *PlainMemory) Release(_ context.Context, k Key, token string) error {
-	sh := m.shard(k)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	r, err := sh.owned(k, token)
-	if err != nil {
-		return err
-	}
-	heap.Remove(&sh.exp, r.heapAt)
-	sh.drop(r, m)
-	return nil
+	return m.withOwned(k, token, func(sh *plainShard, r *memRecord) {
+		heap.Remove(&sh.exp, r.heapAt)
+		sh.drop(r, m)
+	})
 }
 
 // DeleteExpired implements Store. It holds one shard's lock at a time, for
 // at most a few hundred records.
 func (m *PlainMemory) DeleteExpired(_ context.Context, now time.Time, limit int) (int, error) {
-	if err := checkLimit(limit); err != nil {
-		return 0, err
-	}
-	at := nanos(now)
-	start := int(m.next.Add(1))
-	n := 0
-	for j := 0; j < len(m.shards) && n < limit; j++ {
-		sh := &m.shards[(start+j)%len(m.shards)]
-		for n < limit {
-			sh.mu.Lock()
-			d := sh.sweep(at, min(limit-n, memDeleteBatch), m)
-			sh.mu.Unlock()
-			n += d
-			if d < memDeleteBatch {
-				break // nothing more expired in this shard
-			}
-		}
-	}
-	return n, nil
+	return m.deleteExpired(now, limit, len(m.shards), m.sweepShard)
+}
+
+// sweepShard drops at most limit records expired at at from shard i,
+// under its lock, and returns how many.
+func (m *PlainMemory) sweepShard(i int, at int64, limit int) int {
+	sh := &m.shards[i]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.sweep(at, limit, m)
 }
 
 // sweep drops at most limit expired records, soonest expired first, and

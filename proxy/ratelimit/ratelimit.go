@@ -534,21 +534,23 @@ func ceilSecondsOf(d time.Duration) int64 {
 // appendPolicyItem appends one member of a RateLimit-Policy field: the
 // policy's name with its quota (q) and window in seconds (w).
 func appendPolicyItem(b []byte, name string, quota, windowSeconds int64) []byte {
-	b = appendSFString(b, name)
-	b = append(b, ";q="...)
-	b = strconv.AppendInt(b, sfClamp(quota), 10)
-	b = append(b, ";w="...)
-	return strconv.AppendInt(b, sfClamp(windowSeconds), 10)
+	return appendItem(b, name, ";q=", quota, ";w=", windowSeconds)
 }
 
 // appendLimitItem appends one member of a RateLimit field: the policy's
 // name with the quota left (r) and the seconds until it is restored (t).
 func appendLimitItem(b []byte, name string, remaining, resetSeconds int64) []byte {
+	return appendItem(b, name, ";r=", remaining, ";t=", resetSeconds)
+}
+
+// appendItem appends name as a structured-field String with two
+// Integer parameters: key1 (";q=", say) with v1 and key2 with v2.
+func appendItem(b []byte, name, key1 string, v1 int64, key2 string, v2 int64) []byte {
 	b = appendSFString(b, name)
-	b = append(b, ";r="...)
-	b = strconv.AppendInt(b, sfClamp(remaining), 10)
-	b = append(b, ";t="...)
-	return strconv.AppendInt(b, sfClamp(resetSeconds), 10)
+	b = append(b, key1...)
+	b = strconv.AppendInt(b, sfClamp(v1), 10)
+	b = append(b, key2...)
+	return strconv.AppendInt(b, sfClamp(v2), 10)
 }
 
 // sfClamp keeps n within the non-negative Integers a structured field can

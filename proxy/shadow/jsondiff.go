@@ -223,6 +223,18 @@ func (d *differ) pathString() string {
 	return b.String()
 }
 
+// diffScalar compares av, the string or bool that a holds, with b.
+func diffScalar[T comparable](d *differ, av T, a, b any) {
+	bv, ok := b.(T)
+	if !ok {
+		d.report(DiffType, a, b, true, true)
+		return
+	}
+	if av != bv {
+		d.report(DiffChanged, a, b, true, true)
+	}
+}
+
 // diff compares the values at the current path, both present.
 func (d *differ) diff(a, b any) {
 	if d.full() {
@@ -253,23 +265,9 @@ func (d *differ) diff(a, b any) {
 			d.report(DiffChanged, a, b, true, true)
 		}
 	case string:
-		bv, ok := b.(string)
-		if !ok {
-			d.report(DiffType, a, b, true, true)
-			return
-		}
-		if av != bv {
-			d.report(DiffChanged, a, b, true, true)
-		}
+		diffScalar(d, av, a, b)
 	case bool:
-		bv, ok := b.(bool)
-		if !ok {
-			d.report(DiffType, a, b, true, true)
-			return
-		}
-		if av != bv {
-			d.report(DiffChanged, a, b, true, true)
-		}
+		diffScalar(d, av, a, b)
 	default: // null
 		if b != nil {
 			d.report(DiffType, a, b, true, true)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/ficuslabs/ficus/internal/syncbuf"
 )
 
 // shadowFixture is a Shadow against a candidate test server, with its
@@ -27,28 +28,14 @@ import (
 type shadowFixture struct {
 	shadow *Shadow
 	set    *metrics.Set
-	logs   *lockedBuffer
-}
-
-// lockedBuffer is a log sink safe for the shadow's goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
+	logs   *syncbuf.Buffer
 }
 
 // records returns the JSON log records with the given message.
-func (b *lockedBuffer) records(t *testing.T, msg string) []map[string]any {
+func (f *shadowFixture) records(t *testing.T, msg string) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(b.buf.Bytes()))
+	sc := bufio.NewScanner(bytes.NewReader(f.logs.Bytes()))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		var rec map[string]any
@@ -72,7 +59,7 @@ func newShadowFixture(t *testing.T, handler http.Handler, edit func(*Config)) *s
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &shadowFixture{set: metrics.NewSet(), logs: &lockedBuffer{}}
+	f := &shadowFixture{set: metrics.NewSet(), logs: &syncbuf.Buffer{}}
 	cfg := Config{
 		Route:   "orders",
 		Target:  target,
@@ -230,9 +217,9 @@ func TestShadowMismatchLogged(t *testing.T) {
 	waitDone(t, p)
 	f.wantCounts(t, map[string]uint64{shadowMismatch: 1})
 
-	recs := f.logs.records(t, "shadow mismatch")
+	recs := f.records(t, "shadow mismatch")
 	if len(recs) != 1 {
-		t.Fatalf("logged %d mismatches, want 1; logs:\n%s", len(recs), f.logs.buf.String())
+		t.Fatalf("logged %d mismatches, want 1; logs:\n%s", len(recs), f.logs.String())
 	}
 	rec := recs[0]
 	if rec["route"] != "orders" || rec["component"] != "proxy_shadow" || rec["path"] != "/api/v1/orders/7" || rec["level"] != "WARN" {
@@ -254,7 +241,7 @@ func TestShadowIgnoredFields(t *testing.T) {
 	p.Compare(http.StatusOK, http.Header{}, []byte(orderJSON))
 	waitDone(t, p)
 	f.wantCounts(t, map[string]uint64{shadowMatch: 1})
-	if recs := f.logs.records(t, "shadow mismatch"); len(recs) != 0 {
+	if recs := f.records(t, "shadow mismatch"); len(recs) != 0 {
 		t.Errorf("logged mismatches for a match: %v", recs)
 	}
 }
@@ -267,7 +254,7 @@ func TestShadowStatusMismatch(t *testing.T) {
 	p.Compare(http.StatusOK, http.Header{}, []byte(`{"error":"not found"}`))
 	waitDone(t, p)
 	f.wantCounts(t, map[string]uint64{shadowMismatch: 1})
-	recs := f.logs.records(t, "shadow mismatch")
+	recs := f.records(t, "shadow mismatch")
 	if len(recs) != 1 {
 		t.Fatalf("logged %d mismatches, want 1", len(recs))
 	}
@@ -318,7 +305,7 @@ func TestShadowNotJSON(t *testing.T) {
 			if tt.want != shadowMismatch {
 				return
 			}
-			recs := f.logs.records(t, "shadow mismatch")
+			recs := f.records(t, "shadow mismatch")
 			if len(recs) != 1 {
 				t.Fatalf("logged %d mismatches, want 1", len(recs))
 			}
@@ -398,7 +385,7 @@ func TestShadowCandidateTimeout(t *testing.T) {
 	p.Compare(http.StatusOK, http.Header{}, []byte(orderJSON))
 	waitDone(t, p)
 	f.wantCounts(t, map[string]uint64{shadowError: 1})
-	if recs := f.logs.records(t, "shadow request failed"); len(recs) != 1 || !strings.Contains(fmt.Sprint(recs[0]["err"]), "deadline exceeded") {
+	if recs := f.records(t, "shadow request failed"); len(recs) != 1 || !strings.Contains(fmt.Sprint(recs[0]["err"]), "deadline exceeded") {
 		t.Errorf("failure logs = %v, want one deadline exceeded", recs)
 	}
 }
@@ -634,7 +621,7 @@ func TestShadowLogEvery(t *testing.T) {
 		waitDone(t, p)
 	}
 	f.wantCounts(t, map[string]uint64{shadowMismatch: 7})
-	recs := f.logs.records(t, "shadow mismatch")
+	recs := f.records(t, "shadow mismatch")
 	var logged []float64
 	for _, r := range recs {
 		logged = append(logged, r["mismatches"].(float64))
