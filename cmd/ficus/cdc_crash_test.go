@@ -169,22 +169,7 @@ func TestCDCRunSurvivesSIGKILL(t *testing.T) {
 
 	recv.mu.Lock()
 	defer recv.mu.Unlock()
-	for _, v := range recv.violations {
-		t.Error(v)
-	}
-	if n := recv.violationCount - len(recv.violations); n > 0 {
-		t.Errorf("... and %d more violations", n)
-	}
-	missing, extra := want.compare(recv.orders)
-	for _, m := range missing {
-		t.Error(m)
-	}
-	for _, m := range extra {
-		t.Error(m)
-	}
-	if recv.unique != want.total {
-		t.Errorf("received %d distinct changes, the database committed %d", recv.unique, want.total)
-	}
+	recv.check(t, want)
 	if sup.killErr != nil {
 		t.Error(sup.killErr)
 	}
@@ -460,6 +445,28 @@ func (r *crashReceiver) checkOrder(e crashEvent) {
 
 // violate records a broken guarantee, keeping the first few messages. The
 // caller holds r.mu.
+// check reports, with r's lock held, the order violations r saw and every
+// change of want it did not receive exactly once (missing or unexpected).
+func (r *crashReceiver) check(t *testing.T, want crashExpected) {
+	t.Helper()
+	for _, v := range r.violations {
+		t.Error(v)
+	}
+	if n := r.violationCount - len(r.violations); n > 0 {
+		t.Errorf("... and %d more violations", n)
+	}
+	missing, extra := want.compare(r.orders)
+	for _, m := range missing {
+		t.Error(m)
+	}
+	for _, m := range extra {
+		t.Error(m)
+	}
+	if r.unique != want.total {
+		t.Errorf("received %d distinct changes, the database committed %d", r.unique, want.total)
+	}
+}
+
 func (r *crashReceiver) violate(format string, args ...any) {
 	r.violationCount++
 	if len(r.violations) < 20 {

@@ -137,22 +137,7 @@ func TestCDCRunSurvivesPostgresRestarts(t *testing.T) {
 
 	recv.mu.Lock()
 	defer recv.mu.Unlock()
-	for _, v := range recv.violations {
-		t.Error(v)
-	}
-	if n := recv.violationCount - len(recv.violations); n > 0 {
-		t.Errorf("... and %d more violations", n)
-	}
-	missing, extra := want.compare(recv.orders)
-	for _, m := range missing {
-		t.Error(m)
-	}
-	for _, m := range extra {
-		t.Error(m)
-	}
-	if recv.unique != want.total {
-		t.Errorf("received %d distinct changes, the database committed %d", recv.unique, want.total)
-	}
+	recv.check(t, want)
 	if len(restarts) != len(restartModes) {
 		t.Errorf("Postgres was restarted %d times, want %d", len(restarts), len(restartModes))
 	}

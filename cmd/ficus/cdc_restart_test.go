@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ficuslabs/ficus/internal/pgserver"
 )
@@ -17,22 +18,42 @@ import (
 const restartSQL = `CREATE TABLE captured (id bigint PRIMARY KEY);
 	CREATE TABLE unpublished (id bigint, pad text)`
 
+// restartWorld is a cluster of the test's own with the captured tables,
+// set up for ficus cdc under slot and publication names of its own, and a
+// webhook that records the events.
+type restartWorld struct {
+	bin      string
+	srv      *pgserver.Server
+	pool     *pgxpool.Pool
+	env      []string
+	slotArgs []string
+	recv     *eventRecorder
+	hook     *httptest.Server
+}
+
+func newRestartWorld(t *testing.T, slot string) *restartWorld {
+	t.Helper()
+	w := &restartWorld{bin: buildFicus(t)}
+	w.srv, w.pool = startCluster(t)
+	if _, err := w.pool.Exec(t.Context(), restartSQL); err != nil {
+		t.Fatal(err)
+	}
+	w.env = ficusEnv(w.srv.URL)
+	w.slotArgs = []string{"--slot", slot, "--publication", slot}
+	cdcSetup(t, w.bin, w.env, append([]string{"--tables", "public.captured"}, w.slotArgs...)...)
+	w.recv = newEventRecorder()
+	w.hook = httptest.NewServer(w.recv)
+	t.Cleanup(w.hook.Close)
+	return w
+}
+
 // An idle reader confirms the server's WAL end, so that a fast shutdown,
 // which waits for every walsender's client to confirm the end of the WAL,
 // finishes while `ficus cdc run` stays connected.
 func TestCDCRunConfirmsWALEndWhileIdleAndLetsFastShutdownFinish(t *testing.T) {
 	ctx := t.Context()
-	bin := buildFicus(t)
-	srv, pool := startCluster(t)
-	if _, err := pool.Exec(ctx, restartSQL); err != nil {
-		t.Fatal(err)
-	}
-	env := ficusEnv(srv.URL)
-	slotArgs := []string{"--slot", "idle", "--publication", "idle"}
-	cdcSetup(t, bin, env, append([]string{"--tables", "public.captured"}, slotArgs...)...)
-	recv := newEventRecorder()
-	hook := httptest.NewServer(recv)
-	defer hook.Close()
+	w := newRestartWorld(t, "idle")
+	bin, srv, pool, env, slotArgs, recv, hook := w.bin, w.srv, w.pool, w.env, w.slotArgs, w.recv, w.hook
 	// No heartbeats: only the reader's answers to keepalives can move the
 	// slot past WAL it does not deliver.
 	p := startFicus(t, bin, env, append([]string{"cdc", "run", "--sink", hook.URL, "--heartbeat=-1s"}, slotArgs...)...)
@@ -92,17 +113,8 @@ func TestCDCRunConfirmsWALEndWhileIdleAndLetsFastShutdownFinish(t *testing.T) {
 // itself, and delivers what was written before and after.
 func TestCDCRunReconnectsAfterPostgresRestart(t *testing.T) {
 	ctx := t.Context()
-	bin := buildFicus(t)
-	srv, pool := startCluster(t)
-	if _, err := pool.Exec(ctx, restartSQL); err != nil {
-		t.Fatal(err)
-	}
-	env := ficusEnv(srv.URL)
-	slotArgs := []string{"--slot", "restart", "--publication", "restart"}
-	cdcSetup(t, bin, env, append([]string{"--tables", "public.captured"}, slotArgs...)...)
-	recv := newEventRecorder()
-	hook := httptest.NewServer(recv)
-	defer hook.Close()
+	w := newRestartWorld(t, "restart")
+	bin, srv, pool, env, slotArgs, recv, hook := w.bin, w.srv, w.pool, w.env, w.slotArgs, w.recv, w.hook
 	p := startFicus(t, bin, env, append([]string{"cdc", "run", "--sink", hook.URL}, slotArgs...)...)
 
 	connected := func() bool { v, ok := p.metric("ficus_cdc_connected"); return ok && v == 1 }
