@@ -75,19 +75,7 @@ const crashKills = 10
 // With -short the workload is 10,000 changes.
 func TestCDCRunSurvivesSIGKILL(t *testing.T) {
 	started := time.Now()
-	changes := 100_000
-	if testing.Short() {
-		changes = 10_000
-	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("FICUS_CRASH_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("FICUS_CRASH_SEED=%q: %v", s, err)
-		}
-	}
-	t.Logf("seed %d (FICUS_CRASH_SEED=%d repeats this run), %d changes", seed, seed, changes)
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	changes, rng := crashWorkloadSize(t)
 
 	ctx := t.Context()
 	// The workload and the stream must be done by this deadline; on a
@@ -207,6 +195,26 @@ func TestCDCRunSurvivesSIGKILL(t *testing.T) {
 
 // buildFicus builds the ficus binary, statically and without the race
 // detector, into a temporary directory.
+// crashWorkloadSize returns how many changes a crash test's workload
+// makes (100,000; 10,000 with -short) and its random source, seeded from
+// FICUS_CRASH_SEED when set, so that a failing run can be repeated.
+func crashWorkloadSize(t *testing.T) (int, *rand.Rand) {
+	t.Helper()
+	changes := 100_000
+	if testing.Short() {
+		changes = 10_000
+	}
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("FICUS_CRASH_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("FICUS_CRASH_SEED=%q: %v", s, err)
+		}
+	}
+	t.Logf("seed %d (FICUS_CRASH_SEED=%d repeats this run), %d changes", seed, seed, changes)
+	return changes, rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+}
+
 func buildFicus(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "ficus")

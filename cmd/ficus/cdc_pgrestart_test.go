@@ -3,10 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net/http/httptest"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -35,19 +32,7 @@ var restartModes = []pgserver.ShutdownMode{pgserver.ShutdownFast, pgserver.Shutd
 //
 // With -short the workload is 10,000 changes.
 func TestCDCRunSurvivesPostgresRestarts(t *testing.T) {
-	changes := 100_000
-	if testing.Short() {
-		changes = 10_000
-	}
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("FICUS_CRASH_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("FICUS_CRASH_SEED=%q: %v", s, err)
-		}
-	}
-	t.Logf("seed %d (FICUS_CRASH_SEED=%d repeats this run), %d changes", seed, seed, changes)
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	changes, rng := crashWorkloadSize(t)
 
 	ctx := t.Context()
 	bin := buildFicus(t)
