@@ -1,40 +1,24 @@
 package cdc
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/ficuslabs/ficus/internal/metricstest"
 )
 
 // streamedTxs counts the streamed transactions the reader delivered.
 func streamedTxs(r *Reader) int { return int(r.spool.committed.Get()) }
-
-// metricValue reads a series from set's exposition; ok is false when it
-// is not there.
-func metricValue(set *metrics.Set, series string) (v float64, ok bool) {
-	var buf bytes.Buffer
-	set.WritePrometheus(&buf)
-	sc := bufio.NewScanner(&buf)
-	for sc.Scan() {
-		if rest, found := strings.CutPrefix(sc.Text(), series+" "); found {
-			v, err := strconv.ParseFloat(rest, 64)
-			return v, err == nil
-		}
-	}
-	return 0, false
-}
 
 // partRecorder is a Deliver that keeps every part and transaction it gets.
 type partRecorder struct {
@@ -199,12 +183,12 @@ func TestReaderDeliversStreamedTransactionsInParts(t *testing.T) {
 			seen[id] = true
 		}
 	}
-	committed, _ := metricValue(cfg.Metrics, `ficus_cdc_streamed_transactions_total{outcome="committed"}`)
-	aborted, _ := metricValue(cfg.Metrics, `ficus_cdc_streamed_transactions_total{outcome="aborted"}`)
+	committed, _ := metricstest.Value(t, cfg.Metrics, `ficus_cdc_streamed_transactions_total{outcome="committed"}`)
+	aborted, _ := metricstest.Value(t, cfg.Metrics, `ficus_cdc_streamed_transactions_total{outcome="aborted"}`)
 	if committed != 3 || aborted != 1 {
 		t.Errorf("streamed transactions: %v committed, %v aborted; want 3 and 1: the test did not exercise streaming as meant", committed, aborted)
 	}
-	if v, ok := metricValue(cfg.Metrics, "ficus_cdc_spool_bytes"); !ok || v != 0 {
+	if v, ok := metricstest.Value(t, cfg.Metrics, "ficus_cdc_spool_bytes"); !ok || v != 0 {
 		t.Errorf("ficus_cdc_spool_bytes = %v (present %v) after every transaction ended, want 0", v, ok)
 	}
 	if r.spool.mostOpen < 2 {
@@ -255,10 +239,10 @@ func TestReaderSpoolBoundsHeldMemory(t *testing.T) {
 	// Streamed while it is still open: on disk, nothing held in memory.
 	var spooled float64
 	eventually(t, "the open transaction to be spooled", func() bool {
-		spooled, _ = metricValue(cfg.Metrics, "ficus_cdc_spool_bytes")
+		spooled, _ = metricstest.Value(t, cfg.Metrics, "ficus_cdc_spool_bytes")
 		return spooled >= rows*150
 	})
-	if held, ok := metricValue(cfg.Metrics, "ficus_cdc_held_bytes"); !ok || held > 64<<10 {
+	if held, ok := metricstest.Value(t, cfg.Metrics, "ficus_cdc_held_bytes"); !ok || held > 64<<10 {
 		t.Errorf("ficus_cdc_held_bytes = %v (present %v) while %v bytes of an open transaction are spooled", held, ok, spooled)
 	}
 	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
@@ -284,7 +268,7 @@ func TestReaderSpoolBoundsHeldMemory(t *testing.T) {
 		t.Errorf("held at most %d bytes in memory for a %.0f-byte spooled transaction; want at most %d, a tenth of it", peak, spooled, bound)
 	}
 	t.Logf("%d parts; %.0f bytes spooled, at most %d held in memory", parts[0], spooled, r.held.peak.Load())
-	if v, _ := metricValue(cfg.Metrics, "ficus_cdc_spool_bytes"); v != 0 {
+	if v, _ := metricstest.Value(t, cfg.Metrics, "ficus_cdc_spool_bytes"); v != 0 {
 		t.Errorf("ficus_cdc_spool_bytes = %v after the commit", v)
 	}
 }
@@ -326,7 +310,7 @@ func TestReaderRedeliversStreamedTransactionAfterPartFails(t *testing.T) {
 	if err := r.Run(context.Background()); !errors.Is(err, errSink) {
 		t.Fatalf("Run returned %v, want the sink's error", err)
 	}
-	if v, _ := metricValue(cfg.Metrics, "ficus_cdc_spool_bytes"); v != 0 {
+	if v, _ := metricstest.Value(t, cfg.Metrics, "ficus_cdc_spool_bytes"); v != 0 {
 		t.Errorf("ficus_cdc_spool_bytes = %v after Run returned", v)
 	}
 	lsn := f.confirmedAfterStop()
