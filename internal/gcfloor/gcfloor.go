@@ -89,24 +89,22 @@ type sentinel struct{ _ *byte }
 // arm tunes the percent after the next collection, and again after each
 // one after that.
 func (f *Floor) arm() {
-	runtime.AddCleanup(new(sentinel), func(f *Floor) {
-		if f.tune() {
-			f.arm()
-		}
-	}, f)
+	runtime.AddCleanup(new(sentinel), func(f *Floor) { f.tune() }, f)
 }
 
 // tune sets the GC percent that makes the next heap goal the floor, or
 // the base percent when that gives a higher goal. The runtime's goal is
 // the larger of live + (live + stacks + globals) * percent / 100 and its
-// minimum heap, initialGoal * percent / 100. It reports whether the floor
-// still holds.
-func (f *Floor) tune() bool {
+// minimum heap, initialGoal * percent / 100. Until Stop, it arms the next
+// tuning first, so that a collection that starts at any moment after this
+// one's tuning is seen.
+func (f *Floor) tune() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.stopped {
-		return false
+		return
 	}
+	f.arm()
 	metrics.Read(f.samples)
 	live := f.samples[0].Value.Uint64()
 	roots := live + f.samples[1].Value.Uint64() + f.samples[2].Value.Uint64()
@@ -123,5 +121,4 @@ func (f *Floor) tune() bool {
 	if f.onTune != nil {
 		f.onTune(percent)
 	}
-	return true
 }
