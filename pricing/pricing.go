@@ -7,7 +7,10 @@ package pricing
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"github.com/shopspring/decimal"
 
 	"github.com/ficuslabs/ficus/pricing/mesh"
 )
@@ -35,14 +38,64 @@ type Material struct {
 // Estimate is what printing one piece of a model takes.
 type Estimate struct {
 	// PrintTime is the machine time for one piece.
-	PrintTime time.Duration
+	PrintTime time.Duration `json:"print_time"`
 	// FilamentGrams is the material used for one piece, supports and
 	// waste included.
-	FilamentGrams float64
+	FilamentGrams float64 `json:"filament_grams"`
 }
 
 // Estimator estimates what printing one piece of a model takes in a
 // material.
 type Estimator interface {
 	Estimate(ctx context.Context, m *Model, mat Material) (Estimate, error)
+}
+
+// ErrRejected marks a request that can never be priced as it stands: a
+// model that cannot be read, an unknown material, a model larger than the
+// machine. Retrying it gives the same answer; errors.Is tells a caller
+// (the quote API answers 4xx, the fleet does not retry).
+var ErrRejected = errors.New("quote rejected")
+
+// Request asks for the price of a quantity of one model in a material.
+type Request struct {
+	// ModelKey names the model file inside the model store.
+	ModelKey string `json:"model_key"`
+	// Material is a material of the price list, e.g. "PLA".
+	Material string `json:"material"`
+	// Quantity is the number of pieces, at least 1.
+	Quantity int `json:"quantity"`
+}
+
+// Line is one item of a quote's breakdown.
+type Line struct {
+	// Item says what is charged, e.g. "material", "machine time".
+	Item string `json:"item"`
+	// Amount is what it adds to the total.
+	Amount decimal.Decimal `json:"amount"`
+}
+
+// Quote is a priced request.
+type Quote struct {
+	// Calculator names the calculator that priced it: "mesh", "slicer"
+	// or "legacy".
+	Calculator string `json:"calculator"`
+	Material   string `json:"material"`
+	Quantity   int    `json:"quantity"`
+	// Price is the total for the quantity; Currency its ISO 4217 code.
+	Price    decimal.Decimal `json:"price"`
+	Currency string          `json:"currency"`
+	// Breakdown itemises Price; its amounts add up to it exactly.
+	Breakdown []Line `json:"breakdown,omitempty"`
+	// Warnings flag a quote that may be wrong, e.g. an open mesh.
+	Warnings []string `json:"warnings,omitempty"`
+	// Estimate is what one piece takes to print (zero from a calculator
+	// that does not say, such as the legacy one).
+	Estimate Estimate `json:"estimate"`
+}
+
+// Calculator prices a request.
+type Calculator interface {
+	// Name is the calculator's name: "mesh", "slicer" or "legacy".
+	Name() string
+	Quote(ctx context.Context, req Request) (*Quote, error)
 }
