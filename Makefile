@@ -20,7 +20,7 @@ DEMO_DURATION ?= 45s
 FUZZTIME ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build test e2e bench lint fmt demo images fuzz clean postgres
+.PHONY: all build test e2e bench lint fmt demo images fuzz clean postgres tools
 
 all: build
 
@@ -30,8 +30,12 @@ build:
 postgres:
 	@bash scripts/ensure-postgres.sh
 
+## tools: the reference tools the pricing tests compare with (PrusaSlicer, OpenSCAD, admesh, numpy-stl).
+tools:
+	@bash scripts/ensure-tools.sh
+
 ## test: unit and integration tests against real PostgreSQL, race detector on.
-test: postgres
+test: postgres tools
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 ## e2e: the end-to-end suite in Docker (build tag e2e).
