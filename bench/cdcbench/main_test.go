@@ -198,3 +198,27 @@ func TestNATSServesJetStreamUntilStopped(t *testing.T) {
 		t.Fatalf("nats exited %d after ctx ended: %s", code, stderr.String())
 	}
 }
+
+func TestPacerScrapesSeldomUntilTheEndNears(t *testing.T) {
+	t.Parallel()
+	every := 5 * time.Millisecond
+	var p pacer
+	t0 := time.Unix(1000, 0)
+	if d := p.next(every, 0, 1000, t0); d != mostBetweenScrapes {
+		t.Errorf("nothing delivered: wait %v, want %v", d, mostBetweenScrapes)
+	}
+	if d := p.next(every, 100, 1000, t0); d != every {
+		t.Errorf("first rows seen: wait %v, want %v (no rate yet)", d, every)
+	}
+	// 100 rows/s from here: 800 left take 8 s; the wait is capped.
+	if d := p.next(every, 200, 1000, t0.Add(time.Second)); d != mostBetweenScrapes {
+		t.Errorf("far from the end: wait %v, want %v", d, mostBetweenScrapes)
+	}
+	// 2 rows left at 100 rows/s: 20 ms, half of it.
+	if d := p.next(every, 998, 1000, t0.Add(8980*time.Millisecond)); d < 9*time.Millisecond || d > 11*time.Millisecond {
+		t.Errorf("near the end: wait %v, want about 10ms", d)
+	}
+	if d := p.next(every, 999.9, 1000, t0.Add(9*time.Second)); d != every {
+		t.Errorf("at the end: wait %v, want %v", d, every)
+	}
+}
