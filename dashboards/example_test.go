@@ -22,9 +22,11 @@ func ExampleFS() {
 	// Output:
 	// alerts/cdc.yml
 	// alerts/legacy-world.yml
+	// alerts/orders.yml
 	// alerts/proxy.yml
 	// grafana/cdc.json
 	// grafana/legacy-world.json
+	// grafana/orders.json
 	// grafana/proxy.json
 	// provisioning/dashboards/ficus.yml
 	// provisioning/datasources/victoriametrics.yml

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ficuslabs/ficus/cdc"
 	"github.com/ficuslabs/ficus/internal/ops"
+	"github.com/ficuslabs/ficus/orders"
 	"github.com/ficuslabs/ficus/sink"
 )
 
@@ -221,10 +222,11 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 					return err
 				}
 			}
-			out, err := sink.Open(ctx, sinkURL, opts)
+			out, release, err := a.openSink(ctx, sinkURL, f.url, opts)
 			if err != nil {
 				return usageError{err}
 			}
+			defer release()
 			defer out.Close(context.WithoutCancel(ctx))
 
 			source := cdc.Source(pool.Config().ConnConfig.Database, f.slot)
@@ -242,7 +244,7 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 				// A sink outage pauses delivery until the sink is back; the
 				// slot keeps the WAL meanwhile.
 				Retryable: func(err error) bool {
-					return !errors.Is(err, errEncodeEvents) && sink.Retryable(err)
+					return !errors.Is(err, errEncodeEvents) && !errors.Is(err, orders.ErrBadEvent) && sink.Retryable(err)
 				},
 				GiveUpAfter:       giveUpAfter,
 				PartSize:          partSize,
@@ -261,7 +263,7 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&sinkURL, "sink", "", "where events go: http(s)://… (webhook), nats://host:4222/PREFIX?stream=NAME, jsonl:///path, jsonl:- (stdout), null:")
+	fl.StringVar(&sinkURL, "sink", "", "where events go: http(s)://… (webhook), nats://host:4222/PREFIX?stream=NAME, jsonl:///path, jsonl:- (stdout), null:, orderview:[URL] (the order view, in the database at URL, else this one)")
 	fl.StringVar(&deadLetters, "dead-letters", "", "JSONL file keeping events the sink rejected for good, for replay")
 	fl.DurationVar(&heartbeat, "heartbeat", 30*time.Second, "how often to write a heartbeat so the slot advances while the tables are idle; negative turns it off")
 	fl.DurationVar(&statusInterval, "status-interval", cdc.DefaultStatusInterval, "how often to confirm the delivered position to the server; after a crash, what was delivered since the last confirmation is delivered again (below wal_sender_timeout)")
