@@ -21,8 +21,12 @@ CREATE TABLE IF NOT EXISTS shop.orders (
     currency    text          NOT NULL DEFAULT 'RUB' CHECK (currency ~ '^[A-Z]{3}$'),
     note        text,
     created_at  timestamptz   NOT NULL DEFAULT now(),
-    updated_at  timestamptz   NOT NULL DEFAULT now()
+    updated_at  timestamptz   NOT NULL DEFAULT now(),
+    -- The date the shop promises the customer: three weeks after the order.
+    promised_at timestamptz   NOT NULL DEFAULT now() + interval '21 days'
 );
+-- Databases made before the promised date existed.
+ALTER TABLE shop.orders ADD COLUMN IF NOT EXISTS promised_at timestamptz NOT NULL DEFAULT now() + interval '21 days';
 
 CREATE TABLE IF NOT EXISTS shop.order_items (
     id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -1,0 +1,36 @@
+package mes
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+//go:embed schema.sql
+var schemaSQL string
+
+// schemaLockSQL serialises concurrent EnsureSchema calls.
+const schemaLockSQL = `SELECT pg_advisory_xact_lock(hashtext('ficus.sim.mes.schema'))`
+
+// EnsureSchema creates the MES's schema "mes" and its orders table if they
+// do not exist yet. It is idempotent and safe to call from several
+// processes at once.
+func EnsureSchema(ctx context.Context, pool *pgxpool.Pool) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("ensure mes schema: begin: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	if _, err := tx.Exec(ctx, schemaLockSQL); err != nil {
+		return fmt.Errorf("ensure mes schema: lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, schemaSQL); err != nil {
+		return fmt.Errorf("ensure mes schema: %w (does the role have CREATE on the database?)", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("ensure mes schema: commit: %w", err)
+	}
+	return nil
+}
