@@ -131,6 +131,7 @@ func (s *Sink) Send(ctx context.Context, batch []cloudevent.Event) error {
 		applied, skipped, ignored = 0, 0, 0
 		clear(last)
 		checkpoints := map[string]position{}
+		b := &pgx.Batch{}
 		for i := range batch {
 			e := &batch[i]
 			at, err := parseEventID(e.ID)
@@ -149,7 +150,7 @@ func (s *Sink) Send(ctx context.Context, batch []cloudevent.Event) error {
 				continue
 			}
 			checkpoints[e.Source] = at
-			done, err := s.apply(ctx, tx, e)
+			done, err := s.apply(b, e)
 			if err != nil {
 				return fmt.Errorf("event %s of %s: %w", e.ID, e.Source, err)
 			}
@@ -161,11 +162,13 @@ func (s *Sink) Send(ctx context.Context, batch []cloudevent.Event) error {
 			last[e.Source] = e.Time
 		}
 		for feed, cp := range checkpoints {
-			if _, err := tx.Exec(ctx, `INSERT INTO ficus.order_view_checkpoint (feed, lsn, position) VALUES ($1, $2, $3)
+			b.Queue(`INSERT INTO ficus.order_view_checkpoint (feed, lsn, position) VALUES ($1, $2, $3)
 				ON CONFLICT (feed) DO UPDATE SET lsn = excluded.lsn, position = excluded.position`,
-				feed, int64(cp.lsn), cp.pos); err != nil {
-				return fmt.Errorf("record the checkpoint of %s: %w", feed, err)
-			}
+				feed, int64(cp.lsn), cp.pos)
+		}
+		// One round trip for the whole batch: its statements in order.
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("write the changes and the checkpoints: %w", err)
 		}
 		return nil
 	})
@@ -204,9 +207,9 @@ func readCheckpoint(ctx context.Context, tx pgx.Tx, feed string) (position, erro
 	return position{lsn: uint64(lsn), pos: pos}, nil
 }
 
-// apply applies one event; it reports false for an event of a table that
-// is not a source.
-func (s *Sink) apply(ctx context.Context, tx pgx.Tx, e *cloudevent.Event) (bool, error) {
+// apply queues the statements of one event on b; it reports false for an
+// event of a table that is not a source.
+func (s *Sink) apply(b *pgx.Batch, e *cloudevent.Event) (bool, error) {
 	var c change
 	dec := json.NewDecoder(bytes.NewReader(e.Data))
 	dec.UseNumber()
@@ -219,25 +222,60 @@ func (s *Sink) apply(ctx context.Context, tx pgx.Tx, e *cloudevent.Event) (bool,
 	}
 	switch c.Op {
 	case "insert", "update", "read":
-		return true, s.upsert(ctx, tx, src, &c, e.Time)
+		return true, s.upsert(b, src, &c, e.Time)
 	case "delete":
 		id, err := rowID(src, c.Key, c.Old)
 		if err != nil {
 			return false, err
 		}
-		return true, remove(ctx, tx, src.Name, id)
+		b.Queue(removeSQL, src.Name, id)
+		return true, nil
 	case "truncate":
-		if _, err := tx.Exec(ctx, `DELETE FROM ficus.order_view WHERE source = $1`, src.Name); err != nil {
-			return false, fmt.Errorf("truncate %s: %w", src.Name, err)
-		}
-		_, err := tx.Exec(ctx, `UPDATE ficus.order_view_counts SET n = 0 WHERE source = $1`, src.Name)
-		return true, err
+		b.Queue(`DELETE FROM ficus.order_view WHERE source = $1`, src.Name)
+		b.Queue(`UPDATE ficus.order_view_counts SET n = 0 WHERE source = $1`, src.Name)
+		return true, nil
 	}
 	return false, fmt.Errorf("%w: unknown op %q", ErrBadEvent, c.Op)
 }
 
-// upsert writes the row of an insert, update or snapshot read.
-func (s *Sink) upsert(ctx context.Context, tx pgx.Tx, src *Source, c *change, commit time.Time) error {
+// upsertSQL writes an order's row and, when its status changed, moves it
+// from the old status's count to the new one's and records the status in
+// its history: one statement, so that a batch of changes is one round
+// trip. $1 source, $2 id, $3 ref, $4 status, $5 common, $6 since,
+// $7 created, $8 promised, $9 final, $10 the row.
+const upsertSQL = `
+WITH prev AS (
+	SELECT status FROM ficus.order_view WHERE source = $1 AND id = $2 FOR UPDATE
+), up AS (
+	INSERT INTO ficus.order_view AS v (source, id, ref, status, common, status_since, created_at, promised_at, final, doc)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+	ON CONFLICT (source, id) DO UPDATE SET
+		ref = CASE WHEN excluded.ref = '' THEN v.ref ELSE excluded.ref END,
+		status = excluded.status, common = excluded.common,
+		status_since = CASE WHEN v.status = excluded.status THEN v.status_since ELSE excluded.status_since END,
+		created_at = excluded.created_at, promised_at = excluded.promised_at, final = excluded.final,
+		doc = v.doc || excluded.doc
+	RETURNING 1
+), moved AS (
+	SELECT (SELECT status FROM prev) AS old WHERE (SELECT status FROM prev) IS DISTINCT FROM $4
+), gone AS (
+	UPDATE ficus.order_view_counts c SET n = c.n - 1 FROM moved
+	WHERE c.source = $1 AND c.status = moved.old
+), came AS (
+	INSERT INTO ficus.order_view_counts (source, status, n) SELECT $1, $4, 1 FROM moved
+	ON CONFLICT (source, status) DO UPDATE SET n = ficus.order_view_counts.n + 1
+)
+INSERT INTO ficus.order_view_history (source, id, status, at) SELECT $1, $2, $4, $6 FROM moved`
+
+// removeSQL deletes an order and takes it off its status's count.
+const removeSQL = `
+WITH gone AS (
+	DELETE FROM ficus.order_view WHERE source = $1 AND id = $2 RETURNING status
+)
+UPDATE ficus.order_view_counts c SET n = c.n - 1 FROM gone WHERE c.source = $1 AND c.status = gone.status`
+
+// upsert queues the row of an insert, update or snapshot read.
+func (s *Sink) upsert(b *pgx.Batch, src *Source, c *change, commit time.Time) error {
 	row := c.New
 	id, err := rowID(src, row, c.Key)
 	if err != nil {
@@ -273,64 +311,7 @@ func (s *Sink) upsert(ctx context.Context, tx pgx.Tx, src *Source, c *change, co
 	if err != nil {
 		return fmt.Errorf("%w: row of %s order %d: %v", ErrBadEvent, src.Name, id, err)
 	}
-	var prev *string
-	err = tx.QueryRow(ctx, `SELECT status FROM ficus.order_view WHERE source = $1 AND id = $2 FOR UPDATE`, src.Name, id).Scan(&prev)
-	if err != nil && err != pgx.ErrNoRows {
-		return fmt.Errorf("read %s order %d: %w", src.Name, id, err)
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO ficus.order_view AS v
-			(source, id, ref, status, common, status_since, created_at, promised_at, final, doc)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-		ON CONFLICT (source, id) DO UPDATE SET
-			ref = CASE WHEN excluded.ref = '' THEN v.ref ELSE excluded.ref END,
-			status = excluded.status, common = excluded.common,
-			status_since = CASE WHEN v.status = excluded.status THEN v.status_since ELSE excluded.status_since END,
-			created_at = excluded.created_at, promised_at = excluded.promised_at, final = excluded.final,
-			doc = v.doc || excluded.doc`,
-		src.Name, id, ref, status, src.common(status), since, created, promised, src.final(status), doc); err != nil {
-		return fmt.Errorf("write %s order %d: %w", src.Name, id, err)
-	}
-	if prev != nil && *prev == status {
-		return nil
-	}
-	if prev != nil {
-		if err := count(ctx, tx, src.Name, *prev, -1); err != nil {
-			return err
-		}
-	}
-	if err := count(ctx, tx, src.Name, status, 1); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO ficus.order_view_history (source, id, status, at) VALUES ($1, $2, $3, $4)`,
-		src.Name, id, status, since); err != nil {
-		return fmt.Errorf("record the status of %s order %d: %w", src.Name, id, err)
-	}
-	return nil
-}
-
-func remove(ctx context.Context, tx pgx.Tx, source string, id int64) error {
-	var status string
-	err := tx.QueryRow(ctx, `DELETE FROM ficus.order_view WHERE source = $1 AND id = $2 RETURNING status`, source, id).Scan(&status)
-	if err == pgx.ErrNoRows {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("delete %s order %d: %w", source, id, err)
-	}
-	return count(ctx, tx, source, status, -1)
-}
-
-func count(ctx context.Context, tx pgx.Tx, source, status string, delta int) error {
-	sql := `INSERT INTO ficus.order_view_counts (source, status, n) VALUES ($1, $2, $3)
-		ON CONFLICT (source, status) DO UPDATE SET n = ficus.order_view_counts.n + excluded.n`
-	if delta < 0 {
-		// The row exists: the order was counted when it took the status.
-		sql = `UPDATE ficus.order_view_counts SET n = n + $3 WHERE source = $1 AND status = $2`
-	}
-	_, err := tx.Exec(ctx, sql, source, status, delta)
-	if err != nil {
-		return fmt.Errorf("count %s orders in %q: %w", source, status, err)
-	}
+	b.Queue(upsertSQL, src.Name, id, ref, status, src.common(status), since, created, promised, src.final(status), doc)
 	return nil
 }
 

@@ -34,3 +34,16 @@ func EnsureSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	}
 	return nil
 }
+
+// The legacy MES's order list, as it queries its database: a filter that
+// keeps the planner from any index ("$1 = '' OR status = $1"), newest first,
+// OFFSET pages, and a count of every match for the total.
+const (
+	// ListPageSQL reads one page: $1 status or "", $2 client_ref or "",
+	// $3 per page, $4 the offset.
+	ListPageSQL = `SELECT id, client_ref, customer, items, status, created_at FROM mes.orders
+		WHERE ($1 = '' OR status = $1) AND ($2 = '' OR client_ref = $2)
+		ORDER BY id DESC LIMIT $3 OFFSET $4`
+	// ListCountSQL counts the matches: $1 status or "", $2 client_ref or "".
+	ListCountSQL = `SELECT count(*) FROM mes.orders WHERE ($1 = '' OR status = $1) AND ($2 = '' OR client_ref = $2)`
+)
