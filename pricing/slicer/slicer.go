@@ -87,7 +87,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Slicer is a pricing.Estimator that runs PrusaSlicer.
+// Slicer is a pricing.Estimator that runs PrusaSlicer. It is safe for
+// concurrent use; each slice uses every core, so the caller bounds how
+// many run at once.
 type Slicer struct {
 	cfg       Config
 	maxHeight float64 // the profile's max_print_height, 0 when unknown
@@ -245,7 +247,8 @@ var rejectMarks = []string{
 	"The input is an empty file",
 	"Nothing to print",
 	"No extrusions were generated",
-	"is empty",
+	"the print is empty",
+	"file is empty",
 }
 
 func rejected(logs string) bool {
