@@ -1,9 +1,12 @@
 package instant
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -170,4 +173,32 @@ func FuzzReadCorpus(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkEstimate measures the instant estimate of a real model with
+// its mesh (PrusaSlicer's bunny, 292 triangles, and M3x10 screw, 15,532).
+func BenchmarkEstimate(b *testing.B) {
+	e, err := New(Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, name := range []string{"bunny", "M3x10_screw"} {
+		b.Run(name, func(b *testing.B) {
+			data, err := os.ReadFile(filepath.Join(shapesDir, name+".stl"))
+			if err != nil {
+				b.Skip(err)
+			}
+			m, err := mesh.Parse(bytes.NewReader(data), name+".stl", mesh.Limits{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			model := &pricing.Model{Key: name, Mesh: m, Analysis: mesh.Analyze(m)}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := e.Estimate(context.Background(), model, pla); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
