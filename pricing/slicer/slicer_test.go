@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"math"
 	"os"
 	"os/exec"
@@ -38,6 +39,9 @@ func needPrusaSlicer(t *testing.T) {
 func newSlicer(t *testing.T, cfg Config) *Slicer {
 	t.Helper()
 	cfg.TempDir = cmpStr(cfg.TempDir, t.TempDir())
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
