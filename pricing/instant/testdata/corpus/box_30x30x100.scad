@@ -1,0 +1,3 @@
+// ficus pricing corpus: box_30x30x100
+$fn = 48;
+cube([30, 30, 100]);
