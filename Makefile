@@ -30,7 +30,7 @@ build:
 postgres:
 	@bash scripts/ensure-postgres.sh
 
-## tools: the reference tools the pricing tests compare with (PrusaSlicer, OpenSCAD, admesh, numpy-stl).
+## tools: the reference tools the tests compare with (PrusaSlicer, OpenSCAD, admesh, numpy-stl) and headless Chromium.
 tools:
 	@bash scripts/ensure-tools.sh
 

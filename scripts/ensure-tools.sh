@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# ensure-tools.sh: the reference tools the pricing tests compare ficus with
-# (PrusaSlicer, OpenSCAD, admesh, numpy-stl). Installs what is missing from
+# ensure-tools.sh: the reference tools the tests compare ficus with
+# (PrusaSlicer, OpenSCAD, admesh, numpy-stl) and the browser that drives the
+# operators' page (Chromium). Installs what is missing from
 # Debian's packages when run as root on Debian; elsewhere it says what is
 # missing, and the tests that need it skip (unless FICUS_REQUIRE_TOOLS=1,
 # as CI sets, which makes them fail instead).
@@ -13,6 +14,7 @@ command -v prusa-slicer >/dev/null 2>&1 || missing+=(prusa-slicer)
 command -v openscad >/dev/null 2>&1 || missing+=(openscad)
 command -v admesh >/dev/null 2>&1 || missing+=(admesh)
 /usr/bin/python3 -c 'import stl' >/dev/null 2>&1 || missing+=(python3-stl)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
