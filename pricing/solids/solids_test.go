@@ -153,3 +153,27 @@ func TestSolidsRefuseImpossibleSizes(t *testing.T) {
 func contextWithTimeout(t *testing.T, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(t.Context(), d)
 }
+
+func TestCatalogue(t *testing.T) {
+	t.Parallel()
+	parts := solids.Catalogue()
+	names := map[string]bool{}
+	for _, p := range parts {
+		if names[p.Name] {
+			t.Errorf("name %s twice", p.Name)
+		}
+		names[p.Name] = true
+		m, err := mesh.Parse(bytes.NewReader(p.STL), p.Name, mesh.Limits{})
+		if err != nil {
+			t.Fatalf("%s: %v", p.Name, err)
+		}
+		a := mesh.Analyze(m)
+		if s := a.Size(); a.Volume <= 0 || s[0] > 250 || s[1] > 210 || s[2] > 220 {
+			t.Errorf("%s: volume %v, size %v: want a part that fits 250 × 210 × 220", p.Name, a.Volume, s)
+		}
+		checkManifold(t, m)
+	}
+	if len(parts) < 10 {
+		t.Errorf("%d parts, want a varied catalogue", len(parts))
+	}
+}
