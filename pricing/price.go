@@ -96,11 +96,11 @@ func (pl *PriceList) Price(req Request, a mesh.Analysis, est Estimate) (*Quote, 
 
 	grams := decimal.NewFromFloat(est.FilamentGrams).Round(2)
 	material := round(grams.Mul(qty).Mul(mat.PricePerKg).Div(decimal.NewFromInt(1000)))
-	add("material", fmt.Sprintf("%s g of %s × %d at %s/kg", grams.StringFixed(2), mat.Name, req.Quantity, mat.PricePerKg), material)
+	add("material", fmt.Sprintf("%s g of %s × %d at %s/kg", grams.StringFixed(2), mat.Name, req.Quantity, mat.PricePerKg.StringFixed(2)), material)
 
 	hours := decimal.NewFromInt(int64(est.PrintTime.Round(time.Second) / time.Second)).Div(decimal.NewFromInt(3600))
 	machine := round(hours.Mul(qty).Mul(mach.HourlyRate))
-	add("machine time", fmt.Sprintf("%s × %d on %s at %s/h", est.PrintTime.Round(time.Second), req.Quantity, mach.Name, mach.HourlyRate), machine)
+	add("machine time", fmt.Sprintf("%s × %d on %s at %s/h", est.PrintTime.Round(time.Second), req.Quantity, mach.Name, mach.HourlyRate.StringFixed(2)), machine)
 
 	if pct := pl.discount(req.Quantity); pct.IsPositive() {
 		off := round(material.Add(machine).Mul(pct).Div(decimal.NewFromInt(100)))
@@ -113,7 +113,7 @@ func (pl *PriceList) Price(req Request, a mesh.Analysis, est Estimate) (*Quote, 
 	}
 	total := Sum(q.Breakdown)
 	if minimum := round(pl.MinimumPrice); total.LessThan(minimum) {
-		add("minimum price", fmt.Sprintf("raised to the minimum of %s", minimum), minimum.Sub(total))
+		add("minimum price", fmt.Sprintf("raised to the minimum of %s", minimum.StringFixed(2)), minimum.Sub(total))
 		total = minimum
 	}
 	q.Price = total

@@ -227,12 +227,14 @@ func printQuote(w io.Writer, file string, q *pricing.Quote) error {
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	width := len(q.Price.StringFixed(2))
 	for _, l := range q.Breakdown {
-		fmt.Fprintf(tw, "%s\t%s\t  %s\t\n", l.Item, l.Amount.StringFixed(2), l.Detail)
+		width = max(width, len(l.Amount.StringFixed(2)))
 	}
-	fmt.Fprintf(tw, "total\t%s\t  %s\t\n", q.Price.StringFixed(2), q.Currency)
-	tw.Flush()
+	for _, l := range q.Breakdown {
+		fmt.Fprintf(w, "  %-18s %*s  %s\n", l.Item, width, l.Amount.StringFixed(2), l.Detail)
+	}
+	fmt.Fprintf(w, "  %-18s %*s  %s\n", "total", width, q.Price.StringFixed(2), q.Currency)
 	for _, warn := range q.Warnings {
 		fmt.Fprintf(w, "\nwarning: %s\n", warn)
 	}
