@@ -198,6 +198,19 @@ func (s *Store) Load(ctx context.Context, key string) (*Model, error) {
 	if err := validKey(key); err != nil {
 		return nil, fmt.Errorf("%w: model key %q %v", ErrRejected, truncate(key, 200), err)
 	}
+	if s.root != nil {
+		// Before the driver opens it: a link out of the directory, or a
+		// FIFO or device that would block or never end, is refused.
+		fi, err := s.root.Stat(filepath.FromSlash(key))
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return nil, fmt.Errorf("%w: model %q is not in the model store", ErrRejected, key)
+		case err != nil:
+			return nil, fmt.Errorf("%w: model %q is a link out of the model store or unreadable: %v", ErrRejected, key, err)
+		case !fi.Mode().IsRegular():
+			return nil, fmt.Errorf("%w: model %q is not a regular file", ErrRejected, key)
+		}
+	}
 	attrs, err := s.bucket.Attributes(ctx, key)
 	if err != nil {
 		return nil, s.readError(key, err)

@@ -176,6 +176,9 @@ func TestStoreLoadRefusesHostileFiles(t *testing.T) {
 	if err := os.Symlink("ok.stl", filepath.Join(dir, "inside.stl")); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Mkdir(filepath.Join(dir, "dir.stl"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.Load(t.Context(), "ok.stl"); err != nil {
 		t.Fatalf("a good model: %v", err)
 	}
@@ -192,6 +195,7 @@ func TestStoreLoadRefusesHostileFiles(t *testing.T) {
 		"model.xyz":          "unsupported",
 		"link.stl":           "link out of the model store",
 		"linkdir/secret.stl": "link out of the model store",
+		"dir.stl":            "not a regular file",
 	}
 	for key, says := range tests {
 		_, err := s.Load(t.Context(), key)
