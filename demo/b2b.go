@@ -10,14 +10,18 @@ import (
 	"time"
 
 	"github.com/ficuslabs/ficus/internal/ctxsleep"
+	"github.com/ficuslabs/ficus/pricing"
+	"github.com/ficuslabs/ficus/pricing/solids"
 )
 
 // b2bClient is a B2B integration as it exists in the field: it posts an
 // order, and when the answer does not come in time or is an error it sends
 // the same order again, because it cannot tell whether the MES took it.
 type b2bClient struct {
-	base     string
-	http     *http.Client
+	base string
+	http *http.Client
+	// models receives the model file of every order before it is placed.
+	models   *pricing.Store
 	attempts int
 	backoff  func(ctx context.Context, attempt int) error
 	// prefix starts every client_ref, so the MES's counts tell clients apart.
@@ -58,14 +62,25 @@ func (c *b2bClient) wait() { c.wg.Wait() }
 func (c *b2bClient) placeOrder(ctx context.Context) {
 	c.mu.Lock()
 	c.nextRef++
-	ref := fmt.Sprintf("%s-%06d", c.prefix, c.nextRef)
+	n := c.nextRef
+	ref := fmt.Sprintf("%s-%06d", c.prefix, n)
 	c.sent++
 	c.mu.Unlock()
 
+	// The client uploads its model first, as a real integration does: a
+	// bracket whose size varies with the order.
+	stl, err := solids.LBracket(float64(40+n%60), float64(30+n%40), 20, float64(3+n%3))
+	if err != nil {
+		return
+	}
+	key := "acme/bracket-" + ref + ".stl"
+	if err := c.models.Put(ctx, key, stl); err != nil {
+		return
+	}
 	body, _ := json.Marshal(orderRequest{
 		ClientRef: ref,
 		Customer:  "ACME Robotics",
-		Items:     []orderItem{{ModelURL: "s3://models/acme/bracket-" + ref + ".stl", Material: "aluminium", Quantity: 10}},
+		Items:     []orderItem{{ModelURL: key, Material: "PETG", Quantity: 10}},
 	})
 	for attempt := 1; attempt <= c.attempts; attempt++ {
 		c.mu.Lock()

@@ -29,6 +29,7 @@ import (
 
 	"github.com/ficuslabs/ficus/cdc"
 	"github.com/ficuslabs/ficus/internal/httpserve"
+	"github.com/ficuslabs/ficus/pricing"
 	"github.com/ficuslabs/ficus/proxy"
 	"github.com/ficuslabs/ficus/sim/crm"
 	"github.com/ficuslabs/ficus/sim/mes"
@@ -38,6 +39,9 @@ import (
 
 // ErrNoPool means Config.Pool was not set.
 var ErrNoPool = errors.New("demo: Config.Pool is required")
+
+// ErrNoEstimator means Config.Estimator was not set.
+var ErrNoEstimator = errors.New("demo: Config.Estimator is required")
 
 // Config describes one demo run.
 type Config struct {
@@ -64,6 +68,12 @@ type Config struct {
 	// Register receives each component's metrics set, to be served on
 	// /metrics. Defaults to doing nothing.
 	Register func(*metrics.Set)
+	// Models is the model store: the shop's catalogue and the B2B
+	// clients' models are written there, and the MES prices them from
+	// there. Defaults to a new in-memory store.
+	Models *pricing.Store
+	// Estimator is the MES's estimator (see mes.Config). Required.
+	Estimator pricing.Estimator
 }
 
 // Report is what a run showed.
@@ -101,6 +111,17 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.Pool == nil {
 		return Report{}, ErrNoPool
 	}
+	if cfg.Estimator == nil {
+		return Report{}, ErrNoEstimator
+	}
+	if cfg.Models == nil {
+		models, err := pricing.OpenStore(ctx, "mem://", pricing.StoreConfig{})
+		if err != nil {
+			return Report{}, fmt.Errorf("demo: %w", err)
+		}
+		defer models.Close()
+		cfg.Models = models
+	}
 	cfg.Duration = cmp.Or(cfg.Duration, 60*time.Second)
 	cfg.ReportEvery = cmp.Or(cfg.ReportEvery, 3*time.Second)
 	cfg.CalcTime = cmp.Or(cfg.CalcTime, time.Second)
@@ -132,6 +153,8 @@ type world struct {
 	ficus  *b2bClient
 	quotes *quoteClients
 	admin  *http.Client
+	// catalogue are the keys of the shop's models in the model store.
+	catalogue []string
 
 	proxySet, cdcSet   *metrics.Set
 	mesBase, proxyBase string
@@ -179,14 +202,17 @@ func (w *world) start(ctx context.Context) error {
 		cfg.Register(s)
 	}
 	var err error
-	w.mes, err = mes.New(mes.Config{CalcTime: cfg.CalcTime, Metrics: sets[0], Logger: cfg.Logger})
+	w.mes, err = mes.New(mes.Config{CalcTime: cfg.CalcTime, Metrics: sets[0], Logger: cfg.Logger, Models: cfg.Models, Estimator: cfg.Estimator})
 	if err != nil {
 		return err
+	}
+	if w.catalogue, err = shop.WriteCatalogue(ctx, cfg.Models); err != nil {
+		return fmt.Errorf("demo: %w", err)
 	}
 	if err := shop.EnsureSchema(ctx, cfg.Pool); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	w.shop, err = shop.New(shop.Config{Pool: cfg.Pool, Rate: cfg.ShopRate, Metrics: sets[1], Logger: cfg.Logger})
+	w.shop, err = shop.New(shop.Config{Pool: cfg.Pool, Rate: cfg.ShopRate, Metrics: sets[1], Logger: cfg.Logger, Models: w.catalogue})
 	if err != nil {
 		return err
 	}
@@ -249,10 +275,10 @@ func (w *world) run(ctx context.Context) (Report, error) {
 	transport := &http.Transport{MaxIdleConnsPerHost: 64}
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport, Timeout: 500 * time.Millisecond}
-	w.legacy = &b2bClient{base: w.mesBase, http: client, attempts: 4, backoff: sleepBackoff, prefix: "PO", acked: map[string]int64{}}
-	w.ficus = &b2bClient{base: w.proxyBase, http: client, attempts: 4, backoff: sleepBackoff, prefix: "FX", apiKey: demoAPIKey, acked: map[string]int64{}}
+	w.legacy = &b2bClient{base: w.mesBase, http: client, models: cfg.Models, attempts: 4, backoff: sleepBackoff, prefix: "PO", acked: map[string]int64{}}
+	w.ficus = &b2bClient{base: w.proxyBase, http: client, models: cfg.Models, attempts: 4, backoff: sleepBackoff, prefix: "FX", apiKey: demoAPIKey, acked: map[string]int64{}}
 	w.admin = &http.Client{Transport: transport}
-	w.quotes = &quoteClients{base: w.mesBase, http: w.admin}
+	w.quotes = &quoteClients{base: w.mesBase, http: w.admin, models: w.catalogue}
 
 	fmt.Fprintf(cfg.Out, "ficus demo: the legacy world for %s. One price takes %s, standing in for 2–3 minutes.\n", cfg.Duration, cfg.CalcTime)
 	fmt.Fprintf(cfg.Out, "  MES %s; ficus proxy %s in front of it. The same B2B client runs twice:\n", w.mesBase, w.proxyBase)

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ficuslabs/ficus/demo"
 	"github.com/ficuslabs/ficus/internal/pgtest"
+	"github.com/ficuslabs/ficus/pricing"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -21,6 +23,15 @@ func TestRunRequiresPool(t *testing.T) {
 	}
 }
 
+// volumeEstimator is a test-local estimator for the MES: material from
+// the volume, a minute of machine time per cm³.
+type volumeEstimator struct{}
+
+func (volumeEstimator) Estimate(_ context.Context, m *pricing.Model, mat pricing.Material) (pricing.Estimate, error) {
+	cm3 := m.Analysis.Volume / 1000
+	return pricing.Estimate{PrintTime: time.Duration(cm3 * float64(time.Minute)), FilamentGrams: cm3 * mat.Density}, nil
+}
+
 // A short run of the real legacy world shows the symptoms the demo is for,
 // and the proxy's cure. The assertions hold by construction, not by
 // timing: in the slow phase every legacy attempt is stored and times out,
@@ -30,6 +41,11 @@ func TestRunRequiresPool(t *testing.T) {
 func TestShortRunShowsTheSymptoms(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
+	models, oerr := pricing.OpenStore(t.Context(), "file://"+filepath.ToSlash(t.TempDir()), pricing.StoreConfig{})
+	if oerr != nil {
+		t.Fatal(oerr)
+	}
+	defer models.Close()
 	var out bytes.Buffer
 	report, err := demo.Run(context.Background(), demo.Config{
 		Pool:         db.Pool,
@@ -38,6 +54,8 @@ func TestShortRunShowsTheSymptoms(t *testing.T) {
 		CalcTime:     200 * time.Millisecond,
 		PollInterval: 500 * time.Millisecond,
 		Out:          &out,
+		Models:       models,
+		Estimator:    volumeEstimator{},
 	})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
@@ -58,6 +76,29 @@ func TestShortRunShowsTheSymptoms(t *testing.T) {
 	// event, in order per order.
 	if report.CDCTransitionsSeen == 0 || report.CDCMissedStatuses != 0 {
 		t.Errorf("CDC-fed CRM: %d transitions, %d missed; want some and none missed", report.CDCTransitionsSeen, report.CDCMissedStatuses)
+	}
+	// The shop's orders and the B2B client's name real model files in the
+	// store: every one of them loads.
+	var keys []string
+	rows, err := db.Pool.Query(t.Context(), "SELECT DISTINCT model_url FROM shop.order_items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	if rows.Err() != nil || len(keys) == 0 {
+		t.Fatalf("shop order items: %v, %d model urls", rows.Err(), len(keys))
+	}
+	keys = append(keys, "acme/bracket-PO-000001.stl", "acme/bracket-FX-000001.stl")
+	for _, k := range keys {
+		if _, err := models.Load(t.Context(), k); err != nil {
+			t.Errorf("model %q: %v", k, err)
+		}
 	}
 	for _, want := range []string{"MES under load", "through ficus", "duplicate orders", "lost orders", "quote queue", "CRM polling"} {
 		if !strings.Contains(out.String(), want) {

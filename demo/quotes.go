@@ -16,6 +16,8 @@ import (
 type quoteClients struct {
 	base string
 	http *http.Client
+	// models are the keys of the models quotes ask for, in turn.
+	models []string
 
 	mu        sync.Mutex
 	requested int
@@ -43,8 +45,8 @@ func (q *quoteClients) request(ctx context.Context, n int) {
 
 func (q *quoteClients) post(ctx context.Context, n int) (time.Duration, error) {
 	body, _ := json.Marshal(map[string]any{
-		"model_url": fmt.Sprintf("s3://models/quote-%d.stl", n),
-		"material":  "steel",
+		"model_url": q.models[n%len(q.models)],
+		"material":  quoteMaterials[n%len(quoteMaterials)],
 		"quantity":  1 + n%5,
 	})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, q.base+"/api/v1/quotes", bytes.NewReader(body))
@@ -68,6 +70,9 @@ func (q *quoteClients) post(ctx context.Context, n int) (time.Duration, error) {
 	}
 	return time.Duration(quote.QueuedMS) * time.Millisecond, nil
 }
+
+// quoteMaterials are materials of the default price list.
+var quoteMaterials = [...]string{"PLA", "PETG", "ASA", "PA12"}
 
 type quoteStats struct {
 	Requested, Completed int

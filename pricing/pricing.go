@@ -7,7 +7,10 @@ package pricing
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"math"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -35,14 +38,41 @@ type Material struct {
 	Density float64
 }
 
-// Estimate is what printing one piece of a model takes.
+// Estimate is what printing one piece of a model takes. In JSON,
+// PrintTime is "print_time_s", in seconds.
 type Estimate struct {
 	// PrintTime is the machine time for one piece.
-	PrintTime time.Duration `json:"print_time"`
+	PrintTime time.Duration `json:"-"`
 	// FilamentGrams is the material used for one piece, supports and
 	// waste included.
 	FilamentGrams float64 `json:"filament_grams"`
 }
+
+type estimateJSON struct {
+	PrintTimeS    float64 `json:"print_time_s"`
+	FilamentGrams float64 `json:"filament_grams"`
+}
+
+// MarshalJSON writes PrintTime as print_time_s, in seconds.
+func (e Estimate) MarshalJSON() ([]byte, error) {
+	return json.Marshal(estimateJSON{PrintTimeS: e.PrintTime.Seconds(), FilamentGrams: e.FilamentGrams})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (e *Estimate) UnmarshalJSON(b []byte) error {
+	var v estimateJSON
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	if math.IsNaN(v.PrintTimeS) || math.IsInf(v.PrintTimeS, 0) || math.Abs(v.PrintTimeS) > maxPrintTime.Seconds() {
+		return fmt.Errorf("estimate: print_time_s %v out of range", v.PrintTimeS)
+	}
+	*e = Estimate{PrintTime: time.Duration(v.PrintTimeS * float64(time.Second)), FilamentGrams: v.FilamentGrams}
+	return nil
+}
+
+// maxPrintTime bounds a believable print time for one piece.
+const maxPrintTime = 10 * 365 * 24 * time.Hour
 
 // Estimator estimates what printing one piece of a model takes in a
 // material.
@@ -70,6 +100,9 @@ type Request struct {
 type Line struct {
 	// Item says what is charged, e.g. "material", "machine time".
 	Item string `json:"item"`
+	// Detail says how the amount was reached, e.g. "12.40 g × 3 at
+	// 25.00/kg".
+	Detail string `json:"detail,omitempty"`
 	// Amount is what it adds to the total.
 	Amount decimal.Decimal `json:"amount"`
 }
@@ -79,8 +112,10 @@ type Quote struct {
 	// Calculator names the calculator that priced it: "mesh", "slicer"
 	// or "legacy".
 	Calculator string `json:"calculator"`
-	Material   string `json:"material"`
-	Quantity   int    `json:"quantity"`
+	// ModelKey names the priced model inside the model store.
+	ModelKey string `json:"model_key"`
+	Material string `json:"material"`
+	Quantity int    `json:"quantity"`
 	// Price is the total for the quantity; Currency its ISO 4217 code.
 	Price    decimal.Decimal `json:"price"`
 	Currency string          `json:"currency"`

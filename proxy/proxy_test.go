@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/ficuslabs/ficus/internal/pgtest"
 	"github.com/ficuslabs/ficus/migrate"
+	"github.com/ficuslabs/ficus/pricing"
 	"github.com/ficuslabs/ficus/proxy"
 	"github.com/ficuslabs/ficus/proxy/idempotency"
 	"github.com/ficuslabs/ficus/sim/mes"
@@ -55,9 +57,21 @@ type world struct {
 	proxy    *proxy.Proxy
 }
 
+// noEstimator stands in for the MES's estimator: these tests price nothing.
+type noEstimator struct{}
+
+func (noEstimator) Estimate(context.Context, *pricing.Model, pricing.Material) (pricing.Estimate, error) {
+	return pricing.Estimate{}, errors.New("no estimator in the proxy tests")
+}
+
 func startMES(t *testing.T) (*mes.Server, string) {
 	t.Helper()
-	m, err := mes.New(mes.Config{CalcTime: time.Millisecond})
+	models, err := pricing.OpenStore(t.Context(), "mem://", pricing.StoreConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { models.Close() })
+	m, err := mes.New(mes.Config{CalcTime: time.Millisecond, Models: models, Estimator: noEstimator{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/ficuslabs/ficus/pricing"
 )
 
 // envPrefix prefixes the environment variable that can set each flag:
@@ -28,6 +30,8 @@ type app struct {
 	// exec replaces the process with another program, as execve(2) does;
 	// nil where the command line runs inside another program (tests).
 	exec func(path string, argv, env []string) error
+	// estimator, when set, replaces the built-in estimators (tests).
+	estimator func(name string) (pricing.Estimator, error)
 }
 
 // run executes the command line and returns the process exit code. Errors
@@ -94,6 +98,7 @@ FICUS_DATABASE_URL). A flag given on the command line wins.`,
 		a.ordersCommand(),
 		a.simCommand(),
 		a.demoCommand(),
+		a.pricingCommand(),
 	)
 	annotateEnv(root)
 	return root

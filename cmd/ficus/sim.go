@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/ficuslabs/ficus/internal/httpserve"
 	"github.com/ficuslabs/ficus/internal/ops"
+	"github.com/ficuslabs/ficus/pricing"
 	"github.com/ficuslabs/ficus/sim/crm"
 	"github.com/ficuslabs/ficus/sim/mes"
 	"github.com/ficuslabs/ficus/sim/shop"
@@ -28,7 +30,7 @@ ficus demo and the end-to-end suite use them; so can you.`,
 }
 
 func (a *app) simMESCommand() *cobra.Command {
-	var listen, metricsAddr string
+	var listen, metricsAddr, modelsURL, priceList string
 	var cfg mes.Config
 	cmd := &cobra.Command{
 		Use:   "mes",
@@ -41,9 +43,23 @@ func (a *app) simMESCommand() *cobra.Command {
   POST /api/v1/quotes        computes a price synchronously, one at a time
   POST /admin/faults         {"down","latency_ms","error_rate","drop_rate"}
   GET  /admin/stats          orders, duplicates per client_ref, quotes, requests
-  POST /admin/reset          forget everything`,
+  POST /admin/reset          forget everything
+
+A quote's model_url is a key in the model store --models (or a URL of
+it); the MES reads that file and prices it with --price-list, taking
+--calc-time to do so.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			pl, err := loadPriceList(priceList)
+			if err != nil {
+				return err
+			}
+			models, err := pricing.OpenStore(cmd.Context(), modelsURL, pricing.StoreConfig{})
+			if err != nil {
+				return usageError{fmt.Errorf("--models: %w", err)}
+			}
+			defer models.Close()
+			cfg.Models, cfg.PriceList, cfg.Estimator = models, pl, a.simEstimator()
 			cfg.Metrics, cfg.Logger = metrics.NewSet(), a.log.With("component", "sim_mes")
 			srv, err := mes.New(cfg)
 			if err != nil {
@@ -64,12 +80,14 @@ func (a *app) simMESCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", "127.0.0.1:8081", "address to serve the MES API on")
 	f.DurationVar(&cfg.CalcTime, "calc-time", mes.DefaultCalcTime, "how long one price calculation takes (the real MES takes 2–3 minutes)")
+	f.StringVar(&modelsURL, "models", defaultModelStore(), "model store URL quotes read from: file:///dir or s3://bucket")
+	f.StringVar(&priceList, "price-list", "", "price list YAML file (default: the embedded one)")
 	metricsFlag(f, &metricsAddr, "127.0.0.1:9191")
 	return cmd
 }
 
 func (a *app) simShopCommand() *cobra.Command {
-	var url, metricsAddr string
+	var url, metricsAddr, modelsURL string
 	var cfg shop.Config
 	cmd := &cobra.Command{
 		Use:   "shop",
@@ -77,7 +95,8 @@ func (a *app) simShopCommand() *cobra.Command {
 		Long: `Creates the schema "shop" (customers, orders, order_items) if missing, then
 takes --rate orders per second, each in one multi-row transaction, and moves
 orders through new → priced → paid → in_production → shipped, some statuses
-lasting less than a second.`,
+lasting less than a second. Order items name the model files of the
+shop's catalogue, which it writes into the model store --models first.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -87,6 +106,14 @@ lasting less than a second.`,
 			}
 			defer pool.Close()
 			if err := shop.EnsureSchema(ctx, pool); err != nil {
+				return err
+			}
+			models, err := pricing.OpenStore(ctx, modelsURL, pricing.StoreConfig{})
+			if err != nil {
+				return usageError{fmt.Errorf("--models: %w", err)}
+			}
+			defer models.Close()
+			if cfg.Models, err = shop.WriteCatalogue(ctx, models); err != nil {
 				return err
 			}
 			cfg.Pool, cfg.Metrics, cfg.Logger = pool, metrics.NewSet(), a.log.With("component", "sim_shop")
@@ -104,6 +131,7 @@ lasting less than a second.`,
 	f := cmd.Flags()
 	databaseFlag(f, &url, "of the shop database")
 	f.Float64Var(&cfg.Rate, "rate", 5, "orders per second")
+	f.StringVar(&modelsURL, "models", defaultModelStore(), "model store URL to write the catalogue to: file:///dir or s3://bucket")
 	metricsFlag(f, &metricsAddr, "127.0.0.1:9193")
 	return cmd
 }

@@ -24,8 +24,14 @@
 //	GET  /admin/stats          → 200 Stats
 //	POST /admin/reset          forget orders, stats and faults → 200 Stats
 //
-// A quote holds the single calculator for Config.CalcTime; concurrent quotes
-// queue for it, and a request whose client goes away leaves the queue.
+// A quote's model_url is a key of the model store Config.Models, or a URL of
+// that store (pricing.Store.Resolve); anything else is a 400. The quote
+// holds the single calculator while it reads that model file, estimates it
+// with Config.Estimator, prices it with Config.PriceList and takes
+// Config.CalcTime doing so; concurrent quotes queue for it, and a request
+// whose client goes away leaves the queue. A model that cannot be priced
+// (absent, unreadable, larger than the printer, an unknown material) is a
+// 422 once its turn comes.
 //
 // # Faults
 //

@@ -1,6 +1,7 @@
 package mes_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -8,14 +9,23 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ficuslabs/ficus/pricing"
 	"github.com/ficuslabs/ficus/sim/mes"
 )
 
 // A B2B client retries an order it believes failed; the legacy MES creates
 // it twice.
 func Example() {
+	models, err := pricing.OpenStore(context.Background(), "mem://", pricing.StoreConfig{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer models.Close()
 	srv, err := mes.New(mes.Config{
-		Now: func() time.Time { return time.Date(2025, 3, 14, 9, 30, 0, 0, time.UTC) },
+		Now:       func() time.Time { return time.Date(2025, 3, 14, 9, 30, 0, 0, time.UTC) },
+		Models:    models,
+		Estimator: volumeEstimator{},
 	})
 	if err != nil {
 		fmt.Println(err)

@@ -189,7 +189,7 @@ func TestAdminFaults(t *testing.T) {
 
 func TestSetFaultsValidates(t *testing.T) {
 	t.Parallel()
-	srv, err := mes.New(mes.Config{})
+	srv, err := mes.New(mes.Config{Models: newModels(t), Estimator: volumeEstimator{}})
 	if err != nil {
 		t.Fatal(err)
 	}

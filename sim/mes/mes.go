@@ -18,6 +18,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/ficuslabs/ficus/internal/ctxsleep"
+	"github.com/ficuslabs/ficus/pricing"
 )
 
 var (
@@ -64,6 +65,18 @@ type Config struct {
 	// Logger receives the simulator's logs with component=sim_mes. Defaults
 	// to a logger that discards everything.
 	Logger *slog.Logger
+
+	// Models is the model store quotes read from: a quote's model_url is
+	// a key in it or a URL of it (see pricing.Store.Resolve), the same
+	// bytes the shop and the B2B clients wrote. Required.
+	Models *pricing.Store
+	// Estimator estimates what printing one piece takes; the MES prices
+	// that with PriceList. Required: ficus uses its instant estimator, so
+	// that the MES and the pricing fleet can be compared.
+	Estimator pricing.Estimator
+	// PriceList prices the estimates. Defaults to
+	// pricing.DefaultPriceList().
+	PriceList *pricing.PriceList
 }
 
 // Server is a simulated legacy MES: an http.Handler serving the order and
@@ -77,6 +90,8 @@ type Server struct {
 	log      *slog.Logger
 	met      serverMetrics
 	mux      *http.ServeMux
+	models   *pricing.Store
+	pricer   *pricing.EstimatorCalculator
 
 	// calc is the single price calculator: a one-slot semaphore whose
 	// waiting senders form the quote queue.
@@ -112,7 +127,21 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("%w: CalcTime is %s; use a positive duration, or zero for the default %s",
 			ErrInvalidConfig, cfg.CalcTime, DefaultCalcTime)
 	}
+	if cfg.Models == nil || cfg.Estimator == nil {
+		return nil, fmt.Errorf("%w: Models and Estimator are required: the MES prices the model files in the store", ErrInvalidConfig)
+	}
+	pricer, err := pricing.NewCalculator(pricing.CalculatorConfig{
+		Name:      "mes",
+		Store:     cfg.Models,
+		PriceList: cmp.Or(cfg.PriceList, pricing.DefaultPriceList()),
+		Estimator: cfg.Estimator,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	}
 	s := &Server{
+		models:    cfg.Models,
+		pricer:    pricer,
 		calcTime:  cmp.Or(cfg.CalcTime, DefaultCalcTime),
 		now:       cfg.Now,
 		sleep:     cfg.Sleep,

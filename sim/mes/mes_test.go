@@ -86,6 +86,12 @@ func start(t *testing.T, cfg mes.Config) (*mes.Server, string) {
 	if cfg.Sleep == nil {
 		cfg.Sleep = noSleep
 	}
+	if cfg.Models == nil {
+		cfg.Models = newModels(t)
+	}
+	if cfg.Estimator == nil {
+		cfg.Estimator = volumeEstimator{}
+	}
 	srv, err := mes.New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -213,7 +219,7 @@ func orderBody(ref string) string {
 
 func TestNewRejectsNegativeCalcTime(t *testing.T) {
 	t.Parallel()
-	_, err := mes.New(mes.Config{CalcTime: -time.Second})
+	_, err := mes.New(mes.Config{CalcTime: -time.Second, Models: newModels(t), Estimator: volumeEstimator{}})
 	if !errors.Is(err, mes.ErrInvalidConfig) {
 		t.Fatalf("New with CalcTime -1s: err = %v, want ErrInvalidConfig", err)
 	}
@@ -246,7 +252,7 @@ func TestMetrics(t *testing.T) {
 	mustSend(t, http.MethodPost, base+"/api/v1/orders", orderBody("PO-1"), http.StatusCreated)
 	mustSend(t, http.MethodGet, base+"/api/v1/orders/1", "", http.StatusOK)
 	mustSend(t, http.MethodGet, base+"/api/v1/orders/99", "", http.StatusNotFound)
-	mustSend(t, http.MethodPost, base+"/api/v1/quotes", `{"model_url": "m", "material": "pla", "quantity": 1}`, http.StatusOK)
+	mustSend(t, http.MethodPost, base+"/api/v1/quotes", `{"model_url": "bracket.stl", "material": "pla", "quantity": 1}`, http.StatusOK)
 	setFaults(t, base, `{"drop_rate": 1}`)
 	mustSend(t, http.MethodPost, base+"/api/v1/orders", orderBody("PO-2"), http.StatusCreated)
 	setFaults(t, base, `{"drop_rate": 0, "down": true}`)

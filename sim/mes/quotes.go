@@ -1,20 +1,22 @@
 package mes
 
 import (
+	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"net/http"
 	"strings"
-)
 
-// Currency is the currency of every quote.
-const Currency = "EUR"
+	"github.com/shopspring/decimal"
+
+	"github.com/ficuslabs/ficus/pricing"
+)
 
 // Quote is the answer of POST /api/v1/quotes.
 type Quote struct {
 	// Price is the total for the quantity, a decimal with two places.
-	Price    string `json:"price"`
+	Price string `json:"price"`
+	// Currency is the price list's currency, e.g. "EUR".
 	Currency string `json:"currency"`
 	// QueuedMS is how long the request waited for the calculator.
 	QueuedMS int64 `json:"queued_ms"`
@@ -22,42 +24,10 @@ type Quote struct {
 	CalcMS int64 `json:"calc_ms"`
 }
 
-// materialRate is the price multiplier of a material, in percent of the
-// model's base price. Materials match case-insensitively; unknown ones cost
-// 150%.
-func materialRate(material string) int64 {
-	switch strings.ToLower(strings.TrimSpace(material)) {
-	case "pla":
-		return 100
-	case "abs":
-		return 120
-	case "petg":
-		return 130
-	case "nylon":
-		return 180
-	case "resin":
-		return 220
-	case "steel":
-		return 350
-	case "aluminium", "aluminum":
-		return 450
-	case "titanium":
-		return 900
-	}
-	return 150
-}
-
-// price computes the deterministic price of quantity pieces of a model in a
-// material: a base unit price of 20.00–499.99 EUR derived from a hash of the
-// model URL, scaled by the material's rate.
-func price(modelURL, material string, quantity int) string {
-	h := fnv.New64a()
-	h.Write([]byte(modelURL))
-	baseCents := 2000 + int64(h.Sum64()%48000)
-	rate := materialRate(material)
-	// At most 49999 × 900 / 100 × MaxQuantity ≈ 4.5e11 cents: no overflow.
-	cents := baseCents * rate / 100 * int64(quantity)
-	return fmt.Sprintf("%d.%02d", cents/100, cents%100)
+// formatPrice writes a price with two decimal places, or more if the
+// price list rounds finer.
+func formatPrice(d decimal.Decimal) string {
+	return d.StringFixed(max(2, -d.Exponent()))
 }
 
 // parseQuote reads and validates the body of POST /api/v1/quotes.
@@ -73,11 +43,19 @@ func parseQuote(body io.Reader) (Item, error) {
 }
 
 // createQuote queues for the single calculator, then computes the price
-// while holding it.
+// while holding it: it reads the model from the store, estimates and
+// prices it, and takes CalcTime doing so. A model_url outside the store is
+// a 400 before queueing; a model that cannot be priced (absent,
+// unreadable, too large, an unknown material) is a 422 once its turn has
+// come.
 func (s *Server) createQuote(r *http.Request) reply {
 	req, err := parseQuote(r.Body)
 	if err != nil {
 		return badBody(err)
+	}
+	key, err := s.models.Resolve(req.ModelURL)
+	if err != nil {
+		return errorReply(http.StatusBadRequest, "%v", err)
 	}
 	ctx := r.Context()
 	enqueued := s.now()
@@ -103,6 +81,14 @@ func (s *Server) createQuote(r *http.Request) reply {
 	started := s.now()
 	queued := started.Sub(enqueued)
 	s.met.quoteWait.Update(queued.Seconds())
+	q, err := s.pricer.Quote(ctx, pricing.Request{ModelKey: key, Material: req.Material, Quantity: req.Quantity})
+	switch {
+	case errors.Is(err, pricing.ErrRejected):
+		return errorReply(http.StatusUnprocessableEntity, "%v", err)
+	case err != nil:
+		s.log.Warn("quote calculation failed", "model", key, "err", err)
+		return errorReply(http.StatusInternalServerError, "quote calculation failed")
+	}
 	if err := s.sleep(ctx, s.calcTime); err != nil {
 		s.log.Debug("quote calculation abandoned", "err", err)
 		return errorReply(http.StatusServiceUnavailable, "quote calculation cancelled: %v", err)
@@ -115,8 +101,8 @@ func (s *Server) createQuote(r *http.Request) reply {
 	s.mu.Unlock()
 	s.met.quotesComputed.Inc()
 	return reply{status: http.StatusOK, body: Quote{
-		Price:    price(req.ModelURL, req.Material, req.Quantity),
-		Currency: Currency,
+		Price:    formatPrice(q.Price),
+		Currency: q.Currency,
 		QueuedMS: queued.Milliseconds(),
 		CalcMS:   calc.Milliseconds(),
 	}}

@@ -13,7 +13,7 @@ import (
 	"github.com/ficuslabs/ficus/sim/mes"
 )
 
-const quoteBody = `{"model_url": "s3://models/bracket.stl", "material": "steel", "quantity": 3}`
+const quoteBody = `{"model_url": "bracket.stl", "material": "PETG", "quantity": 3}`
 
 func TestQuote(t *testing.T) {
 	t.Parallel()

@@ -29,10 +29,8 @@ type material struct {
 var materials = [...]material{
 	{"PLA", 15_000, 300_000},
 	{"PETG", 20_000, 400_000},
-	{"ABS", 20_000, 450_000},
-	{"nylon", 60_000, 900_000},
-	{"aluminium", 250_000, 2_500_000},
-	{"steel", 400_000, 4_000_000},
+	{"ASA", 20_000, 450_000},
+	{"PA12", 60_000, 900_000},
 }
 
 // customer is one fake shop customer.
@@ -77,9 +75,9 @@ func (d orderDraft) totalMinor() int64 {
 }
 
 // draftOrder draws a new order from rnd (which returns values in [0, 1)):
-// a customer out of a pool of customers, one to four items, and sometimes a
-// note.
-func draftOrder(rnd func() float64, customers int) orderDraft {
+// a customer out of a pool of customers, one to four items of the models
+// named by keys, and sometimes a note.
+func draftOrder(rnd func() float64, customers int, keys []string) orderDraft {
 	d := orderDraft{customer: fakeCustomer(intn(rnd, customers))}
 	if rnd() < 0.2 {
 		d.note = notes[intn(rnd, len(notes))]
@@ -90,7 +88,7 @@ func draftOrder(rnd func() float64, customers int) orderDraft {
 		m := materials[intn(rnd, len(materials))]
 		r := rnd()
 		d.items[i] = item{
-			modelURL: fmt.Sprintf("https://files.shop.example/models/%08x.stl", uint32(rnd()*(1<<32))),
+			modelURL: keys[intn(rnd, len(keys))],
 			material: m.name,
 			// Mostly single parts, sometimes a batch of up to 10.
 			quantity:  1 + int(r*r*10),

@@ -66,6 +66,9 @@ type Config struct {
 	// Metrics receives the generator's metrics (see the package
 	// documentation). Defaults to a new set.
 	Metrics *metrics.Set
+	// Models are the model store keys order items name (model_url).
+	// Defaults to CatalogueKeys(); write the files with WriteCatalogue.
+	Models []string
 }
 
 // Stats counts what a Generator has committed since New.
@@ -87,6 +90,7 @@ type Generator struct {
 	interval   time.Duration
 	dwell      map[string]Dwell
 	customers  int
+	models     []string
 	maxAdvance int
 	now        func() time.Time
 	sleep      func(context.Context, time.Duration) error
@@ -136,6 +140,7 @@ func New(cfg Config) (*Generator, error) {
 		interval:    interval(rate),
 		dwell:       dwell,
 		customers:   cmp.Or(cfg.Customers, 50),
+		models:      cfg.Models,
 		maxAdvance:  cmp.Or(cfg.MaxAdvance, 100),
 		now:         cfg.Now,
 		rnd:         cfg.Rand,
@@ -145,6 +150,9 @@ func New(cfg Config) (*Generator, error) {
 		mStepErrors: set.GetOrCreateCounter("ficus_sim_shop_step_errors_total"),
 	}
 	// Function values are not comparable, so cmp.Or cannot fill these.
+	if len(g.models) == 0 {
+		g.models = CatalogueKeys()
+	}
 	if g.now == nil {
 		g.now = time.Now
 	}
@@ -260,7 +268,7 @@ func (g *Generator) draft() orderDraft {
 			return 0
 		}
 		return v
-	}, g.customers)
+	}, g.customers, g.models)
 }
 
 // scanSQL finds orders that may be due: those that have been in their

@@ -3,9 +3,12 @@ package shop
 import (
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ficuslabs/ficus/pricing"
 )
 
 func TestNext(t *testing.T) {
@@ -166,7 +169,7 @@ func TestDraftOrder(t *testing.T) {
 	itemCounts := map[int]int{}
 	withNote := 0
 	for range 2000 {
-		d := draftOrder(rnd.Float64, 5)
+		d := draftOrder(rnd.Float64, 5, CatalogueKeys())
 		itemCounts[len(d.items)]++
 		if d.note != "" {
 			withNote++
@@ -180,8 +183,8 @@ func TestDraftOrder(t *testing.T) {
 			if it.unitPrice < m.minPrice || it.unitPrice > m.maxPrice {
 				t.Fatalf("%s unit price %d outside %d..%d", it.material, it.unitPrice, m.minPrice, m.maxPrice)
 			}
-			if !strings.HasPrefix(it.modelURL, "https://") || !strings.HasSuffix(it.modelURL, ".stl") {
-				t.Fatalf("model url %q", it.modelURL)
+			if !slices.Contains(CatalogueKeys(), it.modelURL) {
+				t.Fatalf("model url %q is not a catalogue key", it.modelURL)
 			}
 			sum += int64(it.quantity) * it.unitPrice
 		}
@@ -206,7 +209,7 @@ func TestDraftOrder(t *testing.T) {
 func TestDraftOrderAtBounds(t *testing.T) {
 	t.Parallel()
 	for _, v := range []float64{0, 0.9999999999} {
-		d := draftOrder(func() float64 { return v }, 3)
+		d := draftOrder(func() float64 { return v }, 3, CatalogueKeys())
 		if n := len(d.items); n < 1 || n > 4 {
 			t.Errorf("Rand=%v: %d items", v, n)
 		}
@@ -233,4 +236,29 @@ func materialNamed(t *testing.T, name string) material {
 	}
 	t.Fatalf("unknown material %q", name)
 	return material{}
+}
+
+func TestWriteCatalogue(t *testing.T) {
+	t.Parallel()
+	models, err := pricing.OpenStore(t.Context(), "mem://", pricing.StoreConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer models.Close()
+	keys, err := WriteCatalogue(t.Context(), models)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(keys, CatalogueKeys()) {
+		t.Errorf("wrote %v, CatalogueKeys says %v", keys, CatalogueKeys())
+	}
+	for _, k := range keys {
+		m, err := models.Load(t.Context(), k)
+		if err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+		if m.Analysis.Volume <= 0 {
+			t.Errorf("%s: volume %v", k, m.Analysis.Volume)
+		}
+	}
 }
