@@ -61,7 +61,11 @@ local PostgreSQL binaries. Everything it starts is stopped at the end.`,
 				cfg.Logger, _ = newLogger(a.stderr, a.logFormat, "warn")
 			}
 			cfg.Pool, cfg.Out, cfg.Register = pool, a.stdout, h.Register
-			cfg.Estimator = a.simEstimator()
+			est, err := a.simEstimator()
+			if err != nil {
+				return err
+			}
+			cfg.Estimator = est
 			return a.serve(ctx, metricsAddr, h, func(ctx context.Context) error {
 				_, err := demo.Run(ctx, cfg)
 				return errDone(err)

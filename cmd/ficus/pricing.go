@@ -18,11 +18,10 @@ import (
 	_ "gocloud.dev/blob/s3blob" // s3:// model stores
 
 	"github.com/ficuslabs/ficus/pricing"
+	"github.com/ficuslabs/ficus/pricing/instant"
 	"github.com/ficuslabs/ficus/pricing/legacy"
+	"github.com/ficuslabs/ficus/pricing/slicer"
 )
-
-// errNotAvailable marks a calculator this build of ficus lacks.
-var errNotAvailable = errors.New("not available in this build of ficus")
 
 // defaultModelStore is where the model files live unless --models says
 // otherwise: one directory shared by every command on this machine, so
@@ -33,16 +32,14 @@ func defaultModelStore() string {
 }
 
 // builtinEstimator returns the estimator behind the estimator-backed
-// calculator of that name ("mesh" or "slicer"). Each is plugged in with
-// one line below.
+// calculator of that name: "mesh" (the instant estimate, fitted against
+// the slicer) or "slicer" (PrusaSlicer).
 func builtinEstimator(name string) (pricing.Estimator, error) {
 	switch name {
 	case "mesh":
-		// return instant.New(instant.Config{})
-		return nil, fmt.Errorf("calculator mesh: %w (its estimator, pricing/instant, is not built in); use --calculator legacy", errNotAvailable)
+		return instant.New(instant.Config{})
 	case "slicer":
-		// return slicer.New(slicer.Config{})
-		return nil, fmt.Errorf("calculator slicer: %w (its estimator, pricing/slicer, is not built in); use --calculator legacy", errNotAvailable)
+		return slicer.New(slicer.Config{})
 	}
 	return nil, fmt.Errorf("calculator %q: want mesh, slicer or legacy", name)
 }
@@ -58,25 +55,13 @@ func (a *app) estimatorFor(name string) (pricing.Estimator, error) {
 
 // simEstimator is the estimator the simulated MES prices with (ficus sim
 // mes, ficus demo).
-func (a *app) simEstimator() pricing.Estimator {
+func (a *app) simEstimator() (pricing.Estimator, error) {
 	if a.estimator != nil {
 		if e, err := a.estimator("mesh"); err == nil {
-			return e
+			return e, nil
 		}
 	}
-	return stopgapEstimator{} // replaced by the instant estimator: return instant.New(instant.Config{})
-}
-
-// stopgapEstimator lets the simulated MES price until the instant
-// estimator (pricing/instant) is built in: material is the solid volume
-// times the density, machine time is that material at 15 g an hour. It is
-// not a pricing model; delete it when simEstimator returns the instant
-// estimator.
-type stopgapEstimator struct{}
-
-func (stopgapEstimator) Estimate(_ context.Context, m *pricing.Model, mat pricing.Material) (pricing.Estimate, error) {
-	grams := max(m.Analysis.Volume, 0) / 1000 * mat.Density
-	return pricing.Estimate{PrintTime: time.Duration(grams / 15 * float64(time.Hour)), FilamentGrams: grams}, nil
+	return instant.New(instant.Config{})
 }
 
 // loadPriceList reads --price-list, or the embedded default when empty.

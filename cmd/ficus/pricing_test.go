@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -190,7 +190,6 @@ func TestPricingQuoteErrors(t *testing.T) {
 		{[]string{filepath.Join(dir, "missing.stl"), store}, 1, "no such file"},
 		{[]string{box, "--material", "steel", store}, 1, `material "steel" is not on the price list`},
 		{[]string{huge, store}, 1, "larger than the build volume"},
-		{[]string{box, "--calculator", "slicer", store}, 1, "not available"},
 		{[]string{box, "--calculator", "legacy", "--mes-url", "http://127.0.0.1:1", "--mes-timeout", "5s", store}, 1, "legacy quote"},
 	}
 	for _, tt := range tests {
@@ -201,16 +200,48 @@ func TestPricingQuoteErrors(t *testing.T) {
 	}
 }
 
-// Without a test estimator, the calculators whose estimators are not
-// built in say so.
-func TestPricingQuoteMeshNotAvailableYet(t *testing.T) {
+// The built-in calculators price a real model: mesh instantly from its
+// geometry, slicer through PrusaSlicer; both breakdowns add up to their
+// price, and the instant estimate is within its fitted error of the
+// slicer's.
+func TestPricingQuoteBuiltInCalculators(t *testing.T) {
 	t.Parallel()
-	if _, err := builtinEstimator("mesh"); !errors.Is(err, errNotAvailable) {
-		t.Skip("the mesh estimator is built in")
+	dir := t.TempDir()
+	box := modelFile(t, "box.stl", stlOf(solids.Box(20, 20, 10)))
+	quote := func(calculator string) (decimal.Decimal, float64) {
+		t.Helper()
+		code, out, errOut := ficus(t, "pricing", "quote", box, "--calculator", calculator, "--json", storeFlag(dir))
+		if code != 0 {
+			t.Fatalf("--calculator %s: exit %d: %s", calculator, code, errOut)
+		}
+		var q struct {
+			Price     decimal.Decimal `json:"price"`
+			Breakdown []pricing.Line  `json:"breakdown"`
+			Estimate  struct {
+				PrintTimeS float64 `json:"print_time_s"`
+			} `json:"estimate"`
+		}
+		if err := json.Unmarshal([]byte(out), &q); err != nil {
+			t.Fatalf("--calculator %s: %v: %s", calculator, err, out)
+		}
+		sum := decimal.Zero
+		for _, l := range q.Breakdown {
+			sum = sum.Add(l.Amount)
+		}
+		if !sum.Equal(q.Price) || !q.Price.IsPositive() || q.Estimate.PrintTimeS <= 0 {
+			t.Errorf("--calculator %s: price %s, breakdown adds up to %s, print time %vs", calculator, q.Price, sum, q.Estimate.PrintTimeS)
+		}
+		return q.Price, q.Estimate.PrintTimeS
 	}
-	box := modelFile(t, "box.stl", stlOf(solids.Box(10, 10, 10)))
-	code, _, errOut := ficus(t, "pricing", "quote", box, storeFlag(t.TempDir()))
-	if code != 1 || !strings.Contains(errOut, "calculator mesh: not available in this build") {
-		t.Errorf("exit %d: %s", code, errOut)
+	_, meshTime := quote("mesh")
+	if _, err := exec.LookPath("prusa-slicer"); err != nil {
+		if os.Getenv("FICUS_REQUIRE_TOOLS") == "1" {
+			t.Fatal("prusa-slicer is not installed (make tools installs it)")
+		}
+		t.Skip("prusa-slicer is not installed")
+	}
+	_, slicerTime := quote("slicer")
+	if r := meshTime / slicerTime; r < 0.7 || r > 1.3 {
+		t.Errorf("the instant print time %.0fs is %.2f× PrusaSlicer's %.0fs", meshTime, r, slicerTime)
 	}
 }

@@ -59,7 +59,11 @@ it); the MES reads that file and prices it with --price-list, taking
 				return usageError{fmt.Errorf("--models: %w", err)}
 			}
 			defer models.Close()
-			cfg.Models, cfg.PriceList, cfg.Estimator = models, pl, a.simEstimator()
+			est, err := a.simEstimator()
+			if err != nil {
+				return err
+			}
+			cfg.Models, cfg.PriceList, cfg.Estimator = models, pl, est
 			cfg.Metrics, cfg.Logger = metrics.NewSet(), a.log.With("component", "sim_mes")
 			srv, err := mes.New(cfg)
 			if err != nil {
