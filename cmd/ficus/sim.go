@@ -30,7 +30,7 @@ ficus demo and the end-to-end suite use them; so can you.`,
 }
 
 func (a *app) simMESCommand() *cobra.Command {
-	var listen, metricsAddr, modelsURL, priceList string
+	var listen, metricsAddr, modelsURL, priceList, dbURL string
 	var cfg mes.Config
 	cmd := &cobra.Command{
 		Use:   "mes",
@@ -41,9 +41,14 @@ func (a *app) simMESCommand() *cobra.Command {
   GET  /api/v1/orders/{id}   one order
   GET  /api/v1/orders        ?status=&client_ref=&page=&per_page=, newest first
   POST /api/v1/quotes        computes a price synchronously, one at a time
-  POST /admin/faults         {"down","latency_ms","error_rate","drop_rate"}
+  POST /admin/faults         {"down","latency_ms","error_rate","drop_rate","stall_rate","lose_status_rate"}
   GET  /admin/stats          orders, duplicates per client_ref, quotes, requests
   POST /admin/reset          forget everything
+
+Orders live in memory, or with --database-url in Postgres (schema "mes",
+created if missing), listed with the legacy MES's slow queries. Production
+moves each order through new, scheduled, printing, finishing and shipped,
+one status per --stage-time.
 
 A quote's model_url is a key in the model store --models (or a URL of
 it); the MES reads that file and prices it with --price-list, taking
@@ -65,6 +70,17 @@ it); the MES reads that file and prices it with --price-list, taking
 			}
 			cfg.Models, cfg.PriceList, cfg.Estimator = models, pl, est
 			cfg.Metrics, cfg.Logger = metrics.NewSet(), a.log.With("component", "sim_mes")
+			if dbURL != "" {
+				pool, err := connect(cmd.Context(), dbURL)
+				if err != nil {
+					return err
+				}
+				defer pool.Close()
+				if err := mes.EnsureSchema(cmd.Context(), pool); err != nil {
+					return err
+				}
+				cfg.DB = pool
+			}
 			srv, err := mes.New(cfg)
 			if err != nil {
 				return usageError{err}
@@ -78,11 +94,13 @@ it); the MES reads that file and prices it with --price-list, taking
 			h.Register(cfg.Metrics)
 			return a.serve(cmd.Context(), metricsAddr, h, func(ctx context.Context) error {
 				return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: srv})
-			})
+			}, srv.RunProduction)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", "127.0.0.1:8081", "address to serve the MES API on")
+	f.StringVar(&dbURL, "database-url", "", "keep the orders in this PostgreSQL database (schema mes) instead of in memory")
+	f.DurationVar(&cfg.StageTime, "stage-time", mes.DefaultStageTime, "how long production keeps an order in each status")
 	f.DurationVar(&cfg.CalcTime, "calc-time", mes.DefaultCalcTime, "how long one price calculation takes (the real MES takes 2–3 minutes)")
 	f.StringVar(&modelsURL, "models", defaultModelStore(), "model store URL quotes read from: file:///dir or s3://bucket")
 	f.StringVar(&priceList, "price-list", "", "price list YAML file (default: the embedded one)")

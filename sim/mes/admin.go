@@ -1,10 +1,12 @@
 package mes
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // MaxLatencyMS is the largest latency_ms fault accepted: one hour.
@@ -25,6 +27,14 @@ type Faults struct {
 	// DropRate is the probability, in [0, 1], that order creation answers
 	// 201 with a well-formed order that is never stored.
 	DropRate float64 `json:"drop_rate"`
+	// StallRate is the share, in [0, 1], of orders production never moves
+	// on from the status they are in: stuck on the shop floor. Which
+	// orders stall depends on their id only, so it stays the same.
+	StallRate float64 `json:"stall_rate"`
+	// LoseStatusRate is the probability, in [0, 1], that a status change
+	// is not announced back (Config.OnStatus is not called): the update
+	// the shop never hears of.
+	LoseStatusRate float64 `json:"lose_status_rate"`
 }
 
 // Validate reports what is wrong with f, if anything, as an error wrapping
@@ -39,6 +49,12 @@ func (f Faults) Validate() error {
 	}
 	if !(f.DropRate >= 0 && f.DropRate <= 1) {
 		problems = append(problems, fmt.Sprintf("drop_rate must be between 0 and 1, got %v", f.DropRate))
+	}
+	if !(f.StallRate >= 0 && f.StallRate <= 1) {
+		problems = append(problems, fmt.Sprintf("stall_rate must be between 0 and 1, got %v", f.StallRate))
+	}
+	if !(f.LoseStatusRate >= 0 && f.LoseStatusRate <= 1) {
+		problems = append(problems, fmt.Sprintf("lose_status_rate must be between 0 and 1, got %v", f.LoseStatusRate))
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalidFaults, strings.Join(problems, "; "))
@@ -75,6 +91,8 @@ type faultsPatch struct {
 	LatencyMS *int64   `json:"latency_ms"`
 	ErrorRate *float64 `json:"error_rate"`
 	DropRate  *float64 `json:"drop_rate"`
+	StallRate *float64 `json:"stall_rate"`
+	LoseRate  *float64 `json:"lose_status_rate"`
 }
 
 func (p faultsPatch) apply(f Faults) Faults {
@@ -89,6 +107,12 @@ func (p faultsPatch) apply(f Faults) Faults {
 	}
 	if p.DropRate != nil {
 		f.DropRate = *p.DropRate
+	}
+	if p.StallRate != nil {
+		f.StallRate = *p.StallRate
+	}
+	if p.LoseRate != nil {
+		f.LoseStatusRate = *p.LoseRate
 	}
 	return f
 }
@@ -127,26 +151,32 @@ func (s *Server) SetFaults(f Faults) error {
 }
 
 func (s *Server) logFaults(f Faults) {
-	s.log.Info("faults set", "down", f.Down, "latency_ms", f.LatencyMS, "error_rate", f.ErrorRate, "drop_rate", f.DropRate)
+	s.log.Info("faults set", "down", f.Down, "latency_ms", f.LatencyMS, "error_rate", f.ErrorRate, "drop_rate", f.DropRate,
+		"stall_rate", f.StallRate, "lose_status_rate", f.LoseStatusRate)
 }
 
-// Stats returns what the simulator has seen.
+// Stats returns what the simulator has seen. With orders in Postgres it
+// counts them there; a count that fails is logged and left at zero.
 func (s *Server) Stats() Stats {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stored, dup, err := s.store.counts(ctx)
+	if err != nil {
+		s.log.Warn("count the stored orders", "err", err)
+	}
 	s.mu.Lock()
 	st := Stats{
 		RequestsSeen:         s.requestsSeen,
-		OrdersCreated:        int64(len(s.orders)),
+		OrdersCreated:        stored,
 		OrdersDropped:        s.ordersDropped,
 		ClientRefsDuplicated: map[string]int64{},
 		QuotesComputed:       s.quotesComputed,
 	}
-	for ref, n := range s.refCounts {
-		if n > 1 {
-			st.ClientRefsDuplicated[ref] = n
-			st.DuplicateOrders += n - 1
-		}
-	}
 	s.mu.Unlock()
+	for ref, n := range dup {
+		st.ClientRefsDuplicated[ref] = n
+		st.DuplicateOrders += n - 1
+	}
 	st.QuotesWaiting = s.quotesWaiting.Load()
 	st.QuotesInProgress = s.quotesInProgress.Load()
 	return st
@@ -155,12 +185,13 @@ func (s *Server) Stats() Stats {
 // Reset forgets all orders, statistics and faults; the next order gets id
 // 1. Quotes being queued or computed carry on, and metrics keep counting.
 func (s *Server) Reset() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.store.reset(ctx); err != nil {
+		s.log.Warn("forget the stored orders", "err", err)
+	}
 	s.mu.Lock()
 	s.faults = Faults{}
-	s.orders = nil
-	s.byID = make(map[int64]int)
-	s.refCounts = make(map[string]int64)
-	s.lastID = 0
 	s.requestsSeen = 0
 	s.ordersDropped = 0
 	s.quotesComputed = 0

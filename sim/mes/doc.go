@@ -19,7 +19,7 @@
 //	POST /api/v1/quotes        {"model_url", "material", "quantity"}
 //	                           → 200 {"price": "123.45", "currency": "EUR", "queued_ms", "calc_ms"}
 //	GET  /admin/faults         → 200 Faults
-//	POST /admin/faults         {"down", "latency_ms", "error_rate", "drop_rate"}, any subset
+//	POST /admin/faults         {"down", "latency_ms", "error_rate", "drop_rate", "stall_rate", "lose_status_rate"}, any subset
 //	                           → 200 Faults now in effect
 //	GET  /admin/stats          → 200 Stats
 //	POST /admin/reset          forget orders, stats and faults → 200 Stats
@@ -46,6 +46,18 @@
 //     done.
 //   - drop_rate: with this probability order creation answers 201 with a
 //     well-formed order that is never stored.
+//   - stall_rate: this share of orders (chosen by id, the same ones every
+//     time) never moves on in production.
+//   - lose_status_rate: with this probability a status change production
+//     makes is not announced (Config.OnStatus is not called).
+//
+// # Orders and production
+//
+// Orders live in memory, or in Postgres with Config.DB (schema "mes", made
+// by EnsureSchema), where the list runs the legacy MES's queries
+// (ListPageSQL, ListCountSQL: no index serves them). RunProduction moves
+// each order through Statuses, one per Config.StageTime, and announces
+// each change through Config.OnStatus.
 //
 // # Metrics
 //
@@ -58,6 +70,7 @@
 //	ficus_sim_mes_orders_created_total          counter    orders stored
 //	ficus_sim_mes_orders_dropped_total          counter    orders answered 201 but never stored
 //	ficus_sim_mes_quotes_computed_total         counter    price calculations finished
+//	ficus_sim_mes_status_changes_total          counter    status changes production made
 //	ficus_sim_mes_quote_queue_depth             gauge      quote requests waiting for the calculator
 //	ficus_sim_mes_quote_wait_seconds            histogram  time a quote waited for the calculator
 //	ficus_sim_mes_quote_calc_seconds            histogram  time a price calculation took

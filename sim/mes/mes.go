@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ficuslabs/ficus/internal/ctxsleep"
 	"github.com/ficuslabs/ficus/pricing"
@@ -37,6 +38,9 @@ var (
 // DefaultCalcTime is how long one price calculation takes when
 // Config.CalcTime is zero. The real MES takes 2–3 minutes.
 const DefaultCalcTime = 2 * time.Second
+
+// DefaultStageTime is Config.StageTime's default.
+const DefaultStageTime = time.Minute
 
 // maxBodyBytes bounds every request body; larger bodies get 413.
 const maxBodyBytes = 1 << 20
@@ -77,6 +81,20 @@ type Config struct {
 	// PriceList prices the estimates. Defaults to
 	// pricing.DefaultPriceList().
 	PriceList *pricing.PriceList
+
+	// DB keeps the orders in Postgres (schema "mes", made by
+	// EnsureSchema), listed with the legacy MES's queries, so that the
+	// list is as slow as the real one at its size. Nil keeps them in
+	// memory.
+	DB *pgxpool.Pool
+	// StageTime is how long production keeps an order in each status
+	// before it moves to the next (new, scheduled, printing, finishing,
+	// shipped), once RunProduction runs. Defaults to 1m.
+	StageTime time.Duration
+	// OnStatus announces each status change production makes, the way the
+	// MES tells the shop; the lose_status_rate fault skips some. May be
+	// nil. Called from RunProduction's goroutine.
+	OnStatus func(ctx context.Context, o Order)
 }
 
 // Server is a simulated legacy MES: an http.Handler serving the order and
@@ -99,12 +117,12 @@ type Server struct {
 	quotesWaiting    atomic.Int64
 	quotesInProgress atomic.Int64
 
+	store     orderStore
+	stageTime time.Duration
+	onStatus  func(context.Context, Order)
+
 	mu             sync.Mutex
 	faults         Faults
-	orders         []Order // stored orders, ascending id
-	byID           map[int64]int
-	refCounts      map[string]int64
-	lastID         int64
 	requestsSeen   int64
 	ordersDropped  int64
 	quotesComputed int64
@@ -115,6 +133,7 @@ type serverMetrics struct {
 	ordersCreated  *metrics.Counter
 	ordersDropped  *metrics.Counter
 	quotesComputed *metrics.Counter
+	statusChanges  *metrics.Counter
 	queueDepth     *metrics.Gauge
 	quoteWait      *metrics.Histogram
 	quoteCalc      *metrics.Histogram
@@ -148,8 +167,15 @@ func New(cfg Config) (*Server, error) {
 		rand:      cfg.Rand,
 		log:       cfg.Logger,
 		calc:      make(chan struct{}, 1),
-		byID:      make(map[int64]int),
-		refCounts: make(map[string]int64),
+		store:     newMemStore(),
+		stageTime: cmp.Or(cfg.StageTime, DefaultStageTime),
+		onStatus:  cfg.OnStatus,
+	}
+	if cfg.StageTime < 0 {
+		return nil, fmt.Errorf("%w: StageTime is %s; use a positive duration, or zero for the default %s", ErrInvalidConfig, cfg.StageTime, DefaultStageTime)
+	}
+	if cfg.DB != nil {
+		s.store = pgStore{pool: cfg.DB}
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -173,6 +199,7 @@ func New(cfg Config) (*Server, error) {
 		ordersCreated:  set.GetOrCreateCounter("ficus_sim_mes_orders_created_total"),
 		ordersDropped:  set.GetOrCreateCounter("ficus_sim_mes_orders_dropped_total"),
 		quotesComputed: set.GetOrCreateCounter("ficus_sim_mes_quotes_computed_total"),
+		statusChanges:  set.GetOrCreateCounter("ficus_sim_mes_status_changes_total"),
 		queueDepth:     set.GetOrCreateGauge("ficus_sim_mes_quote_queue_depth", nil),
 		quoteWait:      set.GetOrCreateHistogram("ficus_sim_mes_quote_wait_seconds"),
 		quoteCalc:      set.GetOrCreateHistogram("ficus_sim_mes_quote_calc_seconds"),

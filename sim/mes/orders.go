@@ -38,7 +38,8 @@ type Order struct {
 	ClientRef string `json:"client_ref"`
 	Customer  string `json:"customer"`
 	Items     []Item `json:"items"`
-	// Status is StatusNew.
+	// Status is one of Statuses: StatusNew when created, then the
+	// production statuses as Config.StageTime passes.
 	Status string `json:"status"`
 	// CreatedAt is RFC 3339 in UTC, to the second.
 	CreatedAt string `json:"created_at"`
@@ -141,27 +142,28 @@ func (s *Server) createOrder(r *http.Request) reply {
 		Customer:  req.Customer,
 		Items:     req.Items,
 		Status:    StatusNew,
-		CreatedAt: s.now().UTC().Format(time.RFC3339),
 	}
-
 	s.mu.Lock()
-	s.lastID++
-	order.ID = s.lastID
 	drop := s.faults.DropRate > 0 && s.rand() < s.faults.DropRate
 	if drop {
 		s.ordersDropped++
-	} else {
-		s.byID[order.ID] = len(s.orders)
-		s.orders = append(s.orders, order)
-		s.refCounts[order.ClientRef]++
 	}
 	s.mu.Unlock()
 
+	ctx := r.Context()
 	if drop {
+		// The order gets an id and an answer, and is never stored.
+		if order.ID, err = s.store.takeID(ctx); err != nil {
+			return errorReply(http.StatusInternalServerError, "create order: %v", err)
+		}
+		order.CreatedAt = s.now().UTC().Format(time.RFC3339)
 		s.countFault("drop")
 		s.met.ordersDropped.Inc()
 		s.log.Debug("order dropped", "id", order.ID, "client_ref", order.ClientRef)
 	} else {
+		if order, err = s.store.add(ctx, order, s.now()); err != nil {
+			return errorReply(http.StatusInternalServerError, "create order: %v", err)
+		}
 		s.met.ordersCreated.Inc()
 		s.log.Debug("order created", "id", order.ID, "client_ref", order.ClientRef)
 	}
@@ -178,13 +180,10 @@ func (s *Server) getOrder(r *http.Request) reply {
 	if err != nil || id < 1 {
 		return errorReply(http.StatusBadRequest, "order id must be a positive integer, got %q", raw)
 	}
-	s.mu.Lock()
-	i, ok := s.byID[id]
-	var order Order
-	if ok {
-		order = s.orders[i]
+	order, ok, err := s.store.get(r.Context(), id)
+	if err != nil {
+		return errorReply(http.StatusInternalServerError, "read order: %v", err)
 	}
-	s.mu.Unlock()
 	if !ok {
 		return errorReply(http.StatusNotFound, "order %d not found", id)
 	}
@@ -196,21 +195,9 @@ func (s *Server) listOrders(r *http.Request) reply {
 	if err != nil {
 		return errorReply(http.StatusBadRequest, "%v", err)
 	}
-	list := OrderList{Orders: []Order{}, Page: q.page, PerPage: q.perPage}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := len(s.orders) - 1; i >= 0; i-- {
-		o := s.orders[i]
-		if (q.status != "" && o.Status != q.status) || (q.clientRef != "" && o.ClientRef != q.clientRef) {
-			continue
-		}
-		// This match is the list.Total-th (from 0), so it is on page
-		// list.Total/perPage+1; dividing rather than multiplying keeps a
-		// huge page number from overflowing.
-		if list.Total/q.perPage == q.page-1 {
-			list.Orders = append(list.Orders, o)
-		}
-		list.Total++
+	list, err := s.store.list(r.Context(), q)
+	if err != nil {
+		return errorReply(http.StatusInternalServerError, "list orders: %v", err)
 	}
 	return reply{status: http.StatusOK, body: list}
 }

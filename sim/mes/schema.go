@@ -36,7 +36,7 @@ func EnsureSchema(ctx context.Context, pool *pgxpool.Pool) error {
 }
 
 // The legacy MES's order list, as it queries its database: a filter that
-// keeps the planner from any index ("$1 = '' OR status = $1"), newest first,
+// keeps the planner from any index ("$1 = ” OR status = $1"), newest first,
 // OFFSET pages, and a count of every match for the total.
 const (
 	// ListPageSQL reads one page: $1 status or "", $2 client_ref or "",
