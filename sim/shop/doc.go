@@ -14,6 +14,11 @@
 // and jittered per order; with the defaults an order is often priced for less
 // than a second, a change that a CRM polling every two seconds never sees.
 //
+// With Config.Forward the shop works as it does beside the MES: it sends
+// every new order to the MES, moves its orders itself only up to paid, and
+// takes in_production and shipped from the MES's status events (Mirror,
+// FromMES).
+//
 // EnsureSchema creates the schema; a Generator creates orders at a steady rate
 // and advances them (Run), or one step at a time (Step, Advance) for tests and
 // the demo.
@@ -26,6 +31,7 @@
 //	ficus_sim_shop_orders_created_total        counter  orders committed by the generator
 //	ficus_sim_shop_status_changes_total        counter  status changes committed, labelled
 //	  {status="priced|paid|in_production|shipped"}        with the status the order moved to
+//	ficus_sim_shop_forward_failures_total      counter  new orders not sent to the MES (Forward failed)
 //	ficus_sim_shop_step_errors_total           counter  Steps that failed (database errors);
 //	                                                    a step cut short by its context ending
 //	                                                    is not counted

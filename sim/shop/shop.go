@@ -69,6 +69,13 @@ type Config struct {
 	// Models are the model store keys order items name (model_url).
 	// Defaults to CatalogueKeys(); write the files with WriteCatalogue.
 	Models []string
+	// Forward, when set, sends every new order to the MES once it is
+	// committed, as the legacy shop does (the MES order's client_ref is
+	// the shop order's id), and the shop then moves its orders on only up
+	// to paid: in_production and shipped come from the MES's status
+	// events, through Mirror. A failed forward is logged and counted; the
+	// order is never sent again (the loss the order view's drift shows).
+	Forward func(ctx context.Context, orderID int64) error
 }
 
 // Stats counts what a Generator has committed since New.
@@ -104,6 +111,8 @@ type Generator struct {
 	mCreated      *metrics.Counter
 	mChanges      [len(statusOrder)]*metrics.Counter
 	mStepErrors   *metrics.Counter
+	mForwardFails *metrics.Counter
+	forward       func(context.Context, int64) error
 	scanStatuses  []string // statuses an order can leave, for scanSQL
 	scanMinDwells []time.Duration
 }
@@ -148,6 +157,10 @@ func New(cfg Config) (*Generator, error) {
 		log:         logger.With("component", "sim-shop"),
 		mCreated:    set.GetOrCreateCounter("ficus_sim_shop_orders_created_total"),
 		mStepErrors: set.GetOrCreateCounter("ficus_sim_shop_step_errors_total"),
+		forward:     cfg.Forward,
+	}
+	if g.forward != nil {
+		g.mForwardFails = set.GetOrCreateCounter("ficus_sim_shop_forward_failures_total")
 	}
 	// Function values are not comparable, so cmp.Or cannot fill these.
 	if len(g.models) == 0 {
@@ -166,7 +179,7 @@ func New(cfg Config) (*Generator, error) {
 		if i > 0 {
 			g.mChanges[i] = set.GetOrCreateCounter(`ficus_sim_shop_status_changes_total{status="` + s + `"}`)
 		}
-		if _, ok := Next(s); ok {
+		if _, ok := Next(s); ok && (g.forward == nil || Index(s) < Index(StatusPaid)) {
 			g.scanStatuses = append(g.scanStatuses, s)
 			g.scanMinDwells = append(g.scanMinDwells, dwell[s].Min)
 		}
@@ -209,7 +222,13 @@ func (g *Generator) Run(ctx context.Context) error {
 func (g *Generator) Step(ctx context.Context) error {
 	now := g.now()
 	_, advErr := g.advanceDue(ctx, now)
-	_, createErr := g.createOrder(ctx, now)
+	id, createErr := g.createOrder(ctx, now)
+	if createErr == nil && g.forward != nil {
+		if err := g.forward(ctx, id); err != nil && ctx.Err() == nil {
+			g.mForwardFails.Inc()
+			g.log.Warn("order not forwarded to the MES", "order", id, "err", err)
+		}
+	}
 	err := errors.Join(advErr, createErr)
 	if err != nil && ctx.Err() == nil {
 		g.mStepErrors.Inc()
