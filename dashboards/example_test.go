@@ -24,6 +24,7 @@ func ExampleFS() {
 	// alerts/legacy-world.yml
 	// alerts/proxy.yml
 	// grafana/cdc.json
+	// grafana/cutover.json
 	// grafana/legacy-world.json
 	// grafana/proxy.json
 	// provisioning/dashboards/ficus.yml
