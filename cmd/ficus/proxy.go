@@ -16,6 +16,7 @@ import (
 	"github.com/ficuslabs/ficus/internal/ops"
 	"github.com/ficuslabs/ficus/migrate"
 	"github.com/ficuslabs/ficus/proxy"
+	"github.com/ficuslabs/ficus/proxy/cutover"
 	"github.com/ficuslabs/ficus/proxy/idempotency"
 )
 
@@ -69,6 +70,7 @@ first) and are shared by every proxy replica.`,
 				defer floor.Stop()
 				a.log.Info("garbage collector heap floor set (--gc-floor-mib)", "floor_mib", gcFloorMiB)
 			}
+			var ctl *cutover.Controller // with --database-url: the shared state of weighted routes
 			h := &ops.Handler{}
 			set := metrics.NewSet()
 			h.Register(set)
@@ -88,10 +90,29 @@ first) and are shared by every proxy replica.`,
 					return err
 				}
 				h.AddCheck("postgres", poolReady(pool))
+				if ctl, err = cutover.New(cutover.Config{Pool: pool, Metrics: set, Logger: a.log}); err != nil {
+					return err
+				}
+				if err := ctl.Register(ctx, cfg.CutoverRoutes()); err != nil {
+					return err
+				}
+				s.Cutover = ctl
 			}
 			p, err := proxy.New(s)
 			if err != nil {
 				return usageError{err}
+			}
+			runners := []service{p.Run}
+			if ctl != nil {
+				runners = append(runners, ctl.Run)
+				reloaded := load
+				load = func() (*proxy.Config, error) { // a reload registers the routes it declares
+					cfg, err := reloaded()
+					if err == nil {
+						err = ctl.Register(ctx, cfg.CutoverRoutes())
+					}
+					return cfg, err
+				}
 			}
 			ln, err := httpserve.Listen(listen)
 			if err != nil {
@@ -99,11 +120,11 @@ first) and are shared by every proxy replica.`,
 			}
 			a.log.Info("proxy listening", "addr", ln.Addr().String(), "config", configPath, "store", storeName(s.Store), "direct_path", directPath)
 			return a.serve(ctx, metricsAddr, h,
-				p.Run,
-				func(ctx context.Context) error {
-					return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: p, DrainTimeout: drain})
-				},
-				func(ctx context.Context) error { return a.reloadOnHangup(ctx, p, load) },
+				append(runners,
+					func(ctx context.Context) error {
+						return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: p, DrainTimeout: drain})
+					},
+					func(ctx context.Context) error { return a.reloadOnHangup(ctx, p, load) })...,
 			)
 		},
 	}
