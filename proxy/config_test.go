@@ -828,6 +828,11 @@ func FuzzParseConfig(f *testing.F) {
 				t.Fatalf("route %q does not match its own path %q", r.Name, r.Path)
 			}
 		}
+		for _, spec := range cfg.CutoverRoutes() {
+			if err := spec.Validate(); err != nil {
+				t.Fatalf("a valid config declares a route the cutover state refuses: %v", err)
+			}
+		}
 		cfg.TenantByKey(string(data))
 	})
 }

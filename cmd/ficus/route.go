@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/user"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -123,10 +122,9 @@ that does not apply), 2 a usage error.`,
 		Short: "Send PERCENT of the route's traffic to the new target and pause its plan there",
 		Args:  exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pct, err := strconv.ParseFloat(strings.TrimSuffix(args[1], "%"), 64)
-			bps, ok := cutover.PercentToBPS(pct)
-			if err != nil || !ok {
-				return usageError{fmt.Errorf("PERCENT %q is not a share from 0 to 100 with at most two decimals, like 10 or 0.5", args[1])}
+			bps, err := cutover.ParsePercent(args[1])
+			if err != nil {
+				return usageError{fmt.Errorf("PERCENT: %w", err)}
 			}
 			s, done, err := store(cmd.Context())
 			if err != nil {

@@ -28,6 +28,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -252,19 +254,23 @@ func PercentToBPS(percent float64) (int, bool) {
 	return int(bps), true
 }
 
+// ParsePercent parses a share as an operator writes it, like "10",
+// "0.5" or "12.25%", into basis points.
+func ParsePercent(s string) (int, error) {
+	t := strings.TrimSuffix(strings.TrimSpace(s), "%")
+	v, err := strconv.ParseFloat(t, 64)
+	bps, ok := PercentToBPS(v)
+	if err != nil || !ok || len(t) > 32 {
+		return 0, fmt.Errorf("%w: %q is not a share from 0 to 100 percent with at most two decimals, like 10 or 0.5", ErrInvalidChange, s)
+	}
+	return bps, nil
+}
+
 // FormatPercent writes basis points as a percentage, like "12.5%".
 func FormatPercent(bps int) string {
 	s := fmt.Sprintf("%.2f", float64(bps)/100)
 	for s[len(s)-1] == '0' {
 		s = s[:len(s)-1]
 	}
-	s = stringsTrimSuffixDot(s)
-	return s + "%"
-}
-
-func stringsTrimSuffixDot(s string) string {
-	if s[len(s)-1] == '.' {
-		return s[:len(s)-1]
-	}
-	return s
+	return strings.TrimSuffix(s, ".") + "%"
 }
