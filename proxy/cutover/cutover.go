@@ -24,6 +24,7 @@
 package cutover
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -273,4 +274,59 @@ func FormatPercent(bps int) string {
 		s = s[:len(s)-1]
 	}
 	return strings.TrimSuffix(s, ".") + "%"
+}
+
+// jsonStep and jsonPlan are Step and Plan in JSON, with durations as
+// strings like "10m0s".
+type jsonStep struct {
+	BPS         int    `json:"bps"`
+	MinDuration string `json:"min_duration"`
+}
+
+type jsonPlan struct {
+	Steps       []jsonStep `json:"steps"`
+	MinDuration string     `json:"min_duration"`
+	Gates       Gates      `json:"gates"`
+	Shadow      bool       `json:"shadow"`
+}
+
+// MarshalJSON writes p with its durations as strings like "10m0s".
+func (p Plan) MarshalJSON() ([]byte, error) {
+	j := jsonPlan{Steps: []jsonStep{}, MinDuration: p.MinDuration.String(), Gates: p.Gates, Shadow: p.Shadow}
+	for _, s := range p.Steps {
+		j.Steps = append(j.Steps, jsonStep{BPS: s.BPS, MinDuration: s.MinDuration.String()})
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (p *Plan) UnmarshalJSON(data []byte) error {
+	var j jsonPlan
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	d, err := parseJSONDuration(j.MinDuration)
+	if err != nil {
+		return err
+	}
+	*p = Plan{MinDuration: d, Gates: j.Gates, Shadow: j.Shadow}
+	for _, s := range j.Steps {
+		d, err := parseJSONDuration(s.MinDuration)
+		if err != nil {
+			return err
+		}
+		p.Steps = append(p.Steps, Step{BPS: s.BPS, MinDuration: d})
+	}
+	return nil
+}
+
+func parseJSONDuration(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("plan: %w", err)
+	}
+	return d, nil
 }
