@@ -22,7 +22,7 @@ import (
 
 func (a *app) proxyCommand() *cobra.Command {
 	var listen, upstream, configPath, url, metricsAddr string
-	var drain time.Duration
+	var drain, cutoverEvery time.Duration
 	var gcFloorMiB int
 	var steady, directPath bool
 	cmd := &cobra.Command{
@@ -47,6 +47,9 @@ first) and are shared by every proxy replica.`,
 					return proxy.DefaultConfig(upstream)
 				}
 				return proxy.LoadConfig(configPath, upstream)
+			}
+			if cutoverEvery < time.Second {
+				return usageError{fmt.Errorf("--cutover-evaluate-every %s: want 1s or more, like 30s", cutoverEvery)}
 			}
 			if gcFloorMiB < 0 || gcFloorMiB > 1<<20 {
 				return usageError{fmt.Errorf("--gc-floor-mib %d is out of range: 0 (off) to 1048576 (1 TiB)", gcFloorMiB)}
@@ -90,7 +93,7 @@ first) and are shared by every proxy replica.`,
 					return err
 				}
 				h.AddCheck("postgres", poolReady(pool))
-				if ctl, err = cutover.New(cutover.Config{Pool: pool, Metrics: set, Logger: a.log}); err != nil {
+				if ctl, err = cutover.New(cutover.Config{Pool: pool, Metrics: set, Logger: a.log, EvaluateEvery: cutoverEvery}); err != nil {
 					return err
 				}
 				if err := ctl.Register(ctx, cfg.CutoverRoutes()); err != nil {
@@ -134,6 +137,7 @@ first) and are shared by every proxy replica.`,
 	f.StringVar(&configPath, "config", "", "YAML file with tenants, limits and routes (see docs/proxy-config.md)")
 	databaseFlag(f, &url, "to keep idempotency keys in, shared by every replica")
 	f.DurationVar(&drain, "drain-timeout", 30*time.Second, "how long requests in flight get to finish on shutdown")
+	f.DurationVar(&cutoverEvery, "cutover-evaluate-every", 30*time.Second, "with --database-url, how often a replica tries to evaluate the cutover plans of weighted routes (one replica at a time does; see docs/cutover.md)")
 	f.IntVar(&gcFloorMiB, "gc-floor-mib", 0, "opt-in runtime tweak: let the heap grow to this many MiB between garbage collections while less is live, for fewer collections and the waits they cause on one CPU (16 measured best, see docs/proxy.md); ignored when GOGC is set; 0 keeps Go's default")
 	f.BoolVar(&steady, "steady-sysmon", false, "opt-in runtime tweak for one-CPU containers: once the flags and config are valid, restart once with GODEBUG="+steadySysmon+", which keeps the Go runtime's monitor thread from being woken by the first system call after every idle moment (an undocumented side effect of that setting; see docs/proxy.md); ignored when GODEBUG sets schedtrace")
 	f.BoolVar(&directPath, "direct-path", true, "forward to plain-HTTP upstreams with ficus's own synchronous HTTP/1.1 client, 1.4 to 1.5 times the throughput of httputil.ReverseProxy on few CPUs (see docs/proxy.md); false sends every request through httputil.ReverseProxy and net/http's Transport")

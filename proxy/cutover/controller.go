@@ -16,8 +16,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// ErrNoPool means Config.Pool was nil.
-var ErrNoPool = errors.New("cutover: Config.Pool is required")
+// Errors of New.
+var (
+	// ErrNoPool means Config.Pool was nil.
+	ErrNoPool = errors.New("cutover: Config.Pool is required")
+	// ErrInvalidConfig wraps a Config field that is out of range.
+	ErrInvalidConfig = errors.New("cutover: invalid config")
+)
 
 // Config configures a Controller.
 type Config struct {
@@ -27,7 +32,7 @@ type Config struct {
 	// Defaults to "proxy@HOSTNAME:PID".
 	Replica string
 	// FlushEvery is how often the counters are written to the database.
-	// Defaults to 10s.
+	// Defaults to 10s, or half of EvaluateEvery when that is shorter.
 	FlushEvery time.Duration
 	// PollEvery is how often the shared state is read, so that a change
 	// reaches every replica within it. Defaults to 2s.
@@ -100,9 +105,13 @@ func New(cfg Config) (*Controller, error) {
 		host, _ := os.Hostname()
 		cfg.Replica = fmt.Sprintf("proxy@%s:%d", host, os.Getpid())
 	}
-	cfg.FlushEvery = cmp.Or(cfg.FlushEvery, 10*time.Second)
-	cfg.PollEvery = cmp.Or(cfg.PollEvery, 2*time.Second)
+	if cfg.FlushEvery < 0 || cfg.PollEvery < 0 || cfg.EvaluateEvery < 0 || cfg.Retention < 0 {
+		return nil, fmt.Errorf("%w: FlushEvery %s, PollEvery %s, EvaluateEvery %s, Retention %s: none may be negative",
+			ErrInvalidConfig, cfg.FlushEvery, cfg.PollEvery, cfg.EvaluateEvery, cfg.Retention)
+	}
 	cfg.EvaluateEvery = cmp.Or(cfg.EvaluateEvery, 30*time.Second)
+	cfg.FlushEvery = cmp.Or(cfg.FlushEvery, max(min(10*time.Second, cfg.EvaluateEvery/2), time.Millisecond))
+	cfg.PollEvery = cmp.Or(cfg.PollEvery, 2*time.Second)
 	cfg.Retention = cmp.Or(cfg.Retention, 24*time.Hour)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
