@@ -475,3 +475,31 @@ routes:
 		}
 	}
 }
+
+// Replicas that start at once all register the route: one records it, the
+// others find it; none fails.
+func TestReplicasRegisterAtOnce(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	specs := w.cfg.CutoverRoutes()
+	const n = 8
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = w.store().Register(ctx, specs, fmt.Sprintf("replica-%d", i))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("replica %d: %v", i, err)
+		}
+	}
+	hist, err := w.store().History(ctx, "quotes", 100)
+	if err != nil || len(hist) != 1 || hist[0].Action != cutover.ActionRegister {
+		t.Fatalf("history after %d registrations: %+v, %v; want one register", n, hist, err)
+	}
+}

@@ -260,21 +260,25 @@ func (s *Store) Register(ctx context.Context, specs []RouteSpec, actor string) e
 		if err != nil {
 			return fmt.Errorf("register route %s: %w", sp.Route, err)
 		}
-		st, err := scanState(tx.QueryRow(ctx, `SELECT `+stateColumns+` FROM cutover.routes WHERE route = $1 FOR UPDATE`, sp.Route))
-		if errors.Is(err, pgx.ErrNoRows) {
-			_, err = tx.Exec(ctx, `INSERT INTO cutover.routes (route, legacy, new_target, plan, config_bps, status, step, last_good_step,
-				weight_bps, step_started_at, version, updated_at, updated_by, reason)
-				VALUES ($1, $2, $3, $4, $5, 'idle', -1, -1, $5, $6, 1, $6, $7, 'registered from the proxy config')`,
-				sp.Route, sp.Legacy, sp.New, plan, sp.BPS, now, actor)
-			if err == nil {
-				err = audit(ctx, tx, now, sp.Route, actor, ActionRegister, State{Status: StatusIdle, Step: -1},
-					State{Status: StatusIdle, Step: -1, BPS: sp.BPS}, "registered from the proxy config", nil)
-			}
+		// Replicas that start at once register the same route at once: one
+		// inserts it, the others find it and update it.
+		tag, err := tx.Exec(ctx, `INSERT INTO cutover.routes (route, legacy, new_target, plan, config_bps, status, step, last_good_step,
+			weight_bps, step_started_at, version, updated_at, updated_by, reason)
+			VALUES ($1, $2, $3, $4, $5, 'idle', -1, -1, $5, $6, 1, $6, $7, 'registered from the proxy config')
+			ON CONFLICT (route) DO NOTHING`,
+			sp.Route, sp.Legacy, sp.New, plan, sp.BPS, now, actor)
+		if err == nil && tag.RowsAffected() == 1 {
+			err = audit(ctx, tx, now, sp.Route, actor, ActionRegister, State{Status: StatusIdle, Step: -1},
+				State{Status: StatusIdle, Step: -1, BPS: sp.BPS}, "registered from the proxy config", nil)
 			if err != nil {
 				return fmt.Errorf("register route %s: %w", sp.Route, err)
 			}
 			continue
 		}
+		if err != nil {
+			return fmt.Errorf("register route %s: %w", sp.Route, err)
+		}
+		st, err := scanState(tx.QueryRow(ctx, `SELECT `+stateColumns+` FROM cutover.routes WHERE route = $1 FOR UPDATE`, sp.Route))
 		if err != nil {
 			return fmt.Errorf("register route %s: %w", sp.Route, err)
 		}
