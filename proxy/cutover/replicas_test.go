@@ -481,25 +481,31 @@ routes:
 func TestReplicasRegisterAtOnce(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
-	specs := w.cfg.CutoverRoutes()
-	const n = 8
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = w.store().Register(ctx, specs, fmt.Sprintf("replica-%d", i))
-		}()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("replica %d: %v", i, err)
+	for round := range 20 {
+		spec := w.cfg.CutoverRoutes()[0]
+		spec.Route = fmt.Sprintf("quotes-%d", round)
+		const n = 6
+		errs := make([]error, n)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				errs[i] = w.store().Register(ctx, []cutover.RouteSpec{spec}, fmt.Sprintf("replica-%d", i))
+			}()
 		}
-	}
-	hist, err := w.store().History(ctx, "quotes", 100)
-	if err != nil || len(hist) != 1 || hist[0].Action != cutover.ActionRegister {
-		t.Fatalf("history after %d registrations: %+v, %v; want one register", n, hist, err)
+		close(start)
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d, replica %d: %v", round, i, err)
+			}
+		}
+		hist, err := w.store().History(ctx, spec.Route, 100)
+		if err != nil || len(hist) != 1 || hist[0].Action != cutover.ActionRegister {
+			t.Fatalf("history after %d registrations: %+v, %v; want one register", n, hist, err)
+		}
 	}
 }
