@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -383,11 +384,32 @@ func (c *Controller) Flush(ctx context.Context) error {
 					breaker_opens = c.breaker_opens + excluded.breaker_opens, updated_at = excluded.updated_at`,
 				e.route, e.version, side, c.cfg.Replica, req, errN, lat, match, mis, opens, now)
 			if err != nil {
+				// Kept for the next flush: a database that is away for a
+				// while loses no counts.
+				s.requests.Add(req)
+				s.errors.Add(errN)
+				s.match.Add(match)
+				s.mismatch.Add(mis)
+				s.opens.Add(opens)
+				for b, n := range lat {
+					s.latency[b].Add(n)
+				}
+				c.mu.Lock()
+				if !slices.Contains(c.retired, e) && !c.current(e) {
+					c.retired = append(c.retired, e)
+				}
+				c.mu.Unlock()
 				errs = append(errs, fmt.Errorf("flush counters of route %s: %w", e.route, err))
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// current reports whether e is the epoch a route counts into now.
+func (c *Controller) current(e *epoch) bool {
+	l := (*c.routes.Load())[e.route]
+	return l != nil && l.epoch.Load() == e
 }
 
 // Evaluate judges the running plans when this replica gets the evaluation

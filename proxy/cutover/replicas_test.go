@@ -509,3 +509,35 @@ func TestReplicasRegisterAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// Counts that cannot be written while the database refuses them are
+// written by the next flush that succeeds.
+func TestFlushKeepsCountsItCouldNotWrite(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	a := w.replica("a")
+	if _, err := w.store().Shift(ctx, "quotes", 5000, "test", ""); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, a)
+	traffic(t, 100, "k", a)
+	if _, err := w.db.Pool.Exec(ctx, `ALTER TABLE cutover.counters RENAME TO counters_away`); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ctl.Flush(ctx); err == nil {
+		t.Fatal("flush without the counters table succeeded")
+	}
+	if _, err := w.db.Pool.Exec(ctx, `ALTER TABLE cutover.counters_away RENAME TO counters`); err != nil {
+		t.Fatal(err)
+	}
+	traffic(t, 50, "more", a)
+	flush(t, a)
+	st, err := w.store().Route(ctx, "quotes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy, next, err := w.store().Figures(ctx, "quotes", st.Version)
+	if err != nil || legacy.Requests+next.Requests != 150 {
+		t.Fatalf("figures after the database came back: legacy %+v new %+v, %v; want 150 requests", legacy, next, err)
+	}
+}
