@@ -103,6 +103,7 @@ type filePlan struct {
 	Steps       []fileStep            `yaml:"steps"`
 	MinDuration scalar[time.Duration] `yaml:"min_duration"`
 	Gates       fileGates             `yaml:"gates"`
+	Prometheus  scalar[string]        `yaml:"prometheus_url"`
 }
 
 type fileStep struct {

@@ -726,6 +726,7 @@ func (fs *fileSplit) convert(l *configLoader, at string) *SplitConfig {
 	at += ".plan"
 	p := &cutover.Plan{}
 	set(l, at+".min_duration", fp.MinDuration, &p.MinDuration)
+	set(l, at+".prometheus_url", fp.Prometheus, &p.PrometheusURL)
 	if fp.Steps == nil {
 		l.fail(0, at+".steps", "is required: the new target's shares in percent, going up, like [{percent: 1}, {percent: 10}, {percent: 100}]")
 	}

@@ -356,6 +356,11 @@ func (c *Config) validateSplit(k *configChecker, at string, r *RouteConfig, s *S
 	k.must(at+".gates.max_error_rate_delta", g.MaxErrorRateDelta >= 0 && g.MaxErrorRateDelta <= 1, "a fraction from 0 to 1, like 0.01")
 	k.must(at+".gates.max_p99_ratio", g.MaxP99Ratio > 0 && g.MaxP99Ratio <= 1000, "a ratio above 0 and at most 1000, like 1.5")
 	k.must(at+".gates.min_shadow_match", g.MinShadowMatch >= 0 && g.MinShadowMatch <= 1, "a fraction from 0 to 1, like 0.99")
+	if p.PrometheusURL != "" {
+		if err := cutover.CheckPrometheusURL(p.PrometheusURL); err != nil {
+			k.add(at+".prometheus_url", "%v", err)
+		}
+	}
 }
 
 func (k *configChecker) method(at, m string) {

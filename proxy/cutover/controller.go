@@ -72,12 +72,14 @@ type Controller struct {
 
 // live is what the proxy reads of one route on its hot path.
 type live struct {
-	spec   RouteSpec
-	bps    atomic.Int64
-	known  atomic.Bool // the shared state has the route
-	epoch  atomic.Pointer[epoch]
-	legacy *metrics.Counter // ficus_cutover_requests_total
-	next   *metrics.Counter
+	spec  RouteSpec
+	bps   atomic.Int64
+	known atomic.Bool // the shared state has the route
+	epoch atomic.Pointer[epoch]
+	// By side (legacy, new): ficus_cutover_requests_total,
+	// ficus_cutover_errors_total, ficus_cutover_request_duration_seconds.
+	requests, errors [2]*metrics.Counter
+	duration         [2]*metrics.Histogram
 
 	// What the gauges show, from the last poll.
 	mu    sync.Mutex
@@ -177,16 +179,17 @@ func (c *Controller) Observe(route, side string, failed bool, took time.Duration
 	if l == nil {
 		return
 	}
-	if side == SideNew {
-		l.next.Inc()
-	} else {
-		l.legacy.Inc()
+	i := sideIndex(side)
+	l.requests[i].Inc()
+	if failed {
+		l.errors[i].Inc()
 	}
+	l.duration[i].Update(took.Seconds())
 	e := l.epoch.Load()
 	if e == nil {
 		return
 	}
-	s := &e.sides[sideIndex(side)]
+	s := &e.sides[i]
 	s.requests.Add(1)
 	if failed {
 		s.errors.Add(1)
@@ -284,8 +287,11 @@ func (c *Controller) Poll(ctx context.Context) error {
 // over when the route was known.
 func (c *Controller) newLive(sp RouteSpec, prev *live) *live {
 	l := &live{spec: sp}
-	l.legacy = c.set.GetOrCreateCounter(fmt.Sprintf(`ficus_cutover_requests_total{route=%q,target=%q}`, sp.Route, SideLegacy))
-	l.next = c.set.GetOrCreateCounter(fmt.Sprintf(`ficus_cutover_requests_total{route=%q,target=%q}`, sp.Route, SideNew))
+	for i, target := range []string{SideLegacy, SideNew} {
+		l.requests[i] = c.set.GetOrCreateCounter(fmt.Sprintf(`ficus_cutover_requests_total{route=%q,target=%q}`, sp.Route, target))
+		l.errors[i] = c.set.GetOrCreateCounter(fmt.Sprintf(`ficus_cutover_errors_total{route=%q,target=%q}`, sp.Route, target))
+		l.duration[i] = c.set.GetOrCreateHistogram(fmt.Sprintf(`ficus_cutover_request_duration_seconds{route=%q,target=%q}`, sp.Route, target))
+	}
 	if prev != nil {
 		l.epoch.Store(prev.epoch.Load())
 		l.bps.Store(prev.bps.Load())

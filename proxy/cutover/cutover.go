@@ -127,6 +127,11 @@ type Plan struct {
 	// Shadow says the route mirrors requests to the new target, so the
 	// shadow match rate gate applies.
 	Shadow bool `json:"shadow"`
+	// PrometheusURL, when set, is a Prometheus-compatible query endpoint
+	// (VictoriaMetrics, Prometheus) that scrapes every proxy replica: the
+	// gates then read their figures from it instead of from the counters
+	// the replicas write to PostgreSQL. Defaults to "".
+	PrometheusURL string `json:"prometheus_url"`
 }
 
 // Defaults of a Plan.
@@ -208,6 +213,11 @@ func (p Plan) Validate() error {
 	case !(g.MinShadowMatch >= 0 && g.MinShadowMatch <= 1):
 		return fail("gates.min_shadow_match %v is not a fraction from 0 to 1", g.MinShadowMatch)
 	}
+	if p.PrometheusURL != "" {
+		if err := CheckPrometheusURL(p.PrometheusURL); err != nil {
+			return fail("prometheus_url: %v", err)
+		}
+	}
 	return nil
 }
 
@@ -288,11 +298,12 @@ type jsonPlan struct {
 	MinDuration string     `json:"min_duration"`
 	Gates       Gates      `json:"gates"`
 	Shadow      bool       `json:"shadow"`
+	Prometheus  string     `json:"prometheus_url,omitempty"`
 }
 
 // MarshalJSON writes p with its durations as strings like "10m0s".
 func (p Plan) MarshalJSON() ([]byte, error) {
-	j := jsonPlan{Steps: []jsonStep{}, MinDuration: p.MinDuration.String(), Gates: p.Gates, Shadow: p.Shadow}
+	j := jsonPlan{Steps: []jsonStep{}, MinDuration: p.MinDuration.String(), Gates: p.Gates, Shadow: p.Shadow, Prometheus: p.PrometheusURL}
 	for _, s := range p.Steps {
 		j.Steps = append(j.Steps, jsonStep{BPS: s.BPS, MinDuration: s.MinDuration.String()})
 	}
@@ -309,7 +320,7 @@ func (p *Plan) UnmarshalJSON(data []byte) error {
 	if err != nil {
 		return err
 	}
-	*p = Plan{MinDuration: d, Gates: j.Gates, Shadow: j.Shadow}
+	*p = Plan{MinDuration: d, Gates: j.Gates, Shadow: j.Shadow, PrometheusURL: j.Prometheus}
 	for _, s := range j.Steps {
 		d, err := parseJSONDuration(s.MinDuration)
 		if err != nil {

@@ -226,3 +226,29 @@ func TestP99(t *testing.T) {
 		t.Fatalf("p99 in the open bucket = %v, want twice the last bound", got)
 	}
 }
+
+func FuzzParsePromAnswer(f *testing.F) {
+	for _, s := range []string{
+		`{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"12.5"]}]}}`,
+		`{"status":"success","data":{"resultType":"vector","result":[]}}`,
+		`{"status":"success","data":{"resultType":"scalar","result":[1,"NaN"]}}`,
+		`{"status":"success","data":{"resultType":"matrix","result":[]}}`,
+		`{"status":"error","errorType":"bad_data","error":"parse error"}`,
+		`{"status":"success","data":{"resultType":"vector","result":[{"value":[1]}]}}`,
+		`<html>`, ``,
+	} {
+		f.Add(200, []byte(s))
+	}
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		v, err := parsePromAnswer("q", status, body)
+		if err != nil {
+			if !errors.Is(err, ErrPrometheus) {
+				t.Fatalf("error %v does not wrap ErrPrometheus", err)
+			}
+			return
+		}
+		if !(v >= 0 && v <= maxPrometheusValue) {
+			t.Fatalf("%g from %q", v, body)
+		}
+	})
+}

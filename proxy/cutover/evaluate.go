@@ -3,6 +3,7 @@ package cutover
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -102,11 +103,24 @@ func (s *Store) Evaluate(ctx context.Context, actor string) (ran bool, decisions
 	}
 	now := s.now()
 	for _, st := range running {
-		legacy, next, err := figures(ctx, tx, st.Route, st.Version)
-		if err != nil {
-			return true, nil, err
+		var legacy, next Figures
+		if st.Plan.PrometheusURL != "" && st.Step >= 0 {
+			legacy, next, err = prometheusFigures(ctx, s.http, st, now)
+		} else {
+			legacy, next, err = figures(ctx, tx, st.Route, st.Version)
 		}
-		out, d := decide(st, legacy, next, now)
+		var out State
+		var d Decision
+		switch {
+		case errors.Is(err, ErrPrometheus):
+			// No figures, no verdict: the gates wait for the next evaluation.
+			out, d = st, Decision{Route: st.Route, From: st.Step, To: st.Step, BPS: st.BPS,
+				Gates: []GateResult{{Gate: GateSource, Result: GateWait, Detail: err.Error()}}}
+		case err != nil:
+			return true, nil, err
+		default:
+			out, d = decide(st, legacy, next, now)
+		}
 		decisions = append(decisions, d)
 		if d.Action != "" {
 			if err := s.apply(ctx, tx, st, out, actor, d.Action, d.Reason, d); err != nil {

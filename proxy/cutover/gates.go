@@ -31,6 +31,9 @@ type Figures struct {
 	ShadowMatch    int64   `json:"shadow_match"`
 	ShadowMismatch int64   `json:"shadow_mismatch"`
 	BreakerOpens   int64   `json:"breaker_opens"`
+	// Quantile99 is the p99 latency in seconds when it was read from a
+	// Prometheus-compatible endpoint instead of counted in Latency.
+	Quantile99 float64 `json:"p99,omitempty"`
 }
 
 // ErrorRate is Errors over Requests; 0 without requests.
@@ -45,6 +48,9 @@ func (f Figures) ErrorRate() float64 {
 // of the latency, in seconds; 0 without calls, and the last bound doubled
 // for the open bucket.
 func (f Figures) P99() float64 {
+	if len(f.Latency) == 0 {
+		return f.Quantile99
+	}
 	var total int64
 	for _, n := range f.Latency {
 		total += n
@@ -79,6 +85,8 @@ const (
 	GateErrorRate   = "error_rate"
 	GateP99         = "p99_latency"
 	GateShadowMatch = "shadow_match"
+	// GateSource is not a gate: it says the figures could not be read.
+	GateSource = "source"
 )
 
 // GateResult is one gate's verdict on a step.

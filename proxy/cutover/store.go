@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -97,6 +98,7 @@ type Event struct {
 type Store struct {
 	pool *pgxpool.Pool
 	now  func() time.Time
+	http *http.Client // for plans that read a Prometheus-compatible endpoint
 }
 
 // NewStore returns a Store on pool; now is its clock (time.Now when nil).
@@ -104,7 +106,7 @@ func NewStore(pool *pgxpool.Pool, now func() time.Time) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{pool: pool, now: now}
+	return &Store{pool: pool, now: now, http: &http.Client{Timeout: prometheusTimeout}}
 }
 
 const stateColumns = `route, legacy, new_target, plan, config_bps, status, step, last_good_step, weight_bps,
