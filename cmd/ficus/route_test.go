@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ficuslabs/ficus/internal/pgtest"
+	"github.com/ficuslabs/ficus/internal/syncbuf"
 	"github.com/ficuslabs/ficus/migrate"
 	"github.com/ficuslabs/ficus/proxy/cutover"
 )
@@ -147,5 +150,63 @@ func TestRouteCommandsRacing(t *testing.T) {
 		if changes[i].FromBPS != changes[i+1].ToBPS {
 			t.Fatalf("change %d starts from %d, the one before ended at %d", changes[i].ID, changes[i].FromBPS, changes[i+1].ToBPS)
 		}
+	}
+}
+
+// ficus proxy with --database-url registers the weighted routes of its
+// config at start, so that ficus route sees them, and sends traffic by the
+// shared state.
+func TestProxyRegistersWeightedRoutes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	if _, err := migrate.Up(ctx, db.Pool); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := dir + "/proxy.yaml"
+	yaml := `
+upstreams:
+  mes: {url: "http://127.0.0.1:1"}
+  pricing: {url: "http://127.0.0.1:2"}
+routes:
+  - name: quotes
+    upstream: mes
+    split:
+      new: pricing
+      percent: 2.5
+      plan: {steps: [{percent: 10}, {percent: 100}]}
+`
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan int, 1)
+	var out, errOut syncbuf.Buffer
+	go func() {
+		done <- run(runCtx, []string{"proxy", "--config", cfg, "--database-url", db.URL, "--listen", "127.0.0.1:0",
+			"--metrics-listen", "127.0.0.1:0"}, &out, &errOut)
+	}()
+	defer func() {
+		cancel()
+		if code := <-done; code != 0 {
+			t.Errorf("proxy exited %d\n%s", code, errOut.String())
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, stdout, _ := ficus(t, "route", "status", "--database-url", db.URL, "--json")
+		var sts []cutover.State
+		if code == 0 && json.Unmarshal([]byte(stdout), &sts) == nil && len(sts) == 1 {
+			st := sts[0]
+			if st.Route != "quotes" || st.Legacy != "mes" || st.New != "pricing" || st.BPS != 250 || len(st.Plan.Steps) != 2 {
+				t.Fatalf("registered %+v", st)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the proxy did not register its weighted route\n%s", errOut.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polls a real process starting, not time passing
 	}
 }
