@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ficuslabs/ficus/migrate"
 	"github.com/ficuslabs/ficus/proxy/cutover"
 )
 
@@ -43,6 +44,13 @@ that does not apply), 2 a usage error.`,
 	store := func(ctx context.Context) (*cutover.Store, func(), error) {
 		pool, err := connect(ctx, url)
 		if err != nil {
+			return nil, nil, err
+		}
+		if n, err := migrate.Pending(ctx, pool); err != nil || n > 0 {
+			pool.Close()
+			if err == nil {
+				err = fmt.Errorf("%d ficus migrations are pending in that database, the cutover state among them: run \"ficus migrate up --database-url ...\" first", n)
+			}
 			return nil, nil, err
 		}
 		return cutover.NewStore(pool, nil), pool.Close, nil

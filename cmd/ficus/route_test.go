@@ -105,6 +105,12 @@ func TestRouteCommandErrors(t *testing.T) {
 	if err != nil || st.Version != 1 || st.Status != cutover.StatusIdle {
 		t.Fatalf("state after refused commands: %+v, %v; want it untouched", st, err)
 	}
+
+	bare := pgtest.New(t) // never migrated
+	code, out, errOut := ficus(t, "route", "status", "--database-url", bare.URL)
+	if code != 1 || !strings.Contains(errOut, `run "ficus migrate up`) {
+		t.Errorf("status on a database without the schema: exit %d\n%s%s", code, out, errOut)
+	}
 }
 
 // Two operators run ficus route at once on the same route: every command
