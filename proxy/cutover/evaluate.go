@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // evaluateLock is the advisory lock key that lets one replica at a time
@@ -84,28 +86,37 @@ func (s *Store) Evaluate(ctx context.Context, actor string) (ran bool, decisions
 	if !ran {
 		return false, nil, nil
 	}
-	rows, err := tx.Query(ctx, `SELECT `+stateColumns+` FROM cutover.routes WHERE status = 'running' ORDER BY route FOR UPDATE`)
-	if err != nil {
-		return true, nil, fmt.Errorf("evaluate cutover plans: %w", err)
-	}
-	var running []State
-	for rows.Next() {
-		st, err := scanState(rows)
-		if err != nil {
-			rows.Close()
-			return true, nil, fmt.Errorf("evaluate cutover plans: %w", err)
-		}
-		running = append(running, st)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return true, nil, fmt.Errorf("evaluate cutover plans: %w", err)
-	}
 	now := s.now()
+	// Figures from a Prometheus-compatible endpoint are read before the
+	// routes' rows are locked, so that a slow endpoint never holds up
+	// ficus route; a route that changed meanwhile waits for the next round.
+	running, err := runningRoutes(ctx, tx, "")
+	if err != nil {
+		return true, nil, err
+	}
+	type promFigures struct {
+		version      int64
+		legacy, next Figures
+		err          error
+	}
+	fromProm := map[string]promFigures{}
+	for _, st := range running {
+		if st.Plan.PrometheusURL != "" && st.Step >= 0 {
+			legacy, next, err := prometheusFigures(ctx, s.http, st, now)
+			fromProm[st.Route] = promFigures{st.Version, legacy, next, err}
+		}
+	}
+	if running, err = runningRoutes(ctx, tx, "FOR UPDATE"); err != nil {
+		return true, nil, err
+	}
 	for _, st := range running {
 		var legacy, next Figures
 		if st.Plan.PrometheusURL != "" && st.Step >= 0 {
-			legacy, next, err = prometheusFigures(ctx, s.http, st, now)
+			pf, ok := fromProm[st.Route]
+			if !ok || pf.version != st.Version {
+				continue
+			}
+			legacy, next, err = pf.legacy, pf.next, pf.err
 		} else {
 			legacy, next, err = figures(ctx, tx, st.Route, st.Version)
 		}
@@ -140,6 +151,28 @@ func (s *Store) Evaluate(ctx context.Context, actor string) (ran bool, decisions
 		return true, nil, fmt.Errorf("evaluate cutover plans: %w", err)
 	}
 	return true, decisions, nil
+}
+
+// runningRoutes reads the routes whose plan runs; lock is "" or "FOR
+// UPDATE".
+func runningRoutes(ctx context.Context, tx pgx.Tx, lock string) ([]State, error) {
+	rows, err := tx.Query(ctx, `SELECT `+stateColumns+` FROM cutover.routes WHERE status = 'running' ORDER BY route `+lock)
+	if err != nil {
+		return nil, fmt.Errorf("evaluate cutover plans: %w", err)
+	}
+	defer rows.Close()
+	var out []State
+	for rows.Next() {
+		st, err := scanState(rows)
+		if err != nil {
+			return nil, fmt.Errorf("evaluate cutover plans: %w", err)
+		}
+		out = append(out, st)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("evaluate cutover plans: %w", err)
+	}
+	return out, nil
 }
 
 // Prune deletes the counters last written before cutoff.
