@@ -258,6 +258,11 @@ func TestPlanAdvancesRollsBackAndResumesAfterRestart(t *testing.T) {
 	if bps, ok := c.ctl.Weight("quotes"); !ok || bps != 5000 {
 		t.Fatalf("restarted replica at %d, %v; want 5000", bps, ok)
 	}
+	reloaded := w.cfg.CutoverRoutes()
+	reloaded[0].BPS = 4200 // a reload with another percent in the config
+	if err := a.ctl.Register(ctx, reloaded); err != nil {
+		t.Fatal(err)
+	}
 	if err := a.ctl.Register(ctx, w.cfg.CutoverRoutes()); err != nil {
 		t.Fatal(err)
 	}
