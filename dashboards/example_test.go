@@ -25,6 +25,7 @@ func ExampleFS() {
 	// alerts/orders.yml
 	// alerts/proxy.yml
 	// grafana/cdc.json
+	// grafana/cutover.json
 	// grafana/legacy-world.json
 	// grafana/orders.json
 	// grafana/proxy.json

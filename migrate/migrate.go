@@ -9,10 +9,13 @@
 //   - core (sql/*.sql, version table ficus.schema_migrations): the tables
 //     of ficus's own state database, such as the proxy's idempotency keys;
 //   - cdc (cdc/*.sql, version table ficus.cdc_schema_migrations): the
-//     tables ficus cdc keeps in the database it captures (ficus.cdc_snapshot).
+//     tables ficus cdc keeps in the database it captures (ficus.cdc_snapshot);
+//   - cutover (cutover/*.sql, version table ficus.cutover_schema_migrations):
+//     the schema "cutover", the shared state of the progressive cutover of
+//     strangler routes (package proxy/cutover).
 //
-// Up ("ficus migrate up") applies both; UpCDC ("ficus cdc setup") applies
-// only the cdc set.
+// Up ("ficus migrate up") applies all of them; UpCDC ("ficus cdc setup")
+// applies only the cdc set.
 package migrate
 
 import (
@@ -38,7 +41,7 @@ const Schema = "ficus"
 // wrapping message says which privilege is missing.
 var ErrPrivilege = errors.New("migrate: insufficient privilege")
 
-//go:embed sql/*.sql cdc/*.sql
+//go:embed sql/*.sql cdc/*.sql cutover/*.sql
 var embedded embed.FS
 
 // set is one group of migrations with its own version table.
@@ -55,6 +58,8 @@ type set struct {
 var (
 	coreSet = set{dir: "sql", versionTable: Schema + ".schema_migrations"}
 	cdcSet  = set{dir: "cdc", versionTable: Schema + ".cdc_schema_migrations", prefix: "cdc/"}
+
+	cutoverSet = set{dir: "cutover", versionTable: Schema + ".cutover_schema_migrations", prefix: "cutover/"}
 )
 
 // Migration is one migration and whether it has run.
@@ -75,7 +80,7 @@ type Applied struct {
 // Up applies every pending migration in order, the core set's then the
 // cdc set's, and returns what it ran.
 func Up(ctx context.Context, pool *pgxpool.Pool) ([]Applied, error) {
-	return up(ctx, pool, coreSet, cdcSet)
+	return up(ctx, pool, coreSet, cdcSet, cutoverSet)
 }
 
 // UpCDC applies the pending migrations of the tables ficus cdc keeps in
@@ -139,7 +144,7 @@ func Status(ctx context.Context, pool *pgxpool.Pool) ([]Migration, error) {
 	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
 	var out []Migration
-	for _, st := range []set{coreSet, cdcSet} {
+	for _, st := range []set{coreSet, cdcSet, cutoverSet} {
 		ms, err := status(ctx, db, st)
 		if err != nil {
 			return nil, err

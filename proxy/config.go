@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ficuslabs/ficus/proxy/breaker"
+	"github.com/ficuslabs/ficus/proxy/cutover"
 )
 
 // ErrInvalidConfig is wrapped by every problem LoadConfig, ParseConfig,
@@ -189,6 +190,30 @@ type RouteConfig struct {
 	// Shadow, when set, mirrors requests to a candidate upstream and
 	// compares the answers.
 	Shadow *ShadowConfig
+	// Split, when set, sends a share of the route's requests to a new
+	// upstream instead of Upstream (the legacy one), and may move that
+	// share step by step with a cutover plan (docs/cutover.md).
+	Split *SplitConfig
+}
+
+// SplitConfig splits a route's live traffic between its upstream, the
+// legacy target, and a new one.
+type SplitConfig struct {
+	// New names the new target's upstream; not the route's own.
+	// Required.
+	New string
+	// BPS is the new target's share in basis points (1/10,000; "percent"
+	// in YAML, with at most two decimals) while no cutover state says
+	// otherwise. Defaults to 0.
+	BPS int
+	// Sticky is what keeps a client on one side: "tenant" (every request
+	// of a tenant goes the same way) or "idempotency_key" (every request
+	// with the same key of a tenant goes the same way; without a key, the
+	// tenant's way). Defaults to "tenant".
+	Sticky string
+	// Plan is the route's cutover plan; nil for a split moved only by
+	// hand (ficus route shift).
+	Plan *cutover.Plan
 }
 
 // RouteIdempotency configures Idempotency-Key handling on a route. Keys

@@ -89,6 +89,34 @@ type fileRoute struct {
 	Auth        scalar[string]        `yaml:"auth"`
 	Idempotency fileRouteIdempotency  `yaml:"idempotency"`
 	Shadow      *fileShadow           `yaml:"shadow"`
+	Split       *fileSplit            `yaml:"split"`
+}
+
+type fileSplit struct {
+	New     scalar[string]  `yaml:"new"`
+	Percent scalar[float64] `yaml:"percent"`
+	Sticky  scalar[string]  `yaml:"sticky"`
+	Plan    *filePlan       `yaml:"plan"`
+}
+
+type filePlan struct {
+	Steps       []fileStep            `yaml:"steps"`
+	MinDuration scalar[time.Duration] `yaml:"min_duration"`
+	Gates       fileGates             `yaml:"gates"`
+	Prometheus  scalar[string]        `yaml:"prometheus_url"`
+}
+
+type fileStep struct {
+	Percent     scalar[float64]       `yaml:"percent"`
+	MinDuration scalar[time.Duration] `yaml:"min_duration"`
+}
+
+type fileGates struct {
+	MinRequests       scalar[int64]   `yaml:"min_requests"`
+	MaxErrorRateDelta scalar[float64] `yaml:"max_error_rate_delta"`
+	MaxP99Ratio       scalar[float64] `yaml:"max_p99_ratio"`
+	MinShadowMatch    scalar[float64] `yaml:"min_shadow_match"`
+	MinComparisons    scalar[int64]   `yaml:"min_comparisons"`
 }
 
 type fileMatch struct {

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ficuslabs/ficus/proxy/cutover"
 )
 
 // LoadConfig reads the YAML config file at path; defaultUpstream, the
@@ -691,5 +693,60 @@ func (f *fileRoute) convert(l *configLoader, at string) RouteConfig {
 		set(l, at+".side_effect_free", fs.SideEffectFree, &s.SideEffectFree)
 		r.Shadow = s
 	}
+	if fs := f.Split; fs != nil {
+		r.Split = fs.convert(l, at+".split")
+	}
 	return r
+}
+
+// percent reads a share in percent into basis points.
+func (l *configLoader) percent(at string, s scalar[float64], dst *int) {
+	v, ok := get(l, at, s)
+	if !ok {
+		return
+	}
+	bps, ok := cutover.PercentToBPS(v)
+	if !ok {
+		l.fail(s.line, at, "%v is not a share from 0 to 100 percent with at most two decimals", v)
+		*dst = -1
+		return
+	}
+	*dst = bps
+}
+
+func (fs *fileSplit) convert(l *configLoader, at string) *SplitConfig {
+	s := &SplitConfig{Sticky: stickyTenant}
+	set(l, at+".new", fs.New, &s.New)
+	l.percent(at+".percent", fs.Percent, &s.BPS)
+	set(l, at+".sticky", fs.Sticky, &s.Sticky)
+	fp := fs.Plan
+	if fp == nil {
+		return s
+	}
+	at += ".plan"
+	p := &cutover.Plan{}
+	set(l, at+".min_duration", fp.MinDuration, &p.MinDuration)
+	set(l, at+".prometheus_url", fp.Prometheus, &p.PrometheusURL)
+	if fp.Steps == nil {
+		l.fail(0, at+".steps", "is required: the new target's shares in percent, going up, like [{percent: 1}, {percent: 10}, {percent: 100}]")
+	}
+	for i, fst := range fp.Steps {
+		at := fmt.Sprintf("%s.steps[%d]", at, i)
+		var st cutover.Step
+		if fst.Percent.line == 0 {
+			l.fail(0, at+".percent", "is required: the new target's share at this step, above 0 and at most 100")
+		}
+		l.percent(at+".percent", fst.Percent, &st.BPS)
+		set(l, at+".min_duration", fst.MinDuration, &st.MinDuration)
+		p.Steps = append(p.Steps, st)
+	}
+	g, fg := &p.Gates, &fp.Gates
+	set(l, at+".gates.min_requests", fg.MinRequests, &g.MinRequests)
+	set(l, at+".gates.max_error_rate_delta", fg.MaxErrorRateDelta, &g.MaxErrorRateDelta)
+	set(l, at+".gates.max_p99_ratio", fg.MaxP99Ratio, &g.MaxP99Ratio)
+	set(l, at+".gates.min_shadow_match", fg.MinShadowMatch, &g.MinShadowMatch)
+	set(l, at+".gates.min_comparisons", fg.MinComparisons, &g.MinComparisons)
+	*p = p.WithDefaults()
+	s.Plan = p
+	return s
 }

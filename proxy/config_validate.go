@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ficuslabs/ficus/proxy/cutover"
 	"github.com/ficuslabs/ficus/proxy/shadow"
 )
 
@@ -307,6 +308,57 @@ func (c *Config) validateRoute(k *configChecker, i int, names map[string]bool) {
 			if err := shadow.ValidIgnorePattern(p); err != nil {
 				k.add(fmt.Sprintf("%s.ignore[%d]", at, j), "%v", err)
 			}
+		}
+	}
+	if s := r.Split; s != nil {
+		c.validateSplit(k, at+".split", r, s)
+	}
+}
+
+func (c *Config) validateSplit(k *configChecker, at string, r *RouteConfig, s *SplitConfig) {
+	switch _, ok := c.Upstreams[s.New]; {
+	case s.New == "":
+		k.add(at+".new", "is required; name the upstream that takes the route over")
+	case !ok:
+		k.add(at+".new", "%q is not defined in upstreams; define it there or fix the name", s.New)
+	case s.New == r.Upstream:
+		k.add(at+".new", "%q is the route's own upstream (the legacy target); name the new one", s.New)
+	}
+	k.must(at+".percent", s.BPS >= 0 && s.BPS <= cutover.Buckets, "a share from 0 to 100 percent")
+	k.oneOf(at+".sticky", "a stickiness key", s.Sticky, stickyTenant, stickyKey)
+	p := s.Plan
+	if p == nil {
+		return
+	}
+	at += ".plan"
+	if len(p.Steps) > cutover.MaxSteps {
+		k.add(at+".steps", "%d steps are more than %d", len(p.Steps), cutover.MaxSteps)
+		return
+	}
+	prev := 0
+	for j, st := range p.Steps {
+		at := fmt.Sprintf("%s.steps[%d]", at, j)
+		switch {
+		case st.BPS < 0: // reported where it was read
+		case st.BPS == 0 || st.BPS > cutover.Buckets:
+			k.add(at+".percent", "must be above 0 and at most 100")
+		case st.BPS <= prev:
+			k.add(at+".percent", "%s does not go up from the step before (%s); steps must go strictly up",
+				cutover.FormatPercent(st.BPS), cutover.FormatPercent(prev))
+		}
+		prev = max(prev, st.BPS)
+		k.must(at+".min_duration", st.MinDuration >= 0, "a duration of 0 or more, like 10m")
+	}
+	g := p.Gates
+	k.must(at+".min_duration", p.MinDuration >= 0, "a duration of 0 or more, like 10m")
+	k.must(at+".gates.min_requests", g.MinRequests >= 0, "0 or more")
+	k.must(at+".gates.min_comparisons", g.MinComparisons >= 0, "0 or more")
+	k.must(at+".gates.max_error_rate_delta", g.MaxErrorRateDelta >= 0 && g.MaxErrorRateDelta <= 1, "a fraction from 0 to 1, like 0.01")
+	k.must(at+".gates.max_p99_ratio", g.MaxP99Ratio > 0 && g.MaxP99Ratio <= 1000, "a ratio above 0 and at most 1000, like 1.5")
+	k.must(at+".gates.min_shadow_match", g.MinShadowMatch >= 0 && g.MinShadowMatch <= 1, "a fraction from 0 to 1, like 0.99")
+	if p.PrometheusURL != "" {
+		if err := cutover.CheckPrometheusURL(p.PrometheusURL); err != nil {
+			k.add(at+".prometheus_url", "%v", err)
 		}
 	}
 }

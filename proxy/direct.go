@@ -200,7 +200,7 @@ func (d *directRequest) Informational(resp *http.Response) { earlyHints(d.call.r
 // from http.Transport), but the call counts as failed (c.ex.err), so the
 // idempotency layer never stores it as the request's answer.
 func (p *Proxy) forwardDirect(c *call, r *http.Request, body []byte, detach bool) {
-	up := c.route.upstream
+	up := c.up
 	ex := &c.ex
 	ctx := r.Context()
 	if detach {

@@ -97,7 +97,7 @@ func (p *Proxy) forwardClaimed(c *call, r *http.Request, k idempotency.Key, toke
 	// The record must be written even if the client has gone away.
 	ctx := context.WithoutCancel(r.Context())
 	keep := cfg.MaxBody + 1 // one more byte tells a too-large body apart
-	out := p.forward(c, r, body, keep, c.route.sampleShadow(r), true)
+	out := p.forward(c, r, body, keep, c.sampleShadow(r), true)
 	status := c.rec.code()
 	var err error
 	switch {
@@ -240,7 +240,7 @@ func (p *Proxy) lookup(c *call, r *http.Request, rc *ReconcileConfig, body []byt
 	if len(missing) > 0 {
 		return false, nil, fmt.Errorf("the request body has no %s for the reconcile lookup", strings.Join(missing, ", "))
 	}
-	u, err := c.route.upstream.url.Parse(target)
+	u, err := c.up.url.Parse(target)
 	if err != nil {
 		return false, nil, err
 	}
@@ -252,7 +252,7 @@ func (p *Proxy) lookup(c *call, r *http.Request, rc *ReconcileConfig, body []byt
 	}
 	req.Header.Set("X-Ficus-Tenant", c.caller.Tenant)
 	req.Header.Set(requestIDHeader, c.id)
-	resp, err := c.route.upstream.transport.RoundTrip(req)
+	resp, err := c.up.transport.RoundTrip(req)
 	if err != nil {
 		return false, nil, err
 	}

@@ -71,6 +71,26 @@ type Settings struct {
 	// http.Transport, never through the direct path (package h1) that
 	// plain-HTTP upstreams otherwise get. Defaults to false.
 	NoDirectPath bool
+	// Cutover gives the weights of the routes with a split, shared by
+	// every replica, and hears how each side answers. Defaults to none:
+	// such a route then takes the share its config gives.
+	Cutover Splitter
+}
+
+// Splitter decides the shares of routes with a split and hears how their
+// targets do; *cutover.Controller is one.
+type Splitter interface {
+	// Weight returns the new target's share of a route in basis points;
+	// false when it has none for the route.
+	Weight(route string) (bps int, ok bool)
+	// Observe counts a call of a route's side (cutover.SideLegacy or
+	// cutover.SideNew).
+	Observe(route, side string, failed bool, took time.Duration)
+	// ObserveShadow counts a comparison of a route's new target with its
+	// legacy one.
+	ObserveShadow(route string, match bool)
+	// BreakerOpened counts an opening of an upstream's circuit breaker.
+	BreakerOpened(upstream string)
 }
 
 // Proxy is the edge proxy. Create it with New.
@@ -83,6 +103,7 @@ type Proxy struct {
 	limiter *ratelimit.Limiter
 
 	noDirectPath bool
+	split        Splitter // nil without Settings.Cutover
 
 	state atomic.Pointer[state]
 	mu    sync.Mutex // serialises Reload
@@ -100,6 +121,7 @@ func New(s Settings) (*Proxy, error) {
 		now:   s.Now,
 
 		noDirectPath: s.NoDirectPath,
+		split:        s.Cutover,
 	}
 	if p.now == nil {
 		p.now = time.Now
@@ -162,6 +184,8 @@ func (p *Proxy) close(ctx context.Context) error {
 type call struct {
 	st      *state
 	route   *route
+	up      *upstream // where the request goes: the route's upstream, or its split's new target
+	side    string    // of a route with a split: cutover.SideLegacy or cutover.SideNew
 	caller  Caller
 	id      string
 	started time.Time
@@ -229,12 +253,13 @@ func (p *Proxy) serve(c *call, r *http.Request) {
 	if !p.allowRate(c, w) {
 		return
 	}
+	p.chooseSide(c, r)
 	if c.route.idempotent(r) {
 		p.serveIdempotent(c, r)
 		return
 	}
 	var body []byte
-	mirror := c.route.sampleShadow(r)
+	mirror := c.sampleShadow(r)
 	if mirror {
 		var err error
 		if body, err = readBody(r); err != nil {
@@ -295,7 +320,7 @@ const (
 // upstream call live in the call.
 func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, mirror, detach bool) outcome {
 	w := c.rec
-	up := c.route.upstream
+	up := c.up
 	direct := directOK(up, r, body)
 	if direct && body == nil && r.Body != nil && r.Body != http.NoBody {
 		// A small body is read first: it then goes out with the head in one
@@ -309,6 +334,7 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, mirro
 	}
 	release, ok := up.shed.Acquire(c.caller.Lane)
 	if !ok {
+		p.observe(c, true, 0)
 		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Title: "Overloaded", Type: problemBase + "shed",
 			RetryAfter: time.Second,
 			Detail:     fmt.Sprintf("upstream %s is at its in-flight limit for lane %s", up.name, c.caller.Lane)})
@@ -322,6 +348,7 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, mirro
 		if errors.As(err, &open) {
 			retry = open.RetryAfter
 		}
+		p.observe(c, true, 0)
 		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Title: "Upstream unavailable", Type: problemBase + "circuit-open",
 			RetryAfter: retry,
 			Detail:     fmt.Sprintf("the circuit breaker for upstream %s is open after repeated failures", up.name)})
@@ -351,12 +378,14 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, mirro
 	switch {
 	case ex.err == nil:
 		up.breaker.End(call, breaker.Outcome{Status: ex.status, Duration: took})
+		p.observe(c, ex.status >= 500, took)
 	case isClientBodyFault(ex.err):
 		up.breaker.End(call, breaker.Outcome{Err: ex.err, ClientFault: true, Duration: took})
 	case !detach && r.Context().Err() != nil: // the client went away
 		up.breaker.End(call, breaker.Outcome{Err: context.Canceled, Duration: took})
 	default:
 		up.breaker.End(call, breaker.Outcome{Err: ex.err, Duration: took})
+		p.observe(c, true, took)
 	}
 	if pending != nil {
 		if c.rec.truncated || ex.err != nil {
@@ -397,7 +426,7 @@ func (p *Proxy) forwardProxy(c *call, r *http.Request, body []byte, detach bool)
 		defer context.AfterFunc(ctx, func() { c.body.expire(c.rec) })()
 	}
 	c.ctx = callContext{Context: ctx, ex: &c.ex}
-	c.route.upstream.proxy.ServeHTTP(c.rec, r.WithContext(&c.ctx))
+	c.up.proxy.ServeHTTP(c.rec, r.WithContext(&c.ctx))
 }
 
 // upstreamFailed answers the client when the upstream call failed before

@@ -45,9 +45,13 @@ type state struct {
 type route struct {
 	cfg      *RouteConfig
 	upstream *upstream
-	timeout  time.Duration
-	shadow   *shadow.Shadow
-	duration *metrics.Histogram // ficus_proxy_request_duration_seconds of the route
+	// next is the split's new target, configBPS its share by the config;
+	// nil and 0 without a split.
+	next      *upstream
+	configBPS int
+	timeout   time.Duration
+	shadow    *shadow.Shadow
+	duration  *metrics.Histogram // ficus_proxy_request_duration_seconds of the route
 }
 
 type upstream struct {
@@ -111,6 +115,12 @@ func (p *Proxy) build(cfg *Config, old *state) (*state, error) {
 		if rt.timeout <= 0 {
 			rt.timeout = up.cfg.Timeout
 		}
+		if sp := rc.Split; sp != nil {
+			if rt.next, ok = st.upstreams[sp.New]; !ok {
+				return nil, fmt.Errorf("route %s: split upstream %q is not defined", rc.Name, sp.New)
+			}
+			rt.configBPS = sp.BPS
+		}
 		if sc := rc.Shadow; sc != nil {
 			cand, ok := st.upstreams[sc.Upstream]
 			if !ok {
@@ -119,7 +129,7 @@ func (p *Proxy) build(cfg *Config, old *state) (*state, error) {
 			sh, err := shadow.New(shadow.Config{
 				Route: rc.Name, Target: cand.url, Percent: sc.Percent, Ignore: sc.Ignore,
 				SideEffectFree: sc.SideEffectFree, Transport: cand.transport, Timeout: cand.cfg.Timeout,
-				Metrics: p.set, Logger: p.log,
+				Metrics: p.set, Logger: p.log, OnResult: p.shadowResult(rc),
 			})
 			if err != nil {
 				return nil, fmt.Errorf("route %s: %w", rc.Name, err)
@@ -165,6 +175,7 @@ func (p *Proxy) newUpstream(name string, uc *UpstreamConfig) *upstream {
 	} else {
 		u.breaker = breaker.New(breaker.Config{
 			Upstream: name, Settings: b.Settings, Metrics: p.set, Logger: p.log, Now: p.now,
+			OnOpen: p.breakerOpened(name),
 		})
 	}
 	u.shed = NewShedder(name, uc.MaxInFlight, uc.LaneShare, p.set)

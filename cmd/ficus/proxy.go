@@ -16,12 +16,13 @@ import (
 	"github.com/ficuslabs/ficus/internal/ops"
 	"github.com/ficuslabs/ficus/migrate"
 	"github.com/ficuslabs/ficus/proxy"
+	"github.com/ficuslabs/ficus/proxy/cutover"
 	"github.com/ficuslabs/ficus/proxy/idempotency"
 )
 
 func (a *app) proxyCommand() *cobra.Command {
 	var listen, upstream, configPath, url, metricsAddr string
-	var drain time.Duration
+	var drain, cutoverEvery time.Duration
 	var gcFloorMiB int
 	var steady, directPath bool
 	cmd := &cobra.Command{
@@ -37,7 +38,9 @@ and shadow traffic; see docs/proxy-config.md.
 SIGHUP reloads the config file without dropping connections; a file that does
 not validate is reported and the running configuration kept. With
 --database-url, idempotency keys live in PostgreSQL (run "ficus migrate up"
-first) and are shared by every proxy replica.`,
+first) and are shared by every proxy replica, and so is the state of the
+routes with a split: their share of traffic to the new target, their cutover
+plan and its gates, which "ficus route" steers (see docs/cutover.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -46,6 +49,9 @@ first) and are shared by every proxy replica.`,
 					return proxy.DefaultConfig(upstream)
 				}
 				return proxy.LoadConfig(configPath, upstream)
+			}
+			if cutoverEvery < time.Second {
+				return usageError{fmt.Errorf("--cutover-evaluate-every %s: want 1s or more, like 30s", cutoverEvery)}
 			}
 			if gcFloorMiB < 0 || gcFloorMiB > 1<<20 {
 				return usageError{fmt.Errorf("--gc-floor-mib %d is out of range: 0 (off) to 1048576 (1 TiB)", gcFloorMiB)}
@@ -69,6 +75,7 @@ first) and are shared by every proxy replica.`,
 				defer floor.Stop()
 				a.log.Info("garbage collector heap floor set (--gc-floor-mib)", "floor_mib", gcFloorMiB)
 			}
+			var ctl *cutover.Controller // with --database-url: the shared state of weighted routes
 			h := &ops.Handler{}
 			set := metrics.NewSet()
 			h.Register(set)
@@ -88,10 +95,29 @@ first) and are shared by every proxy replica.`,
 					return err
 				}
 				h.AddCheck("postgres", poolReady(pool))
+				if ctl, err = cutover.New(cutover.Config{Pool: pool, Metrics: set, Logger: a.log, EvaluateEvery: cutoverEvery}); err != nil {
+					return err
+				}
+				if err := ctl.Register(ctx, cfg.CutoverRoutes()); err != nil {
+					return err
+				}
+				s.Cutover = ctl
 			}
 			p, err := proxy.New(s)
 			if err != nil {
 				return usageError{err}
+			}
+			runners := []service{p.Run}
+			if ctl != nil {
+				runners = append(runners, ctl.Run)
+				reloaded := load
+				load = func() (*proxy.Config, error) { // a reload registers the routes it declares
+					cfg, err := reloaded()
+					if err == nil {
+						err = ctl.Register(ctx, cfg.CutoverRoutes())
+					}
+					return cfg, err
+				}
 			}
 			ln, err := httpserve.Listen(listen)
 			if err != nil {
@@ -99,11 +125,11 @@ first) and are shared by every proxy replica.`,
 			}
 			a.log.Info("proxy listening", "addr", ln.Addr().String(), "config", configPath, "store", storeName(s.Store), "direct_path", directPath)
 			return a.serve(ctx, metricsAddr, h,
-				p.Run,
-				func(ctx context.Context) error {
-					return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: p, DrainTimeout: drain})
-				},
-				func(ctx context.Context) error { return a.reloadOnHangup(ctx, p, load) },
+				append(runners,
+					func(ctx context.Context) error {
+						return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: p, DrainTimeout: drain})
+					},
+					func(ctx context.Context) error { return a.reloadOnHangup(ctx, p, load) })...,
 			)
 		},
 	}
@@ -111,8 +137,9 @@ first) and are shared by every proxy replica.`,
 	f.StringVar(&listen, "listen", "127.0.0.1:8080", "address to accept client requests on")
 	f.StringVar(&upstream, "upstream", "", "URL of the legacy API (the upstream named \"default\")")
 	f.StringVar(&configPath, "config", "", "YAML file with tenants, limits and routes (see docs/proxy-config.md)")
-	databaseFlag(f, &url, "to keep idempotency keys in, shared by every replica")
+	databaseFlag(f, &url, "to keep idempotency keys and the cutover state of weighted routes in, shared by every replica")
 	f.DurationVar(&drain, "drain-timeout", 30*time.Second, "how long requests in flight get to finish on shutdown")
+	f.DurationVar(&cutoverEvery, "cutover-evaluate-every", 30*time.Second, "with --database-url, how often a replica tries to evaluate the cutover plans of weighted routes (one replica at a time does; see docs/cutover.md)")
 	f.IntVar(&gcFloorMiB, "gc-floor-mib", 0, "opt-in runtime tweak: let the heap grow to this many MiB between garbage collections while less is live, for fewer collections and the waits they cause on one CPU (16 measured best, see docs/proxy.md); ignored when GOGC is set; 0 keeps Go's default")
 	f.BoolVar(&steady, "steady-sysmon", false, "opt-in runtime tweak for one-CPU containers: once the flags and config are valid, restart once with GODEBUG="+steadySysmon+", which keeps the Go runtime's monitor thread from being woken by the first system call after every idle moment (an undocumented side effect of that setting; see docs/proxy.md); ignored when GODEBUG sets schedtrace")
 	f.BoolVar(&directPath, "direct-path", true, "forward to plain-HTTP upstreams with ficus's own synchronous HTTP/1.1 client, 1.4 to 1.5 times the throughput of httputil.ReverseProxy on few CPUs (see docs/proxy.md); false sends every request through httputil.ReverseProxy and net/http's Transport")

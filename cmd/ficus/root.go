@@ -99,6 +99,7 @@ FICUS_DATABASE_URL). A flag given on the command line wins.`,
 		a.simCommand(),
 		a.demoCommand(),
 		a.pricingCommand(),
+		a.routeCommand(),
 	)
 	annotateEnv(root)
 	return root

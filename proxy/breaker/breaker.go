@@ -91,6 +91,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now tells the time (see Breaker on clocks). Defaults to time.Now.
 	Now func() time.Time
+	// OnOpen, when set, is called each time the breaker opens, under
+	// gobreaker's lock: it must be quick and must not call the breaker.
+	// Defaults to nil.
+	OnOpen func()
 }
 
 // Outcome is how an upstream call ended, as the Breaker classifies it.
@@ -208,6 +212,9 @@ func (b *Breaker) readyToTrip(c gobreaker.Counts) bool {
 func (b *Breaker) changed(_ string, from, to gobreaker.State) {
 	if to == gobreaker.StateOpen {
 		b.openedAt.Store(b.now().UnixNano())
+		if b.s.OnOpen != nil {
+			b.s.OnOpen()
+		}
 	}
 	b.state.Set(float64(to))
 	b.moves[to].Inc()

@@ -109,6 +109,11 @@ type Config struct {
 	// LogEvery logs one mismatch in LogEvery; the first mismatch is always
 	// logged. Defaults to 10.
 	LogEvery int
+	// OnResult, when set, hears the result of every comparison that
+	// ended in a match (true) or a mismatch (false), as the progressive
+	// cutover's shadow gate counts them. Must be safe for concurrent use
+	// and quick. Defaults to nil.
+	OnResult func(match bool)
 }
 
 // Shadow mirrors a sample of a route's requests to a candidate and compares
@@ -143,6 +148,7 @@ type Shadow struct {
 	now            func() time.Time
 	log            *slog.Logger
 	logEvery       int64
+	onResult       func(match bool)
 	met            shadowMetrics
 
 	sem        chan struct{} // one token per mirrored request in flight
@@ -179,6 +185,7 @@ func New(cfg Config) (*Shadow, error) {
 		now:            cfg.Now,
 		log:            cfg.Logger,
 		logEvery:       int64(cmp.Or(cfg.LogEvery, DefaultLogEvery)),
+		onResult:       cfg.OnResult,
 		sem:            make(chan struct{}, cmp.Or(cfg.MaxConcurrent, DefaultMaxConcurrent)),
 	}
 	if s.transport == nil {
@@ -492,11 +499,17 @@ func (s *Shadow) run(p *Pending, req *http.Request) {
 	switch result {
 	case shadowMatch:
 		s.met.match.Inc()
+		if s.onResult != nil {
+			s.onResult(true)
+		}
 	case shadowSkipped:
 		s.met.skipped.Inc()
 		s.log.Debug("shadow comparison skipped", "method", req.Method, "path", req.URL.Path, "reason", reason)
 	default:
 		s.met.mismatch.Inc()
+		if s.onResult != nil {
+			s.onResult(false)
+		}
 		if n := s.mismatches.Add(1); (n-1)%s.logEvery == 0 {
 			s.log.Warn("shadow mismatch", "method", req.Method, "path", req.URL.Path,
 				"primary_status", prim.status, "candidate_status", cand.status,
