@@ -9,10 +9,15 @@
 //   - core (sql/*.sql, version table ficus.schema_migrations): the tables
 //     of ficus's own state database, such as the proxy's idempotency keys;
 //   - cdc (cdc/*.sql, version table ficus.cdc_schema_migrations): the
-//     tables ficus cdc keeps in the database it captures (ficus.cdc_snapshot).
+//     tables ficus cdc keeps in the database it captures (ficus.cdc_snapshot);
+//   - river (River's own migrations from rivermigrate, version table
+//     ficus.river_migration): the job queue of the pricing fleet, in the
+//     schema ficus (river_job, river_queue, river_leader, ...);
+//   - pricing (pricing/*.sql, version table ficus.pricing_schema_migrations):
+//     the pricing fleet's quotes and worker heartbeats.
 //
-// Up ("ficus migrate up") applies both; UpCDC ("ficus cdc setup") applies
-// only the cdc set.
+// Up ("ficus migrate up") applies them all; UpCDC ("ficus cdc setup")
+// applies only the cdc set.
 package migrate
 
 import (
@@ -38,7 +43,7 @@ const Schema = "ficus"
 // wrapping message says which privilege is missing.
 var ErrPrivilege = errors.New("migrate: insufficient privilege")
 
-//go:embed sql/*.sql cdc/*.sql
+//go:embed sql/*.sql cdc/*.sql pricing/*.sql
 var embedded embed.FS
 
 // set is one group of migrations with its own version table.
@@ -55,6 +60,9 @@ type set struct {
 var (
 	coreSet = set{dir: "sql", versionTable: Schema + ".schema_migrations"}
 	cdcSet  = set{dir: "cdc", versionTable: Schema + ".cdc_schema_migrations", prefix: "cdc/"}
+	// riverSet stands for River's migrations, which rivermigrate applies.
+	riverSet   = set{dir: "river", versionTable: Schema + ".river_migration", prefix: "river/"}
+	pricingSet = set{dir: "pricing", versionTable: Schema + ".pricing_schema_migrations", prefix: "pricing/"}
 )
 
 // Migration is one migration and whether it has run.
@@ -72,10 +80,10 @@ type Applied struct {
 	Duration time.Duration
 }
 
-// Up applies every pending migration in order, the core set's then the
-// cdc set's, and returns what it ran.
+// Up applies every pending migration in order, the core set's, the cdc
+// set's, River's, then the pricing set's, and returns what it ran.
 func Up(ctx context.Context, pool *pgxpool.Pool) ([]Applied, error) {
-	return up(ctx, pool, coreSet, cdcSet)
+	return up(ctx, pool, coreSet, cdcSet, riverSet, pricingSet)
 }
 
 // UpCDC applies the pending migrations of the tables ficus cdc keeps in
@@ -96,6 +104,14 @@ func up(ctx context.Context, pool *pgxpool.Pool, sets ...set) ([]Applied, error)
 	for _, st := range sets {
 		if err := canCreateVersionTable(ctx, pool, st); err != nil {
 			return applied, err
+		}
+		if st == riverSet {
+			ran, err := upRiver(ctx, pool)
+			applied = append(applied, ran...)
+			if err != nil {
+				return applied, err
+			}
+			continue
 		}
 		p, err := provider(db, st)
 		if err != nil {
@@ -132,14 +148,22 @@ func canCreateVersionTable(ctx context.Context, pool *pgxpool.Pool, st set) erro
 	return nil
 }
 
-// Status lists every known migration, the core set's then the cdc set's,
-// oldest first, and whether it has run. It changes nothing, and works on a
+// Status lists every known migration, set by set in the order Up applies
+// them, oldest first, and whether it has run. It changes nothing, and works on a
 // database ficus has never touched.
 func Status(ctx context.Context, pool *pgxpool.Pool) ([]Migration, error) {
 	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
 	var out []Migration
-	for _, st := range []set{coreSet, cdcSet} {
+	for _, st := range []set{coreSet, cdcSet, riverSet, pricingSet} {
+		if st == riverSet {
+			ms, err := statusRiver(ctx, pool)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ms...)
+			continue
+		}
 		ms, err := status(ctx, db, st)
 		if err != nil {
 			return nil, err
