@@ -313,4 +313,3 @@ func TestWorkerConfigIsChecked(t *testing.T) {
 		}
 	}
 }
-
