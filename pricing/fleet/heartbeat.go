@@ -68,7 +68,7 @@ RETURNING j.id, j.queue, j.state::text, j.args->>'quote_id'`
 const failQuoteSQL = `
 UPDATE ficus.pricing_quotes
 SET status = 'failed', error = $2, finished_at = clock_timestamp()
-WHERE id::text = $1 AND status = 'queued'`
+WHERE id = $1::uuid AND status = 'queued'`
 
 // Rescued is a job a rescuer re-queued (or discarded).
 type Rescued struct {

@@ -27,7 +27,7 @@ const (
 	MaxRequestKeyLen = 255
 	MaxModelURLLen   = 2048
 	MaxMaterialLen   = 64
-	MaxQuantity      = 100000
+	MaxQuantity      = 1_000_000
 )
 
 // QueueConfig configures a Queue.
@@ -271,11 +271,14 @@ const getQuoteSQL = `
 SELECT q.id::text, q.tenant, q.lane, q.model_url, q.request, q.status, q.result, q.error, q.attempt,
        q.created_at, q.started_at, q.finished_at, coalesce(j.state::text, '')
 FROM ficus.pricing_quotes q LEFT JOIN ficus.river_job j ON j.id = q.job_id
-WHERE q.id::text = $1`
+WHERE q.id = $1::uuid`
 
 // Get reads a quote. A non-empty tenant must own it, or Get answers
 // ErrNotFound.
 func (q *Queue) Get(ctx context.Context, tenant, id string) (*Status, error) {
+	if !isUUID(id) {
+		return nil, fmt.Errorf("get quote %q: %w", id, ErrNotFound)
+	}
 	var st Status
 	var lane, jobState string
 	var result []byte
@@ -407,4 +410,24 @@ func (q *Queue) listenOnce(ctx context.Context) error {
 		}
 		q.wake(n.Payload)
 	}
+}
+
+// isUUID reports whether s is a UUID in its canonical text form.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range []byte(s) {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
 }
