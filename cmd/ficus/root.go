@@ -93,6 +93,7 @@ FICUS_DATABASE_URL). A flag given on the command line wins.`,
 		a.cdcCommand(),
 		a.simCommand(),
 		a.demoCommand(),
+		a.pricingCommand(),
 	)
 	annotateEnv(root)
 	return root
