@@ -23,54 +23,46 @@ func newMetrics(set *metrics.Set) *metricsSet {
 	return &metricsSet{set: set}
 }
 
-func (m *metricsSet) counter(name string, lane Lane, extra string) *metrics.Counter {
-	return m.set.GetOrCreateCounter(fmt.Sprintf(`%s{lane=%q%s}`, name, string(lane), extra))
-}
-
-func (m *metricsSet) gauge(name string, lane Lane) *metrics.Gauge {
-	return m.set.GetOrCreateGauge(fmt.Sprintf(`%s{lane=%q}`, name, string(lane)), nil)
-}
-
-func (m *metricsSet) histogram(name string, lane Lane) *metrics.Histogram {
-	return m.set.GetOrCreateHistogram(fmt.Sprintf(`%s{lane=%q}`, name, string(lane)))
-}
-
 func (m *metricsSet) submitted(l Lane) *metrics.Counter {
-	return m.counter("ficus_pricing_submitted_total", l, "")
+	return m.set.GetOrCreateCounter(fmt.Sprintf(`ficus_pricing_submitted_total{lane=%q}`, l))
 }
 
 func (m *metricsSet) duplicates(l Lane) *metrics.Counter {
-	return m.counter("ficus_pricing_duplicates_total", l, "")
+	return m.set.GetOrCreateCounter(fmt.Sprintf(`ficus_pricing_duplicates_total{lane=%q}`, l))
 }
 
 // jobs counts finished attempts by outcome: done, rejected, error (will
 // be retried) or failed (no attempts left).
 func (m *metricsSet) jobs(l Lane, outcome string) *metrics.Counter {
-	return m.counter("ficus_pricing_jobs_total", l, fmt.Sprintf(`,outcome=%q`, outcome))
+	return m.set.GetOrCreateCounter(fmt.Sprintf(`ficus_pricing_jobs_total{lane=%q,outcome=%q}`, l, outcome))
 }
 
 func (m *metricsSet) rescued(l Lane) *metrics.Counter {
-	return m.counter("ficus_pricing_rescued_jobs_total", l, "")
+	return m.set.GetOrCreateCounter(fmt.Sprintf(`ficus_pricing_rescued_jobs_total{lane=%q}`, l))
+}
+
+func (m *metricsSet) heartbeatErrors(l Lane) *metrics.Counter {
+	return m.set.GetOrCreateCounter(fmt.Sprintf(`ficus_pricing_heartbeat_errors_total{lane=%q}`, l))
 }
 
 func (m *metricsSet) wait(l Lane) *metrics.Histogram {
-	return m.histogram("ficus_pricing_wait_seconds", l)
+	return m.set.GetOrCreateHistogram(fmt.Sprintf(`ficus_pricing_wait_seconds{lane=%q}`, l))
 }
 
 func (m *metricsSet) run(l Lane) *metrics.Histogram {
-	return m.histogram("ficus_pricing_run_seconds", l)
+	return m.set.GetOrCreateHistogram(fmt.Sprintf(`ficus_pricing_run_seconds{lane=%q}`, l))
 }
 
-func (m *metricsSet) depth(l Lane) *metrics.Gauge { return m.gauge("ficus_pricing_queue_depth", l) }
+func (m *metricsSet) depth(l Lane) *metrics.Gauge {
+	return m.set.GetOrCreateGauge(fmt.Sprintf(`ficus_pricing_queue_depth{lane=%q}`, l), nil)
+}
 
 func (m *metricsSet) oldest(l Lane) *metrics.Gauge {
-	return m.gauge("ficus_pricing_oldest_wait_seconds", l)
+	return m.set.GetOrCreateGauge(fmt.Sprintf(`ficus_pricing_oldest_wait_seconds{lane=%q}`, l), nil)
 }
 
-func (m *metricsSet) running(l Lane) *metrics.Gauge { return m.gauge("ficus_pricing_running_jobs", l) }
-
-func (m *metricsSet) heartbeatErrors(l Lane) *metrics.Counter {
-	return m.counter("ficus_pricing_heartbeat_errors_total", l, "")
+func (m *metricsSet) running(l Lane) *metrics.Gauge {
+	return m.set.GetOrCreateGauge(fmt.Sprintf(`ficus_pricing_running_jobs{lane=%q}`, l), nil)
 }
 
 // init creates every lane's series, so that they exist before the first
@@ -83,6 +75,7 @@ func (m *metricsSet) init(lanes []Lane) {
 			m.jobs(l, o)
 		}
 		m.rescued(l)
+		m.heartbeatErrors(l)
 		m.wait(l)
 		m.run(l)
 		m.depth(l)
