@@ -89,6 +89,11 @@ func TestKilledWorkersJobRunsAgain(t *testing.T) {
 
 	set := metrics.NewSet()
 	cfg := fastConfig(db.Pool, fleet.LaneB2B, &calc{})
+	if os.Getenv("FICUS_FLEET_TEST_DEFAULT_TIMING") != "" {
+		// Measures the production figures (docs/pricing-fleet.md): River's
+		// poll interval and the fleet's heartbeat and rescue defaults.
+		cfg = fleet.WorkerConfig{Pool: db.Pool, Lane: fleet.LaneB2B, Calculator: &calc{}, Logger: quiet}
+	}
 	cfg.Metrics = set
 	startWorker(t, cfg)
 	st := wait(t, q, sub.ID)
@@ -115,7 +120,7 @@ func TestKilledWorkersJobRunsAgain(t *testing.T) {
 	if n := count(t, db.Pool, "SELECT count(*) FROM ficus.pricing_workers WHERE id = 'doomed-worker'"); n != 0 {
 		t.Fatal("the dead worker is still registered")
 	}
-	t.Logf("killed worker's job ran again and stored its result %s after the kill (heartbeat timeout %s, rescue interval %s)",
+	t.Logf("killed worker's job ran again and stored its result %s after the kill (heartbeat timeout %s, rescue interval %s; 0 means the default)",
 		elapsed.Round(time.Millisecond), cfg.HeartbeatTimeout, cfg.RescueInterval)
 }
 
