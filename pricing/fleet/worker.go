@@ -151,6 +151,9 @@ func (w *Worker) ID() string { return w.cfg.ID }
 // will run elsewhere.
 func (w *Worker) Run(ctx context.Context) error {
 	if err := w.register(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it started
+		}
 		return err
 	}
 	// The heartbeat outlives ctx: a draining worker is alive until River
