@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"path"
 	"strings"
@@ -111,7 +112,7 @@ jobs (see docs/pricing-fleet.md). Run "ficus migrate up" first.`,
 }
 
 func (a *app) pricingAPICommand() *cobra.Command {
-	var dbURL, listen, metricsAddr, defaultLane string
+	var dbURL, listen, metricsAddr, defaultLane, operatorPassword string
 	var tenantLanes map[string]string
 	var cfg fleet.APIConfig
 	cmd := &cobra.Command{
@@ -128,6 +129,8 @@ func (a *app) pricingAPICommand() *cobra.Command {
 
 The tenant is X-Ficus-Tenant, set by ficus proxy from the caller's API key;
 the lane is X-Ficus-Lane if present, else --tenant-lane, else --default-lane.
+With --operator-password, River's web UI is served under /riverui/ for
+operators (HTTP Basic authentication, any user name, that password).
 Run "ficus migrate up" first.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -162,17 +165,30 @@ Run "ficus migrate up" first.`,
 			if err != nil {
 				return usageError{err}
 			}
+			var handler http.Handler = api
+			services := []service{q.Run}
+			if operatorPassword != "" {
+				ui, err := fleet.NewOperatorUI(fleet.OperatorUIConfig{Queue: q, Password: operatorPassword, Logger: a.log})
+				if err != nil {
+					return err
+				}
+				mux := http.NewServeMux()
+				mux.Handle("/", api)
+				mux.Handle(ui.Prefix()+"/", ui)
+				handler, services = mux, append(services, ui.Run)
+			}
 			ln, err := httpserve.Listen(listen)
 			if err != nil {
 				return fmt.Errorf("--listen: %w", err)
 			}
-			a.log.Info("quote API listening", "addr", ln.Addr().String())
+			a.log.Info("quote API listening", "addr", ln.Addr().String(), "river_ui", operatorPassword != "")
 			h := &ops.Handler{}
 			h.Register(set)
 			h.AddCheck("postgres", poolReady(pool))
-			return a.serve(ctx, metricsAddr, h, q.Run, func(ctx context.Context) error {
-				return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: api})
+			services = append(services, func(ctx context.Context) error {
+				return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: handler})
 			})
+			return a.serve(ctx, metricsAddr, h, services...)
 		},
 	}
 	f := cmd.Flags()
@@ -181,6 +197,7 @@ Run "ficus migrate up" first.`,
 	f.DurationVar(&cfg.Wait, "wait", 30*time.Second, "how long POST waits for a price before answering 202")
 	f.StringVar(&defaultLane, "default-lane", "b2b", "lane of a request without X-Ficus-Lane whose tenant has no --tenant-lane")
 	f.StringToStringVar(&tenantLanes, "tenant-lane", nil, "lane of a tenant, e.g. shop=b2c (repeatable)")
+	f.StringVar(&operatorPassword, "operator-password", "", "password of River's web UI under /riverui/; empty serves no UI")
 	metricsFlag(f, &metricsAddr, "127.0.0.1:9196")
 	return cmd
 }
