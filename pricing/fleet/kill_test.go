@@ -3,6 +3,7 @@ package fleet_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -178,4 +179,45 @@ func TestLongJobCompletesOnLiveWorker(t *testing.T) {
 		t.Fatalf("long job: %+v after %d calls; want done by attempt 1", st, c.Calls())
 	}
 	t.Logf("the job outlived %d rescue rounds and 5 heartbeat timeouts on worker %s", rounds, w.ID())
+}
+
+// A worker a rescuer declared dead (its row deleted, as the rescuer does
+// when the heartbeat went stale) cancels its running jobs and stops,
+// instead of racing the worker that got them.
+func TestWorkerDeclaredDeadStops(t *testing.T) {
+	t.Parallel()
+	db := newDB(t)
+	q := startQueue(t, db.Pool)
+	ctx := context.Background()
+	started := make(chan context.Context)
+	cfg := fastConfig(db.Pool, fleet.LaneB2B, &calc{started: started, release: make(chan struct{})})
+	w, err := fleet.NewWorker(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- w.Run(runCtx) }()
+	if _, err := q.Submit(ctx, submission("acme", "dd-1", fleet.LaneB2B)); err != nil {
+		t.Fatal(err)
+	}
+	jobCtx := <-started
+	if _, err := db.Pool.Exec(ctx, "DELETE FROM ficus.pricing_workers WHERE id = $1", w.ID()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, fleet.ErrDeclaredDead) {
+			t.Fatalf("worker stopped with %v; want ErrDeclaredDead", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a worker declared dead kept running")
+	}
+	if jobCtx.Err() == nil {
+		t.Fatal("the job of a worker declared dead still runs")
+	}
+	if n := count(t, db.Pool, "SELECT count(*) FROM ficus.pricing_quotes WHERE status <> 'queued'"); n != 0 {
+		t.Fatalf("%d results stored by a worker declared dead", n)
+	}
 }

@@ -182,12 +182,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.log.Info("pricing worker started", "concurrency", w.cfg.Concurrency, "job_timeout", w.cfg.JobTimeout)
 
 	var err error
+	beatDone := false
 	select {
 	case <-ctx.Done():
 		<-w.river.Stopped()
 	case <-w.river.Stopped():
 		err = errors.New("pricing worker: river client stopped")
 	case err = <-beatErr:
+		beatDone = true
 		w.log.Error("pricing worker lost its heartbeat; cancelling its jobs", "err", err)
 		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		w.river.StopAndCancel(stopCtx)
@@ -197,8 +199,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	<-loops
 	<-loops
 	stopBeat()
-	if berr := <-beatErr; err == nil {
-		err = berr
+	if !beatDone {
+		if berr := <-beatErr; err == nil {
+			err = berr
+		}
 	}
 	if err == nil {
 		derr := w.deregister(context.WithoutCancel(ctx))
