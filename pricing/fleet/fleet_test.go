@@ -192,11 +192,16 @@ func TestB2CQuoteOvertakesAQueuedB2BBurst(t *testing.T) {
 	}
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
-	b2bCalc := &calc{release: release}
+	b2bStarted := make(chan context.Context, 1000)
+	b2bCalc := &calc{started: b2bStarted, release: release}
 	b2bCfg := fastConfig(db.Pool, fleet.LaneB2B, b2bCalc)
 	b2bCfg.Concurrency = 4
 	startWorker(t, b2bCfg)
 	startWorker(t, fastConfig(db.Pool, fleet.LaneB2C, &calc{}))
+	// The B2B lane is busy: every slot of its worker is calculating.
+	for range b2bCfg.Concurrency {
+		<-b2bStarted
+	}
 
 	sub, err := q.Submit(ctx, submission("shop", "b2c-1", fleet.LaneB2C))
 	if err != nil {
