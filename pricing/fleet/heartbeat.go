@@ -65,6 +65,10 @@ FROM stuck
 WHERE j.id = stuck.id
 RETURNING j.id, j.queue, j.state::text, j.args->>'quote_id'`
 
+// riverInsertNotifySQL is the notification River's producers listen for
+// (topic river_insert in River's schema) to fetch a queue's new jobs.
+const riverInsertNotifySQL = `SELECT pg_notify('` + Schema + `.river_insert', json_build_object('queue', $1::text)::text)`
+
 const failQuoteSQL = `
 UPDATE ficus.pricing_quotes
 SET status = 'failed', error = $2, finished_at = clock_timestamp()
@@ -167,8 +171,18 @@ func (w *Worker) RescueOnce(ctx context.Context) ([]Rescued, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("rescue: %w", err)
 	}
+	woken := map[Lane]bool{}
 	for _, r := range out {
 		if r.State != "discarded" {
+			// Wake the lane's workers as River's own insert does, so they
+			// fetch the job now rather than at their next poll (1s); if
+			// River renames its channel, the poll still finds the job.
+			if !woken[r.Lane] {
+				woken[r.Lane] = true
+				if _, err := tx.Exec(ctx, riverInsertNotifySQL, r.Lane.Queue()); err != nil {
+					return nil, fmt.Errorf("rescue: %w", err)
+				}
+			}
 			continue
 		}
 		if _, err := tx.Exec(ctx, failQuoteSQL, r.QuoteID, "its worker stopped heartbeating on the last attempt"); err != nil {
