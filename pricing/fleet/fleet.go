@@ -13,10 +13,12 @@
 //     process in ficus.pricing_workers and rescues the jobs of workers
 //     that stopped heartbeating, long before River's own rescuer would.
 //   - API serves the quote endpoints (POST and GET /api/v1/quotes) in the
-//     legacy MES's shape.
+//     legacy MES's shape; OperatorUI serves River's web UI behind a
+//     password.
 //
 // The tables come from "ficus migrate up" (package migrate): River's, in
 // the schema ficus, and ficus.pricing_quotes and ficus.pricing_workers.
+// docs/pricing-fleet.md describes the design and its timing.
 package fleet
 
 import (
