@@ -28,6 +28,7 @@ func ExampleFS() {
 	// grafana/cutover.json
 	// grafana/legacy-world.json
 	// grafana/orders.json
+	// grafana/pricing-fleet.json
 	// grafana/proxy.json
 	// provisioning/dashboards/ficus.yml
 	// provisioning/datasources/victoriametrics.yml

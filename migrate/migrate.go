@@ -12,9 +12,14 @@
 //     tables ficus cdc keeps in the database it captures (ficus.cdc_snapshot);
 //   - cutover (cutover/*.sql, version table ficus.cutover_schema_migrations):
 //     the schema "cutover", the shared state of the progressive cutover of
-//     strangler routes (package proxy/cutover).
+//     strangler routes (package proxy/cutover);
+//   - river (River's own migrations from rivermigrate, version table
+//     ficus.river_migration): the job queue of the pricing fleet, in the
+//     schema ficus (river_job, river_queue, river_leader, ...);
+//   - pricing (pricing/*.sql, version table ficus.pricing_schema_migrations):
+//     the pricing fleet's quotes and worker heartbeats.
 //
-// Up ("ficus migrate up") applies all of them; UpCDC ("ficus cdc setup")
+// Up ("ficus migrate up") applies them all; UpCDC ("ficus cdc setup")
 // applies only the cdc set.
 package migrate
 
@@ -41,7 +46,7 @@ const Schema = "ficus"
 // wrapping message says which privilege is missing.
 var ErrPrivilege = errors.New("migrate: insufficient privilege")
 
-//go:embed sql/*.sql cdc/*.sql cutover/*.sql
+//go:embed sql/*.sql cdc/*.sql cutover/*.sql pricing/*.sql
 var embedded embed.FS
 
 // set is one group of migrations with its own version table.
@@ -56,10 +61,12 @@ type set struct {
 }
 
 var (
-	coreSet = set{dir: "sql", versionTable: Schema + ".schema_migrations"}
-	cdcSet  = set{dir: "cdc", versionTable: Schema + ".cdc_schema_migrations", prefix: "cdc/"}
-
+	coreSet    = set{dir: "sql", versionTable: Schema + ".schema_migrations"}
+	cdcSet     = set{dir: "cdc", versionTable: Schema + ".cdc_schema_migrations", prefix: "cdc/"}
 	cutoverSet = set{dir: "cutover", versionTable: Schema + ".cutover_schema_migrations", prefix: "cutover/"}
+	// riverSet stands for River's migrations, which rivermigrate applies.
+	riverSet   = set{dir: "river", versionTable: Schema + ".river_migration", prefix: "river/"}
+	pricingSet = set{dir: "pricing", versionTable: Schema + ".pricing_schema_migrations", prefix: "pricing/"}
 )
 
 // Migration is one migration and whether it has run.
@@ -77,10 +84,11 @@ type Applied struct {
 	Duration time.Duration
 }
 
-// Up applies every pending migration in order, the core set's then the
-// cdc set's, and returns what it ran.
+// Up applies every pending migration in order, the core set's, the cdc
+// set's, the cutover set's, River's, then the pricing set's, and returns
+// what it ran.
 func Up(ctx context.Context, pool *pgxpool.Pool) ([]Applied, error) {
-	return up(ctx, pool, coreSet, cdcSet, cutoverSet)
+	return up(ctx, pool, coreSet, cdcSet, cutoverSet, riverSet, pricingSet)
 }
 
 // UpCDC applies the pending migrations of the tables ficus cdc keeps in
@@ -101,6 +109,14 @@ func up(ctx context.Context, pool *pgxpool.Pool, sets ...set) ([]Applied, error)
 	for _, st := range sets {
 		if err := canCreateVersionTable(ctx, pool, st); err != nil {
 			return applied, err
+		}
+		if st == riverSet {
+			ran, err := upRiver(ctx, pool)
+			applied = append(applied, ran...)
+			if err != nil {
+				return applied, err
+			}
+			continue
 		}
 		p, err := provider(db, st)
 		if err != nil {
@@ -137,14 +153,22 @@ func canCreateVersionTable(ctx context.Context, pool *pgxpool.Pool, st set) erro
 	return nil
 }
 
-// Status lists every known migration, the core set's then the cdc set's,
-// oldest first, and whether it has run. It changes nothing, and works on a
+// Status lists every known migration, set by set in the order Up applies
+// them, oldest first, and whether it has run. It changes nothing, and works on a
 // database ficus has never touched.
 func Status(ctx context.Context, pool *pgxpool.Pool) ([]Migration, error) {
 	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
 	var out []Migration
-	for _, st := range []set{coreSet, cdcSet, cutoverSet} {
+	for _, st := range []set{coreSet, cdcSet, cutoverSet, riverSet, pricingSet} {
+		if st == riverSet {
+			ms, err := statusRiver(ctx, pool)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ms...)
+			continue
+		}
 		ms, err := status(ctx, db, st)
 		if err != nil {
 			return nil, err

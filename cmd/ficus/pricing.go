@@ -64,6 +64,29 @@ func (a *app) simEstimator() (pricing.Estimator, error) {
 	return instant.New(instant.Config{})
 }
 
+// newCalculator builds the calculator named: legacy asks the MES at
+// mesURL, mesh and slicer price the store's models with pl.
+func (a *app) newCalculator(name string, store *pricing.Store, pl *pricing.PriceList, mesURL string, mesTimeout time.Duration) (pricing.Calculator, error) {
+	switch name {
+	case "legacy":
+		if mesURL == "" {
+			return nil, usageError{errors.New("--calculator legacy needs --mes-url, the MES's base URL")}
+		}
+		calc, err := legacy.New(legacy.Config{BaseURL: mesURL, Timeout: mesTimeout})
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--mes-url: %w", err)}
+		}
+		return calc, nil
+	case "mesh", "slicer":
+		est, err := a.estimatorFor(name)
+		if err != nil {
+			return nil, err
+		}
+		return pricing.NewCalculator(pricing.CalculatorConfig{Name: name, Store: store, PriceList: pl, Estimator: est})
+	}
+	return nil, usageError{fmt.Errorf("--calculator %q: want mesh, slicer or legacy", name)}
+}
+
 // loadPriceList reads --price-list, or the embedded default when empty.
 func loadPriceList(path string) (*pricing.PriceList, error) {
 	if path == "" {
@@ -84,7 +107,7 @@ func (a *app) pricingCommand() *cobra.Command {
 instant estimate from the geometry), slicer (PrusaSlicer) or legacy (the
 MES's own quote endpoint). See docs/pricing.md.`,
 	}
-	cmd.AddCommand(a.pricingQuoteCommand())
+	cmd.AddCommand(a.pricingQuoteCommand(), a.pricingWorkerCommand(), a.pricingAPICommand())
 	return cmd
 }
 
@@ -137,21 +160,9 @@ Exit codes: 0 priced, 1 not priced (the reason is printed), 2 usage.`,
 			if err != nil {
 				return err
 			}
-			var calc pricing.Calculator
-			if calculator == "legacy" {
-				calc, err = legacy.New(legacy.Config{BaseURL: mesURL, Timeout: mesTimeout})
-				if err != nil {
-					return usageError{fmt.Errorf("--mes-url: %w", err)}
-				}
-			} else {
-				est, err := a.estimatorFor(calculator)
-				if err != nil {
-					return err
-				}
-				calc, err = pricing.NewCalculator(pricing.CalculatorConfig{Name: calculator, Store: store, PriceList: pl, Estimator: est})
-				if err != nil {
-					return err
-				}
+			calc, err := a.newCalculator(calculator, store, pl, mesURL, mesTimeout)
+			if err != nil {
+				return err
 			}
 			q, err := calc.Quote(ctx, pricing.Request{ModelKey: key, Material: material, Quantity: quantity})
 			if err != nil {

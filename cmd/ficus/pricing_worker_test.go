@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ficuslabs/ficus/internal/pgtest"
+)
+
+func TestPricingCommandsRefuseBadFlags(t *testing.T) {
+	t.Setenv("FICUS_DATABASE_URL", "")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"pricing", "worker", "--lane", "vip", "--database-url", "postgres://127.0.0.1:1/x"}, "--lane"},
+		{[]string{"pricing", "worker", "--lane", "b2b", "--concurrency", "0", "--database-url", "postgres://127.0.0.1:1/x"}, "--concurrency"},
+		{[]string{"pricing", "worker", "--lane", "b2b"}, "--database-url"},
+		{[]string{"pricing", "api", "--default-lane", "b2x"}, "--default-lane"},
+		{[]string{"pricing", "api", "--tenant-lane", "shop=vip"}, "--tenant-lane"},
+		{[]string{"pricing", "api"}, "--database-url"},
+	} {
+		code, _, stderr := ficus(t, tc.args...)
+		if code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("ficus %s: exit %d, %q; want 2 naming %s", strings.Join(tc.args, " "), code, stderr, tc.want)
+		}
+	}
+}
+
+func TestPricingAPIServesQuotes(t *testing.T) {
+	db := pgtest.New(t)
+	if code, out, errOut := ficus(t, "migrate", "up", "--database-url", db.URL); code != 0 {
+		t.Fatalf("migrate up: %d\n%s%s", code, out, errOut)
+	}
+	bin := buildFicus(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "pricing", "api", "--database-url", db.URL, "--listen", "127.0.0.1:0",
+		"--metrics-listen", "127.0.0.1:0", "--operator-password", "pw", "--tenant-lane", "shop=b2c")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := false
+	defer func() {
+		if !exited {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	}()
+	lines := bufio.NewScanner(stderr)
+	var addr string
+	for addr == "" && lines.Scan() {
+		if m := regexp.MustCompile(`msg="quote API listening" addr=(\S+)`).FindStringSubmatch(lines.Text()); m != nil {
+			addr = m[1]
+		}
+	}
+	if addr == "" {
+		t.Fatal("the API did not say where it listens")
+	}
+	go io.Copy(io.Discard, stderr)
+
+	req, _ := http.NewRequest("POST", "http://"+addr+"/api/v1/quotes", strings.NewReader(`{"model_url":"parts/cube.stl","material":"PLA","quantity":2}`))
+	req.Header.Set("Prefer", "respond-async")
+	req.Header.Set("X-Ficus-Tenant", "shop")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != 202 || !strings.HasPrefix(loc, "/api/v1/quotes/") {
+		t.Fatalf("POST: %d, Location %q", resp.StatusCode, loc)
+	}
+	req, _ = http.NewRequest("GET", "http://"+addr+loc, nil)
+	req.Header.Set("X-Ficus-Tenant", "shop")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"status":"queued"`) || !strings.Contains(string(body), `"lane":"b2c"`) {
+		t.Fatalf("GET %s: %d %s", loc, resp.StatusCode, body)
+	}
+	resp, err = http.Get("http://" + addr + "/riverui/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("River's UI without the password: %d; want 401", resp.StatusCode)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	err = cmd.Wait()
+	exited = true
+	if err != nil {
+		t.Fatalf("after SIGTERM: %v; want exit 0", err)
+	}
+}

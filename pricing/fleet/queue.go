@@ -1,0 +1,433 @@
+package fleet
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/ficuslabs/ficus/internal/ctxsleep"
+	"github.com/ficuslabs/ficus/pricing"
+)
+
+// Limits of a submission's fields.
+const (
+	MaxTenantLen     = 200
+	MaxRequestKeyLen = 255
+	MaxModelURLLen   = 2048
+	MaxMaterialLen   = 64
+	MaxQuantity      = 1_000_000
+)
+
+// QueueConfig configures a Queue.
+type QueueConfig struct {
+	// Pool is the database with ficus's schema (ficus migrate up). Required.
+	Pool *pgxpool.Pool
+	// MaxAttempts is how often a job runs before its quote fails. Defaults
+	// to 5.
+	MaxAttempts int
+	// StatsInterval is how often Run samples every lane's queue for the
+	// metrics. Defaults to 5s.
+	StatsInterval time.Duration
+	// ReconnectDelay is the wait before listening again after the
+	// listening connection failed. Defaults to 1s.
+	ReconnectDelay time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Metrics receives the queue metrics; nil keeps them unregistered.
+	Metrics *metrics.Set
+}
+
+// Queue takes quote requests and gives their results.
+type Queue struct {
+	cfg    QueueConfig
+	river  *river.Client[pgx.Tx]
+	log    *slog.Logger
+	met    *metricsSet
+	mu     sync.Mutex
+	waits  map[string]map[chan struct{}]struct{}
+	listen chan struct{} // closed once Run listens
+	once   sync.Once
+}
+
+// NewQueue checks cfg and returns a Queue. Run it for Wait to be woken.
+func NewQueue(cfg QueueConfig) (*Queue, error) {
+	if cfg.Pool == nil {
+		return nil, fmt.Errorf("%w: fleet queue: Pool is required", ErrInvalid)
+	}
+	cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, 5)
+	cfg.StatsInterval = cmp.Or(cfg.StatsInterval, 5*time.Second)
+	cfg.ReconnectDelay = cmp.Or(cfg.ReconnectDelay, time.Second)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	rc, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{
+		Schema:      Schema,
+		Logger:      cfg.Logger,
+		MaxAttempts: cfg.MaxAttempts,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fleet queue: river client: %w", err)
+	}
+	return &Queue{
+		cfg:    cfg,
+		river:  rc,
+		log:    cfg.Logger.With("component", "pricing-queue"),
+		met:    newMetrics(cfg.Metrics),
+		waits:  map[string]map[chan struct{}]struct{}{},
+		listen: make(chan struct{}),
+	}, nil
+}
+
+// Submission is one quote request of a tenant.
+type Submission struct {
+	// Tenant owns the request; RequestKey is the tenant's id for it (an
+	// Idempotency-Key): a second submission with the same pair gives the
+	// first one's quote, and never a second job.
+	Tenant     string
+	RequestKey string
+	Lane       Lane
+	// ModelURL is the model as the client named it; Request.ModelKey is
+	// its key in the model store.
+	ModelURL string
+	Request  pricing.Request
+	// Priority is River's priority, 1 (first) to 4 (last). Defaults to 1;
+	// shadow requests use 4 so they never delay real ones.
+	Priority int
+}
+
+// Submitted is what Submit did.
+type Submitted struct {
+	// ID is the quote's id.
+	ID string
+	// Duplicate is true when the tenant's request key was submitted
+	// before: ID is the earlier quote and no job was added.
+	Duplicate bool
+}
+
+func (s *Submission) validate() error {
+	var problems []string
+	if s.Tenant == "" || len(s.Tenant) > MaxTenantLen {
+		problems = append(problems, fmt.Sprintf("tenant must be 1 to %d bytes", MaxTenantLen))
+	}
+	if s.RequestKey == "" || len(s.RequestKey) > MaxRequestKeyLen {
+		problems = append(problems, fmt.Sprintf("request key must be 1 to %d bytes", MaxRequestKeyLen))
+	}
+	if _, err := ParseLane(string(s.Lane)); err != nil {
+		problems = append(problems, fmt.Sprintf("lane %q: want b2b or b2c", s.Lane))
+	}
+	if len(s.ModelURL) > MaxModelURLLen {
+		problems = append(problems, fmt.Sprintf("model_url must be at most %d bytes", MaxModelURLLen))
+	}
+	if s.Request.ModelKey == "" {
+		problems = append(problems, "model key is required")
+	}
+	if m := strings.TrimSpace(s.Request.Material); m == "" || len(m) > MaxMaterialLen {
+		problems = append(problems, fmt.Sprintf("material must be 1 to %d bytes", MaxMaterialLen))
+	}
+	if s.Request.Quantity < 1 || s.Request.Quantity > MaxQuantity {
+		problems = append(problems, fmt.Sprintf("quantity must be between 1 and %d, got %d", MaxQuantity, s.Request.Quantity))
+	}
+	if s.Priority < 0 || s.Priority > 4 {
+		problems = append(problems, fmt.Sprintf("priority must be between 1 and 4, got %d", s.Priority))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Submit stores a quote request and queues its job, in one transaction.
+func (q *Queue) Submit(ctx context.Context, s Submission) (Submitted, error) {
+	var out Submitted
+	err := pgx.BeginFunc(ctx, q.cfg.Pool, func(tx pgx.Tx) error {
+		var err error
+		out, err = q.SubmitTx(ctx, tx, s)
+		return err
+	})
+	return out, err
+}
+
+const insertQuoteSQL = `
+INSERT INTO ficus.pricing_quotes (tenant, request_key, lane, model_url, request)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (tenant, request_key) DO NOTHING
+RETURNING id::text`
+
+const findQuoteSQL = `
+SELECT id::text, lane, model_url, request FROM ficus.pricing_quotes
+WHERE tenant = $1 AND request_key = $2`
+
+// SubmitTx stores a quote request and queues its job inside tx: the job
+// exists if and only if tx commits. A concurrent duplicate waits for the
+// first to commit (the unique key's row lock) and then finds it.
+func (q *Queue) SubmitTx(ctx context.Context, tx pgx.Tx, s Submission) (Submitted, error) {
+	if err := s.validate(); err != nil {
+		return Submitted{}, err
+	}
+	req, err := json.Marshal(s.Request)
+	if err != nil {
+		return Submitted{}, fmt.Errorf("submit quote: %w", err)
+	}
+	var id string
+	err = tx.QueryRow(ctx, insertQuoteSQL, s.Tenant, s.RequestKey, string(s.Lane), s.ModelURL, req).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return q.duplicate(ctx, tx, s)
+	}
+	if err != nil {
+		return Submitted{}, fmt.Errorf("submit quote: %w", err)
+	}
+	res, err := q.river.InsertTx(ctx, tx, quoteArgs{
+		QuoteID: id, Tenant: s.Tenant, RequestKey: s.RequestKey, Request: s.Request,
+	}, &river.InsertOpts{
+		Queue:       s.Lane.Queue(),
+		Priority:    cmp.Or(s.Priority, 1),
+		MaxAttempts: q.cfg.MaxAttempts,
+		UniqueOpts:  river.UniqueOpts{ByArgs: true},
+	})
+	if err != nil {
+		return Submitted{}, fmt.Errorf("submit quote: insert job: %w", err)
+	}
+	if _, err := tx.Exec(ctx, "UPDATE ficus.pricing_quotes SET job_id = $2 WHERE id = $1", id, res.Job.ID); err != nil {
+		return Submitted{}, fmt.Errorf("submit quote: %w", err)
+	}
+	q.met.submitted(s.Lane).Inc()
+	return Submitted{ID: id}, nil
+}
+
+func (q *Queue) duplicate(ctx context.Context, tx pgx.Tx, s Submission) (Submitted, error) {
+	var id, lane, modelURL string
+	var req pricing.Request
+	if err := tx.QueryRow(ctx, findQuoteSQL, s.Tenant, s.RequestKey).Scan(&id, &lane, &modelURL, &req); err != nil {
+		return Submitted{}, fmt.Errorf("submit quote: find the earlier request: %w", err)
+	}
+	if lane != string(s.Lane) || modelURL != s.ModelURL || req != s.Request {
+		return Submitted{}, fmt.Errorf("submit quote %s: %w", s.RequestKey, ErrKeyReused)
+	}
+	q.met.duplicates(s.Lane).Inc()
+	return Submitted{ID: id, Duplicate: true}, nil
+}
+
+// Quote states as Status.State gives them.
+const (
+	StateQueued   = "queued"
+	StateRunning  = "running"
+	StateDone     = "done"
+	StateRejected = "rejected"
+	StateFailed   = "failed"
+)
+
+// Status is a quote request and what became of it.
+type Status struct {
+	ID       string
+	Tenant   string
+	Lane     Lane
+	ModelURL string
+	Request  pricing.Request
+	// State is queued, running, done, rejected or failed.
+	State string
+	// Quote is the result when State is done.
+	Quote *pricing.Quote
+	// Error says why a quote was rejected or failed.
+	Error string
+	// Attempt is the job attempt that stored the result.
+	Attempt    int
+	CreatedAt  time.Time
+	StartedAt  time.Time // zero until a result is stored
+	FinishedAt time.Time // zero until a result is stored
+}
+
+// Final reports whether the quote has its result.
+func (s *Status) Final() bool {
+	return s.State == StateDone || s.State == StateRejected || s.State == StateFailed
+}
+
+// Queued is how long the request waited for the attempt that priced it.
+func (s *Status) Queued() time.Duration {
+	if s.StartedAt.IsZero() {
+		return 0
+	}
+	return max(0, s.StartedAt.Sub(s.CreatedAt))
+}
+
+// Calc is how long the pricing attempt took.
+func (s *Status) Calc() time.Duration {
+	if s.FinishedAt.IsZero() {
+		return 0
+	}
+	return max(0, s.FinishedAt.Sub(s.StartedAt))
+}
+
+const getQuoteSQL = `
+SELECT q.id::text, q.tenant, q.lane, q.model_url, q.request, q.status, q.result, q.error, q.attempt,
+       q.created_at, q.started_at, q.finished_at, coalesce(j.state::text, '')
+FROM ficus.pricing_quotes q LEFT JOIN ficus.river_job j ON j.id = q.job_id
+WHERE q.id = $1::uuid`
+
+// Get reads a quote. A non-empty tenant must own it, or Get answers
+// ErrNotFound.
+func (q *Queue) Get(ctx context.Context, tenant, id string) (*Status, error) {
+	if !isUUID(id) {
+		return nil, fmt.Errorf("get quote %q: %w", id, ErrNotFound)
+	}
+	var st Status
+	var lane, jobState string
+	var result []byte
+	var started, finished *time.Time
+	err := q.cfg.Pool.QueryRow(ctx, getQuoteSQL, id).Scan(&st.ID, &st.Tenant, &lane, &st.ModelURL, &st.Request,
+		&st.State, &result, &st.Error, &st.Attempt, &st.CreatedAt, &started, &finished, &jobState)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && tenant != "" && st.Tenant != tenant) {
+		return nil, fmt.Errorf("get quote %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get quote %q: %w", id, err)
+	}
+	st.Lane = Lane(lane)
+	if started != nil {
+		st.StartedAt = *started
+	}
+	if finished != nil {
+		st.FinishedAt = *finished
+	}
+	if st.State == StateQueued && jobState == "running" {
+		st.State = StateRunning
+	}
+	if result != nil {
+		st.Quote = new(pricing.Quote)
+		if err := json.Unmarshal(result, st.Quote); err != nil {
+			return nil, fmt.Errorf("get quote %q: stored result: %w", id, err)
+		}
+	}
+	return &st, nil
+}
+
+// Wait returns the quote once it has its result, or as it stands when ctx
+// ends (with ctx's error). It is woken by NOTIFY, so Run must be running.
+func (q *Queue) Wait(ctx context.Context, tenant, id string) (*Status, error) {
+	ch := make(chan struct{}, 1)
+	q.mu.Lock()
+	if q.waits[id] == nil {
+		q.waits[id] = map[chan struct{}]struct{}{}
+	}
+	q.waits[id][ch] = struct{}{}
+	q.mu.Unlock()
+	defer func() {
+		q.mu.Lock()
+		delete(q.waits[id], ch)
+		if len(q.waits[id]) == 0 {
+			delete(q.waits, id)
+		}
+		q.mu.Unlock()
+	}()
+	for {
+		st, err := q.Get(ctx, tenant, id)
+		if err != nil || st.Final() {
+			return st, err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			// Read once more without the ended context: the answer to
+			// give is the quote as it stands.
+			st, err := q.Get(context.WithoutCancel(ctx), tenant, id)
+			if err != nil {
+				return nil, err
+			}
+			return st, ctx.Err()
+		}
+	}
+}
+
+// wake tells the waiters of id (all waiters when id is empty) to look again.
+func (q *Queue) wake(id string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for wid, chans := range q.waits {
+		if id != "" && wid != id {
+			continue
+		}
+		for ch := range chans {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// Listening is closed once Run listens for results the first time.
+func (q *Queue) Listening() <-chan struct{} { return q.listen }
+
+// Run listens for stored results and wakes their waiters, and samples
+// every lane's queue for the metrics, until ctx ends.
+func (q *Queue) Run(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runSampler(ctx, q.cfg.Pool, Lanes, q.cfg.StatsInterval, q.met, q.log)
+	}()
+	defer func() { <-done }()
+	for {
+		err := q.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		q.log.Warn("listening for quote results failed; listening again", "err", err)
+		if ctxsleep.Sleep(ctx, q.cfg.ReconnectDelay) != nil {
+			return nil
+		}
+	}
+}
+
+func (q *Queue) listenOnce(ctx context.Context) error {
+	conn, err := q.cfg.Pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	// The connection leaves the pool: it is closed, never reused with a
+	// LISTEN on it.
+	pc := conn.Hijack()
+	defer pc.Close(context.WithoutCancel(ctx))
+	if _, err := pc.Exec(ctx, "LISTEN "+doneChannel); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	q.once.Do(func() { close(q.listen) })
+	// Results stored while nobody listened were missed: look again.
+	q.wake("")
+	for {
+		n, err := pc.WaitForNotification(ctx)
+		if err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+		q.wake(n.Payload)
+	}
+}
+
+// isUUID reports whether s is a UUID in its canonical text form.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range []byte(s) {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}

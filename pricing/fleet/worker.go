@@ -1,0 +1,318 @@
+package fleet
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/ficuslabs/ficus/pricing"
+)
+
+// WorkerConfig configures a Worker.
+type WorkerConfig struct {
+	// Pool is the database with ficus's schema (ficus migrate up). Required.
+	Pool *pgxpool.Pool
+	// Lane is the lane whose queue the worker runs. Required.
+	Lane Lane
+	// Calculator prices the lane's requests. Required.
+	Calculator pricing.Calculator
+	// Concurrency is how many jobs the worker runs at once. Defaults to 1.
+	Concurrency int
+	// JobTimeout is how long one attempt may run before its context is
+	// cancelled (and the job retried): it fits the slicer, whose slowest
+	// model takes 30 minutes. Defaults to 35m.
+	JobTimeout time.Duration
+	// RescueStuckJobsAfter is River's own rescuer's horizon, the backstop
+	// behind the heartbeat rescuer; it must exceed JobTimeout. Defaults
+	// to JobTimeout + 15m.
+	RescueStuckJobsAfter time.Duration
+	// HeartbeatInterval is how often the worker proves it is alive.
+	// Defaults to 5s.
+	HeartbeatInterval time.Duration
+	// HeartbeatTimeout is how stale a worker's heartbeat may get before a
+	// rescuer declares it dead and re-queues its running jobs; the worker
+	// stops its own jobs when it has not heartbeat for half of it. Must be
+	// at least twice HeartbeatInterval. Defaults to 20s.
+	HeartbeatTimeout time.Duration
+	// RescueInterval is how often the worker looks for the jobs of dead
+	// workers (of every lane). Defaults to 5s.
+	RescueInterval time.Duration
+	// StatsInterval is how often the worker samples its lane's queue for
+	// the metrics. Defaults to 5s.
+	StatsInterval time.Duration
+	// SoftStopTimeout is how long a stopping worker lets running jobs
+	// finish before it cancels them (they are retried). Defaults to 1m.
+	SoftStopTimeout time.Duration
+	// FetchCooldown and FetchPollInterval are River's; they default to
+	// River's defaults (100ms and 1s).
+	FetchCooldown     time.Duration
+	FetchPollInterval time.Duration
+	// ID names the worker process in River (attempted_by) and in
+	// ficus.pricing_workers; it must be unique. Defaults to the host name
+	// and a random suffix.
+	ID string
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Metrics receives the worker's metrics; nil keeps them unregistered.
+	Metrics *metrics.Set
+}
+
+// Worker runs one lane's quote jobs.
+type Worker struct {
+	cfg   WorkerConfig
+	river *river.Client[pgx.Tx]
+	log   *slog.Logger
+	met   *metricsSet
+}
+
+// NewWorker checks cfg and returns a Worker; Run runs it.
+func NewWorker(cfg WorkerConfig) (*Worker, error) {
+	if cfg.Pool == nil || cfg.Calculator == nil {
+		return nil, fmt.Errorf("%w: pricing worker: Pool and Calculator are required", ErrInvalid)
+	}
+	if _, err := ParseLane(string(cfg.Lane)); err != nil {
+		return nil, fmt.Errorf("pricing worker: %w", err)
+	}
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, 1)
+	cfg.JobTimeout = cmp.Or(cfg.JobTimeout, 35*time.Minute)
+	cfg.RescueStuckJobsAfter = cmp.Or(cfg.RescueStuckJobsAfter, cfg.JobTimeout+15*time.Minute)
+	cfg.HeartbeatInterval = cmp.Or(cfg.HeartbeatInterval, 5*time.Second)
+	cfg.HeartbeatTimeout = cmp.Or(cfg.HeartbeatTimeout, 20*time.Second)
+	cfg.RescueInterval = cmp.Or(cfg.RescueInterval, 5*time.Second)
+	cfg.StatsInterval = cmp.Or(cfg.StatsInterval, 5*time.Second)
+	cfg.SoftStopTimeout = cmp.Or(cfg.SoftStopTimeout, time.Minute)
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	if cfg.ID == "" {
+		cfg.ID = defaultID()
+	}
+	switch {
+	case cfg.Concurrency < 1:
+		return nil, fmt.Errorf("%w: pricing worker: concurrency must be at least 1, got %d", ErrInvalid, cfg.Concurrency)
+	case cfg.RescueStuckJobsAfter <= cfg.JobTimeout:
+		return nil, fmt.Errorf("%w: pricing worker: RescueStuckJobsAfter (%s) must exceed JobTimeout (%s)", ErrInvalid, cfg.RescueStuckJobsAfter, cfg.JobTimeout)
+	case cfg.HeartbeatTimeout < 2*cfg.HeartbeatInterval:
+		return nil, fmt.Errorf("%w: pricing worker: HeartbeatTimeout (%s) must be at least twice HeartbeatInterval (%s)", ErrInvalid, cfg.HeartbeatTimeout, cfg.HeartbeatInterval)
+	}
+	w := &Worker{
+		cfg: cfg,
+		log: cfg.Logger.With("component", "pricing-worker", "lane", string(cfg.Lane), "worker", cfg.ID),
+		met: newMetrics(cfg.Metrics),
+	}
+	workers := river.NewWorkers()
+	if err := river.AddWorkerSafely(workers, &quoteWorker{w: w}); err != nil {
+		return nil, fmt.Errorf("pricing worker: %w", err)
+	}
+	rc, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{
+		ID:                   cfg.ID,
+		Schema:               Schema,
+		Logger:               cfg.Logger,
+		Queues:               map[string]river.QueueConfig{cfg.Lane.Queue(): {MaxWorkers: cfg.Concurrency}},
+		Workers:              workers,
+		JobTimeout:           cfg.JobTimeout,
+		RescueStuckJobsAfter: cfg.RescueStuckJobsAfter,
+		SoftStopTimeout:      cfg.SoftStopTimeout,
+		FetchCooldown:        cfg.FetchCooldown,
+		FetchPollInterval:    cfg.FetchPollInterval,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pricing worker: river client: %w", err)
+	}
+	w.river = rc
+	return w, nil
+}
+
+func defaultID() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 6)
+	rand.Read(b)
+	return cmp.Or(host, "worker") + "-" + hex.EncodeToString(b)
+}
+
+// ID is the worker's id.
+func (w *Worker) ID() string { return w.cfg.ID }
+
+// Run registers the worker's heartbeat, works its lane's jobs and rescues
+// the jobs of dead workers until ctx ends; then it lets running jobs
+// finish (up to SoftStopTimeout) and deregisters. It returns ErrFenced or
+// ErrDeclaredDead when it lost its heartbeat; its jobs were cancelled and
+// will run elsewhere.
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.register(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it started
+		}
+		return err
+	}
+	// The heartbeat outlives ctx: a draining worker is alive until River
+	// has stopped.
+	beatCtx, stopBeat := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBeat()
+	beatErr := make(chan error, 1)
+	go func() { beatErr <- w.heartbeatLoop(beatCtx) }()
+
+	riverCtx, stopRiver := context.WithCancel(ctx)
+	defer stopRiver()
+	if err := w.river.Start(riverCtx); err != nil {
+		stopBeat()
+		<-beatErr
+		return fmt.Errorf("pricing worker: start: %w", err)
+	}
+	loops := make(chan struct{}, 2)
+	go func() {
+		defer func() { loops <- struct{}{} }()
+		runSampler(riverCtx, w.cfg.Pool, []Lane{w.cfg.Lane}, w.cfg.StatsInterval, w.met, w.log)
+	}()
+	go func() {
+		defer func() { loops <- struct{}{} }()
+		w.rescueLoop(riverCtx)
+	}()
+	w.log.Info("pricing worker started", "concurrency", w.cfg.Concurrency, "job_timeout", w.cfg.JobTimeout)
+
+	var err error
+	beatDone := false
+	select {
+	case <-ctx.Done():
+		<-w.river.Stopped()
+	case <-w.river.Stopped():
+		err = errors.New("pricing worker: river client stopped")
+	case err = <-beatErr:
+		beatDone = true
+		w.log.Error("pricing worker lost its heartbeat; cancelling its jobs", "err", err)
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		w.river.StopAndCancel(stopCtx)
+		cancel()
+	}
+	stopRiver()
+	<-loops
+	<-loops
+	stopBeat()
+	if !beatDone {
+		if berr := <-beatErr; err == nil {
+			err = berr
+		}
+	}
+	if err == nil {
+		derr := w.deregister(context.WithoutCancel(ctx))
+		if derr != nil {
+			w.log.Warn("deregistering the worker failed; rescuers will find it stale", "err", derr)
+		}
+	}
+	return err
+}
+
+// quoteWorker is the River worker of quote jobs.
+type quoteWorker struct {
+	river.WorkerDefaults[quoteArgs]
+	w *Worker
+}
+
+func (qw *quoteWorker) Timeout(*river.Job[quoteArgs]) time.Duration { return qw.w.cfg.JobTimeout }
+
+func (qw *quoteWorker) Work(ctx context.Context, job *river.Job[quoteArgs]) error {
+	return qw.w.work(ctx, job)
+}
+
+func (w *Worker) work(ctx context.Context, job *river.Job[quoteArgs]) error {
+	lane := laneOfQueue(job.Queue)
+	started := time.Now()
+	if job.AttemptedAt != nil {
+		w.met.wait(lane).Update(max(0, job.AttemptedAt.Sub(job.ScheduledAt)).Seconds())
+		started = *job.AttemptedAt
+	}
+	q, err := w.cfg.Calculator.Quote(ctx, job.Args.Request)
+	w.met.run(lane).UpdateDuration(started)
+	log := w.log.With("quote", job.Args.QuoteID, "job", job.ID, "attempt", job.Attempt)
+	switch {
+	case err == nil:
+		res, merr := json.Marshal(q)
+		if merr != nil {
+			return fmt.Errorf("quote %s: encode result: %w", job.Args.QuoteID, merr)
+		}
+		if err := w.store(ctx, job, started, StateDone, res, ""); err != nil {
+			return err
+		}
+		w.met.jobs(lane, "done").Inc()
+		return nil
+	case errors.Is(err, pricing.ErrRejected):
+		if serr := w.store(ctx, job, started, StateRejected, nil, err.Error()); serr != nil {
+			return serr
+		}
+		w.met.jobs(lane, "rejected").Inc()
+		log.Info("quote rejected", "err", err)
+		return river.JobCancel(err)
+	case job.Attempt >= job.MaxAttempts:
+		if serr := w.store(ctx, job, started, StateFailed, nil, err.Error()); serr != nil {
+			return serr
+		}
+		w.met.jobs(lane, "failed").Inc()
+		log.Warn("quote failed; no attempts left", "err", err)
+		return err
+	default:
+		w.met.jobs(lane, "error").Inc()
+		log.Warn("quote attempt failed; it will be retried", "err", err)
+		return err
+	}
+}
+
+// errNotOwner means the job is no longer this attempt's: a rescuer gave it
+// to another worker.
+var errNotOwner = errors.New("job is no longer this attempt's")
+
+const lockJobSQL = `SELECT state::text, attempt FROM ficus.river_job WHERE id = $1 FOR UPDATE`
+
+const storeResultSQL = `
+UPDATE ficus.pricing_quotes
+SET status = $2, result = $3, error = $4, attempt = $5, started_at = $6, finished_at = clock_timestamp()
+WHERE id = $1 AND status = 'queued'`
+
+// store writes a quote's result once, in one transaction with the job's
+// completion (state done): only while the job is running this very
+// attempt, and only if no result is stored yet. It notifies waiters.
+func (w *Worker) store(ctx context.Context, job *river.Job[quoteArgs], started time.Time, state string, result []byte, errText string) error {
+	// The result is written even when the job's own context ended right
+	// after the calculator returned.
+	ctx = context.WithoutCancel(ctx)
+	err := pgx.BeginFunc(ctx, w.cfg.Pool, func(tx pgx.Tx) error {
+		var jobState string
+		var attempt int
+		if err := tx.QueryRow(ctx, lockJobSQL, job.ID).Scan(&jobState, &attempt); err != nil {
+			return err
+		}
+		if jobState != "running" || attempt != job.Attempt {
+			return fmt.Errorf("%w (state %s, attempt %d)", errNotOwner, jobState, attempt)
+		}
+		var res any
+		if result != nil {
+			res = result
+		}
+		if _, err := tx.Exec(ctx, storeResultSQL, job.Args.QuoteID, state, res, errText, job.Attempt, started); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", doneChannel, job.Args.QuoteID); err != nil {
+			return err
+		}
+		if state == StateDone {
+			if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
+				return fmt.Errorf("complete job: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("quote %s: store result: %w", job.Args.QuoteID, err)
+	}
+	return nil
+}
