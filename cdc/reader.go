@@ -104,6 +104,15 @@ type ReaderConfig struct {
 	// changes, so a sink can write and sync them together. Otherwise as
 	// Deliver.
 	DeliverBatch func(ctx context.Context, txs []Tx) error
+	// MessagePrefix, when set, also hands to Deliver (or DeliverBatch)
+	// the transactions without row changes that carry a logical decoding
+	// message whose prefix starts with it (see Tx.Messages): ficus outbox
+	// relays such messages. It must start with MessagePrefix, the
+	// prefix of the messages the decoder keeps. Defaults to "": such
+	// transactions are acknowledged without Deliver, as heartbeats are.
+	// A transaction's messages are not split into parts (PartSize counts
+	// changes): they are held in memory until its commit.
+	MessagePrefix string
 	// BatchSize is how many changes DeliverBatch gets at most, unless one
 	// transaction alone has more. Defaults to 4096.
 	BatchSize int
@@ -242,6 +251,9 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 	}
 	if cfg.Deliver == nil && cfg.DeliverBatch == nil {
 		errs = append(errs, errors.New("a Deliver or DeliverBatch func is required"))
+	}
+	if cfg.MessagePrefix != "" && !strings.HasPrefix(cfg.MessagePrefix, MessagePrefix) {
+		errs = append(errs, fmt.Errorf("MessagePrefix %q must start with %q", cfg.MessagePrefix, MessagePrefix))
 	}
 	if cfg.BatchSize < 0 {
 		errs = append(errs, errors.New("BatchSize must not be negative (zero means the default)"))

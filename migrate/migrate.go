@@ -9,10 +9,14 @@
 //   - core (sql/*.sql, version table ficus.schema_migrations): the tables
 //     of ficus's own state database, such as the proxy's idempotency keys;
 //   - cdc (cdc/*.sql, version table ficus.cdc_schema_migrations): the
-//     tables ficus cdc keeps in the database it captures (ficus.cdc_snapshot).
+//     tables ficus cdc keeps in the database it captures (ficus.cdc_snapshot);
+//   - outbox (outbox/*.sql, version table ficus.outbox_schema_migrations):
+//     the table, functions and inbox of ficus outbox, in the database of
+//     the services that enqueue events or consume them.
 //
-// Up ("ficus migrate up") applies both; UpCDC ("ficus cdc setup") applies
-// only the cdc set.
+// Up ("ficus migrate up") applies them all; UpCDC ("ficus cdc setup")
+// applies only the cdc set, UpOutbox ("ficus outbox relay") only the
+// outbox set.
 package migrate
 
 import (
@@ -38,7 +42,7 @@ const Schema = "ficus"
 // wrapping message says which privilege is missing.
 var ErrPrivilege = errors.New("migrate: insufficient privilege")
 
-//go:embed sql/*.sql cdc/*.sql
+//go:embed sql/*.sql cdc/*.sql outbox/*.sql
 var embedded embed.FS
 
 // set is one group of migrations with its own version table.
@@ -53,8 +57,9 @@ type set struct {
 }
 
 var (
-	coreSet = set{dir: "sql", versionTable: Schema + ".schema_migrations"}
-	cdcSet  = set{dir: "cdc", versionTable: Schema + ".cdc_schema_migrations", prefix: "cdc/"}
+	coreSet   = set{dir: "sql", versionTable: Schema + ".schema_migrations"}
+	cdcSet    = set{dir: "cdc", versionTable: Schema + ".cdc_schema_migrations", prefix: "cdc/"}
+	outboxSet = set{dir: "outbox", versionTable: Schema + ".outbox_schema_migrations", prefix: "outbox/"}
 )
 
 // Migration is one migration and whether it has run.
@@ -72,10 +77,17 @@ type Applied struct {
 	Duration time.Duration
 }
 
-// Up applies every pending migration in order, the core set's then the
-// cdc set's, and returns what it ran.
+// Up applies every pending migration in order, the core set's, the cdc
+// set's then the outbox set's, and returns what it ran.
 func Up(ctx context.Context, pool *pgxpool.Pool) ([]Applied, error) {
-	return up(ctx, pool, coreSet, cdcSet)
+	return up(ctx, pool, coreSet, cdcSet, outboxSet)
+}
+
+// UpOutbox applies the pending migrations of ficus outbox's table,
+// functions and inbox, and returns what it ran. It needs the privileges
+// UpCDC needs.
+func UpOutbox(ctx context.Context, pool *pgxpool.Pool) ([]Applied, error) {
+	return up(ctx, pool, outboxSet)
 }
 
 // UpCDC applies the pending migrations of the tables ficus cdc keeps in
@@ -132,14 +144,14 @@ func canCreateVersionTable(ctx context.Context, pool *pgxpool.Pool, st set) erro
 	return nil
 }
 
-// Status lists every known migration, the core set's then the cdc set's,
-// oldest first, and whether it has run. It changes nothing, and works on a
+// Status lists every known migration, the core set's, the cdc set's then
+// the outbox set's, oldest first, and whether it has run. It changes nothing, and works on a
 // database ficus has never touched.
 func Status(ctx context.Context, pool *pgxpool.Pool) ([]Migration, error) {
 	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
 	var out []Migration
-	for _, st := range []set{coreSet, cdcSet} {
+	for _, st := range []set{coreSet, cdcSet, outboxSet} {
 		ms, err := status(ctx, db, st)
 		if err != nil {
 			return nil, err

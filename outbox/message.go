@@ -1,0 +1,307 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ficuslabs/ficus/cdc"
+)
+
+// Message mode: the relay reads the outbox messages from the WAL with the
+// cdc reader, on a slot and a table-less publication of its own. The
+// slot's confirmed position is the checkpoint: it moves past a
+// transaction only once its events are delivered or parked.
+//
+// A slot has one reader. A second relay started the same way gets "slot
+// active" (55006) from the server, which the reader treats as transient:
+// it tries again every TakeoverRetryMax at most, and takes over as soon
+// as the active relay's connection is gone.
+//
+// The WAL is one sequence, so an event that keeps failing cannot wait in
+// it without holding back every other aggregate. When some aggregates of
+// a batch fail and others do not, or the sink rejects an event for good,
+// the failing aggregates' events are parked: inserted into ficus.outbox,
+// where the relay's table loop delivers them with table mode's
+// per-aggregate retries. Later events of a parked aggregate are parked
+// behind them, in order, until its parked events are delivered; the
+// others go on from the WAL. When every aggregate of a batch fails with a
+// retryable error (the sink is down), delivery pauses instead and the
+// slot keeps the WAL.
+
+const (
+	parkedSQL = `SELECT DISTINCT aggregate_type, aggregate_id FROM ficus.outbox WHERE delivered_at IS NULL`
+	parkSQL   = `INSERT INTO ficus.outbox (id, aggregate_type, aggregate_id, event_type, payload, headers, created_at)
+VALUES ($1, $2, $3, $4, $5::json, $6::jsonb, $7) ON CONFLICT (id) DO NOTHING`
+)
+
+// errSinkDown marks a batch every aggregate of which failed with a
+// retryable error: the reader pauses and delivers it again.
+var errSinkDown = errors.New("outbox: the sink failed every aggregate of the batch")
+
+// runMessage prepares the slot and the table of parked events, then runs
+// the cdc reader and the table loop until ctx ends.
+func (r *Relay) runMessage(ctx context.Context) error {
+	pool, err := pgxpool.New(ctx, r.cfg.ConnString)
+	if err != nil {
+		return fmt.Errorf("outbox relay: connect: %w", err)
+	}
+	defer pool.Close()
+	if err := r.prepareSlot(ctx, pool); err != nil {
+		return err
+	}
+	var reading atomic.Bool
+	reader, err := cdc.NewReader(cdc.ReaderConfig{
+		ConnString:        r.cfg.ConnString,
+		Slot:              r.cfg.Slot,
+		Publication:       r.cfg.Publication,
+		MessagePrefix:     r.cfg.Prefix,
+		DeliverBatch:      func(ctx context.Context, txs []cdc.Tx) error { return r.deliverMessages(ctx, pool, txs) },
+		Retryable:         func(err error) bool { return errors.Is(err, errSinkDown) || isTransientDB(err) },
+		RetryMax:          r.cfg.TakeoverRetryMax,
+		Heartbeat:         r.cfg.Heartbeat,
+		StatusInterval:    r.cfg.StatusInterval,
+		SnapshotChunkSize: -1,
+		Logger:            r.cfg.Logger,
+		Metrics:           r.cfg.Metrics,
+		Now:               r.cfg.Now,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	r.log.Info("relaying outbox messages", "slot", r.cfg.Slot, "prefix", r.cfg.Prefix)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return reader.Run(gctx) })
+	g.Go(func() error {
+		// Parked events: the table loop, with readiness of its own.
+		return r.runTable(gctx, func(error) {})
+	})
+	g.Go(func() error {
+		r.watchReader(gctx, reader, &reading)
+		return nil
+	})
+	err = g.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// watchReader mirrors the reader's readiness into the relay's until ctx
+// ends.
+func (r *Relay) watchReader(ctx context.Context, reader *cdc.Reader, reading *atomic.Bool) {
+	for {
+		err := reader.Ready()
+		if errors.Is(err, cdc.ErrDisconnected) {
+			err = ErrStandby
+		}
+		r.setReady(err)
+		if reading.Swap(err == nil) != (err == nil) && err == nil {
+			r.log.Info("reading the slot", "slot", r.cfg.Slot)
+		}
+		if r.cfg.Sleep(ctx, r.cfg.PollInterval/4) != nil {
+			return
+		}
+	}
+}
+
+// prepareSlot applies the outbox migrations (for parked events) and
+// creates the publication and the slot when they are missing; relays
+// starting together may race to, which is harmless.
+func (r *Relay) prepareSlot(ctx context.Context, pool *pgxpool.Pool) error {
+	if _, err := Migrate(ctx, pool); err != nil {
+		return err
+	}
+	var exists bool
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, r.cfg.Publication).Scan(&exists); err != nil {
+		return fmt.Errorf("outbox relay: look up publication %s: %w", r.cfg.Publication, err)
+	}
+	if !exists {
+		_, err := pool.Exec(ctx, "CREATE PUBLICATION "+pgx.Identifier{r.cfg.Publication}.Sanitize())
+		if err != nil && !isDuplicate(err) {
+			return fmt.Errorf("outbox relay: create publication %s (needs CREATE on the database): %w", r.cfg.Publication, err)
+		}
+		if err == nil {
+			r.log.Info("created publication", "publication", r.cfg.Publication)
+		}
+	}
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, r.cfg.Slot).Scan(&exists); err != nil {
+		return fmt.Errorf("outbox relay: look up slot %s: %w", r.cfg.Slot, err)
+	}
+	if !exists {
+		_, err := pool.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, r.cfg.Slot)
+		if err != nil && !isDuplicate(err) {
+			return fmt.Errorf("outbox relay: create slot %s (needs REPLICATION and wal_level=logical): %w", r.cfg.Slot, err)
+		}
+		if err == nil {
+			r.log.Info("created replication slot", "slot", r.cfg.Slot)
+		}
+	}
+	return nil
+}
+
+func isDuplicate(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42710"
+}
+
+// isTransientDB reports whether a database error of parking may heal.
+func isTransientDB(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57") || strings.HasPrefix(pgErr.Code, "53") || pgErr.Code == "40001" || pgErr.Code == "40P01"
+	}
+	return pgconn.SafeToRetry(err) || pgconn.Timeout(err) || errors.Is(err, errParkDB)
+}
+
+// errParkDB marks a failure to reach the database while parking.
+var errParkDB = errors.New("outbox: park events")
+
+// records returns the outbox events of txs, in WAL order; malformed
+// messages are logged and counted, and skipped.
+func (r *Relay) records(txs []cdc.Tx) []Record {
+	var out []Record
+	for _, tx := range txs {
+		for _, m := range tx.Messages {
+			if !strings.HasPrefix(m.Prefix, r.cfg.Prefix) {
+				continue
+			}
+			rec, err := DecodeMessage(m.Content)
+			if err != nil {
+				r.m.malformed.Inc()
+				r.log.Error("skipping a malformed outbox message", "err", err, "xid", tx.XID, "commit_lsn", tx.CommitLSN.String(), "prefix", m.Prefix)
+				continue
+			}
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// deliverMessages delivers the outbox events of txs, parking those of
+// aggregates that are parked already or fail on their own.
+func (r *Relay) deliverMessages(ctx context.Context, pool *pgxpool.Pool, txs []cdc.Tx) error {
+	records := r.records(txs)
+	if len(records) == 0 {
+		return nil
+	}
+	parked, err := r.parkedAggregates(ctx, pool)
+	if err != nil {
+		return err
+	}
+	var direct, park []Record
+	for _, rec := range records {
+		if parked[aggregate{rec.AggregateType, rec.AggregateID}] {
+			park = append(park, rec)
+		} else {
+			direct = append(direct, rec)
+		}
+	}
+	if len(direct) > 0 {
+		if err := r.cfg.Sink.Send(ctx, r.events(direct)); err == nil {
+			r.delivered(direct)
+		} else {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			failed, err := r.deliverEach(ctx, direct, err)
+			if err != nil {
+				return err
+			}
+			park = append(park, failed...)
+		}
+	}
+	if len(park) > 0 {
+		if err := r.park(ctx, pool, park); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deliverEach sends each aggregate's records on their own after the
+// batch failed with batchErr, and returns the records of the aggregates
+// that failed, to be parked; errSinkDown when all of them failed with
+// retryable errors.
+func (r *Relay) deliverEach(ctx context.Context, records []Record, batchErr error) ([]Record, error) {
+	groups := groupByAggregate(records)
+	var (
+		failed    []Record
+		anyOK     bool
+		permanent bool
+		last      = batchErr
+	)
+	for _, group := range groups {
+		err := r.cfg.Sink.Send(ctx, r.events(group))
+		if err == nil {
+			anyOK = true
+			r.delivered(group)
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		last = err
+		r.m.retries.Inc()
+		if !r.cfg.Retryable(err) {
+			permanent = true
+		}
+		r.log.Warn("event failed; parking its aggregate", "err", err, "id", group[0].ID,
+			"aggregate_type", group[0].AggregateType, "aggregate_id", group[0].AggregateID)
+		failed = append(failed, group...)
+	}
+	if !anyOK && !permanent {
+		return nil, fmt.Errorf("%w: %w", errSinkDown, last)
+	}
+	return failed, nil
+}
+
+// parkedAggregates returns the aggregates with parked events not yet
+// delivered.
+func (r *Relay) parkedAggregates(ctx context.Context, pool *pgxpool.Pool) (map[aggregate]bool, error) {
+	rows, err := pool.Query(ctx, parkedSQL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read parked aggregates: %w", errParkDB, err)
+	}
+	out := map[aggregate]bool{}
+	for rows.Next() {
+		var k aggregate
+		if err := rows.Scan(&k.typ, &k.id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("%w: read parked aggregates: %w", errParkDB, err)
+		}
+		out[k] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%w: read parked aggregates: %w", errParkDB, err)
+	}
+	return out, nil
+}
+
+// park inserts records into ficus.outbox, in order, in one transaction.
+func (r *Relay) park(ctx context.Context, pool *pgxpool.Pool, records []Record) error {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		for _, rec := range records {
+			headers := rec.Headers
+			if headers == nil {
+				headers = map[string]string{}
+			}
+			if _, err := tx.Exec(ctx, parkSQL, rec.ID, rec.AggregateType, rec.AggregateID, rec.Type, string(rec.Payload), headers, rec.CreatedAt); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w: park %d events: %w", errParkDB, len(records), err)
+	}
+	r.m.parked.Add(len(records))
+	return nil
+}
