@@ -74,14 +74,14 @@ type Event struct {
 // message is the JSON document of an outbox message (message mode) and
 // the shape ficus.outbox_emit writes.
 type message struct {
-	V             int               `json:"v"`
-	ID            string            `json:"id"`
-	AggregateType string            `json:"aggregate_type"`
-	AggregateID   string            `json:"aggregate_id"`
-	Type          string            `json:"type"`
-	Payload       json.RawMessage   `json:"payload"`
-	Headers       map[string]any    `json:"headers,omitempty"`
-	CreatedAt     time.Time         `json:"created_at"`
+	V             int             `json:"v"`
+	ID            string          `json:"id"`
+	AggregateType string          `json:"aggregate_type"`
+	AggregateID   string          `json:"aggregate_id"`
+	Type          string          `json:"type"`
+	Payload       json.RawMessage `json:"payload"`
+	Headers       map[string]any  `json:"headers,omitempty"`
+	CreatedAt     time.Time       `json:"created_at"`
 }
 
 // messageVersion is the version of message this ficus writes and reads.

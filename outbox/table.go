@@ -43,11 +43,11 @@ SELECT id, aggregate_type, aggregate_id, event_type, payload::text, headers::tex
                     WHERE b.t = aggregate_type AND b.i = aggregate_id)
  ORDER BY xid, seq
  LIMIT $5`
-	deleteSQL      = `DELETE FROM ficus.outbox WHERE id = ANY($1)`
-	markSQL        = `UPDATE ficus.outbox SET delivered_at = $2 WHERE id = ANY($1)`
-	failSQL        = `UPDATE ficus.outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1`
-	cleanupSQL     = `DELETE FROM ficus.outbox WHERE delivered_at < $1`
-	backlogSQL     = `
+	deleteSQL  = `DELETE FROM ficus.outbox WHERE id = ANY($1)`
+	markSQL    = `UPDATE ficus.outbox SET delivered_at = $2 WHERE id = ANY($1)`
+	failSQL    = `UPDATE ficus.outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1`
+	cleanupSQL = `DELETE FROM ficus.outbox WHERE delivered_at < $1`
+	backlogSQL = `
 SELECT count(*), min(created_at),
        count(*) FILTER (WHERE xid >= pg_snapshot_xmin(pg_current_snapshot())),
        min(created_at) FILTER (WHERE xid >= pg_snapshot_xmin(pg_current_snapshot()))
@@ -415,7 +415,7 @@ func (l *tableLoop) forget(p int32) {
 // readMetrics reads the backlog and the xmin hold-back.
 func (l *tableLoop) readMetrics(ctx context.Context, now time.Time) error {
 	var (
-		backlog, held  int64
+		backlog, held   int64
 		oldest, oldHeld *time.Time
 	)
 	if err := l.conn.QueryRow(ctx, backlogSQL).Scan(&backlog, &oldest, &held, &oldHeld); err != nil {
@@ -433,4 +433,3 @@ func (l *tableLoop) readMetrics(ctx context.Context, now time.Time) error {
 	storeFloat(&l.r.m.holdAge, age(oldHeld))
 	return nil
 }
-

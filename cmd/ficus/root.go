@@ -91,6 +91,7 @@ FICUS_DATABASE_URL). A flag given on the command line wins.`,
 		a.migrateCommand(),
 		a.proxyCommand(),
 		a.cdcCommand(),
+		a.outboxCommand(),
 		a.simCommand(),
 		a.demoCommand(),
 	)
