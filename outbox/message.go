@@ -239,15 +239,18 @@ func (r *Relay) deliverEach(ctx context.Context, records []Record, batchErr erro
 		last      = batchErr
 	)
 	for _, group := range groups {
-		err := r.cfg.Sink.Send(ctx, r.events(group))
-		if err == nil {
+		n, err := r.sendGroup(ctx, group)
+		if n > 0 {
 			anyOK = true
-			r.delivered(group)
+			r.delivered(group[:n])
+		}
+		if err == nil {
 			continue
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		group = group[n:]
 		last = err
 		r.m.retries.Inc()
 		if !r.cfg.Retryable(err) {

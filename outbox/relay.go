@@ -271,3 +271,23 @@ func (r *Relay) delivered(records []Record) {
 	}
 	r.m.events.Add(len(records))
 }
+
+// sendGroup sends one aggregate's records after a larger batch failed:
+// together first, then, when that fails, one at a time in order until
+// one fails. It returns how many of them were delivered (a prefix) and
+// the error of the first that was not.
+func (r *Relay) sendGroup(ctx context.Context, group []Record) (int, error) {
+	err := r.cfg.Sink.Send(ctx, r.events(group))
+	if err == nil {
+		return len(group), nil
+	}
+	if len(group) == 1 || ctx.Err() != nil {
+		return 0, err
+	}
+	for i := range group {
+		if err := r.cfg.Sink.Send(ctx, r.events(group[i:i+1])); err != nil {
+			return i, err
+		}
+	}
+	return len(group), nil
+}

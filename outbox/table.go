@@ -296,17 +296,19 @@ func (l *tableLoop) deliver(ctx context.Context, records []Record, metas []rowMe
 		meta[rec.ID] = metas[i]
 	}
 	for _, group := range groupByAggregate(records) {
-		if err := l.r.cfg.Sink.Send(ctx, l.r.events(group)); err != nil {
+		n, err := l.r.sendGroup(ctx, group)
+		if n > 0 {
+			if err := l.done(ctx, group[:n]); err != nil {
+				return err
+			}
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if err := l.fail(ctx, group[0], meta[group[0].ID], err); err != nil {
+			if err := l.fail(ctx, group[n], meta[group[n].ID], err); err != nil {
 				return err
 			}
-			continue
-		}
-		if err := l.done(ctx, group); err != nil {
-			return err
 		}
 	}
 	return nil
