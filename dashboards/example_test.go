@@ -25,6 +25,7 @@ func ExampleFS() {
 	// alerts/proxy.yml
 	// grafana/cdc.json
 	// grafana/legacy-world.json
+	// grafana/outbox.json
 	// grafana/proxy.json
 	// provisioning/dashboards/ficus.yml
 	// provisioning/datasources/victoriametrics.yml
