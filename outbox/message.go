@@ -147,9 +147,11 @@ func (r *Relay) prepareSlot(ctx context.Context, pool *pgxpool.Pool) error {
 	return nil
 }
 
+// isDuplicate reports whether creating an object failed because it
+// exists: 42710, or 23505 when another relay created it at the same time.
 func isDuplicate(err error) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "42710"
+	return errors.As(err, &pgErr) && (pgErr.Code == "42710" || pgErr.Code == "23505")
 }
 
 // isTransientDB reports whether a database error of parking may heal.
