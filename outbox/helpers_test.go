@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,8 @@ import (
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
+
+var slotSeq atomic.Int64
 
 var errRejected = errors.New("rejected by the test sink")
 
@@ -111,6 +114,11 @@ func startRelay(t *testing.T, cfg outbox.RelayConfig) *outbox.Relay {
 		cfg.Metrics = metrics.NewSet()
 	}
 	cfg.MetricsEvery = 20 * time.Millisecond
+	if cfg.Slot == "" {
+		// Slots are the server's, not the database's: one per test.
+		cfg.Slot = fmt.Sprintf("outbox_test_%d_%d", os.Getpid(), slotSeq.Add(1))
+		cfg.Publication = cfg.Slot
+	}
 	if os.Getenv("FICUS_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -42,10 +42,6 @@ const (
 VALUES ($1, $2, $3, $4, $5::json, $6::jsonb, $7) ON CONFLICT (id) DO NOTHING`
 )
 
-// errSinkDown marks a batch every aggregate of which failed with a
-// retryable error: the reader pauses and delivers it again.
-var errSinkDown = errors.New("outbox: the sink failed every aggregate of the batch")
-
 // runMessage prepares the slot and the table of parked events, then runs
 // the cdc reader and the table loop until ctx ends.
 func (r *Relay) runMessage(ctx context.Context) error {
@@ -230,40 +226,26 @@ func (r *Relay) deliverMessages(ctx context.Context, pool *pgxpool.Pool, txs []c
 
 // deliverEach sends each aggregate's records on their own after the
 // batch failed with batchErr, and returns the records of the aggregates
-// that failed, to be parked; errSinkDown when all of them failed with
-// retryable errors.
+// that failed, from their failing event on, to be parked; errSinkDown
+// when the sink looks down (see sendEach).
 func (r *Relay) deliverEach(ctx context.Context, records []Record, batchErr error) ([]Record, error) {
-	groups := groupByAggregate(records)
-	var (
-		failed    []Record
-		anyOK     bool
-		permanent bool
-		last      = batchErr
-	)
-	for _, group := range groups {
-		n, err := r.sendGroup(ctx, group)
-		if n > 0 {
-			anyOK = true
-			r.delivered(group[:n])
+	results, err := r.sendEach(ctx, records, batchErr)
+	if err != nil {
+		r.m.retries.Inc()
+		return nil, err
+	}
+	var failed []Record
+	for _, res := range results {
+		if len(res.delivered) > 0 {
+			r.delivered(res.delivered)
 		}
-		if err == nil {
+		if res.err == nil {
 			continue
 		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		group = group[n:]
-		last = err
 		r.m.retries.Inc()
-		if !r.cfg.Retryable(err) {
-			permanent = true
-		}
-		r.log.Warn("event failed; parking its aggregate", "err", err, "id", group[0].ID,
-			"aggregate_type", group[0].AggregateType, "aggregate_id", group[0].AggregateID)
-		failed = append(failed, group...)
-	}
-	if !anyOK && !permanent {
-		return nil, fmt.Errorf("%w: %w", errSinkDown, last)
+		r.log.Warn("event failed; parking its aggregate", "err", res.err, "id", res.rest[0].ID,
+			"aggregate_type", res.rest[0].AggregateType, "aggregate_id", res.rest[0].AggregateID)
+		failed = append(failed, res.rest...)
 	}
 	return failed, nil
 }

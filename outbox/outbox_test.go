@@ -56,7 +56,7 @@ func TestModesAndSQLFunctions(t *testing.T) {
 			t.Parallel()
 			db := migrated(t)
 			rec := &recorder{}
-			startRelay(t, outbox.RelayConfig{Mode: mode, ConnString: db.URL, Sink: rec, Slot: "s_" + string(mode), Publication: "p_" + string(mode)})
+			startRelay(t, outbox.RelayConfig{Mode: mode, ConnString: db.URL, Sink: rec})
 			w, err := outbox.NewWriter(outbox.WriterConfig{Mode: mode})
 			if err != nil {
 				t.Fatal(err)
@@ -201,16 +201,20 @@ func TestTableConcurrentProducers(t *testing.T) {
 // aggregate goes on in order.
 func TestPoisonBlocksItsAggregateOnly(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []outbox.Mode{outbox.ModeTable, outbox.ModeMessage} {
-		t.Run(string(mode), func(t *testing.T) {
+	for _, tc := range []struct {
+		mode      outbox.Mode
+		retryable bool
+	}{{outbox.ModeTable, false}, {outbox.ModeTable, true}, {outbox.ModeMessage, false}, {outbox.ModeMessage, true}} {
+		mode := tc.mode
+		t.Run(fmt.Sprintf("%s/retryable=%v", mode, tc.retryable), func(t *testing.T) {
 			t.Parallel()
 			db := migrated(t)
 			set := metrics.NewSet()
 			rec := &recorder{}
 			poison := func(e cloudevent.Event) bool { return strings.Contains(string(e.Data), "poison") }
 			rec.setReject(poison)
-			startRelay(t, outbox.RelayConfig{Mode: mode, ConnString: db.URL, Sink: rec, Metrics: set, Slot: "s_poison", Publication: "p_poison",
-				Retryable: func(error) bool { return false }})
+			startRelay(t, outbox.RelayConfig{Mode: mode, ConnString: db.URL, Sink: rec, Metrics: set,
+				Retryable: func(error) bool { return tc.retryable }})
 			w, _ := outbox.NewWriter(outbox.WriterConfig{Mode: mode})
 			bad := ev("order", "A", 2)
 			bad.Payload = json.RawMessage(`{"poison":true}`)
@@ -374,5 +378,51 @@ func TestInbox(t *testing.T) {
 	}
 	if !apply("e1") {
 		t.Fatal("an expired id is processed again")
+	}
+}
+
+// A sink that fails everything is down, not poisoned: no aggregate is
+// blocked or parked, the relay says it is not ready, and once the sink is
+// back everything goes in order.
+func TestSinkDownPausesWithoutBlocking(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []outbox.Mode{outbox.ModeTable, outbox.ModeMessage} {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			db := migrated(t)
+			set := metrics.NewSet()
+			check := queuecheck.New()
+			rec := &recorder{check: check}
+			relay := startRelay(t, outbox.RelayConfig{Mode: mode, ConnString: db.URL, Sink: rec, Metrics: set})
+			rec.setReject(func(cloudevent.Event) bool { return true })
+			w, _ := outbox.NewWriter(outbox.WriterConfig{Mode: mode})
+			for n := range 5 {
+				var events []outbox.Event
+				for agg := range 6 {
+					events = append(events, ev("order", fmt.Sprint(agg), n))
+				}
+				for i, id := range enqueue(t, db.Pool, w, events...) {
+					check.Ack("order/"+fmt.Sprint(i), id, n)
+				}
+			}
+			if mode == outbox.ModeTable {
+				waitFor(t, 10*time.Second, "not ready", func() bool { return relay.Ready() != nil })
+			}
+			waitFor(t, 10*time.Second, "retries", func() bool {
+				v, _ := metricstest.Value(t, set, "ficus_outbox_retries_total")
+				return v >= 2
+			})
+			for _, name := range []string{"ficus_outbox_blocked_aggregates", "ficus_outbox_parked_events_total"} {
+				if v, _ := metricstest.Value(t, set, name); v != 0 {
+					t.Errorf("%s = %v while the sink is down, want 0", name, v)
+				}
+			}
+			rec.setReject(nil)
+			waitFor(t, 30*time.Second, "every event", func() bool { return check.Delivered() == 30 })
+			if r := check.Result(); !r.Valid() {
+				t.Fatal(r)
+			}
+			waitFor(t, 10*time.Second, "ready", func() bool { return relay.Ready() == nil })
+		})
 	}
 }

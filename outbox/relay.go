@@ -291,3 +291,66 @@ func (r *Relay) sendGroup(ctx context.Context, group []Record) (int, error) {
 	}
 	return len(group), nil
 }
+
+// sinkDownProbe is how many aggregates in a row may fail with a retryable
+// error, none delivered, before the relay takes the sink for down instead
+// of trying every other aggregate on its own.
+const sinkDownProbe = 3
+
+// errSinkDown marks a batch that no aggregate of could be delivered, all
+// failing with retryable errors: the sink is down, not one event bad.
+// The relay pauses and tries the batch again.
+var errSinkDown = errors.New("outbox: the sink failed every aggregate tried")
+
+// groupResult is the outcome of one aggregate's records sent on their
+// own: delivered is a prefix of them, rest the others, from the first
+// that failed with err.
+type groupResult struct {
+	delivered, rest []Record
+	err             error
+}
+
+// sendEach sends each aggregate's records on its own after a batch failed
+// with batchErr, so that a failing aggregate holds back only itself. It
+// returns errSinkDown, wrapping the last error, when at least two
+// aggregates were tried, none delivered and every failure was retryable
+// (it stops after sinkDownProbe such failures in a row): then nothing is
+// to be blocked or parked.
+func (r *Relay) sendEach(ctx context.Context, records []Record, batchErr error) ([]groupResult, error) {
+	var (
+		results   []groupResult
+		anyOK     bool
+		permanent bool
+		streak    int
+		last      = batchErr
+	)
+	for _, group := range groupByAggregate(records) {
+		n, err := r.sendGroup(ctx, group)
+		if err != nil && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		results = append(results, groupResult{delivered: group[:n], rest: group[n:], err: err})
+		if n > 0 {
+			anyOK = true
+		}
+		if err == nil {
+			streak = 0
+			continue
+		}
+		last = err
+		if !r.cfg.Retryable(err) {
+			permanent = true
+			streak = 0
+			continue
+		}
+		if streak++; !anyOK && !permanent && streak >= sinkDownProbe {
+			break
+		}
+	}
+	// One aggregate failing alone may be a bad event: it is blocked (or
+	// parked) on its own, which holds nothing else back.
+	if !anyOK && !permanent && len(results) >= 2 {
+		return nil, fmt.Errorf("%w: %w", errSinkDown, last)
+	}
+	return results, nil
+}

@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"slices"
@@ -135,10 +136,27 @@ func (l *tableLoop) session(ctx context.Context, ready func(error)) (bool, error
 	}()
 	defer func() { cancel(); <-done }()
 	ready(nil)
+	down := 0 // polls in a row that found the sink down
 	for {
 		n, err := l.runOnce(ctx)
-		if err != nil {
+		switch {
+		case errors.Is(err, errSinkDown):
+			down++
+			l.r.m.retries.Inc()
+			wait := backoff(l.r.cfg.RetryInitial, l.r.cfg.RetryMax, down)
+			ready(fmt.Errorf("outbox: the sink is failing: %w", err))
+			l.r.log.Warn("the sink is failing; pausing", "err", err, "attempt", down, "wait", wait)
+			if l.r.cfg.Sleep(ctx, wait) != nil {
+				return true, ctx.Err()
+			}
+			continue
+		case err != nil:
 			return true, err
+		}
+		if down > 0 {
+			down = 0
+			ready(nil)
+			l.r.log.Info("the sink takes events again")
 		}
 		if n >= l.r.cfg.BatchSize {
 			continue
@@ -295,18 +313,18 @@ func (l *tableLoop) deliver(ctx context.Context, records []Record, metas []rowMe
 	for i, rec := range records {
 		meta[rec.ID] = metas[i]
 	}
-	for _, group := range groupByAggregate(records) {
-		n, err := l.r.sendGroup(ctx, group)
-		if n > 0 {
-			if err := l.done(ctx, group[:n]); err != nil {
+	results, err := l.r.sendEach(ctx, records, err)
+	if err != nil {
+		return err // the sink is down: nothing to block, the loop pauses
+	}
+	for _, res := range results {
+		if len(res.delivered) > 0 {
+			if err := l.done(ctx, res.delivered); err != nil {
 				return err
 			}
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if err := l.fail(ctx, group[n], meta[group[n].ID], err); err != nil {
+		if res.err != nil {
+			if err := l.fail(ctx, res.rest[0], meta[res.rest[0].ID], res.err); err != nil {
 				return err
 			}
 		}

@@ -141,6 +141,8 @@ func runOutboxCrash(t *testing.T, mode outbox.Mode, relays, kills int) {
 	// events enqueued before the slot exists are not in it.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// Slots are the server's: a name of the test's own.
+	slot := "outbox_" + db.Name
 	sups := make([]*crashSupervisor, relays)
 	var wg sync.WaitGroup
 	errs := make([]error, relays)
@@ -152,7 +154,7 @@ func runOutboxCrash(t *testing.T, mode outbox.Mode, relays, kills int) {
 		env := ficusEnv(db.URL + sep + fmt.Sprintf("application_name=relay%d", i))
 		sups[i] = &crashSupervisor{bin: bin, env: env, onStart: func() {},
 			args: []string{"outbox", "relay", "--mode", string(mode), "--sink", srv.URL + "/events",
-				"--metrics-listen", "127.0.0.1:0", "--poll-interval", "100ms", "--takeover-retry-max", "500ms", "--batch-size", "200"}}
+				"--metrics-listen", "127.0.0.1:0", "--poll-interval", "100ms", "--slot", slot, "--publication", slot, "--takeover-retry-max", "500ms", "--batch-size", "200"}}
 		wg.Go(func() { errs[i] = sups[i].run(ctx) })
 	}
 	deadline := time.Now().Add(60 * time.Second)
@@ -160,9 +162,11 @@ func runOutboxCrash(t *testing.T, mode outbox.Mode, relays, kills int) {
 		var ready bool
 		q := `SELECT to_regclass('ficus.outbox') IS NOT NULL`
 		if mode == outbox.ModeMessage {
-			q = `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = 'ficus_outbox' AND active)`
+			q = `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active) OR $1 = ''`
+		} else {
+			q = `SELECT to_regclass('ficus.outbox') IS NOT NULL OR $1 = ''`
 		}
-		if err := db.Pool.QueryRow(ctx, q).Scan(&ready); err == nil && ready {
+		if err := db.Pool.QueryRow(ctx, q, slot).Scan(&ready); err == nil && ready {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -193,7 +197,7 @@ func runOutboxCrash(t *testing.T, mode outbox.Mode, relays, kills int) {
 			}
 			time.Sleep(5 * time.Millisecond) // polling a real condition
 		}
-		victim := activeSupervisor(t, db.Pool, mode, sups, k)
+		victim := activeSupervisor(t, db.Pool, mode, slot, sups, k)
 		<-victim.kill()
 		done++
 	}
@@ -232,7 +236,7 @@ func runOutboxCrash(t *testing.T, mode outbox.Mode, relays, kills int) {
 // message mode the one whose process reads the slot (killing the standby
 // would prove nothing), told by the application_name of the slot's
 // walsender; else the only one.
-func activeSupervisor(t *testing.T, pool *pgxpool.Pool, mode outbox.Mode, sups []*crashSupervisor, k int) *crashSupervisor {
+func activeSupervisor(t *testing.T, pool *pgxpool.Pool, mode outbox.Mode, slot string, sups []*crashSupervisor, k int) *crashSupervisor {
 	t.Helper()
 	if mode != outbox.ModeMessage || len(sups) == 1 {
 		return sups[k%len(sups)]
@@ -241,7 +245,7 @@ func activeSupervisor(t *testing.T, pool *pgxpool.Pool, mode outbox.Mode, sups [
 		var name string
 		err := pool.QueryRow(context.Background(), `
 SELECT a.application_name FROM pg_replication_slots rs JOIN pg_stat_activity a ON a.pid = rs.active_pid
- WHERE rs.slot_name = 'ficus_outbox'`).Scan(&name)
+ WHERE rs.slot_name = $1`, slot).Scan(&name)
 		if err == nil {
 			for i, s := range sups {
 				if name == fmt.Sprintf("relay%d", i) {
