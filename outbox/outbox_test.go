@@ -426,3 +426,36 @@ func TestSinkDownPausesWithoutBlocking(t *testing.T) {
 		})
 	}
 }
+
+// A role with no privilege but USAGE on the schema can emit (message
+// mode) through the SQL function.
+func TestEmitNeedsNoPrivilege(t *testing.T) {
+	t.Parallel()
+	db := migrated(t)
+	role := db.Role(t, "LOGIN PASSWORD 'pw'")
+	if _, err := db.Pool.Exec(t.Context(), "GRANT USAGE ON SCHEMA ficus TO "+role); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pgx.ParseConfig(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.User, cfg.Password = role, "pw"
+	conn, err := pgx.ConnectConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var id string
+	if err := conn.QueryRow(t.Context(), `SELECT ficus.outbox_emit('order', '1', 'order.created', '{}', id => 'fixed-id')`).Scan(&id); err != nil || id != "fixed-id" {
+		t.Fatalf("outbox_emit as %s: %q, %v", role, id, err)
+	}
+	w, _ := outbox.NewWriter(outbox.WriterConfig{})
+	err = pgx.BeginFunc(t.Context(), conn, func(tx pgx.Tx) error {
+		_, err := w.Enqueue(t.Context(), tx, ev("order", "1", 1))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("Enqueue as %s: %v", role, err)
+	}
+}

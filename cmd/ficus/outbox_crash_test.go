@@ -198,8 +198,18 @@ func runOutboxCrash(t *testing.T, mode outbox.Mode, relays, kills int) {
 			time.Sleep(5 * time.Millisecond) // polling a real condition
 		}
 		victim := activeSupervisor(t, db.Pool, mode, slot, sups, k)
+		killedAt := time.Now()
 		<-victim.kill()
 		done++
+		if mode == outbox.ModeMessage {
+			// The standby reads the slot within seconds.
+			next := activeSupervisor(t, db.Pool, mode, slot, sups, k)
+			took := time.Since(killedAt)
+			t.Logf("kill %d: another relay read the slot %s later (it was the killed one's again: %v)", k+1, took.Round(time.Millisecond), next == victim)
+			if took > 20*time.Second {
+				t.Errorf("kill %d: the slot was read again only %s later", k+1, took)
+			}
+		}
 	}
 	if err := <-prodDone; err != nil {
 		t.Fatal(err)
