@@ -113,6 +113,16 @@ type ReaderConfig struct {
 	// A transaction's messages are not split into parts (PartSize counts
 	// changes): they are held in memory until its commit.
 	MessagePrefix string
+	// NoStreaming keeps the server from streaming large transactions
+	// before they commit (protocol 2's streaming): it decodes them whole,
+	// spilling to its own disk, and sends them after their commit. Set it
+	// when messages matter that may be written in subtransactions that
+	// abort: pgoutput streams a transactional message under its top-level
+	// transaction's xid, not its subtransaction's, so the message of a
+	// subtransaction that aborts after it was streamed cannot be told
+	// from the others, while a transaction that is not streamed never
+	// carries it. ficus outbox sets it. Defaults to false.
+	NoStreaming bool
 	// BatchSize is how many changes DeliverBatch gets at most, unless one
 	// transaction alone has more. Defaults to 4096.
 	BatchSize int
@@ -529,7 +539,10 @@ func (r *Reader) start(ctx context.Context, s *session) error {
 		// messages option sends the heartbeat's message, which keeps its
 		// transaction from being skipped as empty.
 		proto = 2
-		args = append(args, "streaming 'on'", "messages 'true'")
+		args = append(args, "messages 'true'")
+		if !r.cfg.NoStreaming {
+			args = append(args, "streaming 'on'")
+		}
 		s.messages = true
 	}
 	args = append([]string{fmt.Sprintf("proto_version '%d'", proto)}, args...)

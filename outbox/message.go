@@ -55,10 +55,13 @@ func (r *Relay) runMessage(ctx context.Context) error {
 	}
 	var reading atomic.Bool
 	reader, err := cdc.NewReader(cdc.ReaderConfig{
-		ConnString:        r.cfg.ConnString,
-		Slot:              r.cfg.Slot,
-		Publication:       r.cfg.Publication,
-		MessagePrefix:     r.cfg.Prefix,
+		ConnString:    r.cfg.ConnString,
+		Slot:          r.cfg.Slot,
+		Publication:   r.cfg.Publication,
+		MessagePrefix: r.cfg.Prefix,
+		// An event enqueued in a savepoint that rolls back must not go
+		// out: see cdc.ReaderConfig.NoStreaming.
+		NoStreaming:       true,
 		DeliverBatch:      func(ctx context.Context, txs []cdc.Tx) error { return r.deliverMessages(ctx, pool, txs) },
 		Retryable:         func(err error) bool { return errors.Is(err, errSinkDown) || isTransientDB(err) },
 		RetryMax:          r.cfg.TakeoverRetryMax,

@@ -459,3 +459,69 @@ func TestEmitNeedsNoPrivilege(t *testing.T) {
 		t.Fatalf("Enqueue as %s: %v", role, err)
 	}
 }
+
+// Events enqueued in a savepoint that rolls back are never delivered; a
+// transaction large enough for the server to stream it before it commits
+// (beyond logical_decoding_work_mem, lowered here to 64kB) delivers all
+// its events, in order.
+func TestSavepointsAndLargeTransactions(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []outbox.Mode{outbox.ModeTable, outbox.ModeMessage} {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			db := migrated(t)
+			if _, err := db.Pool.Exec(t.Context(), "ALTER DATABASE "+db.Name+" SET logical_decoding_work_mem = '64kB'"); err != nil {
+				t.Fatal(err)
+			}
+			check := queuecheck.New()
+			rec := &recorder{check: check}
+			startRelay(t, outbox.RelayConfig{Mode: mode, ConnString: db.URL, Sink: rec, BatchSize: 1000})
+			w, _ := outbox.NewWriter(outbox.WriterConfig{Mode: mode})
+			const large = 3000
+			var rolledBack []string
+			err := pgx.BeginFunc(t.Context(), db.Pool, func(tx pgx.Tx) error {
+				for n := range large {
+					if n%100 == 50 {
+						// A savepoint rolled back: its event must not go out.
+						sp, err := tx.Begin(t.Context())
+						if err != nil {
+							return err
+						}
+						id, err := w.Enqueue(t.Context(), sp, ev("order", "x", -n))
+						if err != nil {
+							return err
+						}
+						rolledBack = append(rolledBack, id)
+						if err := sp.Rollback(t.Context()); err != nil {
+							return err
+						}
+					}
+					e := ev("order", fmt.Sprint(n%7), n)
+					e.Payload = json.RawMessage(fmt.Sprintf(`{"n":%d,"pad":%q}`, n, strings.Repeat("p", 200)))
+					id, err := w.Enqueue(t.Context(), tx, e)
+					if err != nil {
+						return err
+					}
+					defer check.Ack("order/"+fmt.Sprint(n%7), id, n)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			last := enqueue(t, db.Pool, w, ev("order", "0", large))[0]
+			check.Ack("order/0", last, large)
+			waitFor(t, 60*time.Second, "every event", func() bool { return check.Delivered() >= large+1 })
+			r := check.Result()
+			if !r.Valid() || r.Unexpected != 0 {
+				t.Fatal(r)
+			}
+			for _, id := range rolledBack {
+				if rec.has(id) {
+					t.Fatalf("event %s of a rolled-back savepoint was delivered", id)
+				}
+			}
+			t.Log(r)
+		})
+	}
+}
