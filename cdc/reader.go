@@ -185,6 +185,15 @@ type ReaderConfig struct {
 	// connection and reading no further than QueueSize transactions ahead.
 	// Defaults to nil: every Deliver error stops Run.
 	Retryable func(error) bool
+	// Reconnect reports whether a Deliver (or DeliverBatch) error that
+	// Retryable rejects should end the replication session as a failed
+	// connection does: the reader disconnects, waits (see RetryInitial)
+	// and delivers the same transactions again from the slot's position.
+	// Use it for failures of a database Deliver itself needs, such as the
+	// captured server restarting: a reader pausing in place would keep
+	// that server's fast shutdown waiting for its confirmation. Defaults
+	// to nil: such errors stop Run.
+	Reconnect func(error) bool
 	// RetryInitial is the wait before the first reconnect after the
 	// connection failed, and before the first redelivery after a retryable
 	// Deliver error; it doubles with every further attempt up to RetryMax,
@@ -240,6 +249,8 @@ type Reader struct {
 	// connected is true while a replication session streams; paused while
 	// delivery waits to retry a failed Deliver, which it has since
 	// pausedSince (owned by the delivery goroutine).
+	// sessions counts the replication sessions started (Sessions).
+	sessions    atomic.Uint64
 	connected   atomic.Bool
 	paused      atomic.Bool
 	pausedSince time.Time
@@ -442,6 +453,8 @@ func (r *Reader) session(ctx context.Context) (streamed bool, _ error) {
 	// the connection failed is delivered again by the next session.
 	canceledByLoss := readErr != nil && ctx.Err() == nil && deliverCtx.Err() != nil
 	switch {
+	case deliverErr != nil && !canceledByLoss && r.cfg.Reconnect != nil && r.cfg.Reconnect(deliverErr):
+		return true, fmt.Errorf("%w: %w", errDeliverReconnect, deliverErr)
 	case deliverErr != nil && !canceledByLoss:
 		return true, &finalError{deliverErr}
 	case readErr != nil:
@@ -565,6 +578,7 @@ func (r *Reader) start(ctx context.Context, s *session) error {
 	if err != nil {
 		return fmt.Errorf("start replication on slot %s at %s: %w", r.cfg.Slot, start, err)
 	}
+	r.sessions.Add(1)
 	r.log.Info("replication started", "database", s.database, "publication", r.publication,
 		"start_lsn", start, "protocol", proto, "server_version", version)
 	return nil

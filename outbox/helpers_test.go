@@ -35,9 +35,13 @@ type recorder struct {
 	events []cloudevent.Event
 	reject func(cloudevent.Event) bool
 	check  *queuecheck.Checker
+	// delay makes every Send take this long: a slow sink, behind which
+	// the relay falls back.
+	delay time.Duration
 }
 
 func (r *recorder) Send(_ context.Context, batch []cloudevent.Event) error {
+	time.Sleep(r.delay) // a slow sink
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, e := range batch {

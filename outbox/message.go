@@ -53,17 +53,28 @@ func (r *Relay) runMessage(ctx context.Context) error {
 	if err := r.prepareSlot(ctx, pool); err != nil {
 		return err
 	}
-	var reading atomic.Bool
-	reader, err := cdc.NewReader(cdc.ReaderConfig{
+	var (
+		reading atomic.Bool
+		reader  *cdc.Reader
+		parked  parkedCache
+	)
+	reader, err = cdc.NewReader(cdc.ReaderConfig{
 		ConnString:    r.cfg.ConnString,
 		Slot:          r.cfg.Slot,
 		Publication:   r.cfg.Publication,
 		MessagePrefix: r.cfg.Prefix,
 		// An event enqueued in a savepoint that rolls back must not go
 		// out: see cdc.ReaderConfig.NoStreaming.
-		NoStreaming:       true,
-		DeliverBatch:      func(ctx context.Context, txs []cdc.Tx) error { return r.deliverMessages(ctx, pool, txs) },
-		Retryable:         func(err error) bool { return errors.Is(err, errSinkDown) || isTransientDB(err) },
+		NoStreaming: true,
+		DeliverBatch: func(ctx context.Context, txs []cdc.Tx) error {
+			return r.deliverMessages(ctx, pool, &parked, reader.Sessions(), txs)
+		},
+		// A sink that is down pauses delivery in place; a database that
+		// fails (restarting, say) ends the session, so that its fast
+		// shutdown does not wait for this reader's confirmation.
+		Retryable:         func(err error) bool { return errors.Is(err, errSinkDown) },
+		Reconnect:         isTransientDB,
+		RetryInitial:      min(r.cfg.RetryInitial, r.cfg.TakeoverRetryMax),
 		RetryMax:          r.cfg.TakeoverRetryMax,
 		Heartbeat:         r.cfg.Heartbeat,
 		StatusInterval:    r.cfg.StatusInterval,
@@ -186,20 +197,53 @@ func (r *Relay) records(txs []cdc.Tx) []Record {
 	return out
 }
 
+// parkedCache is what the slot's reader knows of the parked aggregates.
+// Only the slot's reader parks events, so within one replication session
+// the aggregates with parked events are those the table held at the
+// session's start plus those parked since, minus those delivered since:
+// the table is read at a session's first delivery (another relay may
+// have parked events while it held the slot), and then only while some
+// aggregate is parked, to see them delivered. So deliveries need no
+// database access while nothing is parked, and a server shutting down
+// (whose fast shutdown waits for the reader to confirm) is not kept
+// waiting by a reader that cannot reach it.
+type parkedCache struct {
+	known   bool
+	session uint64
+	set     map[aggregate]bool
+}
+
+// refresh brings the cache up to date for the given session.
+func (c *parkedCache) refresh(ctx context.Context, r *Relay, pool *pgxpool.Pool, session uint64) error {
+	if c.known && c.session == session && len(c.set) == 0 {
+		return nil
+	}
+	set, err := r.parkedAggregates(ctx, pool)
+	switch {
+	case err == nil:
+		c.known, c.session, c.set = true, session, set
+		return nil
+	case c.known && c.session == session:
+		// The cached set holds every parked aggregate and perhaps some
+		// delivered since: parking their events too is safe.
+		return nil
+	}
+	return err
+}
+
 // deliverMessages delivers the outbox events of txs, parking those of
 // aggregates that are parked already or fail on their own.
-func (r *Relay) deliverMessages(ctx context.Context, pool *pgxpool.Pool, txs []cdc.Tx) error {
+func (r *Relay) deliverMessages(ctx context.Context, pool *pgxpool.Pool, parked *parkedCache, session uint64, txs []cdc.Tx) error {
 	records := r.records(txs)
 	if len(records) == 0 {
 		return nil
 	}
-	parked, err := r.parkedAggregates(ctx, pool)
-	if err != nil {
+	if err := parked.refresh(ctx, r, pool, session); err != nil {
 		return err
 	}
 	var direct, park []Record
 	for _, rec := range records {
-		if parked[aggregate{rec.AggregateType, rec.AggregateID}] {
+		if parked.set[aggregate{rec.AggregateType, rec.AggregateID}] {
 			park = append(park, rec)
 		} else {
 			direct = append(direct, rec)
@@ -222,6 +266,9 @@ func (r *Relay) deliverMessages(ctx context.Context, pool *pgxpool.Pool, txs []c
 	if len(park) > 0 {
 		if err := r.park(ctx, pool, park); err != nil {
 			return err
+		}
+		for _, rec := range park {
+			parked.set[aggregate{rec.AggregateType, rec.AggregateID}] = true
 		}
 	}
 	return nil
