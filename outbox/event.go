@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"time"
 	"unicode/utf8"
 
@@ -126,6 +125,9 @@ func (e Event) validate() error {
 		if err := probe.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("Headers: %w", err))
 		}
+		if _, ok := e.Headers["partitionkey"]; ok {
+			errs = append(errs, errors.New("Headers: partitionkey is the relay's (the aggregate)"))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
@@ -219,7 +221,7 @@ func Source(database string) string { return "ficus-outbox://" + database }
 // tracestate are those of the distributed tracing extension).
 func (r Record) CloudEvent(source string) cloudevent.Event {
 	ext := make(map[string]any, len(r.Headers)+1)
-	for k, v := range maps.All(r.Headers) {
+	for k, v := range r.Headers {
 		ext[k] = v
 	}
 	subject := Subject(r.AggregateType, r.AggregateID)

@@ -22,7 +22,7 @@ type relayMetrics struct {
 	blocked, owned    atomic.Int64
 }
 
-func newRelayMetrics(set *metrics.Set, mode Mode) *relayMetrics {
+func newRelayMetrics(set *metrics.Set) *relayMetrics {
 	m := &relayMetrics{
 		events:    set.GetOrCreateCounter("ficus_outbox_events_total"),
 		retries:   set.GetOrCreateCounter("ficus_outbox_retries_total"),
@@ -39,7 +39,6 @@ func newRelayMetrics(set *metrics.Set, mode Mode) *relayMetrics {
 	set.GetOrCreateGauge("ficus_outbox_xmin_holdback_seconds", load(&m.holdAge))
 	set.GetOrCreateGauge("ficus_outbox_blocked_aggregates", func() float64 { return float64(m.blocked.Load()) })
 	set.GetOrCreateGauge("ficus_outbox_partitions_owned", func() float64 { return float64(m.owned.Load()) })
-	_ = mode
 	return m
 }
 

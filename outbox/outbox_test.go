@@ -36,6 +36,7 @@ func TestEventValidation(t *testing.T) {
 		"no payload":     {Type: "t", AggregateType: "order", AggregateID: "1"},
 		"bad header":     {Type: "t", AggregateType: "order", AggregateID: "1", Payload: json.RawMessage(`1`), Headers: map[string]string{"Trace-Parent": "x"}},
 		"reserved name":  {Type: "t", AggregateType: "order", AggregateID: "1", Payload: json.RawMessage(`1`), Headers: map[string]string{"id": "x"}},
+		"partition key":  {Type: "t", AggregateType: "order", AggregateID: "1", Payload: json.RawMessage(`1`), Headers: map[string]string{"partitionkey": "x"}},
 		"long aggregate": {Type: "t", AggregateType: "order", AggregateID: strings.Repeat("x", 300), Payload: json.RawMessage(`1`)},
 	} {
 		if _, err := w.Enqueue(t.Context(), nil, e); !errors.Is(err, outbox.ErrInvalidEvent) {

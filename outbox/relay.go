@@ -189,7 +189,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		cfg.Metrics = metrics.NewSet()
 	}
 	r := &Relay{cfg: cfg, log: cfg.Logger.With("component", "outbox", "mode", string(cfg.Mode))}
-	r.m = newRelayMetrics(cfg.Metrics, cfg.Mode)
+	r.m = newRelayMetrics(cfg.Metrics)
 	r.setReady(ErrStandby)
 	return r, nil
 }

@@ -60,12 +60,12 @@ its own aggregate.`,
 				return err
 			}
 			defer pool.Close()
-			if applied, err := outbox.Migrate(ctx, pool); err != nil {
+			applied, err := outbox.Migrate(ctx, pool)
+			if err != nil {
 				return err
-			} else {
-				for _, name := range applied {
-					a.log.Info("applied migration", "name", name)
-				}
+			}
+			for _, name := range applied {
+				a.log.Info("applied migration", "name", name)
 			}
 			h := &ops.Handler{}
 			set := metrics.NewSet()
