@@ -22,6 +22,7 @@ func ExampleFS() {
 	// Output:
 	// alerts/cdc.yml
 	// alerts/legacy-world.yml
+	// alerts/outbox.yml
 	// alerts/proxy.yml
 	// grafana/cdc.json
 	// grafana/legacy-world.json
