@@ -51,6 +51,9 @@ func (r *Relay) runMessage(ctx context.Context) error {
 	}
 	defer pool.Close()
 	if err := r.prepareSlot(ctx, pool); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return err
 	}
 	var (

@@ -62,6 +62,9 @@ its own aggregate.`,
 			defer pool.Close()
 			applied, err := outbox.Migrate(ctx, pool)
 			if err != nil {
+				if ctx.Err() != nil {
+					return nil // stopped while starting
+				}
 				return err
 			}
 			for _, name := range applied {
