@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -524,5 +525,32 @@ func TestSavepointsAndLargeTransactions(t *testing.T) {
 			}
 			t.Log(r)
 		})
+	}
+}
+
+// With a retention, delivered rows are marked and deleted once they are
+// older than it.
+func TestTableRetention(t *testing.T) {
+	t.Parallel()
+	db := migrated(t)
+	var offset atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	rec := &recorder{}
+	startRelay(t, outbox.RelayConfig{Mode: outbox.ModeTable, ConnString: db.URL, Sink: rec, Retention: time.Hour, Now: now})
+	w, _ := outbox.NewWriter(outbox.WriterConfig{Mode: outbox.ModeTable})
+	ids := enqueue(t, db.Pool, w, ev("order", "1", 1), ev("order", "2", 1))
+	waitFor(t, 10*time.Second, "delivery", func() bool { return rec.has(ids[1]) })
+	count := func(where string) int {
+		var n int
+		if err := db.Pool.QueryRow(t.Context(), "SELECT count(*) FROM ficus.outbox WHERE "+where).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	waitFor(t, 10*time.Second, "rows marked delivered", func() bool { return count("delivered_at IS NOT NULL") == 2 })
+	offset.Store(int64(2 * time.Hour))
+	waitFor(t, 10*time.Second, "rows past the retention deleted", func() bool { return count("true") == 0 })
+	if got := rec.ids(); len(got) != 2 {
+		t.Fatalf("delivered %v, want each event once", got)
 	}
 }
