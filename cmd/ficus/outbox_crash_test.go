@@ -106,7 +106,7 @@ func outboxCrashSize() int {
 	if testing.Short() {
 		return 3000
 	}
-	return 6000
+	return 10_000
 }
 
 // The table-mode relay, SIGKILLed at random moments at least ten times
