@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -98,7 +99,7 @@ func (r *Reader) deliver(ctx, stop context.Context, batch []Tx) error {
 		return nil
 	}
 	for i, tx := range batch {
-		if len(tx.Changes) > 0 {
+		if len(tx.Changes) > 0 || r.carriesMessages(tx) {
 			pending = append(pending, tx)
 		}
 		c := r.chunk.Load()
@@ -125,6 +126,20 @@ func (r *Reader) deliver(ctx, stop context.Context, batch []Tx) error {
 		}
 	}
 	return flush(len(batch))
+}
+
+// carriesMessages reports whether tx holds a message for Deliver
+// (ReaderConfig.MessagePrefix).
+func (r *Reader) carriesMessages(tx Tx) bool {
+	if r.cfg.MessagePrefix == "" {
+		return false
+	}
+	for _, m := range tx.Messages {
+		if strings.HasPrefix(m.Prefix, r.cfg.MessagePrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // send hands transactions to DeliverBatch, or its only one to Deliver,

@@ -104,6 +104,25 @@ type ReaderConfig struct {
 	// changes, so a sink can write and sync them together. Otherwise as
 	// Deliver.
 	DeliverBatch func(ctx context.Context, txs []Tx) error
+	// MessagePrefix, when set, also hands to Deliver (or DeliverBatch)
+	// the transactions without row changes that carry a logical decoding
+	// message whose prefix starts with it (see Tx.Messages): ficus outbox
+	// relays such messages. It must start with MessagePrefix, the
+	// prefix of the messages the decoder keeps. Defaults to "": such
+	// transactions are acknowledged without Deliver, as heartbeats are.
+	// A transaction's messages are not split into parts (PartSize counts
+	// changes): they are held in memory until its commit.
+	MessagePrefix string
+	// NoStreaming keeps the server from streaming large transactions
+	// before they commit (protocol 2's streaming): it decodes them whole,
+	// spilling to its own disk, and sends them after their commit. Set it
+	// when messages matter that may be written in subtransactions that
+	// abort: pgoutput streams a transactional message under its top-level
+	// transaction's xid, not its subtransaction's, so the message of a
+	// subtransaction that aborts after it was streamed cannot be told
+	// from the others, while a transaction that is not streamed never
+	// carries it. ficus outbox sets it. Defaults to false.
+	NoStreaming bool
 	// BatchSize is how many changes DeliverBatch gets at most, unless one
 	// transaction alone has more. Defaults to 4096.
 	BatchSize int
@@ -166,6 +185,15 @@ type ReaderConfig struct {
 	// connection and reading no further than QueueSize transactions ahead.
 	// Defaults to nil: every Deliver error stops Run.
 	Retryable func(error) bool
+	// Reconnect reports whether a Deliver (or DeliverBatch) error that
+	// Retryable rejects should end the replication session as a failed
+	// connection does: the reader disconnects, waits (see RetryInitial)
+	// and delivers the same transactions again from the slot's position.
+	// Use it for failures of a database Deliver itself needs, such as the
+	// captured server restarting: a reader pausing in place would keep
+	// that server's fast shutdown waiting for its confirmation. Defaults
+	// to nil: such errors stop Run.
+	Reconnect func(error) bool
 	// RetryInitial is the wait before the first reconnect after the
 	// connection failed, and before the first redelivery after a retryable
 	// Deliver error; it doubles with every further attempt up to RetryMax,
@@ -221,6 +249,8 @@ type Reader struct {
 	// connected is true while a replication session streams; paused while
 	// delivery waits to retry a failed Deliver, which it has since
 	// pausedSince (owned by the delivery goroutine).
+	// sessions counts the replication sessions started (Sessions).
+	sessions    atomic.Uint64
 	connected   atomic.Bool
 	paused      atomic.Bool
 	pausedSince time.Time
@@ -242,6 +272,9 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 	}
 	if cfg.Deliver == nil && cfg.DeliverBatch == nil {
 		errs = append(errs, errors.New("a Deliver or DeliverBatch func is required"))
+	}
+	if cfg.MessagePrefix != "" && !strings.HasPrefix(cfg.MessagePrefix, MessagePrefix) {
+		errs = append(errs, fmt.Errorf("MessagePrefix %q must start with %q", cfg.MessagePrefix, MessagePrefix))
 	}
 	if cfg.BatchSize < 0 {
 		errs = append(errs, errors.New("BatchSize must not be negative (zero means the default)"))
@@ -420,6 +453,8 @@ func (r *Reader) session(ctx context.Context) (streamed bool, _ error) {
 	// the connection failed is delivered again by the next session.
 	canceledByLoss := readErr != nil && ctx.Err() == nil && deliverCtx.Err() != nil
 	switch {
+	case deliverErr != nil && !canceledByLoss && r.cfg.Reconnect != nil && r.cfg.Reconnect(deliverErr):
+		return true, fmt.Errorf("%w: %w", errDeliverReconnect, deliverErr)
 	case deliverErr != nil && !canceledByLoss:
 		return true, &finalError{deliverErr}
 	case readErr != nil:
@@ -517,7 +552,10 @@ func (r *Reader) start(ctx context.Context, s *session) error {
 		// messages option sends the heartbeat's message, which keeps its
 		// transaction from being skipped as empty.
 		proto = 2
-		args = append(args, "streaming 'on'", "messages 'true'")
+		args = append(args, "messages 'true'")
+		if !r.cfg.NoStreaming {
+			args = append(args, "streaming 'on'")
+		}
 		s.messages = true
 	}
 	args = append([]string{fmt.Sprintf("proto_version '%d'", proto)}, args...)
@@ -540,6 +578,7 @@ func (r *Reader) start(ctx context.Context, s *session) error {
 	if err != nil {
 		return fmt.Errorf("start replication on slot %s at %s: %w", r.cfg.Slot, start, err)
 	}
+	r.sessions.Add(1)
 	r.log.Info("replication started", "database", s.database, "publication", r.publication,
 		"start_lsn", start, "protocol", proto, "server_version", version)
 	return nil

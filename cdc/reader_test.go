@@ -747,6 +747,7 @@ func TestNewReaderChecksConfig(t *testing.T) {
 		"negative retry":       func(c *ReaderConfig) { c.RetryInitial = -time.Second },
 		"negative give-up":     func(c *ReaderConfig) { c.GiveUpAfter = -time.Second },
 		"retry above its cap":  func(c *ReaderConfig) { c.RetryInitial, c.RetryMax = time.Minute, time.Second },
+		"foreign prefix":       func(c *ReaderConfig) { c.MessagePrefix = "app-outbox" },
 	}
 	for name, mutate := range tests {
 		c := good

@@ -27,6 +27,9 @@ var (
 	// errStreamEnded means the server ended the replication stream, as it
 	// does when it shuts down.
 	errStreamEnded = errors.New("replication: the server ended the stream (shutting down?)")
+	// errDeliverReconnect ends a session after a Deliver error that
+	// ReaderConfig.Reconnect accepted.
+	errDeliverReconnect = errors.New("delivery failed; reconnecting")
 	// errRetryStopped ends a delivery that was waiting to retry when the
 	// session stopped; the next session delivers the transactions again.
 	errRetryStopped = errors.New("delivery retry stopped")
@@ -118,6 +121,8 @@ func Transient(err error) bool {
 	switch {
 	case err == nil:
 		return false
+	case errors.Is(err, errDeliverReconnect):
+		return true
 	case errors.Is(err, ErrSlotNotFound), errors.Is(err, ErrPublicationNotFound), errors.Is(err, ErrSlotLost),
 		errors.Is(err, ErrMalformed), errors.Is(err, ErrGaveUp):
 		return false
@@ -161,6 +166,12 @@ func (r *Reader) Ready() error {
 	}
 	return nil
 }
+
+// Sessions returns how many replication sessions the reader has started:
+// it changes whenever the reader (re)starts streaming, so a Deliver that
+// keeps state derived from what earlier readers of the slot did (ficus
+// outbox's parked aggregates) can tell it must look again.
+func (r *Reader) Sessions() uint64 { return r.sessions.Load() }
 
 // backoff is the wait before retry number attempt (1 for the first):
 // between half and all of min(RetryMax, RetryInitial*2^(attempt-1)), so

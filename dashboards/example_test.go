@@ -23,11 +23,13 @@ func ExampleFS() {
 	// alerts/cdc.yml
 	// alerts/legacy-world.yml
 	// alerts/orders.yml
+	// alerts/outbox.yml
 	// alerts/proxy.yml
 	// grafana/cdc.json
 	// grafana/cutover.json
 	// grafana/legacy-world.json
 	// grafana/orders.json
+	// grafana/outbox.json
 	// grafana/pricing-fleet.json
 	// grafana/proxy.json
 	// provisioning/dashboards/ficus.yml

@@ -17,10 +17,14 @@
 //     ficus.river_migration): the job queue of the pricing fleet, in the
 //     schema ficus (river_job, river_queue, river_leader, ...);
 //   - pricing (pricing/*.sql, version table ficus.pricing_schema_migrations):
-//     the pricing fleet's quotes and worker heartbeats.
+//     the pricing fleet's quotes and worker heartbeats;
+//   - outbox (outbox/*.sql, version table ficus.outbox_schema_migrations):
+//     the table, functions and inbox of ficus outbox, in the database of
+//     the services that enqueue events or consume them.
 //
 // Up ("ficus migrate up") applies them all; UpCDC ("ficus cdc setup")
-// applies only the cdc set.
+// applies only the cdc set, UpOutbox ("ficus outbox relay") only the
+// outbox set.
 package migrate
 
 import (
@@ -46,7 +50,7 @@ const Schema = "ficus"
 // wrapping message says which privilege is missing.
 var ErrPrivilege = errors.New("migrate: insufficient privilege")
 
-//go:embed sql/*.sql cdc/*.sql cutover/*.sql pricing/*.sql
+//go:embed sql/*.sql cdc/*.sql cutover/*.sql pricing/*.sql outbox/*.sql
 var embedded embed.FS
 
 // set is one group of migrations with its own version table.
@@ -67,6 +71,7 @@ var (
 	// riverSet stands for River's migrations, which rivermigrate applies.
 	riverSet   = set{dir: "river", versionTable: Schema + ".river_migration", prefix: "river/"}
 	pricingSet = set{dir: "pricing", versionTable: Schema + ".pricing_schema_migrations", prefix: "pricing/"}
+	outboxSet  = set{dir: "outbox", versionTable: Schema + ".outbox_schema_migrations", prefix: "outbox/"}
 )
 
 // Migration is one migration and whether it has run.
@@ -85,10 +90,17 @@ type Applied struct {
 }
 
 // Up applies every pending migration in order, the core set's, the cdc
-// set's, the cutover set's, River's, then the pricing set's, and returns
-// what it ran.
+// set's, the cutover set's, River's, the pricing set's, then the outbox
+// set's, and returns what it ran.
 func Up(ctx context.Context, pool *pgxpool.Pool) ([]Applied, error) {
-	return up(ctx, pool, coreSet, cdcSet, cutoverSet, riverSet, pricingSet)
+	return up(ctx, pool, coreSet, cdcSet, cutoverSet, riverSet, pricingSet, outboxSet)
+}
+
+// UpOutbox applies the pending migrations of ficus outbox's table,
+// functions and inbox, and returns what it ran. It needs the privileges
+// UpCDC needs.
+func UpOutbox(ctx context.Context, pool *pgxpool.Pool) ([]Applied, error) {
+	return up(ctx, pool, outboxSet)
 }
 
 // UpCDC applies the pending migrations of the tables ficus cdc keeps in
@@ -160,7 +172,7 @@ func Status(ctx context.Context, pool *pgxpool.Pool) ([]Migration, error) {
 	db := stdlib.OpenDBFromPool(pool)
 	defer db.Close()
 	var out []Migration
-	for _, st := range []set{coreSet, cdcSet, cutoverSet, riverSet, pricingSet} {
+	for _, st := range []set{coreSet, cdcSet, cutoverSet, riverSet, pricingSet, outboxSet} {
 		if st == riverSet {
 			ms, err := statusRiver(ctx, pool)
 			if err != nil {

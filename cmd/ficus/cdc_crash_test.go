@@ -819,6 +819,8 @@ type crashSupervisor struct {
 	args    []string
 	env     []string
 	onStart func()
+	// beforeRestart, when set, runs before every start but the first.
+	beforeRestart func(ctx context.Context)
 
 	mu      sync.Mutex
 	proc    *os.Process
@@ -839,9 +841,12 @@ const maxUnexpectedExits = 20
 // run supervises until ctx ends and returns the error of the last life,
 // nil when it stopped cleanly on SIGTERM.
 func (s *crashSupervisor) run(ctx context.Context) error {
-	for {
+	for life := 0; ; life++ {
 		if ctx.Err() != nil {
 			return nil
+		}
+		if s.beforeRestart != nil && life > 0 {
+			s.beforeRestart(ctx)
 		}
 		cmd := exec.CommandContext(ctx, s.bin, s.args...)
 		cmd.Env = s.env

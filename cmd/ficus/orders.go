@@ -119,6 +119,6 @@ func (a *app) ordersServeCommand() *cobra.Command {
 	f.StringVar(&listen, "listen", "127.0.0.1:8090", "address to serve the order view's API and page on")
 	f.DurationVar(&cfg.DriftGrace, "drift-grace", orders.DefaultDriftGrace, "how long the shop and the MES may disagree on an order's status before it counts as drift")
 	f.DurationVar(&refresh, "refresh-every", 15*time.Second, "how often the overdue and drift metrics are recomputed")
-	metricsFlag(f, &metricsAddr, "127.0.0.1:9195")
+	metricsFlag(f, &metricsAddr, "127.0.0.1:9198")
 	return cmd
 }
