@@ -56,6 +56,7 @@ bench: postgres
 	BENCH_DURATION=$(BENCH_DURATION) BENCH_CONNECTIONS=$(BENCH_CONNECTIONS) GO=$(GO) bash bench/run.sh
 	GO=$(GO) bash bench/cdc.sh
 	$(GO) run ./bench/ordersbench
+	$(GO) run ./bench/pricingbench
 
 ## lint: gofmt, go vet and staticcheck (installed into ./bin).
 lint: $(BIN)/staticcheck
