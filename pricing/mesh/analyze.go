@@ -64,7 +64,9 @@ func (a Analysis) Size() [3]float64 {
 // every STL does, is judged by its geometry. Volume and area are summed
 // in float64 with Neumaier's compensated summation, each tetrahedron
 // taken from the first vertex of the mesh rather than the origin, so a
-// model far from the origin loses no precision to cancellation.
+// model far from the origin loses no precision to cancellation. The
+// volume of an open mesh is still that of the tetrahedra from the origin,
+// as other tools report it.
 func Analyze(m *Mesh) Analysis {
 	a := Analysis{Triangles: len(m.Triangles)}
 	nv := len(m.Vertices)
@@ -72,6 +74,7 @@ func Analyze(m *Mesh) Analysis {
 	ids := make([]int32, nv) // welded id + 1; 0: not seen yet
 	canon := make([][3]int32, 0, len(m.Triangles))
 	var vol, area ksum
+	var normal [3]ksum // Σ of the triangles' doubled normals
 	var ref [3]float64
 	haveRef := false
 	for _, t := range m.Triangles {
@@ -103,12 +106,20 @@ func Analyze(m *Mesh) Analysis {
 		} else {
 			area.add(math.Sqrt(nx*nx + ny*ny + nz*nz))
 			vol.add((float64(p0[0])-ref[0])*nx + (float64(p0[1])-ref[1])*ny + (float64(p0[2])-ref[2])*nz)
+			normal[0].add(nx)
+			normal[1].add(ny)
+			normal[2].add(nz)
 		}
 		if c[0] == c[1] || c[1] == c[2] || c[0] == c[2] {
 			continue // collapsed: no edges
 		}
 		canon = append(canon, c)
 	}
+	// Σ p0·n = Σ (p0-ref)·n + ref·Σ n. The last term is zero for a closed
+	// mesh (up to rounding); for an open one it makes the volume the
+	// usual one, of tetrahedra from the origin, whatever the first
+	// triangle is.
+	vol.add(ref[0]*normal[0].sum() + ref[1]*normal[1].sum() + ref[2]*normal[2].sum())
 	a.Volume = vol.sum() / 6
 	a.Area = area.sum() / 2
 	a.Vertices = len(w.pos)
