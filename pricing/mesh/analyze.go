@@ -2,8 +2,8 @@ package mesh
 
 import (
 	"math"
-	"math/bits"
 	"slices"
+	"sync"
 )
 
 // Analysis is what Analyze measures.
@@ -67,29 +67,52 @@ func (a Analysis) Size() [3]float64 {
 // model far from the origin loses no precision to cancellation. The
 // volume of an open mesh is still that of the tetrahedra from the origin,
 // as other tools report it.
+//
+// A mesh of more than parallelFrom triangles is measured on two
+// goroutines: the sums on one, the welding and the edges on the other.
 func Analyze(m *Mesh) Analysis {
 	a := Analysis{Triangles: len(m.Triangles)}
+	var g geometry
+	var wg sync.WaitGroup
+	if len(m.Triangles) > parallelFrom {
+		wg.Go(func() { g = measure(m) })
+	} else {
+		g = measure(m)
+	}
+	w := newWelder(min(len(m.Vertices), len(m.Triangles)))
+	ids := w.weldMesh(m)
+	a.Vertices = len(w.keys)
+	if len(w.keys) > 0 {
+		a.Min, a.Max = w.bounds()
+	}
+	edges(&a, m, ids, len(w.keys))
+	wg.Wait()
+	a.Volume, a.Area, a.DegenerateTriangles, a.InvalidTriangles = g.volume, g.area, g.degenerate, g.invalid
+	a.Closed = a.Triangles > 0 && a.InvalidTriangles == 0 && a.OpenEdges == 0 && a.NonManifoldEdges == 0
+	a.Manifold = a.Closed && a.MisorientedEdges == 0
+	return a
+}
+
+// parallelFrom is the size from which Analyze uses a second goroutine.
+const parallelFrom = 1 << 16
+
+type geometry struct {
+	volume, area        float64
+	degenerate, invalid int
+}
+
+// measure sums the volume and the area.
+func measure(m *Mesh) geometry {
+	var g geometry
 	nv := len(m.Vertices)
-	w := newWelder(len(m.Triangles))
-	ids := make([]int32, nv) // welded id + 1; 0: not seen yet
-	canon := make([][3]int32, 0, len(m.Triangles))
 	var vol, area ksum
 	var normal [3]ksum // Σ of the triangles' doubled normals
 	var ref [3]float64
 	haveRef := false
 	for _, t := range m.Triangles {
 		if int(t[0]) >= nv || int(t[1]) >= nv || int(t[2]) >= nv {
-			a.InvalidTriangles++
+			g.invalid++
 			continue
-		}
-		var c [3]int32
-		for k := range 3 {
-			id := ids[t[k]]
-			if id == 0 {
-				id = w.id(m.Vertices[t[k]]) + 1
-				ids[t[k]] = id
-			}
-			c[k] = id - 1
 		}
 		p0, p1, p2 := m.Vertices[t[0]], m.Vertices[t[1]], m.Vertices[t[2]]
 		if !haveRef {
@@ -102,43 +125,49 @@ func Analyze(m *Mesh) Analysis {
 		vx, vy, vz := float64(p2[0])-float64(p0[0]), float64(p2[1])-float64(p0[1]), float64(p2[2])-float64(p0[2])
 		nx, ny, nz := uy*vz-uz*vy, uz*vx-ux*vz, ux*vy-uy*vx
 		if nx == 0 && ny == 0 && nz == 0 {
-			a.DegenerateTriangles++
-		} else {
-			area.add(math.Sqrt(nx*nx + ny*ny + nz*nz))
-			vol.add((float64(p0[0])-ref[0])*nx + (float64(p0[1])-ref[1])*ny + (float64(p0[2])-ref[2])*nz)
-			normal[0].add(nx)
-			normal[1].add(ny)
-			normal[2].add(nz)
+			g.degenerate++
+			continue
 		}
-		if c[0] == c[1] || c[1] == c[2] || c[0] == c[2] {
-			continue // collapsed: no edges
-		}
-		canon = append(canon, c)
+		area.add(math.Sqrt(nx*nx + ny*ny + nz*nz))
+		vol.add((float64(p0[0])-ref[0])*nx + (float64(p0[1])-ref[1])*ny + (float64(p0[2])-ref[2])*nz)
+		normal[0].add(nx)
+		normal[1].add(ny)
+		normal[2].add(nz)
 	}
 	// Σ p0·n = Σ (p0-ref)·n + ref·Σ n. The last term is zero for a closed
 	// mesh (up to rounding); for an open one it makes the volume the
 	// usual one, of tetrahedra from the origin, whatever the first
 	// triangle is.
 	vol.add(ref[0]*normal[0].sum() + ref[1]*normal[1].sum() + ref[2]*normal[2].sum())
-	a.Volume = vol.sum() / 6
-	a.Area = area.sum() / 2
-	a.Vertices = len(w.pos)
-	if len(w.pos) > 0 {
-		a.Min, a.Max = w.min, w.max
-	}
-	edges(&a, canon, len(w.pos))
-	a.Closed = a.Triangles > 0 && a.InvalidTriangles == 0 && a.OpenEdges == 0 && a.NonManifoldEdges == 0
-	a.Manifold = a.Closed && a.MisorientedEdges == 0
-	return a
+	g.volume = vol.sum() / 6
+	g.area = area.sum() / 2
+	return g
 }
 
-// edges counts the edges of the welded triangles by how many triangles
-// share each and in which directions, and the shells they join. Every
-// edge is filed under its lower vertex id (a counting sort), then each
-// vertex's few edges are sorted by the other end.
-func edges(a *Analysis, tris [][3]int32, nv int) {
+// edges counts the edges of the welded triangles (ids from weld; nv
+// positions) by how many triangles share each and in which directions,
+// and the shells they join. Collapsed triangles (two corners at one
+// position) have no edges. Every edge is filed under its lower position
+// id (a counting sort), then each position's few edges are sorted by the
+// other end.
+func edges(a *Analysis, m *Mesh, ids []int32, nv int) {
+	// welded returns t's position ids, ok false for an invalid or a
+	// collapsed triangle.
+	welded := func(t [3]uint32) (c [3]int32, ok bool) {
+		if int(t[0]) >= len(ids) || int(t[1]) >= len(ids) || int(t[2]) >= len(ids) {
+			return c, false
+		}
+		c = [3]int32{ids[t[0]] - 1, ids[t[1]] - 1, ids[t[2]] - 1}
+		return c, c[0] != c[1] && c[1] != c[2] && c[0] != c[2]
+	}
 	start := make([]int32, nv+1)
-	for _, t := range tris {
+	n := 0
+	for _, tr := range m.Triangles {
+		t, ok := welded(tr)
+		if !ok {
+			continue
+		}
+		n++
 		start[min(t[0], t[1])+1]++
 		start[min(t[1], t[2])+1]++
 		start[min(t[2], t[0])+1]++
@@ -148,7 +177,7 @@ func edges(a *Analysis, tris [][3]int32, nv int) {
 	}
 	// adj holds the higher end << 1 | 1 when the triangle runs the edge
 	// from high to low.
-	adj := make([]uint32, 3*len(tris))
+	adj := make([]uint32, 3*n)
 	fill := slices.Clone(start[:nv])
 	put := func(u, v int32) {
 		lo, hi, dir := u, v, uint32(0)
@@ -158,7 +187,11 @@ func edges(a *Analysis, tris [][3]int32, nv int) {
 		adj[fill[lo]] = uint32(hi)<<1 | dir
 		fill[lo]++
 	}
-	for _, t := range tris {
+	for _, tr := range m.Triangles {
+		t, ok := welded(tr)
+		if !ok {
+			continue
+		}
 		put(t[0], t[1])
 		put(t[1], t[2])
 		put(t[2], t[0])
@@ -199,92 +232,6 @@ func edges(a *Analysis, tris [][3]int32, nv int) {
 		}
 	}
 	a.Shells = uf.roots()
-}
-
-// welder gives each distinct position an id: an open-addressing hash
-// table keyed by the position's bits, -0 taken as +0. It also keeps the
-// bounding box of the positions it has seen.
-type welder struct {
-	slots    []slot
-	mask     uint64
-	pos      [][3]float32
-	min, max [3]float64
-}
-
-type slot struct {
-	key [3]uint32
-	id  int32 // id + 1; 0: empty
-}
-
-func newWelder(hint int) *welder {
-	n := 1 << bits.Len(uint(max(hint, 8)))
-	return &welder{
-		slots: make([]slot, n),
-		mask:  uint64(n - 1),
-		min:   [3]float64{math.Inf(1), math.Inf(1), math.Inf(1)},
-		max:   [3]float64{math.Inf(-1), math.Inf(-1), math.Inf(-1)},
-	}
-}
-
-func posKey(v [3]float32) [3]uint32 {
-	var k [3]uint32
-	for j := range 3 {
-		k[j] = math.Float32bits(v[j])
-		if k[j] == 1<<31 {
-			k[j] = 0
-		}
-	}
-	return k
-}
-
-func hashKey(k [3]uint32) uint64 {
-	h := (uint64(k[0])<<32 | uint64(k[1])) ^ uint64(k[2])*0x9e3779b97f4a7c15
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
-}
-
-// id returns v's position's id, giving it the next one when it is new.
-func (w *welder) id(v [3]float32) int32 {
-	k := posKey(v)
-	for i := hashKey(k) & w.mask; ; i = (i + 1) & w.mask {
-		s := &w.slots[i]
-		if s.id == 0 {
-			id := int32(len(w.pos))
-			s.key, s.id = k, id+1
-			w.pos = append(w.pos, v)
-			for j := range 3 {
-				w.min[j] = min(w.min[j], float64(v[j]))
-				w.max[j] = max(w.max[j], float64(v[j]))
-			}
-			if 2*len(w.pos) > len(w.slots) {
-				w.grow()
-			}
-			return id
-		}
-		if s.key == k {
-			return s.id - 1
-		}
-	}
-}
-
-func (w *welder) grow() {
-	old := w.slots
-	w.slots = make([]slot, 2*len(old))
-	w.mask = uint64(len(w.slots) - 1)
-	for _, s := range old {
-		if s.id == 0 {
-			continue
-		}
-		i := hashKey(s.key) & w.mask
-		for w.slots[i].id != 0 {
-			i = (i + 1) & w.mask
-		}
-		w.slots[i] = s
-	}
 }
 
 // unionFind joins vertex ids into shells; parent -1 marks an id no edge

@@ -81,11 +81,18 @@ func parseBinarySTL(br *bufio.Reader, size int64, lim Limits) (*Mesh, error) {
 	if size >= 0 {
 		reserve = n
 	}
-	m := &Mesh{
-		Vertices:  make([][3]float32, 0, 3*reserve),
-		Triangles: make([][3]uint32, 0, reserve),
-	}
-	const chunk = 1024
+	// Corners at one position share a vertex, welded as Analyze welds
+	// them: a closed mesh has about half as many positions as triangles,
+	// so this keeps a sixth of the vertices an unwelded mesh would.
+	m := &Mesh{Vertices: make([][3]float32, 0, reserve/2+3), Triangles: make([][3]uint32, 0, reserve)}
+	w := newWelder(int(reserve / 2))
+	var (
+		keys   [weldBlock][3]uint32
+		hashes [weldBlock]uint64
+		ids    [weldBlock]int32
+	)
+	// Chunks larger than br's buffer are read straight into buf.
+	const chunk = 2048
 	buf := make([]byte, chunk*stlRecord)
 	for done := int64(0); done < n; {
 		want := min(n-done, chunk)
@@ -96,20 +103,38 @@ func parseBinarySTL(br *bufio.Reader, size int64, lim Limits) (*Mesh, error) {
 			}
 			return nil, fmt.Errorf("binary stl triangle %d: %w", done+int64(got)/stlRecord, err)
 		}
-		for i := int64(0); i < want; i++ {
-			rec := buf[i*stlRecord : (i+1)*stlRecord]
-			base := uint32(len(m.Vertices))
-			for k := range 3 {
-				var v [3]float32
-				for j := range 3 {
-					v[j] = math.Float32frombits(binary.LittleEndian.Uint32(rec[12+12*k+4*j:]))
-					if !finite(v[j]) {
-						return nil, fmt.Errorf("%w: binary stl triangle %d: vertex %d has a non-finite coordinate (%v)", ErrMalformed, done+i, k+1, v[j])
+		// weldBlock corners (a multiple of 3) at a time.
+		for lo := int64(0); lo < want; lo += weldBlock / 3 {
+			hi := min(lo+weldBlock/3, want)
+			c := 0
+			for i := lo; i < hi; i++ {
+				rec := buf[i*stlRecord+12 : i*stlRecord+48]
+				for k := range 3 {
+					var v [3]uint32
+					for j := range 3 {
+						v[j] = binary.LittleEndian.Uint32(rec[12*k+4*j:])
+						if v[j]&0x7f800000 == 0x7f800000 {
+							return nil, fmt.Errorf("%w: binary stl triangle %d: vertex %d has a non-finite coordinate (%v)",
+								ErrMalformed, done+i, k+1, math.Float32frombits(v[j]))
+						}
+						if v[j] == 1<<31 {
+							v[j] = 0 // -0 is +0
+						}
 					}
+					keys[c], hashes[c] = v, hashKey(v)
+					c++
 				}
-				m.Vertices = append(m.Vertices, v)
 			}
-			m.Triangles = append(m.Triangles, [3]uint32{base, base + 1, base + 2})
+			w.ids(keys[:c], hashes[:c], ids[:c])
+			for i := range c {
+				if int(ids[i]) == len(m.Vertices) {
+					k := keys[i]
+					m.Vertices = append(m.Vertices, [3]float32{math.Float32frombits(k[0]), math.Float32frombits(k[1]), math.Float32frombits(k[2])})
+				}
+			}
+			for i := 0; i < c; i += 3 {
+				m.Triangles = append(m.Triangles, [3]uint32{uint32(ids[i]), uint32(ids[i+1]), uint32(ids[i+2])})
+			}
 		}
 		done += want
 	}
