@@ -84,10 +84,10 @@ func parseBinarySTL(br *bufio.Reader, size int64, lim Limits) (*Mesh, error) {
 	// Corners at one position share a vertex, welded as Analyze welds
 	// them: a closed mesh has about half as many positions as triangles,
 	// so this keeps a sixth of the vertices an unwelded mesh would.
-	m := &Mesh{Vertices: make([][3]float32, 0, reserve/2+3), Triangles: make([][3]uint32, 0, reserve)}
+	m := &Mesh{Triangles: make([][3]uint32, 0, reserve)}
 	w := newWelder(int(reserve / 2))
 	var (
-		keys   [weldBlock][3]uint32
+		keys   [weldBlock][3]float32
 		hashes [weldBlock]uint64
 		ids    [weldBlock]int32
 	)
@@ -110,34 +110,30 @@ func parseBinarySTL(br *bufio.Reader, size int64, lim Limits) (*Mesh, error) {
 			for i := lo; i < hi; i++ {
 				rec := buf[i*stlRecord+12 : i*stlRecord+48]
 				for k := range 3 {
-					var v [3]uint32
+					var v [3]float32
 					for j := range 3 {
-						v[j] = binary.LittleEndian.Uint32(rec[12*k+4*j:])
-						if v[j]&0x7f800000 == 0x7f800000 {
+						b := binary.LittleEndian.Uint32(rec[12*k+4*j:])
+						if b&0x7f800000 == 0x7f800000 {
 							return nil, fmt.Errorf("%w: binary stl triangle %d: vertex %d has a non-finite coordinate (%v)",
-								ErrMalformed, done+i, k+1, math.Float32frombits(v[j]))
+								ErrMalformed, done+i, k+1, math.Float32frombits(b))
 						}
-						if v[j] == 1<<31 {
-							v[j] = 0 // -0 is +0
+						if b == 1<<31 {
+							b = 0 // -0 is +0
 						}
+						v[j] = math.Float32frombits(b)
 					}
 					keys[c], hashes[c] = v, hashKey(v)
 					c++
 				}
 			}
 			w.ids(keys[:c], hashes[:c], ids[:c])
-			for i := range c {
-				if int(ids[i]) == len(m.Vertices) {
-					k := keys[i]
-					m.Vertices = append(m.Vertices, [3]float32{math.Float32frombits(k[0]), math.Float32frombits(k[1]), math.Float32frombits(k[2])})
-				}
-			}
 			for i := 0; i < c; i += 3 {
 				m.Triangles = append(m.Triangles, [3]uint32{uint32(ids[i]), uint32(ids[i+1]), uint32(ids[i+2])})
 			}
 		}
 		done += want
 	}
+	m.Vertices = w.keys // the distinct positions, by id
 	return m, nil
 }
 

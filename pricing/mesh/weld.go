@@ -8,13 +8,14 @@ import (
 // welder gives each distinct position an id, in the order it first sees
 // them: an open-addressing hash table of ids, keyed by the positions'
 // bits with -0 taken as +0. The table holds only ids (4 bytes a slot) and
-// the keys sit in one array by id, so for a million positions it takes
-// 10 MB instead of the 16 MB of slots holding their keys; less fresh
-// memory is what makes a large model fast to read (bench/mesh.sh).
+// the positions sit in one array by id, which the STL reader keeps as
+// the mesh's vertices; for a million positions that is 4 MB more instead
+// of the 16 MB of slots holding their keys. Fresh memory is most of what
+// reading a large model costs (docs/pricing-mesh.md, bench/mesh.sh).
 type welder struct {
 	slots []int32 // id + 1; 0: empty
 	mask  uint64
-	keys  [][3]uint32 // by id
+	keys  [][3]float32 // the positions by id, -0 as +0
 }
 
 // weldBlock is how many positions are hashed before their slots are
@@ -26,22 +27,26 @@ func newWelder(hint int) *welder {
 	return &welder{
 		slots: make([]int32, n),
 		mask:  uint64(n - 1),
-		keys:  make([][3]uint32, 0, max(hint, 8)),
+		keys:  make([][3]float32, 0, max(hint, 8)),
 	}
 }
 
-func posKey(v [3]float32) [3]uint32 {
-	var k [3]uint32
+// posKey is v with -0 as +0, the key the welder compares bit for bit.
+func posKey(v [3]float32) [3]float32 {
 	for j := range 3 {
-		k[j] = math.Float32bits(v[j])
-		if k[j] == 1<<31 {
-			k[j] = 0
+		if v[j] == 0 {
+			v[j] = 0
 		}
 	}
-	return k
+	return v
 }
 
-func hashKey(k [3]uint32) uint64 {
+func keyBits(k [3]float32) [3]uint32 {
+	return [3]uint32{math.Float32bits(k[0]), math.Float32bits(k[1]), math.Float32bits(k[2])}
+}
+
+func hashKey(v [3]float32) uint64 {
+	k := keyBits(v)
 	h := (uint64(k[0])<<32 | uint64(k[1])) ^ uint64(k[2])*0x9e3779b97f4a7c15
 	h ^= h >> 33
 	h *= 0xff51afd7ed558ccd
@@ -55,14 +60,14 @@ func hashKey(k [3]uint32) uint64 {
 // giving new positions the next ids. It touches every key's slot, then
 // the key each occupied slot holds, before probing, so that the memory
 // loads of the block run side by side.
-func (w *welder) ids(keys [][3]uint32, hashes []uint64, out []int32) {
+func (w *welder) ids(keys [][3]float32, hashes []uint64, out []int32) {
 	var touch uint32
 	for _, h := range hashes {
 		touch += uint32(w.slots[h&w.mask])
 	}
 	for _, h := range hashes {
 		if id := w.slots[h&w.mask]; id > 0 {
-			touch += w.keys[id-1][0]
+			touch += math.Float32bits(w.keys[id-1][0])
 		}
 	}
 	w.sink(touch)
@@ -75,7 +80,8 @@ func (w *welder) ids(keys [][3]uint32, hashes []uint64, out []int32) {
 func (w *welder) sink(uint32) {}
 
 // id returns the id of the position with key k and hash h.
-func (w *welder) id(k [3]uint32, h uint64) int32 {
+func (w *welder) id(k [3]float32, h uint64) int32 {
+	kb := keyBits(k)
 	for i := h & w.mask; ; i = (i + 1) & w.mask {
 		s := w.slots[i]
 		if s == 0 {
@@ -87,7 +93,7 @@ func (w *welder) id(k [3]uint32, h uint64) int32 {
 			}
 			return id
 		}
-		if w.keys[s-1] == k {
+		if keyBits(w.keys[s-1]) == kb {
 			return s - 1
 		}
 	}
@@ -112,7 +118,7 @@ func (w *welder) bounds() (lo, hi [3]float64) {
 	}
 	for _, k := range w.keys {
 		for j := range 3 {
-			f := float64(math.Float32frombits(k[j]))
+			f := float64(k[j])
 			lo[j] = min(lo[j], f)
 			hi[j] = max(hi[j], f)
 		}
@@ -126,7 +132,7 @@ func (w *welder) weldMesh(m *Mesh) []int32 {
 	nv := len(m.Vertices)
 	ids := make([]int32, nv)
 	var (
-		keys   [weldBlock][3]uint32
+		keys   [weldBlock][3]float32
 		hashes [weldBlock]uint64
 		which  [weldBlock]uint32
 		out    [weldBlock]int32
