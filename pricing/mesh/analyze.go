@@ -144,7 +144,8 @@ func measure(m *Mesh) geometry {
 	return g
 }
 
-// edges counts the edges of the welded triangles (ids from weld; nv
+// edges counts the edges of the welded triangles (ids from weld, which
+// it overwrites; nv
 // positions) by how many triangles share each and in which directions,
 // and the shells they join. Collapsed triangles (two corners at one
 // position) have no edges. Every edge is filed under its lower position
@@ -160,7 +161,9 @@ func edges(a *Analysis, m *Mesh, ids []int32, nv int) {
 		c = [3]int32{ids[t[0]] - 1, ids[t[1]] - 1, ids[t[2]] - 1}
 		return c, c[0] != c[1] && c[1] != c[2] && c[0] != c[2]
 	}
-	start := make([]int32, nv+1)
+	// start[lo+2] counts lo's edges; after the prefix sum start[lo+1] is
+	// where lo's edges begin, and after placing them, where they end.
+	start := make([]int32, nv+2)
 	n := 0
 	for _, tr := range m.Triangles {
 		t, ok := welded(tr)
@@ -168,24 +171,23 @@ func edges(a *Analysis, m *Mesh, ids []int32, nv int) {
 			continue
 		}
 		n++
-		start[min(t[0], t[1])+1]++
-		start[min(t[1], t[2])+1]++
-		start[min(t[2], t[0])+1]++
+		start[min(t[0], t[1])+2]++
+		start[min(t[1], t[2])+2]++
+		start[min(t[2], t[0])+2]++
 	}
-	for i := 1; i <= nv; i++ {
+	for i := 2; i < len(start); i++ {
 		start[i] += start[i-1]
 	}
 	// adj holds the higher end << 1 | 1 when the triangle runs the edge
 	// from high to low.
 	adj := make([]uint32, 3*n)
-	fill := slices.Clone(start[:nv])
 	put := func(u, v int32) {
 		lo, hi, dir := u, v, uint32(0)
 		if v < u {
 			lo, hi, dir = v, u, 1
 		}
-		adj[fill[lo]] = uint32(hi)<<1 | dir
-		fill[lo]++
+		adj[start[lo+1]] = uint32(hi)<<1 | dir
+		start[lo+1]++
 	}
 	for _, tr := range m.Triangles {
 		t, ok := welded(tr)
@@ -196,8 +198,8 @@ func edges(a *Analysis, m *Mesh, ids []int32, nv int) {
 		put(t[1], t[2])
 		put(t[2], t[0])
 	}
-	fill = nil
-	uf := newUnionFind(nv)
+	// ids is not needed any more: its memory holds the shells' forest.
+	uf := newUnionFind(ids[:nv])
 	for lo := range nv {
 		es := adj[start[lo]:start[lo+1]]
 		if len(es) == 0 {
@@ -238,8 +240,7 @@ func edges(a *Analysis, m *Mesh, ids []int32, nv int) {
 // has touched.
 type unionFind struct{ parent []int32 }
 
-func newUnionFind(n int) *unionFind {
-	p := make([]int32, n)
+func newUnionFind(p []int32) *unionFind {
 	for i := range p {
 		p[i] = -1
 	}
