@@ -41,15 +41,17 @@ e2e: images
 	else echo "e2e: no end-to-end scenarios in this tree yet"; fi
 
 ## bench: Go benchmarks with allocations, then the side-by-side proxy
-## benchmark and the CDC benchmark (ficus cdc against pg_recvlogical), on
-## loopback (bench/README.md); the tables also go to bench/results/latest.md
-## and bench/results/cdc.md.
+## benchmark, the CDC benchmark (ficus cdc against pg_recvlogical), on
+## loopback, and the model analysis benchmark (pricing/mesh against admesh
+## and numpy-stl) (bench/README.md); the tables also go to
+## bench/results/latest.md, bench/results/cdc.md and bench/results/mesh.md.
 BENCH_DURATION ?= 10s
 BENCH_CONNECTIONS ?= 64
 bench: postgres
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
 	BENCH_DURATION=$(BENCH_DURATION) BENCH_CONNECTIONS=$(BENCH_CONNECTIONS) GO=$(GO) bash bench/run.sh
 	GO=$(GO) bash bench/cdc.sh
+	GO=$(GO) bash bench/mesh.sh
 
 ## lint: gofmt, go vet and staticcheck (installed into ./bin).
 lint: $(BIN)/staticcheck

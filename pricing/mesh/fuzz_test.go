@@ -13,7 +13,7 @@ import (
 
 // fuzzLimits keep a fuzzed input from growing a mesh larger than the
 // fuzzer can turn over quickly.
-var fuzzLimits = Limits{MaxBytes: 1 << 20, MaxTriangles: 20_000}
+var fuzzLimits = Limits{MaxBytes: 256 << 10, MaxTriangles: 5_000}
 
 // fuzzParse parses data as name; every error must say which kind it is,
 // and every mesh it returns must be analysable.
@@ -54,10 +54,11 @@ func fuzzParse(t *testing.T, data []byte, name string) {
 	}
 }
 
-// addSystemSeeds adds the small model files with these extensions that
-// this machine has: Debian prusa-slicer's shapes and, when
+// addSystemSeeds adds the small model files (up to maxSize bytes: the
+// fuzzer minimises every new input, and large ones keep it minimising
+// instead of fuzzing) with these extensions that this machine has: Debian prusa-slicer's shapes and, when
 // FICUS_MODEL_CORPUS names it, the corpus of scripts/model-corpus.sh.
-func addSystemSeeds(f *testing.F, exts ...string) {
+func addSystemSeeds(f *testing.F, maxSize int64, exts ...string) {
 	dirs := []string{"/usr/share/PrusaSlicer/shapes"}
 	if d := os.Getenv("FICUS_MODEL_CORPUS"); d != "" {
 		dirs = append(dirs, d)
@@ -69,7 +70,7 @@ func addSystemSeeds(f *testing.F, exts ...string) {
 			}
 			ext := strings.ToLower(filepath.Ext(p))
 			for _, x := range exts {
-				if fi, err := e.Info(); err == nil && ext == x && fi.Size() <= 64<<10 {
+				if fi, err := e.Info(); err == nil && ext == x && fi.Size() <= maxSize {
 					if data, err := os.ReadFile(p); err == nil {
 						f.Add(data)
 					}
@@ -96,7 +97,7 @@ func FuzzParseSTL(f *testing.F) {
 	f.Add([]byte("solid x\nfacet normal 0 0 0\nouter loop\nvertex 0 0 0\nvertex 1 0 0\nvertex 1 1 0\nvertex 0 1 0\nendloop\nendfacet\n"))
 	f.Add([]byte("solid"))
 	f.Add([]byte{})
-	addSystemSeeds(f, ".stl")
+	addSystemSeeds(f, 16<<10, ".stl")
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzParse(t, data, "m.stl") })
 }
 
@@ -108,7 +109,7 @@ func FuzzParseOBJ(f *testing.F) {
 	f.Add([]byte("# c\r\nv\t0\t0\t0\r\nv 1 0 0\r\nv 0 1 0\r\nf 1 2 1000000000000\r\n"))
 	f.Add([]byte("v nan 0 0\nf 1 1 1\n"))
 	f.Add([]byte("f -1 -2 -3\n"))
-	addSystemSeeds(f, ".obj")
+	addSystemSeeds(f, 16<<10, ".obj")
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzParse(t, data, "m.obj") })
 }
 
@@ -122,6 +123,6 @@ func Fuzz3MF(f *testing.F) {
 	f.Add(zipFiles(f, [2]string{"_rels/.rels", rootRels}, [2]string{"../3D/3dmodel.model", "x"}))
 	f.Add(zipFiles(f, [2]string{"_rels/.rels", rootRels}))
 	f.Add([]byte("PK\x03\x04"))
-	addSystemSeeds(f, ".3mf")
+	addSystemSeeds(f, 4<<10, ".3mf")
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzParse(t, data, "m.3mf") })
 }

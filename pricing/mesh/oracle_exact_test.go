@@ -23,9 +23,11 @@ func exactSums(t *testing.T, m *Mesh) (volume, area float64) {
 		u[i], v[i], a[i], n[i] = nf(termPrec), nf(termPrec), nf(termPrec), nf(termPrec)
 	}
 	p, q, term, sq := nf(termPrec), nf(termPrec), nf(termPrec), nf(termPrec)
+	lost := false
 	exact := func(f *big.Float, what string) {
-		if f.Acc() != big.Exact {
-			t.Fatalf("exact oracle lost precision in %s", what)
+		if f.Acc() != big.Exact && !lost {
+			t.Errorf("exact oracle lost precision in %s", what) // Errorf: exactSums runs on several goroutines
+			lost = true
 		}
 	}
 	for _, tr := range m.Triangles {

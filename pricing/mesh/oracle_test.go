@@ -244,6 +244,7 @@ func TestOracles(t *testing.T) {
 		t.Log(r.line())
 		r.check(t)
 	}
+	t.Log(summary(rows))
 	if p := os.Getenv("FICUS_MESH_ORACLE_TABLE"); p != "" {
 		var b bytes.Buffer
 		b.WriteString("| file | triangles | ficus: closed, manifold (open/non-manifold/misoriented edges), shells | ficus volume mm³ | numpy-stl volume, area (rel. diff) | admesh: closed, parts, volume (rel. diff) | prusa-slicer: manifold, parts, volume (rel. diff) |\n|---|--:|---|--:|---|---|---|\n")
@@ -362,4 +363,50 @@ func (r oracleRow) check(t *testing.T) {
 	if a.Manifold && r.pr.manifold && r.pr.facets == a.Triangles && rel(r.pr.volume, a.Volume) > toolTol {
 		t.Errorf("%s: volume %v, prusa-slicer %v", name, a.Volume, r.pr.volume)
 	}
+}
+
+// summary counts what docs/pricing-mesh.md's table says.
+func summary(rows []oracleRow) string {
+	var (
+		files, closed, manifold, stl, stlManifold, adAgree, prLoaded, prAgree int
+		npArea, npVolManifold, adVol, prVol                                   float64
+	)
+	formats := map[string]int{}
+	for _, r := range rows {
+		a := r.m.a
+		files++
+		formats[strings.ToLower(filepath.Ext(r.m.path))]++
+		if a.Closed {
+			closed++
+		}
+		if a.Manifold {
+			manifold++
+		}
+		if r.np != nil && r.np.err == "" {
+			stl++
+			npArea = max(npArea, rel(r.np.area, a.Area))
+			if a.Manifold {
+				stlManifold++
+				npVolManifold = max(npVolManifold, rel(r.np.volume, a.Volume))
+			}
+		}
+		if a.Closed == (r.ad.disconnected == 0) {
+			adAgree++
+		}
+		if a.Manifold {
+			adVol = max(adVol, rel(r.ad.volume, a.Volume))
+		}
+		if r.pr.err == "" {
+			prLoaded++
+			if a.Manifold == r.pr.manifold {
+				prAgree++
+			}
+			if a.Manifold && r.pr.manifold && r.pr.facets == a.Triangles {
+				prVol = max(prVol, rel(r.pr.volume, a.Volume))
+			}
+		}
+	}
+	return fmt.Sprintf("files %d %v; closed %d, manifold %d; numpy-stl: %d STL, area max %.2g, volume max %.2g on %d manifold; "+
+		"admesh agrees on closedness %d, volume max %.2g on manifold; prusa-slicer loads %d, agrees on manifold %d, volume max %.2g",
+		files, formats, closed, manifold, stl, npArea, npVolManifold, stlManifold, adAgree, adVol, prLoaded, prAgree, prVol)
 }
