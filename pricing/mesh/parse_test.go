@@ -112,6 +112,24 @@ func TestParse3MFTransformsAndUnits(t *testing.T) {
 	if _, err := Parse(bytes.NewReader(data), "x.3mf", Limits{MaxTriangles: 47}); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("components over the triangle limit: %v", err)
 	}
+
+	// One triangle with many vertices, placed many times: the vertices
+	// count against the limit too, before anything is expanded.
+	many := &Mesh{Triangles: [][3]uint32{{0, 1, 2}}}
+	for i := range 3000 {
+		many.Vertices = append(many.Vertices, [3]float32{float32(i), float32(i % 7), 1})
+	}
+	var comps strings.Builder
+	for range 200 {
+		comps.WriteString(`<component objectid="1"/>`)
+	}
+	bomb := strings.Replace(modelXML(many, "millimeter", ""), `</resources>`,
+		`<object id="2"><components>`+comps.String()+`</components></object></resources>`, 1)
+	bomb = strings.Replace(bomb, `item objectid="1"`, `item objectid="2"`, 1)
+	data = zipFiles(t, [2]string{"_rels/.rels", rootRels}, [2]string{"3D/3dmodel.model", bomb})
+	if _, err := Parse(bytes.NewReader(data), "x.3mf", Limits{MaxTriangles: 1000}); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "vertices") {
+		t.Errorf("components over the vertex limit: %v", err)
+	}
 }
 
 func TestSTLSniff(t *testing.T) {

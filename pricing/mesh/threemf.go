@@ -68,7 +68,9 @@ func parse3MF(r io.Reader, lim Limits) (*Mesh, error) {
 	if len(rp.build) == 0 {
 		return nil, fmt.Errorf("%w: 3mf %s: no build items", ErrMalformed, root)
 	}
-	var total int64
+	// Count what the build expands to before expanding anything:
+	// components may place one object many times.
+	var total, verts int64
 	for _, it := range rp.build {
 		o, err := p.object(rp, it.path, it.objectID)
 		if err != nil {
@@ -78,9 +80,13 @@ func parse3MF(r io.Reader, lim Limits) (*Mesh, error) {
 		if err != nil {
 			return nil, fmt.Errorf("3mf build item %s: %w", it.objectID, err)
 		}
-		total += n
+		total += n.tris
+		verts += n.verts
 		if total > int64(lim.MaxTriangles) {
 			return nil, fmt.Errorf("%w: 3mf: the build has more than the limit of %d triangles", ErrTooLarge, lim.MaxTriangles)
+		}
+		if verts > p.maxVerts() {
+			return nil, fmt.Errorf("%w: 3mf: the build has more than %d vertices (3 × the triangle limit)", ErrTooLarge, p.maxVerts())
 		}
 	}
 	m := &Mesh{
@@ -129,7 +135,7 @@ type object struct {
 	verts    [][3]float32
 	tris     [][3]uint32
 	comps    []ref
-	count    int64 // triangles with components expanded; -1 while counting
+	count    counts // with components expanded; tris -1 while counting
 	counted  bool
 	emitting bool
 }
@@ -294,30 +300,41 @@ func (p *pkg) object(from *part, partPath, id string) (*object, error) {
 	return o, nil
 }
 
-// count returns the triangles o stands for with its components expanded,
-// saturating above the limit, and finds component cycles.
-func (p *pkg) count(o *object, depth int) (int64, error) {
+// counts are the triangles and vertices an object stands for.
+type counts struct{ tris, verts int64 }
+
+// maxVerts is the most vertices an expanded build may have.
+func (p *pkg) maxVerts() int64 { return 3*int64(p.lim.MaxTriangles) + 3 }
+
+// count returns the triangles and vertices o stands for with its
+// components expanded, saturating above the limits, and finds component
+// cycles.
+func (p *pkg) count(o *object, depth int) (counts, error) {
 	if o.counted {
-		if o.count < 0 {
-			return 0, fmt.Errorf("%w: 3mf: object %s contains itself through its components", ErrMalformed, o.id)
+		if o.count.tris < 0 {
+			return counts{}, fmt.Errorf("%w: 3mf: object %s contains itself through its components", ErrMalformed, o.id)
 		}
 		return o.count, nil
 	}
 	if depth > maxComponentDepth {
-		return 0, fmt.Errorf("%w: 3mf: components nest more than %d deep", ErrMalformed, maxComponentDepth)
+		return counts{}, fmt.Errorf("%w: 3mf: components nest more than %d deep", ErrMalformed, maxComponentDepth)
 	}
-	o.counted, o.count = true, -1
-	n := int64(len(o.tris))
+	o.counted, o.count = true, counts{tris: -1}
+	var n counts
+	if len(o.tris) > 0 {
+		n = counts{tris: int64(len(o.tris)), verts: int64(len(o.verts))}
+	}
 	for _, c := range o.comps {
 		co, err := p.object(o.part, c.path, c.objectID)
 		if err != nil {
-			return 0, err
+			return counts{}, err
 		}
 		k, err := p.count(co, depth+1)
 		if err != nil {
-			return 0, err
+			return counts{}, err
 		}
-		n = min(n+k, int64(p.lim.MaxTriangles)+1)
+		n.tris = min(n.tris+k.tris, int64(p.lim.MaxTriangles)+1)
+		n.verts = min(n.verts+k.verts, p.maxVerts()+1)
 	}
 	o.count = n
 	return n, nil
