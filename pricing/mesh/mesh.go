@@ -28,7 +28,10 @@ var (
 // Mesh is a triangle mesh as read from a model file.
 type Mesh struct {
 	// Vertices are positions in millimetres, exactly as the file gives
-	// them. A file may repeat one position under several indices.
+	// them (3MF: placed by the build's transforms and converted from its
+	// unit). A file may repeat one position under several indices; the
+	// binary STL reader gives corners at one position one vertex (-0 read
+	// as +0).
 	Vertices [][3]float32
 	// Triangles index Vertices, counter-clockwise seen from outside.
 	Triangles [][3]uint32
