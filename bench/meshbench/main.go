@@ -34,7 +34,7 @@ func main() {
 
 func run(args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: meshbench gen|run ...")
+		return errors.New("usage: meshbench gen|run [flags] FILE")
 	}
 	switch args[0] {
 	case "gen":

@@ -184,7 +184,6 @@ func prusaInfo(t *testing.T, files []string) map[string]prusaResult {
 
 type oracleRow struct {
 	m          corpusModel
-	exactVol   float64
 	np         *numpyResult
 	ad         admeshResult
 	pr         prusaResult

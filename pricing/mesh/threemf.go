@@ -130,14 +130,13 @@ type part struct {
 }
 
 type object struct {
-	id       string
-	part     *part
-	verts    [][3]float32
-	tris     [][3]uint32
-	comps    []ref
-	count    counts // with components expanded; tris -1 while counting
-	counted  bool
-	emitting bool
+	id      string
+	part    *part
+	verts   [][3]float32
+	tris    [][3]uint32
+	comps   []ref
+	count   counts // with components expanded; tris -1 while counting
+	counted bool
 }
 
 // ref is a build item or a component: an object, in this part or another
