@@ -119,8 +119,10 @@ func measure(m *Mesh) geometry {
 			ref = [3]float64{float64(p0[0]), float64(p0[1]), float64(p0[2])}
 			haveRef = true
 		}
-		// float32 differences and products of them are exact in float64;
-		// only the cross product's subtractions and the dot product round.
+		// Differences of float32 values and their products are exact in
+		// float64 (for coordinates within about 2^29 of each other's
+		// magnitude); the cross product's subtractions and the dot
+		// product round.
 		ux, uy, uz := float64(p1[0])-float64(p0[0]), float64(p1[1])-float64(p0[1]), float64(p1[2])-float64(p0[2])
 		vx, vy, vz := float64(p2[0])-float64(p0[0]), float64(p2[1])-float64(p0[1]), float64(p2[2])-float64(p0[2])
 		nx, ny, nz := uy*vz-uz*vy, uz*vx-ux*vz, ux*vy-uy*vx
