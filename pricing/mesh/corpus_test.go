@@ -107,12 +107,21 @@ func loadCorpus(t *testing.T) []corpusModel {
 func TestCorpusExact(t *testing.T) {
 	t.Parallel()
 	models := loadCorpus(t)
-	// The exact sums are slow: two at a time.
+	// The exact sums are slow: two at a time, and under the race detector
+	// (which finds nothing in them) for every eighth model only; every
+	// model is still parsed and analysed.
+	stride := 1
+	if raceDetector {
+		stride = 8
+	}
 	type sums struct{ volume, area float64 }
 	exact := make([]sums, len(models))
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 2)
 	for i, c := range models {
+		if i%stride != 0 {
+			continue
+		}
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
@@ -124,6 +133,9 @@ func TestCorpusExact(t *testing.T) {
 	for i, c := range models {
 		if c.a.Triangles == 0 {
 			t.Errorf("%s: no triangles", c.path)
+		}
+		if i%stride != 0 {
+			continue
 		}
 		vol, area := exact[i].volume, exact[i].area
 		e := relErr(c.a.Volume, big.NewFloat(vol))
@@ -139,5 +151,6 @@ func TestCorpusExact(t *testing.T) {
 		t.Logf("%-60s tris %7d vol %16.6f area %14.6f shells %3d closed %5v manifold %5v open %5d nonman %4d misor %4d degen %4d",
 			filepath.Base(c.path), c.a.Triangles, c.a.Volume, c.a.Area, c.a.Shells, c.a.Closed, c.a.Manifold, c.a.OpenEdges, c.a.NonManifoldEdges, c.a.MisorientedEdges, c.a.DegenerateTriangles)
 	}
-	t.Logf("%d models; largest relative error against the exact sums: volume %.2g, area %.2g", len(models), worstVol, worstArea)
+	t.Logf("%d models, %d against the exact sums; largest relative error: volume %.2g, area %.2g",
+		len(models), (len(models)+stride-1)/stride, worstVol, worstArea)
 }
