@@ -45,16 +45,19 @@ e2e: images
 	else echo "e2e: no end-to-end scenarios in this tree yet"; fi
 
 ## bench: Go benchmarks with allocations, then the side-by-side proxy
-## benchmark, the CDC benchmark (ficus cdc against pg_recvlogical) and the
-## order view's (its list against the MES's, and its freshness), on loopback
+## benchmark, the CDC benchmark (ficus cdc against pg_recvlogical), the
+## order view's (its list against the MES's, and its freshness), the model
+## analysis benchmark (pricing/mesh against admesh and numpy-stl) and the
+## pricing calculators on PrusaSlicer's shapes, on loopback
 ## (bench/README.md); the tables also go to bench/results/latest.md,
-## bench/results/cdc.md and bench/results/orders.md.
+## cdc.md, orders.md, mesh.md and pricing.md there.
 BENCH_DURATION ?= 10s
 BENCH_CONNECTIONS ?= 64
 bench: postgres
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
 	BENCH_DURATION=$(BENCH_DURATION) BENCH_CONNECTIONS=$(BENCH_CONNECTIONS) GO=$(GO) bash bench/run.sh
 	GO=$(GO) bash bench/cdc.sh
+	GO=$(GO) bash bench/mesh.sh
 	$(GO) run ./bench/ordersbench
 	$(GO) run ./bench/pricingbench
 

@@ -2,15 +2,15 @@
 // measures them: volume, surface area, bounding box, shells, closedness.
 //
 // Vertices are kept as the file gives them (float32, millimetres); every
-// measure is computed in float64 from those exact values.
+// measure is computed in float64 from those exact values. See
+// docs/pricing-mesh.md.
 package mesh
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"math"
+	"os"
 	"path"
 	"strings"
 )
@@ -28,7 +28,10 @@ var (
 // Mesh is a triangle mesh as read from a model file.
 type Mesh struct {
 	// Vertices are positions in millimetres, exactly as the file gives
-	// them. A file may repeat one position under several indices.
+	// them (3MF: placed by the build's transforms and converted from its
+	// unit). A file may repeat one position under several indices; the
+	// binary STL reader gives corners at one position one vertex (-0 read
+	// as +0).
 	Vertices [][3]float32
 	// Triangles index Vertices, counter-clockwise seen from outside.
 	Triangles [][3]uint32
@@ -36,7 +39,9 @@ type Mesh struct {
 
 // Limits bound what a parser accepts. Zero fields take their defaults.
 type Limits struct {
-	// MaxBytes is the largest file read. Defaults to 256 MiB.
+	// MaxBytes is the largest file read. For 3MF it also bounds the
+	// decompressed bytes of all the archive's entries read together.
+	// Defaults to 256 MiB.
 	MaxBytes int64
 	// MaxTriangles is the most triangles a mesh may have. Defaults to
 	// 5,000,000.
@@ -53,97 +58,82 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// Parse reads a model; name's extension (.stl, .obj, .3mf) picks the
-// format.
+// Formats lists the file name extensions Parse reads.
+var formats = []string{".stl", ".obj", ".3mf"}
+
+// Parse reads a model; name's extension (.stl, .obj, .3mf, any case)
+// picks the format. It reads at most lim.MaxBytes from r. STL and OBJ are
+// read as a stream; a 3MF archive is read into memory first (a zip needs
+// random access).
 //
-// Placeholder: reads binary STL only.
+// When r also tells its size (Size() int64, as *bytes.Reader,
+// *strings.Reader, *io.SectionReader and gocloud.dev/blob's Reader do, or
+// an *os.File), an STL that starts with "solid" is binary exactly when its
+// size is 84 + 50 × its triangle count; otherwise the text after the
+// first line decides.
+//
+// Errors wrap ErrFormat, ErrMalformed or ErrTooLarge.
 func Parse(r io.Reader, name string, lim Limits) (*Mesh, error) {
 	lim = lim.withDefaults()
-	if ext := strings.ToLower(path.Ext(name)); ext != ".stl" {
-		return nil, fmt.Errorf("%w: %q", ErrFormat, ext)
+	size := sizeOf(r)
+	if size > lim.MaxBytes {
+		return nil, fmt.Errorf("%w: %s is %d bytes, more than the limit of %d", ErrTooLarge, name, size, lim.MaxBytes)
 	}
-	var head [84]byte
-	if _, err := io.ReadFull(r, head[:]); err != nil {
-		return nil, fmt.Errorf("%w: stl header: %v", ErrMalformed, err)
+	lr := &limitReader{r: r, left: lim.MaxBytes, max: lim.MaxBytes}
+	switch ext := strings.ToLower(path.Ext(name)); ext {
+	case ".stl":
+		return parseSTL(lr, size, lim)
+	case ".obj":
+		return parseOBJ(lr, lim)
+	case ".3mf":
+		return parse3MF(lr, lim)
+	default:
+		return nil, fmt.Errorf("%w: %q (want one of %s)", ErrFormat, ext, strings.Join(formats, ", "))
 	}
-	n := binary.LittleEndian.Uint32(head[80:])
-	if int64(n) > int64(lim.MaxTriangles) {
-		return nil, fmt.Errorf("%w: %d triangles", ErrTooLarge, n)
-	}
-	m := &Mesh{}
-	var rec [50]byte
-	for i := uint32(0); i < n; i++ {
-		if _, err := io.ReadFull(r, rec[:]); err != nil {
-			return nil, fmt.Errorf("%w: triangle %d: %v", ErrMalformed, i, err)
-		}
-		var t [3]uint32
-		for k := range 3 {
-			var v [3]float32
-			for j := range 3 {
-				v[j] = math.Float32frombits(binary.LittleEndian.Uint32(rec[12+12*k+4*j:]))
-			}
-			t[k] = uint32(len(m.Vertices))
-			m.Vertices = append(m.Vertices, v)
-		}
-		m.Triangles = append(m.Triangles, t)
-	}
-	return m, nil
 }
 
-// Analysis is what Analyze measures.
-type Analysis struct {
-	// Triangles is the number of triangles.
-	Triangles int
-	// Volume is the enclosed volume in mm³ (signed sum of tetrahedra;
-	// meaningful only for a closed mesh).
-	Volume float64
-	// Area is the surface area in mm².
-	Area float64
-	// Min and Max are the corners of the axis-aligned bounding box, mm.
-	Min, Max [3]float64
-	// Shells is the number of connected parts (triangles joined through
-	// shared vertex positions).
-	Shells int
-	// Closed: every edge is shared by exactly two triangles.
-	Closed bool
-	// Manifold: closed, and the two triangles on every edge run it in
-	// opposite directions.
-	Manifold bool
-}
-
-// Size is the bounding box's extent along x, y and z, mm.
-func (a Analysis) Size() [3]float64 {
-	return [3]float64{a.Max[0] - a.Min[0], a.Max[1] - a.Min[1], a.Max[2] - a.Min[2]}
-}
-
-// Analyze measures m.
-//
-// Placeholder: volume, area and bounding box only.
-func Analyze(m *Mesh) Analysis {
-	a := Analysis{Triangles: len(m.Triangles)}
-	for i := range 3 {
-		a.Min[i], a.Max[i] = math.Inf(1), math.Inf(-1)
-	}
-	for _, t := range m.Triangles {
-		var p [3][3]float64
-		for k := range 3 {
-			for j := range 3 {
-				p[k][j] = float64(m.Vertices[t[k]][j])
-				a.Min[j] = min(a.Min[j], p[k][j])
-				a.Max[j] = max(a.Max[j], p[k][j])
+// sizeOf returns r's size when r can tell it, else -1.
+func sizeOf(r io.Reader) int64 {
+	switch v := r.(type) {
+	case interface{ Size() int64 }:
+		return v.Size()
+	case *os.File:
+		if fi, err := v.Stat(); err == nil && fi.Mode().IsRegular() {
+			if off, err := v.Seek(0, io.SeekCurrent); err == nil {
+				return fi.Size() - off
 			}
 		}
-		u := sub(p[1], p[0])
-		v := sub(p[2], p[0])
-		c := cross(u, v)
-		a.Area += math.Sqrt(c[0]*c[0]+c[1]*c[1]+c[2]*c[2]) / 2
-		a.Volume += dot(p[0], cross(p[1], p[2])) / 6
 	}
-	return a
+	return -1
 }
 
-func sub(a, b [3]float64) [3]float64 { return [3]float64{a[0] - b[0], a[1] - b[1], a[2] - b[2]} }
-func dot(a, b [3]float64) float64    { return a[0]*b[0] + a[1]*b[1] + a[2]*b[2] }
-func cross(a, b [3]float64) [3]float64 {
-	return [3]float64{a[1]*b[2] - a[2]*b[1], a[2]*b[0] - a[0]*b[2], a[0]*b[1] - a[1]*b[0]}
+// limitReader reads at most left bytes and fails with ErrTooLarge when the
+// underlying reader has more.
+type limitReader struct {
+	r    io.Reader
+	left int64
+	max  int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		// One more byte tells a file of exactly the limit from a longer one.
+		var one [1]byte
+		n, err := l.r.Read(one[:])
+		if n > 0 {
+			return 0, fmt.Errorf("%w: more than the limit of %d bytes", ErrTooLarge, l.max)
+		}
+		return 0, err
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+// finite reports whether f is neither NaN nor infinite.
+func finite(f float32) bool {
+	return f-f == 0
 }

@@ -1,0 +1,6 @@
+//go:build race
+
+package mesh
+
+// raceDetector: the race detector slows the exact oracle about tenfold.
+const raceDetector = true
