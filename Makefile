@@ -31,12 +31,17 @@ postgres:
 	@bash scripts/ensure-postgres.sh
 
 ## tools: the reference tools the tests compare with (PrusaSlicer, OpenSCAD, admesh, numpy-stl) and headless Chromium.
+## The real model files the pricing/mesh tests read (Debian's cura meshes),
+## fetched once by scripts/model-corpus.sh.
+MODEL_CORPUS ?= $(CURDIR)/.cache/models
 tools:
 	@bash scripts/ensure-tools.sh
+	@bash scripts/model-corpus.sh $(MODEL_CORPUS) || echo "tools: no model corpus: the tests that read it skip (or fail with FICUS_REQUIRE_TOOLS=1)"
 
 ## test: unit and integration tests against real PostgreSQL, race detector on.
 test: postgres tools
-	$(GO) test -race -count=1 -timeout 20m ./...
+	FICUS_MODEL_CORPUS=$${FICUS_MODEL_CORPUS:-$$([ -f $(MODEL_CORPUS)/cura/.complete ] && echo $(MODEL_CORPUS))} \
+		$(GO) test -race -count=1 -timeout 30m ./...
 
 ## e2e: the end-to-end suite in Docker (build tag e2e).
 e2e: images
