@@ -195,9 +195,12 @@ func runOutboxCrash(t *testing.T, mode outbox.Mode, relays, kills int) {
 	}
 	prodDone := make(chan error, 1)
 	var produced int
+	// The producer gets a random source of its own: rng stays this
+	// goroutine's.
+	prodRng := rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))
 	go func() {
 		var err error
-		produced, err = outboxProducer(ctx, db.Pool, w, check, rng, total, 50)
+		produced, err = outboxProducer(ctx, db.Pool, w, check, prodRng, total, 50)
 		prodDone <- err
 	}()
 
