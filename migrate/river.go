@@ -62,6 +62,7 @@ func upRiverStep(ctx context.Context, conn *pgx.Conn, m *rivermigrate.Migrator[p
 		return nil, fmt.Errorf("migrate river up: %w", err)
 	}
 	defer tx.Rollback(ctx)
+	//lint:ignore SA1019 one step per transaction, on the connection that holds ficus's migration lock, as Migrate would do on connections of its own
 	res, err := m.MigrateTx(ctx, tx, rivermigrate.DirectionUp, &rivermigrate.MigrateOpts{MaxSteps: 1})
 	if err != nil {
 		return nil, fmt.Errorf("migrate river up: %w", err)

@@ -112,7 +112,7 @@ func (e Event) validate() error {
 		}
 	}
 	if len(bytes.TrimSpace(e.Payload)) == 0 || !json.Valid(e.Payload) {
-		errs = append(errs, errors.New("Payload is not one JSON value"))
+		errs = append(errs, errors.New("the payload is not one JSON value"))
 	}
 	if len(e.Headers) > MaxHeaders {
 		errs = append(errs, fmt.Errorf("%d headers, more than %d", len(e.Headers), MaxHeaders))
@@ -123,10 +123,10 @@ func (e Event) validate() error {
 		}
 		probe := cloudevent.Event{SpecVersion: cloudevent.SpecVersion, ID: "x", Source: "x", Type: "x", Extensions: ext}
 		if err := probe.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("Headers: %w", err))
+			errs = append(errs, fmt.Errorf("headers: %w", err))
 		}
 		if _, ok := e.Headers["partitionkey"]; ok {
-			errs = append(errs, errors.New("Headers: partitionkey is the relay's (the aggregate)"))
+			errs = append(errs, errors.New("headers: partitionkey is the relay's (the aggregate)"))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -65,10 +65,10 @@ type Inbox struct {
 func NewInbox(cfg InboxConfig) (*Inbox, error) {
 	var errs []error
 	if cfg.Consumer == "" {
-		errs = append(errs, errors.New("Consumer is required"))
+		errs = append(errs, errors.New("a Consumer is required"))
 	}
 	if cfg.Retention < 0 || cfg.CleanupEvery < 0 || cfg.CleanupBatch < 0 {
-		errs = append(errs, errors.New("Retention, CleanupEvery and CleanupBatch must not be negative (zero means the default)"))
+		errs = append(errs, errors.New("negative Retention, CleanupEvery or CleanupBatch (zero means the default)"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("%w: inbox: %w", ErrInvalidConfig, err)

@@ -141,11 +141,11 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		errs = append(errs, fmt.Errorf("ConnString: %w", err))
 	}
 	if cfg.Sink == nil {
-		errs = append(errs, errors.New("Sink is required"))
+		errs = append(errs, errors.New("a Sink is required"))
 	}
 	cfg.Prefix = cmp.Or(cfg.Prefix, DefaultPrefix)
 	if !strings.HasPrefix(cfg.Prefix, DefaultPrefix) {
-		errs = append(errs, fmt.Errorf("Prefix %q must start with %q", cfg.Prefix, DefaultPrefix))
+		errs = append(errs, fmt.Errorf("the Prefix %q must start with %q", cfg.Prefix, DefaultPrefix))
 	}
 	for _, d := range []time.Duration{cfg.PollInterval, cfg.Retention, cfg.CleanupEvery, cfg.RetryInitial, cfg.RetryMax, cfg.TakeoverRetryMax, cfg.MetricsEvery} {
 		if d < 0 {
@@ -154,7 +154,7 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 		}
 	}
 	if cfg.Partitions < 0 || cfg.Partitions > 1<<16 || cfg.BatchSize < 0 {
-		errs = append(errs, errors.New("Partitions must be within 0..65536 and BatchSize not negative (zero means the default)"))
+		errs = append(errs, errors.New("the Partitions must be within 0..65536 and the BatchSize not negative (zero means the default)"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("%w: relay: %w", ErrInvalidConfig, err)

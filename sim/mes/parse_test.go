@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -21,21 +20,6 @@ func TestFormatPrice(t *testing.T) {
 			t.Errorf("formatPrice(%s) = %s, want %s", in, got, want)
 		}
 	}
-}
-
-// priceCents parses a price answered by the MES.
-func priceCents(t *testing.T, p string) int64 {
-	t.Helper()
-	whole, frac, ok := strings.Cut(p, ".")
-	if !ok || len(frac) != 2 {
-		t.Fatalf("price %q is not a decimal with two places", p)
-	}
-	w, err1 := strconv.ParseInt(whole, 10, 64)
-	f, err2 := strconv.ParseInt(frac, 10, 64)
-	if err1 != nil || err2 != nil {
-		t.Fatalf("price %q does not parse", p)
-	}
-	return w*100 + f
 }
 
 // checkRequestError fails unless err is one the handlers turn into 400 or
