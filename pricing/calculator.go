@@ -61,7 +61,7 @@ func (c *EstimatorCalculator) Quote(ctx context.Context, req Request) (*Quote, e
 		return nil, err
 	}
 	if err := pl.Check(req, m.Analysis); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("model %q: %w", req.ModelKey, err)
 	}
 	est, err := c.cfg.Estimator.Estimate(ctx, m, Material{Name: mat.Name, Density: mat.Density})
 	if err != nil {
