@@ -83,12 +83,20 @@ const snapshotPartitionNamesSQL = `
 SELECT c.relkind = 'p' AND NOT coalesce((SELECT pubviaroot FROM pg_publication WHERE pubname = $2), true)
   FROM pg_class c WHERE c.oid = $1::regclass`
 
-// snapshotXIPSQL lists the transactions in progress now.
-const snapshotXIPSQL = `SELECT coalesce(array_agg(x::text), '{}') FROM pg_snapshot_xip(pg_current_snapshot()) x`
+// snapshotHorizonSQL, run in a transaction of its own once the low
+// watermark has committed, takes a transaction id: every transaction that
+// wrote anything before that moment has a smaller one, including one
+// whose commit is already in the WAL (before the watermark) but which
+// still counts as running: such a transaction has an id at or above the
+// current snapshot's xmax, so the snapshot's list of transactions in
+// progress does not name it.
+const snapshotHorizonSQL = `SELECT pg_current_xact_id()::text`
 
 // snapshotOverlapSQL, the first statement of a chunk's transaction, fixes
-// its snapshot and counts the transactions of $1 still in progress in it.
-const snapshotOverlapSQL = `SELECT count(*) FROM pg_snapshot_xip(pg_current_snapshot()) x WHERE x::text = ANY($1)`
+// its snapshot and reports whether a transaction with an id below $1 (the
+// horizon) is still running in it, and how many of those it lists.
+const snapshotOverlapSQL = `SELECT pg_snapshot_xmin(s) < $1::xid8, (SELECT count(*) FROM pg_snapshot_xip(s) x WHERE x < $1::xid8)
+  FROM pg_current_snapshot() s`
 
 // watermarkSQL writes a watermark message in a transaction of its own.
 const watermarkSQL = `SELECT pg_logical_emit_message(true, '` + SnapshotPrefix + `', $1)`
@@ -242,7 +250,10 @@ type watermark struct {
 //
 // The rows were read in a transaction whose snapshot started after the low
 // watermark committed, and no transaction that was in progress when the
-// low watermark committed was still in progress in that snapshot. So every
+// low watermark committed was still in progress in that snapshot (judged
+// by transaction id against a horizon taken after the watermark, since a
+// transaction whose commit is in the WAL before the watermark may still
+// count as running and be missing from a snapshot's list). So every
 // transaction the rows reflect commits before the high watermark, and
 // every transaction they miss commits after the low one. A row whose key a
 // change between the watermarks touched is dropped: the stream carries
@@ -553,11 +564,11 @@ func (s *snapshotter) chunk(ctx context.Context, table qualifiedTable, lastKey [
 	if err := s.watermark(ctx, c, "low"); err != nil {
 		return 0, nil, err
 	}
-	var inProgress []string
-	if err := s.conn.QueryRow(ctx, snapshotXIPSQL).Scan(&inProgress); err != nil {
-		return 0, nil, fmt.Errorf("read transactions in progress: %w", err)
+	var horizon string
+	if err := s.conn.QueryRow(ctx, snapshotHorizonSQL).Scan(&horizon); err != nil {
+		return 0, nil, fmt.Errorf("take the transaction horizon of the low watermark: %w", err)
 	}
-	rows, last, err := s.read(ctx, table, plan, lastKey, inProgress)
+	rows, last, err := s.read(ctx, table, plan, lastKey, horizon)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -603,21 +614,22 @@ func (s *snapshotter) columns(ctx context.Context, table qualifiedTable) ([]snap
 }
 
 // read reads the chunk's rows in a repeatable-read transaction whose
-// snapshot shares no transaction in progress with inProgress, waiting
+// snapshot has no transaction running with an id below horizon, waiting
 // while one still runs. It returns the rows and the key of the last one.
-func (s *snapshotter) read(ctx context.Context, table qualifiedTable, plan snapshotPlan, lastKey, inProgress []string) ([]Change, []string, error) {
+func (s *snapshotter) read(ctx context.Context, table qualifiedTable, plan snapshotPlan, lastKey []string, horizon string) ([]Change, []string, error) {
 	wait := 10 * time.Millisecond
 	for logged := false; ; logged = true {
 		tx, err := s.conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 		if err != nil {
 			return nil, nil, fmt.Errorf("begin: %w", err)
 		}
+		var running bool
 		var overlap int
-		if err := tx.QueryRow(ctx, snapshotOverlapSQL, inProgress).Scan(&overlap); err != nil {
+		if err := tx.QueryRow(ctx, snapshotOverlapSQL, horizon).Scan(&running, &overlap); err != nil {
 			tx.Rollback(ctx)
 			return nil, nil, fmt.Errorf("read snapshot: %w", err)
 		}
-		if overlap == 0 {
+		if !running {
 			rows, last, err := s.readRows(ctx, tx, table, plan, lastKey)
 			if err != nil {
 				tx.Rollback(ctx)

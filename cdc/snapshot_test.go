@@ -251,7 +251,19 @@ func TestSnapshotIsConsistentWithConcurrentWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	sameRows(t, replay(f.delivered(), "public", "items"), tableRows(t, f.replFixture, "items"))
+	got, want := replay(f.delivered(), "public", "items"), tableRows(t, f.replFixture, "items")
+	for id, w := range want {
+		if g, ok := got[id]; !ok || fmt.Sprint(g) != fmt.Sprint(w) {
+			// Say what the consumer received for the row, in order.
+			for _, c := range f.delivered() {
+				if c.Table == "items" && (c.New["id"] == id || c.Key["id"] == id || (c.Old != nil && c.Old["id"] == id)) {
+					t.Logf("row %d: %s at %s/%d: new %v old %v", id, c.Op, c.CommitLSN, c.Position, c.New, c.Old)
+				}
+			}
+			break
+		}
+	}
+	sameRows(t, got, want)
 	p := f.progress()["public.items"]
 	reads := f.count(OpRead, "items")
 	t.Logf("snapshot: %d rows read, %d delivered (the rest superseded by changes in their chunk's window), %d changes in all",
