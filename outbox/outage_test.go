@@ -15,6 +15,7 @@ import (
 	"github.com/ficuslabs/ficus/cloudevent"
 	"github.com/ficuslabs/ficus/internal/metricstest"
 	"github.com/ficuslabs/ficus/internal/pgserver"
+	"github.com/ficuslabs/ficus/internal/pgtest"
 	"github.com/ficuslabs/ficus/internal/queuecheck"
 	"github.com/ficuslabs/ficus/outbox"
 )
@@ -24,22 +25,7 @@ import (
 // cluster.
 func TestPostgresOutages(t *testing.T) {
 	t.Parallel()
-	srv, err := pgserver.Start(t.Context(), pgserver.Config{Provider: "local"})
-	if err != nil {
-		t.Fatalf("a cluster of the test's own (local PostgreSQL binaries): %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := srv.Stop(ctx); err != nil {
-			t.Errorf("stop the test's cluster: %v", err)
-		}
-	})
-	pool, err := pgxpool.New(t.Context(), srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	srv, pool := pgtest.OwnCluster(t)
 	if _, err := outbox.Migrate(t.Context(), pool); err != nil {
 		t.Fatal(err)
 	}

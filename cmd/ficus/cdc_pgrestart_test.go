@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ficuslabs/ficus/internal/pgserver"
+	"github.com/ficuslabs/ficus/internal/pgtest"
 	"github.com/ficuslabs/ficus/sim/crm"
 	"github.com/ficuslabs/ficus/sim/shop"
 )
@@ -42,7 +43,7 @@ func TestCDCRunSurvivesPostgresRestarts(t *testing.T) {
 	deadline, cancel := context.WithDeadline(ctx, started.Add(4*time.Minute))
 	defer cancel()
 
-	srv, pool := startCluster(t)
+	srv, pool := pgtest.OwnCluster(t)
 	if err := shop.EnsureSchema(ctx, pool); err != nil {
 		t.Fatal(err)
 	}

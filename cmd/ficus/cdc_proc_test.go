@@ -19,8 +19,6 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/ficuslabs/ficus/internal/pgserver"
 )
 
 // Helpers for the tests that drive one `ficus cdc run` process through
@@ -148,29 +146,6 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-// startCluster starts a PostgreSQL cluster of the test's own from local
-// binaries, which the test may shut down and start again.
-func startCluster(t *testing.T) (*pgserver.Server, *pgxpool.Pool) {
-	t.Helper()
-	srv, err := pgserver.Start(t.Context(), pgserver.Config{Provider: "local"})
-	if err != nil {
-		t.Fatalf("a cluster of the test's own (local PostgreSQL binaries): %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := srv.Stop(ctx); err != nil {
-			t.Errorf("stop the test's cluster: %v", err)
-		}
-	})
-	pool, err := pgxpool.New(t.Context(), srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return srv, pool
 }
 
 // slotConfirmed returns the slot's confirmed flush LSN.

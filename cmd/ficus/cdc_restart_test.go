@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ficuslabs/ficus/internal/pgserver"
+	"github.com/ficuslabs/ficus/internal/pgtest"
 )
 
 // restartSQL is the schema of the restart tests: a captured table and one
@@ -34,7 +35,7 @@ type restartWorld struct {
 func newRestartWorld(t *testing.T, slot string) *restartWorld {
 	t.Helper()
 	w := &restartWorld{bin: buildFicus(t)}
-	w.srv, w.pool = startCluster(t)
+	w.srv, w.pool = pgtest.OwnCluster(t)
 	if _, err := w.pool.Exec(t.Context(), restartSQL); err != nil {
 		t.Fatal(err)
 	}

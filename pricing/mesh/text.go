@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"unsafe"
 )
 
 // maxLine is the longest line a text format may have.
@@ -73,9 +72,7 @@ var errNotFinite = errors.New("not a finite number")
 // parseFloat32 parses a decimal number to the nearest float32; NaN and
 // infinities are an error.
 func parseFloat32(b []byte) (float32, error) {
-	// strconv copies the string into any error it returns, so b's bytes
-	// need not outlive the call.
-	f, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(b), len(b)), 32)
+	f, err := strconv.ParseFloat(string(b), 32)
 	if err != nil {
 		var ne *strconv.NumError
 		if errors.As(err, &ne) {
