@@ -311,6 +311,11 @@ func (w *world) run(ctx context.Context) (Report, error) {
 	w.quotes.wait()
 
 	report, rerr := w.report(context.WithoutCancel(ctx))
+	if err == nil && rerr == nil {
+		// The acts use the world's servers, so they run before those stop.
+		w.summary(report)
+		rerr = w.runActs(ctx, &report)
+	}
 	stopServers()
 	if serr := servers.Wait(); serr != nil && err == nil {
 		err = serr
@@ -318,7 +323,6 @@ func (w *world) run(ctx context.Context) (Report, error) {
 	if err = errors.Join(err, rerr); err != nil {
 		return report, err
 	}
-	w.summary(report)
 	return report, nil
 }
 
