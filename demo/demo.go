@@ -84,6 +84,8 @@ type Report struct {
 	Legacy ClientReport
 	// The same client through ficus proxy with Idempotency-Key.
 	Ficus ClientReport
+	// A third client through the proxy's durable intake (mode async).
+	Intake IntakeReport
 	// Orders the MES stored in all.
 	MESOrders int
 	// Quotes requested, priced, still queued at the end, and the longest
@@ -151,6 +153,7 @@ type world struct {
 	proxy  *proxy.Proxy
 	legacy *b2bClient
 	ficus  *b2bClient
+	intake *intakeWorld
 	quotes *quoteClients
 	admin  *http.Client
 	// catalogue are the keys of the shop's models in the model store.
@@ -230,7 +233,7 @@ func (w *world) start(ctx context.Context) error {
 	if _, err := cdc.Setup(ctx, cfg.Pool, cdc.SetupConfig{Slot: demoSlot, Publication: demoSlot, Tables: []string{"shop.orders"}}); err != nil {
 		return fmt.Errorf("demo: ficus cdc setup (the database needs wal_level=logical): %w", err)
 	}
-	return nil
+	return w.prepareIntake(ctx)
 }
 
 // demoSlot names the demo's replication slot and publication.
@@ -299,6 +302,10 @@ func (w *world) run(ctx context.Context) (Report, error) {
 	servers.Go(func() error {
 		return httpserve.Run(serveCtx, httpserve.Config{Listener: crmLn, Handler: w.crmCDC.Handler(), DrainTimeout: time.Second})
 	})
+	if err := w.startIntake(serveCtx, servers); err != nil {
+		stopServers()
+		return Report{}, errors.Join(err, servers.Wait())
+	}
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return ignoreEnd(w.shop.Run(gctx)) })
 	g.Go(func() error { return ignoreEnd(w.crm.Run(gctx)) })
@@ -361,6 +368,7 @@ func (w *world) drive(ctx context.Context) error {
 		case <-orders.C:
 			w.legacy.order(ctx)
 			w.ficus.order(ctx)
+			w.intake.order(ctx)
 		case <-quotes.C:
 			quoteN++
 			w.quotes.request(ctx, quoteN)
@@ -510,6 +518,9 @@ func (w *world) report(ctx context.Context) (Report, error) {
 		s := c.client.stats()
 		*c.into = ClientReport{Orders: s.Sent, Attempts: s.Tries, Acknowledged: s.Acked, Duplicates: m.duplicates(c.client.prefix), Lost: lost}
 	}
+	if err := w.intakeReport(ctx, &r); err != nil {
+		return Report{}, err
+	}
 	q, s, c, h := w.quotes.stats(), w.shop.Stats(), w.crm.Stats(), w.crmCDC.Stats()
 	r.CDCTransitionsSeen, r.CDCMissedStatuses, r.CDCDuplicates = h.Transitions, h.MissedStatuses, h.Duplicates
 	r.QuotesRequested, r.QuotesQueued, r.LongestQuoteWait = q.Requested, q.Requested-q.Completed, q.MaxQueued
@@ -524,7 +535,7 @@ func (w *world) summary(r Report) {
 		r.Legacy.Orders, r.Legacy.Attempts, r.Legacy.Duplicates)
 	fmt.Fprintf(out, "                     through ficus: %d orders in %d requests left %d duplicates (Idempotency-Key)\n",
 		r.Ficus.Orders, r.Ficus.Attempts, r.Ficus.Duplicates)
-	fmt.Fprintf(out, "  lost orders        %d acknowledged with 201 Created do not exist (%d legacy, %d through ficus: the MES lies; CDC and the outbox fix this)\n",
+	fmt.Fprintf(out, "  lost orders        %d acknowledged with 201 Created do not exist (%d legacy, %d through ficus: the MES lies; the durable intake below fixes this)\n",
 		r.Legacy.Lost+r.Ficus.Lost, r.Legacy.Lost, r.Ficus.Lost)
 	fmt.Fprintf(out, "  quote queue        %d quotes requested, %d priced, %d still queued; a priced quote waited up to %s for the single calculator\n",
 		r.QuotesRequested, r.QuotesPriced, r.QuotesQueued, r.LongestQuoteWait.Round(100*time.Millisecond))
@@ -533,6 +544,7 @@ func (w *world) summary(r Report) {
 	fmt.Fprintf(out, "                     the CRM fed by ficus cdc saw %d transitions and missed %d\n",
 		r.CDCTransitionsSeen, r.CDCMissedStatuses)
 	fmt.Fprintf(out, "  MES outage         ficus's breaker opened %d times and closed %d times\n", r.BreakerOpened, r.BreakerClosed)
+	w.intakeSummary(r)
 }
 
 // startCDC starts ficus cdc on the shop database, delivering to the

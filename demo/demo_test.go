@@ -66,6 +66,19 @@ func TestShortRunShowsTheSymptoms(t *testing.T) {
 	if report.Ficus.Duplicates != 0 || report.Ficus.Attempts <= report.Ficus.Orders {
 		t.Errorf("through ficus, retries left duplicates (or never happened): %+v", report.Ficus)
 	}
+	// The durable intake: every accepted order is accounted for, and every
+	// delivered one is in the MES exactly once, while the MES lost some of
+	// the legacy client's acknowledged orders.
+	ir := report.Intake
+	if ir.Accepted == 0 || ir.Accepted != ir.Delivered+ir.Pending+ir.Unknown+ir.Failed {
+		t.Errorf("intake: accepted %d != delivered %d + pending %d + unknown %d + failed %d", ir.Accepted, ir.Delivered, ir.Pending, ir.Unknown, ir.Failed)
+	}
+	if ir.InMES != ir.Delivered || ir.Lost != 0 || ir.Duplicates != 0 {
+		t.Errorf("intake: %d delivered, %d in the MES, %d lost, %d duplicated; want all in the MES once", ir.Delivered, ir.InMES, ir.Lost, ir.Duplicates)
+	}
+	if ir.Pending != 0 || ir.Delivered == 0 {
+		t.Errorf("intake did not drain: %+v", ir)
+	}
 	if report.QuotesQueued == 0 || report.QuotesPriced == 0 {
 		t.Errorf("no quote queue: %+v", report)
 	}
@@ -100,7 +113,7 @@ func TestShortRunShowsTheSymptoms(t *testing.T) {
 			t.Errorf("model %q: %v", k, err)
 		}
 	}
-	for _, want := range []string{"MES under load", "through ficus", "duplicate orders", "lost orders", "quote queue", "CRM polling"} {
+	for _, want := range []string{"MES under load", "through ficus", "duplicate orders", "lost orders", "quote queue", "CRM polling", "durable intake"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
