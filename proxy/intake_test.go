@@ -445,3 +445,43 @@ func TestAsyncRouteNeedsTheIntake(t *testing.T) {
 		t.Fatalf("New without an intake: %v, want ErrNoIntake", err)
 	}
 }
+
+// Run delivers on its own: woken by the accepted request, with the real
+// clock, until the status URL shows the order delivered.
+func TestIntakeRunDelivers(t *testing.T) {
+	t.Parallel()
+	w := newIntakeWorld(t, nil)
+	set := metrics.NewSet()
+	p, url := startProxy(t, w.yaml, w.mesURL, proxy.Settings{Intake: w.store, Metrics: set,
+		IntakeDelivery: intake.DelivererConfig{PollInterval: 500 * time.Millisecond}})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	a := do(t, "POST", url+"/api/v1/orders", acmeKey, "key-run", order("RUN-1"))
+	if a.status != http.StatusAccepted {
+		t.Fatalf("POST: %d %s", a.status, a.body)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s := do(t, "GET", url+a.header.Get("Location"), acmeKey, "", "")
+		if strings.Contains(s.body, `"state":"delivered"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not delivered in 30s: %s", s.body)
+		}
+		pollPause()
+	}
+	if got := mesOrders(t, w.mesURL); got["RUN-1"] != 1 {
+		t.Fatalf("MES orders: %v", got)
+	}
+	if n := set.GetOrCreateCounter(`ficus_proxy_intake_deliveries_total{outcome="delivered"}`).Get(); n != 1 {
+		t.Fatalf("deliveries counted: %d", n)
+	}
+}
