@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -71,14 +72,25 @@ func (c *Config) validateAsync(k *configChecker, at string, r *RouteConfig) {
 }
 
 // checkIntake reports ErrNoIntake when cfg has an async route and p has
-// no intake store.
+// no intake store, and an async route whose timeout is not shorter than
+// the deliverer's lease (a slow call would be overtaken by another
+// replica).
 func (p *Proxy) checkIntake(cfg *Config) error {
-	if p.intake != nil {
-		return nil
-	}
 	for i := range cfg.Routes {
-		if cfg.Routes[i].Mode == modeAsync {
-			return fmt.Errorf("route %s: %w", cfg.Routes[i].Name, ErrNoIntake)
+		r := &cfg.Routes[i]
+		if r.Mode != modeAsync {
+			continue
+		}
+		if p.intake == nil {
+			return fmt.Errorf("route %s: %w", r.Name, ErrNoIntake)
+		}
+		timeout := r.Timeout
+		if u := cfg.Upstreams[r.Upstream]; timeout <= 0 && u != nil {
+			timeout = u.Timeout
+		}
+		if timeout >= p.intakeLease {
+			return fmt.Errorf("route %s: its timeout %s must be shorter than the intake's lease %s, or a replica still waiting for the upstream is overtaken; lower the timeout",
+				r.Name, timeout, p.intakeLease)
 		}
 	}
 	return nil
@@ -91,6 +103,7 @@ func (p *Proxy) setupIntake(s Settings) error {
 	}
 	p.intake = s.Intake
 	dc := s.IntakeDelivery
+	p.intakeLease = cmp.Or(dc.Lease, intake.DefaultLease)
 	dc.Store, dc.Sender = s.Intake, intakeSender{p}
 	if dc.Metrics == nil {
 		dc.Metrics = p.set

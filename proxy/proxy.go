@@ -114,6 +114,7 @@ type Proxy struct {
 	split        Splitter // nil without Settings.Cutover
 	intake       *intake.Store
 	deliverer    *intake.Deliverer // nil without Settings.Intake
+	intakeLease  time.Duration
 
 	state atomic.Pointer[state]
 	mu    sync.Mutex // serialises Reload
