@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -44,4 +45,29 @@ func TestAsyncRouteTimeoutWithinTheLease(t *testing.T) {
 	if err := p.checkIntake(cfg); err == nil || !strings.Contains(err.Error(), "shorter than the intake's lease") {
 		t.Fatalf("a 5m timeout with a 2m lease: %v", err)
 	}
+}
+
+// Whatever an upstream answers, the status document encodes, and carries
+// the body back: as JSON when it is JSON, else as text.
+func FuzzIntakeStatusDocument(f *testing.F) {
+	for _, s := range []string{`{"id":1}`, ` [1, 2] `, `not json`, "", "\xff\xfe", `{"a":`, `"x"`, "1e999", `{"a":"\ud800"}`} {
+		f.Add([]byte(s), 201)
+	}
+	f.Fuzz(func(t *testing.T, body []byte, status int) {
+		rec := &intake.Record{State: intake.StateDelivered, Answer: &intake.Answer{Status: status, Body: body}}
+		b, err := json.Marshal(intakeStatus(rec))
+		if err != nil {
+			t.Fatalf("encode: %v", err)
+		}
+		var back IntakeStatus
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatalf("decode: %v", err)
+		}
+		if back.Response == nil || back.Response.Status != status {
+			t.Fatalf("lost the answer: %s", b)
+		}
+		if !json.Valid(body) && back.Response.BodyText != string([]rune(string(body))) {
+			t.Fatalf("text body %q came back as %q", body, back.Response.BodyText)
+		}
+	})
 }
