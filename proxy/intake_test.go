@@ -485,3 +485,40 @@ func TestIntakeRunDelivers(t *testing.T) {
 		t.Fatalf("deliveries counted: %d", n)
 	}
 }
+
+// A proxy that stops lets the request in flight finish and records its
+// outcome, so that a restart does not turn it into an unknown one.
+func TestIntakeStopLetsTheRequestInFlightFinish(t *testing.T) {
+	t.Parallel()
+	arrived, release := make(chan struct{}), make(chan struct{})
+	w := newIntakeWorld(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/api/v1/blind" {
+				close(arrived)
+				<-release
+				rw.WriteHeader(http.StatusCreated)
+				return
+			}
+			next.ServeHTTP(rw, r)
+		})
+	})
+	p, url := startProxy(t, w.yaml, w.mesURL, proxy.Settings{Intake: w.store, Metrics: metrics.NewSet(),
+		IntakeDelivery: intake.DelivererConfig{PollInterval: 100 * time.Millisecond, DrainTimeout: time.Minute}})
+	a := do(t, "POST", url+"/api/v1/blind", acmeKey, "", order("S-1"))
+	if a.status != http.StatusAccepted {
+		t.Fatalf("POST: %d %s", a.status, a.body)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	<-arrived
+	cancel() // the proxy stops while the request is with the upstream
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	s := do(t, "GET", url+a.header.Get("Location"), acmeKey, "", "")
+	if !strings.Contains(s.body, `"state":"delivered"`) {
+		t.Fatalf("after a stop mid-delivery: %s", s.body)
+	}
+}

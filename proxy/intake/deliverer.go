@@ -48,6 +48,7 @@ const (
 	DefaultMaxAttempts  = 25
 	DefaultPollInterval = time.Second
 	DefaultMetricsEvery = 5 * time.Second
+	DefaultDrainTimeout = 10 * time.Second
 )
 
 // DelivererConfig configures a Deliverer.
@@ -77,6 +78,10 @@ type DelivererConfig struct {
 	// MetricsEvery is how often Run reads the backlog gauges. Defaults to
 	// 5s.
 	MetricsEvery time.Duration
+	// DrainTimeout is how long the requests in flight when Run's context
+	// ends get to finish and have their outcome recorded; those still in
+	// flight after it are left to their lease. Defaults to 10s.
+	DrainTimeout time.Duration
 	// Now tells the time. Defaults to time.Now.
 	Now func() time.Time
 	// Logger receives the deliverer's logs. Defaults to discarding them.
@@ -105,7 +110,7 @@ func NewDeliverer(cfg DelivererConfig) (*Deliverer, error) {
 		errs = append(errs, errors.New("a Sender is required"))
 	}
 	if cfg.Concurrency < 0 || cfg.MaxAttempts < 0 || cfg.Lease < 0 || cfg.RetryInitial < 0 || cfg.RetryMax < 0 ||
-		cfg.PollInterval < 0 || cfg.MetricsEvery < 0 {
+		cfg.PollInterval < 0 || cfg.MetricsEvery < 0 || cfg.DrainTimeout < 0 {
 		errs = append(errs, errors.New("numbers and durations must not be negative (zero means the default)"))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -118,6 +123,7 @@ func NewDeliverer(cfg DelivererConfig) (*Deliverer, error) {
 	cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, DefaultMaxAttempts)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, DefaultPollInterval)
 	cfg.MetricsEvery = cmp.Or(cfg.MetricsEvery, DefaultMetricsEvery)
+	cfg.DrainTimeout = cmp.Or(cfg.DrainTimeout, DefaultDrainTimeout)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -131,17 +137,30 @@ func NewDeliverer(cfg DelivererConfig) (*Deliverer, error) {
 }
 
 // Run delivers due requests until ctx ends, woken by every accepted
-// request (LISTEN ficus_proxy_intake) and every PollInterval. Requests in
-// flight when ctx ends are left leased: the next deliverer takes them over
-// when their lease runs out, and verifies them before sending again.
+// request (LISTEN ficus_proxy_intake) and every PollInterval. When ctx
+// ends it claims nothing more, and the requests in flight get
+// DrainTimeout to finish; any still in flight after it are left leased:
+// the next deliverer takes them over when their lease runs out, and
+// verifies them before sending again, as after a crash.
 func (d *Deliverer) Run(ctx context.Context) error {
 	wake := make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	wg.Go(func() { d.listen(ctx, wake) })
 	defer wg.Wait()
+	work, abandon := context.WithCancel(context.WithoutCancel(ctx))
+	defer abandon()
+	defer context.AfterFunc(ctx, func() {
+		t := time.NewTimer(d.cfg.DrainTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			abandon()
+		case <-work.Done(): // Run returned
+		}
+	})()
 	var nextMetrics time.Time
 	for ctx.Err() == nil {
-		n, err := d.RunOnce(ctx)
+		n, err := d.RunOnce(work)
 		if err != nil && ctx.Err() == nil {
 			d.log.Warn("intake delivery round failed", "err", err)
 		}
