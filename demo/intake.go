@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ficuslabs/ficus/internal/ctxsleep"
@@ -52,11 +53,13 @@ type IntakeReport struct {
 const intakePrefix = "IX"
 
 // intakeProxyConfig is the demo's proxy with POST /api/v1/orders async.
+// Its names differ from the first proxy's, so that their metrics do not
+// mix on one /metrics page.
 func intakeProxyConfig(mesURL string) string {
 	sum := sha256.Sum256([]byte(demoAPIKey))
 	return fmt.Sprintf(`
 upstreams:
-  mes:
+  mes-via-intake:
     url: %s
     timeout: 5s
 tenants:
@@ -66,14 +69,14 @@ tenants:
 routes:
   - name: create-order-async
     match: {methods: [POST], path: /api/v1/orders}
-    upstream: mes
+    upstream: mes-via-intake
     mode: async
     auth: required
     idempotency:
       mode: required
       reconcile: {path: "/api/v1/orders?client_ref={body.client_ref}"}
-  - name: mes
-    upstream: mes
+  - name: mes-via-intake
+    upstream: mes-via-intake
 `, mesURL, hex.EncodeToString(sum[:]))
 }
 
@@ -81,6 +84,7 @@ routes:
 type intakeWorld struct {
 	proxy  *proxy.Proxy
 	store  *intake.Store
+	set    *metrics.Set
 	base   string
 	client *http.Client
 
@@ -110,7 +114,9 @@ func (w *world) startIntake(ctx context.Context, servers *errgroup.Group) error 
 	if err != nil {
 		return fmt.Errorf("demo: intake proxy: %w", err)
 	}
-	p, err := proxy.New(proxy.Settings{Config: pcfg, Metrics: w.proxySet, Logger: w.cfg.Logger, Intake: store,
+	w.intake.set = metrics.NewSet()
+	w.cfg.Register(w.intake.set)
+	p, err := proxy.New(proxy.Settings{Config: pcfg, Metrics: w.intake.set, Logger: w.cfg.Logger, Intake: store,
 		IntakeDelivery: intake.DelivererConfig{RetryInitial: 200 * time.Millisecond, RetryMax: 2 * time.Second,
 			PollInterval: 200 * time.Millisecond, MetricsEvery: time.Second, Lease: 30 * time.Second}})
 	if err != nil {
@@ -193,7 +199,7 @@ func (w *world) intakeReport(ctx context.Context, r *Report) error {
 	}
 	ir := &r.Intake
 	ir.Drained = time.Since(start)
-	ir.Resent = int(w.proxySet.GetOrCreateCounter(`ficus_proxy_intake_retries_total{reason="not_found_after_2xx"}`).Get())
+	ir.Resent = int(x.set.GetOrCreateCounter(`ficus_proxy_intake_retries_total{reason="not_found_after_2xx"}`).Get())
 	x.mu.Lock()
 	ir.Orders, ir.Attempts, ir.Accepted = x.sent, x.tries, len(x.accepted)
 	refs := make(map[string]string, len(x.accepted))
