@@ -108,7 +108,7 @@ jobs (see docs/pricing-fleet.md). Run "ficus migrate up" first.`,
 }
 
 func (a *app) pricingAPICommand() *cobra.Command {
-	var dbURL, listen, metricsAddr, defaultLane, operatorPassword, modelsURL string
+	var dbURL, listen, metricsAddr, defaultLane, operatorPassword, modelsURL, priceList string
 	var tenantLanes map[string]string
 	var cfg fleet.APIConfig
 	cmd := &cobra.Command{
@@ -122,6 +122,15 @@ func (a *app) pricingAPICommand() *cobra.Command {
                              quote takes longer or the client sent
                              "Prefer: respond-async"
   GET  /api/v1/quotes/{id}   status, price, breakdown and warnings
+  POST /api/v1/models        the model file as the body (Content-Type
+                             model/stl, model/obj or model/3mf): 201 with
+                             its key in the model store
+
+A quote's model is loaded, parsed and checked against the price list
+before its job is queued: a missing or broken model, an unknown material
+or a model larger than the printer is a 422 at once, and no job. A request
+marked X-Ficus-Shadow (a copy ficus proxy mirrored to compare answers) is
+queued at River's lowest priority, behind every real one.
 
 The tenant is X-Ficus-Tenant, set by ficus proxy from the caller's API key;
 the lane is X-Ficus-Lane if present, else --tenant-lane, else --default-lane.
@@ -161,7 +170,11 @@ Run "ficus migrate up" first.`,
 				return usageError{fmt.Errorf("--models: %w", err)}
 			}
 			defer store.Close()
-			cfg.Queue, cfg.Resolve, cfg.Metrics, cfg.Logger = q, store.Resolve, set, a.log
+			pl, err := loadPriceList(priceList)
+			if err != nil {
+				return err
+			}
+			cfg.Queue, cfg.Models, cfg.PriceList, cfg.Metrics, cfg.Logger = q, store, pl, set, a.log
 			api, err := fleet.NewAPI(cfg)
 			if err != nil {
 				return usageError{err}
@@ -200,6 +213,8 @@ Run "ficus migrate up" first.`,
 	f.StringToStringVar(&tenantLanes, "tenant-lane", nil, "lane of a tenant, e.g. shop=b2c (repeatable)")
 	f.StringVar(&operatorPassword, "operator-password", "", "password of River's web UI under /riverui/; empty serves no UI")
 	f.StringVar(&modelsURL, "models", defaultModelStore(), "model store URL a quote's model_url must name a key of: file:///dir or s3://bucket")
+	f.StringVar(&priceList, "price-list", "", "price list YAML file quotes are checked against before they are queued (default: the embedded one); the workers' must be the same")
+	f.Int64Var(&cfg.MaxModelBytes, "max-model-bytes", fleet.DefaultMaxModelBytes, "largest model POST /api/v1/models takes")
 	metricsFlag(f, &metricsAddr, "127.0.0.1:9196")
 	return cmd
 }
