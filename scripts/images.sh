@@ -330,9 +330,30 @@ build_ficus() {
 slicer_inputs_sum() {
 	{
 		cat "$slicer_packages"
-		declare -f shape_slicer_rootfs
+		declare -f install_slicer_packages shape_slicer_rootfs
 		echo "$suite"
 	} | sha256sum | cut -d' ' -f1
+}
+
+# install_slicer_packages ROOTFS MIRROR PKGS installs PKGS (comma-separated)
+# with apt inside ROOTFS, without recommends and without starting services.
+install_slicer_packages() {
+	local r="$1" mirror="$2" pkgs="$3"
+	printf 'deb %s %s main\n' "$mirror" "$suite" >"$r/etc/apt/sources.list"
+	cp /etc/resolv.conf "$r/etc/resolv.conf"
+	printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"
+	chmod 0755 "$r/usr/sbin/policy-rc.d"
+	mount -t proc proc "$r/proc"
+	local rc=0
+	chroot "$r" env DEBIAN_FRONTEND=noninteractive apt-get update -qq || rc=$?
+	[ "$rc" -eq 0 ] && { chroot "$r" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${pkgs//,/ } >"$work/apt.log" 2>&1 || rc=$?; }
+	umount -l "$r/proc" || true
+	rm -f "$r/usr/sbin/policy-rc.d"
+	if [ "$rc" -ne 0 ]; then
+		tail -n 30 "$work/apt.log" >&2 || true
+		die "apt-get install $pkgs in the new root failed"
+	fi
+	chroot "$r" apt-get clean
 }
 
 # shape_slicer_rootfs turns the debootstrap tree into the slicer base.
@@ -370,8 +391,11 @@ build_slicer_base() {
 	t0="$(date +%s)"
 	say "building $slicer_base from $mirror ($suite): $pkgs"
 	work="$(mktemp -d /var/tmp/ficus-slicer-image.XXXXXX)"
-	step "debootstrap $suite minbase + $pkgs" \
-		run_debootstrap "$work/rootfs" "$mirror" "$work/debootstrap.log" "$pkgs"
+	# debootstrap configures --include'd packages in its own order, which
+	# fails for PrusaSlicer's GTK stack; apt inside the new root does not.
+	step "debootstrap $suite minbase" \
+		run_debootstrap "$work/rootfs" "$mirror" "$work/debootstrap.log" "ca-certificates"
+	step "apt-get install $pkgs" install_slicer_packages "$work/rootfs" "$mirror" "$pkgs"
 	step "shape root file system" shape_slicer_rootfs "$work/rootfs"
 	say "root file system: $(du -sh --one-file-system "$work/rootfs" | cut -f1)"
 	local old

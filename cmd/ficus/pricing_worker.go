@@ -13,6 +13,7 @@ import (
 	"github.com/ficuslabs/ficus/internal/httpserve"
 	"github.com/ficuslabs/ficus/internal/ops"
 	"github.com/ficuslabs/ficus/migrate"
+	"github.com/ficuslabs/ficus/outbox"
 	"github.com/ficuslabs/ficus/pricing"
 	"github.com/ficuslabs/ficus/pricing/fleet"
 	"github.com/ficuslabs/ficus/pricing/legacy"
@@ -36,7 +37,7 @@ func connectMigrated(ctx context.Context, url string) (*pgxpool.Pool, error) {
 }
 
 func (a *app) pricingWorkerCommand() *cobra.Command {
-	var dbURL, lane, calcName, metricsAddr, modelsURL, priceList, mesURL string
+	var dbURL, lane, calcName, metricsAddr, modelsURL, priceList, mesURL, outboxMode string
 	var mesTimeout time.Duration
 	var cfg fleet.WorkerConfig
 	cmd := &cobra.Command{
@@ -46,7 +47,10 @@ func (a *app) pricingWorkerCommand() *cobra.Command {
 at a time; each lane is its own deployment, scaled on its queue's metrics.
 The worker heartbeats in ficus.pricing_workers; when a worker stops
 heartbeating for --heartbeat-timeout, any other worker re-queues its running
-jobs (see docs/pricing-fleet.md). Run "ficus migrate up" first.`,
+jobs (see docs/pricing-fleet.md). With --outbox message|table every stored
+result is announced as a quote.ready (quote.rejected, quote.failed) event
+through the outbox, in the transaction that stores it; run "ficus outbox
+relay" in the same mode to deliver them. Run "ficus migrate up" first.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := fleet.ParseLane(lane)
@@ -58,6 +62,13 @@ jobs (see docs/pricing-fleet.md). Run "ficus migrate up" first.`,
 			}
 			if _, err := parseDatabaseURL(dbURL); err != nil {
 				return err
+			}
+			if outboxMode != "off" {
+				ow, err := outbox.NewWriter(outbox.WriterConfig{Mode: outbox.Mode(outboxMode)})
+				if err != nil {
+					return usageError{fmt.Errorf("--outbox %q: want off, message or table", outboxMode)}
+				}
+				cfg.Outbox = ow
 			}
 			ctx := cmd.Context()
 			pl, err := loadPriceList(priceList)
@@ -103,6 +114,7 @@ jobs (see docs/pricing-fleet.md). Run "ficus migrate up" first.`,
 	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 5*time.Second, "how often the worker records that it is alive")
 	f.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", 20*time.Second, "how stale a worker's heartbeat may get before its jobs are re-queued")
 	f.DurationVar(&cfg.SoftStopTimeout, "stop-timeout", time.Minute, "on SIGTERM, how long running jobs may finish before they are cancelled and retried")
+	f.StringVar(&outboxMode, "outbox", "off", "announce results as quote.ready events through the outbox: off, message (logical decoding messages; wal_level=logical) or table (ficus.outbox)")
 	metricsFlag(f, &metricsAddr, "127.0.0.1:9195")
 	return cmd
 }
