@@ -151,4 +151,3 @@ func TestStranglerShadowsQuotesToTheFleet(t *testing.T) {
 		t.Fatalf("%d jobs at the shadow priority; want %d", n, len(reqs))
 	}
 }
-
