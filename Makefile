@@ -20,7 +20,7 @@ DEMO_DURATION ?= 45s
 FUZZTIME ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build test e2e bench lint fmt demo images fuzz clean postgres tools
+.PHONY: all build test e2e bench lint fmt demo images images-slicer fuzz clean postgres tools
 
 all: build
 
@@ -86,6 +86,13 @@ demo: postgres build
 ## images: the offline Postgres image (when missing) and the ficus image.
 images:
 	bash scripts/images.sh
+
+## images-slicer: the pricing worker's image with PrusaSlicer (Debian
+## packages, debootstrap); opt-in, since its base takes many minutes to build
+## (docs/pricing-fleet.md#images). The base is rebuilt only when
+## images/slicer/packages or its recipe changed; the ficus layer always.
+images-slicer:
+	bash scripts/images.sh slicer
 
 ## fuzz: every fuzz target for FUZZTIME each.
 fuzz:

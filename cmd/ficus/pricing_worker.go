@@ -166,6 +166,10 @@ Run "ficus migrate up" first.`,
 			if _, err := parseDatabaseURL(dbURL); err != nil {
 				return err
 			}
+			pl, err := loadPriceList(priceList)
+			if err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			pool, err := connectMigrated(ctx, dbURL)
 			if err != nil {
@@ -182,10 +186,6 @@ Run "ficus migrate up" first.`,
 				return usageError{fmt.Errorf("--models: %w", err)}
 			}
 			defer store.Close()
-			pl, err := loadPriceList(priceList)
-			if err != nil {
-				return err
-			}
 			cfg.Queue, cfg.Models, cfg.PriceList, cfg.Metrics, cfg.Logger = q, store, pl, set, a.log
 			api, err := fleet.NewAPI(cfg)
 			if err != nil {
