@@ -50,7 +50,7 @@ func main() {
 	flag.DurationVar(&fc.rateFor, "fleet-rate-for", 5*time.Second, "how long the latency run submits")
 	flag.DurationVar(&fc.simCalc, "fleet-calc-time", 250*time.Millisecond, "the simulated calculation of the 40-quote run, MES and fleet alike")
 	flag.IntVar(&fc.slicerQuotes, "fleet-slicer-quotes", 4, "slicer quotes through the fleet at 1 and 2 slots (0: none)")
-	flag.StringVar(&fc.slicerShape, "fleet-slicer-shape", "/usr/share/PrusaSlicer/shapes/bunny.stl", "the model the fleet's slicer quotes price")
+	flag.StringVar(&fc.slicerShape, "fleet-slicer-shape", "/usr/share/PrusaSlicer/shapes/torus.stl", "the model the fleet's slicer quotes price")
 	fleetOn := flag.Bool("fleet", true, "also run the pricing fleet's benchmark")
 	flag.Parse()
 	if !*fleetOn {
