@@ -248,8 +248,13 @@ type result struct {
 }
 
 func row(b *strings.Builder, name, calc string, slots int, r result) {
-	fmt.Fprintf(b, "| %s | %s | %d | %d | %s | %.0f | %s | %s |\n", name, calc, slots, r.n, dur(r.wall),
-		float64(r.n)/r.wall.Seconds(), dur(r.p50), dur(r.p99))
+	rate := float64(r.n) / r.wall.Seconds()
+	prec := 0
+	if rate < 10 {
+		prec = 2
+	}
+	fmt.Fprintf(b, "| %s | %s | %d | %d | %s | %.*f | %s | %s |\n", name, calc, slots, r.n, dur(r.wall),
+		prec, rate, dur(r.p50), dur(r.p99))
 	fmt.Fprintf(os.Stderr, "pricingbench: %s, %d slots: %d in %s, p99 %s\n", name, slots, r.n, dur(r.wall), dur(r.p99))
 }
 
