@@ -76,6 +76,11 @@ type Config struct {
 	// events, through Mirror. A failed forward is logged and counted; the
 	// order is never sent again (the loss the order view's drift shows).
 	Forward func(ctx context.Context, orderID int64) error
+	// Events, when its Mode is set, tells the world of every order's
+	// status changes (creation included): published after the commit
+	// (legacy) or enqueued in the same transaction (outbox); see
+	// EventsConfig. Defaults to none.
+	Events EventsConfig
 }
 
 // Stats counts what a Generator has committed since New.
@@ -113,6 +118,7 @@ type Generator struct {
 	mStepErrors   *metrics.Counter
 	mForwardFails *metrics.Counter
 	forward       func(context.Context, int64) error
+	events        *events
 	scanStatuses  []string // statuses an order can leave, for scanSQL
 	scanMinDwells []time.Duration
 }
@@ -132,6 +138,10 @@ func New(cfg Config) (*Generator, error) {
 		return nil, fmt.Errorf("%w: MaxAdvance %d: want a positive bound", ErrInvalidConfig, cfg.MaxAdvance)
 	}
 	dwell, err := mergeDwell(cfg.Dwell)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := newEvents(cfg.Events)
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +168,7 @@ func New(cfg Config) (*Generator, error) {
 		mCreated:    set.GetOrCreateCounter("ficus_sim_shop_orders_created_total"),
 		mStepErrors: set.GetOrCreateCounter("ficus_sim_shop_step_errors_total"),
 		forward:     cfg.Forward,
+		events:      ev,
 	}
 	if g.forward != nil {
 		g.mForwardFails = set.GetOrCreateCounter("ficus_sim_shop_forward_failures_total")
@@ -383,9 +394,14 @@ func (g *Generator) setStatus(ctx context.Context, tx pgx.Tx, id int64, status s
 	if _, err := tx.Exec(ctx, `UPDATE shop.orders SET status = $2, updated_at = $3 WHERE id = $1`, id, status, now); err != nil {
 		return fmt.Errorf("advance order %d to %s: %w", id, status, err)
 	}
+	ev := newStatusEvent(id, status, now)
+	if err := g.events.inTx(ctx, tx, ev); err != nil {
+		return err
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("advance order %d to %s: commit: %w", id, status, err)
 	}
+	g.published(ctx, ev)
 	i := Index(status)
 	g.changes[i].Add(1)
 	g.mChanges[i].Inc()
@@ -441,9 +457,14 @@ func (g *Generator) createOrder(ctx context.Context, now time.Time) (int64, erro
 		WHERE id = $1`, orderID, now); err != nil {
 		return 0, fmt.Errorf("create order %d: update total: %w", orderID, err)
 	}
+	ev := newStatusEvent(orderID, StatusNew, now)
+	if err := g.events.inTx(ctx, tx, ev); err != nil {
+		return 0, err
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("create order %d: commit: %w", orderID, err)
 	}
+	g.published(ctx, ev)
 	g.created.Add(1)
 	g.mCreated.Inc()
 	return orderID, nil
