@@ -265,7 +265,7 @@ func (b *bench) freshDB(ctx context.Context) (*database, func(), error) {
 		db.sync.Close()
 		ctx := context.WithoutCancel(ctx)
 		b.admin.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, name) //nolint:errcheck // best effort
-		b.admin.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)")                                                        //nolint:errcheck // best effort
+		b.admin.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)")                                                             //nolint:errcheck // best effort
 	}
 	return db, cleanup, nil
 }
