@@ -111,6 +111,7 @@ it); the MES reads that file and prices it with --price-list, taking
 func (a *app) simShopCommand() *cobra.Command {
 	var url, metricsAddr, modelsURL string
 	var cfg shop.Config
+	var events shopEventFlags
 	cmd := &cobra.Command{
 		Use:   "shop",
 		Short: "Run the online shop, writing orders to PostgreSQL",
@@ -139,6 +140,11 @@ shop's catalogue, which it writes into the model store --models first.`,
 				return err
 			}
 			cfg.Pool, cfg.Metrics, cfg.Logger = pool, metrics.NewSet(), a.log.With("component", "sim_shop")
+			closeEvents, err := events.apply(ctx, &cfg, pool, cfg.Metrics, a.log)
+			if err != nil {
+				return err
+			}
+			defer closeEvents()
 			gen, err := shop.New(cfg)
 			if err != nil {
 				return usageError{err}
@@ -153,6 +159,7 @@ shop's catalogue, which it writes into the model store --models first.`,
 	f := cmd.Flags()
 	databaseFlag(f, &url, "of the shop database")
 	f.Float64Var(&cfg.Rate, "rate", 5, "orders per second")
+	events.register(f)
 	f.StringVar(&modelsURL, "models", defaultModelStore(), "model store URL to write the catalogue to: file:///dir or s3://bucket")
 	metricsFlag(f, &metricsAddr, "127.0.0.1:9193")
 	return cmd
