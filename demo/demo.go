@@ -98,6 +98,8 @@ type Report struct {
 	// BreakerOpened and BreakerClosed count the proxy's breaker
 	// transitions the demo saw.
 	BreakerOpened, BreakerClosed int
+	// Outbox is the outbox act's report.
+	Outbox OutboxReport
 }
 
 // ClientReport is what one B2B client experienced.

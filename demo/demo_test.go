@@ -77,6 +77,22 @@ func TestShortRunShowsTheSymptoms(t *testing.T) {
 	if report.CDCTransitionsSeen == 0 || report.CDCMissedStatuses != 0 {
 		t.Errorf("CDC-fed CRM: %d transitions, %d missed; want some and none missed", report.CDCTransitionsSeen, report.CDCMissedStatuses)
 	}
+	// The outbox act: the legacy shop lost what its faults hit, and said
+	// so; the outbox shop, under the same faults and with its relay
+	// stopped mid-batch, delivered every committed event, redelivered ones
+	// only as the same ids, in order.
+	ob := report.Outbox
+	if l := ob.Legacy; l.Committed == 0 || l.Lost == 0 || l.Lost != l.LostCrash+l.LostBroker ||
+		l.Delivered+l.Lost != l.Committed || l.Duplicated != 0 || l.Unexpected != 0 {
+		t.Errorf("outbox act, legacy shop: %+v; want losses that add up", l)
+	}
+	if o := ob.Outbox; o.Committed == 0 || o.Delivered != o.Committed || o.Lost != 0 || o.Unexpected != 0 || o.OutOfOrder != 0 ||
+		o.Deliveries < o.Delivered || (o.Deliveries > o.Delivered) != (o.Duplicated > 0) {
+		t.Errorf("outbox act, outbox shop: %+v; want every committed event delivered in order", o)
+	}
+	if ob.RelayStops == 0 {
+		t.Errorf("outbox act: the relay was never stopped mid-batch: %+v", ob)
+	}
 	// The shop's orders and the B2B client's name real model files in the
 	// store: every one of them loads.
 	var keys []string
@@ -100,7 +116,7 @@ func TestShortRunShowsTheSymptoms(t *testing.T) {
 			t.Errorf("model %q: %v", k, err)
 		}
 	}
-	for _, want := range []string{"MES under load", "through ficus", "duplicate orders", "lost orders", "quote queue", "CRM polling"} {
+	for _, want := range []string{"MES under load", "through ficus", "duplicate orders", "lost orders", "quote queue", "CRM polling", "Act: the outbox", "publish after commit"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
