@@ -143,6 +143,7 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 	b := &bench{c: c, srv: srv, admin: admin, log: log}
+	loadStart := loadAverage()
 	if strings.Contains(c.sinks, "nats") {
 		if b.natsDir, err = os.MkdirTemp("", "outboxbench-nats-"); err != nil {
 			return err
@@ -195,8 +196,8 @@ func run(ctx context.Context, c config) error {
 		}
 	}
 	var report strings.Builder
-	fmt.Fprintf(&report, "# Outbox benchmark\n\n- when: %s, %s, %d CPUs (shared with whatever else runs)\n- PostgreSQL %s (%s, %s); synchronous_commit=%s for the backlog, on for the latency run\n",
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.Version(), runtime.NumCPU(), pgVersion, srv.Kind, srv.Detail, syncCommit)
+	fmt.Fprintf(&report, "# Outbox benchmark\n\n- when: %s, %s, %d CPUs, load average at the start %s and at the end %s\n- PostgreSQL %s (%s, %s); synchronous_commit=%s for the backlog, on for the latency run\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.Version(), runtime.NumCPU(), loadStart, loadAverage(), pgVersion, srv.Kind, srv.Detail, syncCommit)
 	fmt.Fprintf(&report, "- throughput: %d events (1,000 aggregates, ~100-byte JSON payloads) written by %d connections in transactions of %d before the relay starts; events/s from the relay's start to the sink's last acknowledgement\n",
 		c.events, c.writers, c.txSize)
 	fmt.Fprintf(&report, "- latency: one-event transactions at %d/s for %s (the first second not measured), commit to the sink's acknowledgement\n", c.rate, c.paced)
@@ -442,4 +443,17 @@ func (b *bench) latency(ctx context.Context, ct contender, sinkName string, r *r
 	fmt.Fprintf(os.Stderr, "outboxbench: %s to %s: %d events at %d/s: p50 %s ms, p99 %s ms, max %s ms\n",
 		r.contender, sinkName, len(lat), b.c.rate, ms(r.p50), ms(r.p99), ms(r.pMax))
 	return nil
+}
+
+// loadAverage returns the one-minute load average, "?" where unknown: on a
+// shared machine it says how much the figures were competing for.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
