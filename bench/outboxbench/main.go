@@ -100,13 +100,18 @@ type bench struct {
 	natsDir string
 	seq     int
 	log     *slog.Logger
+	// postmaster is the server's pid, 0 when its CPU cannot be read.
+	postmaster int
 }
 
 // result is one contender's figures on one sink.
 type result struct {
-	contender, sink      string
-	written, writeRate   float64
-	relayed              float64
+	contender, sink    string
+	written, writeRate float64
+	relayed            float64
+	// selfCPU and serverCPU are CPU per event relayed, in this process
+	// and in the server.
+	selfCPU, serverCPU   time.Duration
 	p50, p99, pMax       time.Duration
 	pacedN, pacedAchieve int
 	err                  error
@@ -144,6 +149,7 @@ func run(ctx context.Context, c config) error {
 	}
 	b := &bench{c: c, srv: srv, admin: admin, log: log}
 	loadStart := loadAverage()
+	b.postmaster = postmasterPID(ctx, admin)
 	if strings.Contains(c.sinks, "nats") {
 		if b.natsDir, err = os.MkdirTemp("", "outboxbench-nats-"); err != nil {
 			return err
@@ -201,6 +207,7 @@ func run(ctx context.Context, c config) error {
 	fmt.Fprintf(&report, "- throughput: %d events (1,000 aggregates, ~100-byte JSON payloads) written by %d connections in transactions of %d before the relay starts; events/s from the relay's start to the sink's last acknowledgement\n",
 		c.events, c.writers, c.txSize)
 	fmt.Fprintf(&report, "- latency: one-event transactions at %d/s for %s (the first second not measured), commit to the sink's acknowledgement\n", c.rate, c.paced)
+	fmt.Fprintf(&report, "- CPU per event: this process's (the relay, the sink, NATS's embedded server) and the PostgreSQL server's processes' CPU time from the relay's start to the last acknowledgement, over the events: what a relay costs, which a busy machine stretches less than wall time\n")
 	fmt.Fprintf(&report, "- Watermill: watermill-sql v4.1.2 (DefaultPostgreSQLSchema, batch %d, poll %s) with watermill's forwarder; ficus: default relay settings (batch %d)\n\n",
 		outbox.DefaultBatchSize, c.pollInterval, outbox.DefaultBatchSize)
 	writeTable(&report, results)
@@ -218,18 +225,19 @@ func writeTable(w io.Writer, results []result) {
 			base[r.sink] = r.relayed
 		}
 	}
-	fmt.Fprintln(w, "| relay | sink | backlog written, events/s | relayed, events/s | × Watermill | p50 ms | p99 ms | max ms |")
-	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| relay | sink | backlog written, events/s | relayed, events/s | × Watermill | CPU µs/event: relay+sink | CPU µs/event: server | p50 ms | p99 ms | max ms |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range results {
 		if r.err != nil {
-			fmt.Fprintf(w, "| %s | %s | failed: %s | | | | | |\n", r.contender, r.sink, strings.ReplaceAll(r.err.Error(), "|", "/"))
+			fmt.Fprintf(w, "| %s | %s | failed: %s | | | | | | | |\n", r.contender, r.sink, strings.ReplaceAll(r.err.Error(), "|", "/"))
 			continue
 		}
 		x := "-"
 		if b := base[r.sink]; b > 0 {
 			x = fmt.Sprintf("%.1f×", r.relayed/b)
 		}
-		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %s | %s | %s | %s |\n", r.contender, r.sink, r.writeRate, r.relayed, x, ms(r.p50), ms(r.p99), ms(r.pMax))
+		fmt.Fprintf(w, "| %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s | %s |\n", r.contender, r.sink, r.writeRate, r.relayed, x,
+			us(r.selfCPU), us(r.serverCPU), ms(r.p50), ms(r.p99), ms(r.pMax))
 	}
 	fmt.Fprintln(w)
 }
@@ -325,11 +333,15 @@ func (b *bench) throughput(ctx context.Context, ct contender, sinkName string, r
 	}
 	r.writeRate = float64(b.c.events) / time.Since(start).Seconds()
 	relayStart := time.Now()
+	cpu0 := b.cpu()
 	stop, err := relaying(ctx, ct, db, rec)
 	if err != nil {
 		return err
 	}
 	waitErr := rec.wait(ctx, 5*time.Minute)
+	cpu1 := b.cpu()
+	r.selfCPU = (cpu1.self - cpu0.self) / time.Duration(b.c.events)
+	r.serverCPU = (cpu1.server - cpu0.server) / time.Duration(b.c.events)
 	last := int64(0)
 	for i := range rec.arrivals {
 		last = max(last, rec.arrivals[i].Load())
@@ -342,8 +354,8 @@ func (b *bench) throughput(ctx context.Context, ct contender, sinkName string, r
 		return waitErr
 	}
 	r.relayed = float64(b.c.events) / elapsed.Seconds()
-	fmt.Fprintf(os.Stderr, "outboxbench: %s to %s: wrote %.0f/s, relayed %d in %s: %.0f/s (%d deliveries)\n",
-		r.contender, sinkName, r.writeRate, b.c.events, elapsed.Round(time.Millisecond), r.relayed, rec.total.Load())
+	fmt.Fprintf(os.Stderr, "outboxbench: %s to %s: wrote %.0f/s, relayed %d in %s: %.0f/s (%d deliveries); CPU per event: %s here, %s in the server\n",
+		r.contender, sinkName, r.writeRate, b.c.events, elapsed.Round(time.Millisecond), r.relayed, rec.total.Load(), r.selfCPU, r.serverCPU)
 	return nil
 }
 

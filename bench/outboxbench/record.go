@@ -153,4 +153,11 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[min(max(rank, 1), len(sorted))-1]
 }
 
+func us(d time.Duration) string {
+	if d <= 0 {
+		return "?"
+	}
+	return strconv.FormatFloat(float64(d)/1e3, 'f', 1, 64)
+}
+
 func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) }
