@@ -194,7 +194,11 @@ func runOutboxCrash(t *testing.T, mode outbox.Mode, relays, kills int) {
 		var ready bool
 		q := `SELECT to_regclass('ficus.outbox') IS NOT NULL`
 		if mode == outbox.ModeMessage {
-			q = `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active) OR $1 = ''`
+			// A relay's walsender reads the slot. Not merely "active": a
+			// slot being created is active (its creator holds it) before
+			// it is consistent, and what commits until then is not in it.
+			q = `SELECT EXISTS (SELECT 1 FROM pg_replication_slots rs JOIN pg_stat_activity a ON a.pid = rs.active_pid
+				WHERE rs.slot_name = $1 AND rs.confirmed_flush_lsn IS NOT NULL AND a.backend_type = 'walsender') OR $1 = ''`
 		} else {
 			q = `SELECT to_regclass('ficus.outbox') IS NOT NULL OR $1 = ''`
 		}
