@@ -119,7 +119,11 @@ func (a *app) simShopCommand() *cobra.Command {
 takes --rate orders per second, each in one multi-row transaction, and moves
 orders through new → priced → paid → in_production → shipped, some statuses
 lasting less than a second. Order items name the model files of the
-shop's catalogue, which it writes into the model store --models first.`,
+shop's catalogue, which it writes into the model store --models first.
+--events legacy publishes each status change to --broker after its commit
+(losing it on a crash or an absent broker in between: --crash-rate,
+--broker-down-rate); --events outbox enqueues it in the same transaction
+for ficus outbox relay.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
