@@ -107,14 +107,12 @@ type bench struct {
 // result is one contender's figures on one sink.
 type result struct {
 	contender, sink    string
-	written, writeRate float64
-	relayed            float64
+	writeRate, relayed float64
 	// selfCPU and serverCPU are CPU per event relayed, in this process
 	// and in the server.
-	selfCPU, serverCPU   time.Duration
-	p50, p99, pMax       time.Duration
-	pacedN, pacedAchieve int
-	err                  error
+	selfCPU, serverCPU time.Duration
+	p50, p99, pMax     time.Duration
+	err                error
 }
 
 func run(ctx context.Context, c config) error {

@@ -98,35 +98,6 @@ func (r *recorder) wait(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
-// span returns the time from the first commit to the last arrival.
-func (r *recorder) span() time.Duration {
-	first, last := int64(math.MaxInt64), int64(0)
-	for i := range r.arrivals {
-		if c := r.commits[i].Load(); c > 0 {
-			first = min(first, c)
-		}
-		last = max(last, r.arrivals[i].Load())
-	}
-	if last == 0 || first == math.MaxInt64 {
-		return 0
-	}
-	return time.Duration(last - first)
-}
-
-// arrivalSpan returns the time from the first arrival to the last.
-func (r *recorder) arrivalSpan() time.Duration {
-	first, last := int64(math.MaxInt64), int64(0)
-	for i := range r.arrivals {
-		if a := r.arrivals[i].Load(); a > 0 {
-			first, last = min(first, a), max(last, a)
-		}
-	}
-	if last == 0 {
-		return 0
-	}
-	return time.Duration(last - first)
-}
-
 // latencies returns the sorted commit-to-arrival times of the events
 // from index from on (an arrival noted a hair before its writer noted
 // the commit counts as 0).
