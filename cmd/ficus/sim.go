@@ -127,6 +127,9 @@ for ficus outbox relay.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if err := events.check(); err != nil {
+				return err
+			}
 			pool, err := connect(ctx, url)
 			if err != nil {
 				return err

@@ -29,6 +29,24 @@ func (f *shopEventFlags) register(fl *pflag.FlagSet) {
 	fl.Float64Var(&f.brokerDown, "broker-down-rate", 0, "share of publications that find the broker away (legacy mode loses them), 0 to 1")
 }
 
+// check refuses flags that cannot work, before anything starts.
+func (f *shopEventFlags) check() error {
+	mode, err := shop.ParseEventMode(f.mode)
+	if err != nil {
+		return usageError{fmt.Errorf("--events: %w", err)}
+	}
+	if _, err := outbox.ParseMode(f.outboxMode); err != nil {
+		return usageError{fmt.Errorf("--outbox-mode: %w", err)}
+	}
+	switch {
+	case mode == shop.EventsLegacy && f.broker == "":
+		return usageError{errors.New("--events legacy needs --broker, e.g. --broker http://127.0.0.1:8082/events")}
+	case !(f.crashRate >= 0 && f.crashRate <= 1) || !(f.brokerDown >= 0 && f.brokerDown <= 1):
+		return usageError{errors.New("--crash-rate and --broker-down-rate must be within 0 and 1")}
+	}
+	return nil
+}
+
 // apply fills cfg.Events from the flags; close releases the broker.
 func (f *shopEventFlags) apply(ctx context.Context, cfg *shop.Config, pool *pgxpool.Pool, set *metrics.Set, log *slog.Logger) (func(), error) {
 	mode, err := shop.ParseEventMode(f.mode)
