@@ -44,7 +44,7 @@ func TestCRMFollowsTheShopsLegacyEvents(t *testing.T) {
 			t0 := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 			faults := rand.New(rand.NewPCG(3, 4))
 			g, err := shop.New(shop.Config{Pool: db.Pool, Now: func() time.Time { return t0 },
-				Dwell: map[string]shop.Dwell{shop.StatusNew: {}, shop.StatusPriced: {}, shop.StatusPaid: {}, shop.StatusInProduction: {}},
+				Dwell:  map[string]shop.Dwell{shop.StatusNew: {}, shop.StatusPriced: {}, shop.StatusPaid: {}, shop.StatusInProduction: {}},
 				Events: shop.EventsConfig{Mode: shop.EventsLegacy, Broker: broker, CrashRate: tc.crashRate, Rand: faults.Float64}})
 			if err != nil {
 				t.Fatal(err)
