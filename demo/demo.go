@@ -74,6 +74,10 @@ type Config struct {
 	Models *pricing.Store
 	// Estimator is the MES's estimator (see mes.Config). Required.
 	Estimator pricing.Estimator
+	// ActQuotes is the size of the burst of quotes the pricing fleet act
+	// prices (its B2B burst is five times as many), and how many quotes
+	// the cutover act's clients send at least. Defaults to 40.
+	ActQuotes int
 }
 
 // Report is what a run showed.
@@ -86,10 +90,12 @@ type Report struct {
 	Ficus ClientReport
 	// Orders the MES stored in all.
 	MESOrders int
-	// Quotes requested, priced, still queued at the end, and the longest
-	// time a priced quote waited for the calculator.
-	QuotesRequested, QuotesPriced, QuotesQueued int
-	LongestQuoteWait                            time.Duration
+	// Quote requests sent to the MES, priced, failed (an error answer, or
+	// the MES down) and still queued at the end: requested = priced +
+	// failed + queued. And the longest time a priced quote waited for the
+	// calculator.
+	QuotesRequested, QuotesPriced, QuotesFailed, QuotesQueued int
+	LongestQuoteWait                                          time.Duration
 	// Shop status changes committed, and what the polling CRM saw of them.
 	ShopStatusChanges, CRMTransitionsSeen, CRMMissedStatuses int
 	// What the CRM fed by ficus cdc saw: transitions, missed statuses, and
@@ -98,6 +104,10 @@ type Report struct {
 	// BreakerOpened and BreakerClosed count the proxy's breaker
 	// transitions the demo saw.
 	BreakerOpened, BreakerClosed int
+	// Fleet is what the pricing fleet act showed.
+	Fleet FleetReport
+	// Cutover is what the cutover act showed.
+	Cutover CutoverReport
 }
 
 // ClientReport is what one B2B client experienced.
@@ -127,6 +137,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	cfg.CalcTime = cmp.Or(cfg.CalcTime, time.Second)
 	cfg.ShopRate = cmp.Or(cfg.ShopRate, 4)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, 2*time.Second)
+	cfg.ActQuotes = cmp.Or(cfg.ActQuotes, 40)
 	cfg.Out = cmp.Or[io.Writer](cfg.Out, io.Discard)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	if cfg.Register == nil {
@@ -483,8 +494,9 @@ func (w *world) line(ctx context.Context) error {
 	l, f, s, c, h := w.legacy.stats(), w.ficus.stats(), w.shop.Stats(), w.crm.Stats(), w.crmCDC.Stats()
 	fmt.Fprintf(w.cfg.Out, "[%5s] B2B legacy %3d orders, %3d tries → %3d duplicates │ via ficus %3d orders, %3d tries → %d duplicates │ breaker %s\n",
 		w.elapsed(), l.Sent, l.Tries, m.duplicates(w.legacy.prefix), f.Sent, f.Tries, m.duplicates(w.ficus.prefix), w.breaker)
-	fmt.Fprintf(w.cfg.Out, "        quotes %3d priced, %3d queued │ shop %3d status changes → polling CRM saw %3d, missed %3d │ CDC-fed CRM saw %3d, missed %d\n",
-		m.QuotesComputed, m.QuotesWaiting, s.StatusChanges, c.Transitions, c.MissedStatuses, h.Transitions, h.MissedStatuses)
+	q := w.quotes.stats()
+	fmt.Fprintf(w.cfg.Out, "        quotes %3d requested: %3d priced, %3d failed, %3d waiting │ shop %3d status changes → polling CRM saw %3d, missed %3d │ CDC-fed CRM saw %3d, missed %d\n",
+		q.Requested, q.Priced, q.Failed, q.Waiting, s.StatusChanges, c.Transitions, c.MissedStatuses, h.Transitions, h.MissedStatuses)
 	return nil
 }
 
@@ -498,7 +510,7 @@ func (w *world) report(ctx context.Context) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	r := Report{MESOrders: m.OrdersCreated, QuotesPriced: m.QuotesComputed, BreakerOpened: w.opened, BreakerClosed: w.closed}
+	r := Report{MESOrders: m.OrdersCreated, BreakerOpened: w.opened, BreakerClosed: w.closed}
 	for _, c := range []struct {
 		client *b2bClient
 		into   *ClientReport
@@ -512,7 +524,8 @@ func (w *world) report(ctx context.Context) (Report, error) {
 	}
 	q, s, c, h := w.quotes.stats(), w.shop.Stats(), w.crm.Stats(), w.crmCDC.Stats()
 	r.CDCTransitionsSeen, r.CDCMissedStatuses, r.CDCDuplicates = h.Transitions, h.MissedStatuses, h.Duplicates
-	r.QuotesRequested, r.QuotesQueued, r.LongestQuoteWait = q.Requested, q.Requested-q.Completed, q.MaxQueued
+	r.QuotesRequested, r.QuotesPriced, r.QuotesFailed, r.QuotesQueued = q.Requested, q.Priced, q.Failed, q.Waiting
+	r.LongestQuoteWait = q.MaxQueued
 	r.ShopStatusChanges, r.CRMTransitionsSeen, r.CRMMissedStatuses = int(s.StatusChanges), c.Transitions, c.MissedStatuses
 	return r, nil
 }
@@ -526,8 +539,9 @@ func (w *world) summary(r Report) {
 		r.Ficus.Orders, r.Ficus.Attempts, r.Ficus.Duplicates)
 	fmt.Fprintf(out, "  lost orders        %d acknowledged with 201 Created do not exist (%d legacy, %d through ficus: the MES lies; CDC and the outbox fix this)\n",
 		r.Legacy.Lost+r.Ficus.Lost, r.Legacy.Lost, r.Ficus.Lost)
-	fmt.Fprintf(out, "  quote queue        %d quotes requested, %d priced, %d still queued; a priced quote waited up to %s for the single calculator\n",
-		r.QuotesRequested, r.QuotesPriced, r.QuotesQueued, r.LongestQuoteWait.Round(100*time.Millisecond))
+	fmt.Fprintf(out, "  quote queue        %d quotes requested: %d priced, %d failed (the MES faulty or down), %d still queued at the end;\n",
+		r.QuotesRequested, r.QuotesPriced, r.QuotesFailed, r.QuotesQueued)
+	fmt.Fprintf(out, "                     a priced quote waited up to %s for the single calculator\n", r.LongestQuoteWait.Round(100*time.Millisecond))
 	fmt.Fprintf(out, "  CRM polling        the shop made %d status changes; the CRM saw %d transitions and missed %d statuses\n",
 		r.ShopStatusChanges, r.CRMTransitionsSeen, r.CRMMissedStatuses)
 	fmt.Fprintf(out, "                     the CRM fed by ficus cdc saw %d transitions and missed %d\n",

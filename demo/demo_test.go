@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +58,7 @@ func TestShortRunShowsTheSymptoms(t *testing.T) {
 		Out:          &out,
 		Models:       models,
 		Estimator:    volumeEstimator{},
+		ActQuotes:    16,
 	})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
@@ -69,6 +72,8 @@ func TestShortRunShowsTheSymptoms(t *testing.T) {
 	if report.QuotesQueued == 0 || report.QuotesPriced == 0 {
 		t.Errorf("no quote queue: %+v", report)
 	}
+	checkQuoteNumbers(t, report, out.String())
+	checkFleetAct(t, report.Fleet)
 	if report.ShopStatusChanges == 0 || report.CRMTransitionsSeen == 0 {
 		t.Errorf("shop or CRM idle: %+v", report)
 	}
@@ -103,6 +108,61 @@ func TestShortRunShowsTheSymptoms(t *testing.T) {
 	for _, want := range []string{"MES under load", "through ficus", "duplicate orders", "lost orders", "quote queue", "CRM polling"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// The quote numbers add up, in the report and in every line printed:
+// requested = priced + failed + waiting.
+func checkQuoteNumbers(t *testing.T, r demo.Report, out string) {
+	t.Helper()
+	if r.QuotesRequested != r.QuotesPriced+r.QuotesFailed+r.QuotesQueued {
+		t.Errorf("quotes: %d requested != %d priced + %d failed + %d queued", r.QuotesRequested, r.QuotesPriced, r.QuotesFailed, r.QuotesQueued)
+	}
+	live := regexp.MustCompile(`quotes +(\d+) requested: +(\d+) priced, +(\d+) failed, +(\d+) waiting`)
+	summary := regexp.MustCompile(`(\d+) quotes requested: (\d+) priced, (\d+) failed \(the MES faulty or down\), (\d+) still queued`)
+	lines := 0
+	for _, re := range []*regexp.Regexp{live, summary} {
+		for _, m := range re.FindAllStringSubmatch(out, -1) {
+			lines++
+			n := make([]int, 4)
+			for i := range n {
+				n[i], _ = strconv.Atoi(m[i+1])
+			}
+			if n[0] != n[1]+n[2]+n[3] {
+				t.Errorf("%q does not add up", m[0])
+			}
+		}
+	}
+	if got := len(summary.FindAllString(out, -1)); got != 1 || lines < 2 {
+		t.Errorf("%d quote lines, %d summaries; want live lines and one summary:\n%s", lines, got, out)
+	}
+	if m := summary.FindStringSubmatch(out); m != nil && m[1] != strconv.Itoa(r.QuotesRequested) {
+		t.Errorf("the summary says %s requested, the report %d", m[1], r.QuotesRequested)
+	}
+}
+
+// The fleet prices the burst faster than the MES's one calculator, at the
+// same prices, and the shop's quotes are priced while B2B quotes wait.
+func checkFleetAct(t *testing.T, f demo.FleetReport) {
+	t.Helper()
+	if f.Quotes != 16 || f.MESPriced+f.MESFailed != f.Quotes || f.FleetPriced+f.FleetFailed != f.Quotes {
+		t.Errorf("fleet act: the counts do not add up: %+v", f)
+	}
+	if f.MESPriced != f.Quotes || f.FleetPriced != f.Quotes || f.PricesEqual != f.Quotes {
+		t.Errorf("fleet act: want every quote priced on both, at equal prices: %+v", f)
+	}
+	// The MES needs Quotes calculations one after the other; the fleet
+	// runs Workers at once. Only the MES's bound is a fact of the clock.
+	if f.MESTime < time.Duration(f.Quotes)*f.CalcTime || f.FleetTime <= 0 {
+		t.Errorf("fleet act: the MES took %s for %d prices of %s", f.MESTime, f.Quotes, f.CalcTime)
+	}
+	if len(f.B2CWaiting) == 0 || f.B2BBurst != 5*f.Quotes {
+		t.Fatalf("fleet act: lanes: %+v", f)
+	}
+	for i, n := range f.B2CWaiting {
+		if n <= 0 || n > f.B2BBurst {
+			t.Errorf("fleet act: when shop quote %d was priced, %d of %d B2B quotes waited; want some", i+1, n, f.B2BBurst)
 		}
 	}
 }

@@ -1,0 +1,4 @@
+package demo
+
+// CutoverReport is what the cutover act showed.
+type CutoverReport struct{}
