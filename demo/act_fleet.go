@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/shopspring/decimal"
 	"golang.org/x/sync/errgroup"
 
@@ -86,8 +87,11 @@ func runID() string {
 // and one worker per lane, on the demo's PostgreSQL.
 type demoFleet struct {
 	queue *fleet.Queue
+	pool  *pgxpool.Pool
 	stop  context.CancelFunc
 	g     *errgroup.Group
+	once  sync.Once
+	err   error
 }
 
 // startFleet migrates ficus's schema, starts the queue and a worker per
@@ -98,21 +102,32 @@ func startFleet(ctx context.Context, w *world, tenant string, calc time.Duration
 	if _, err := migrate.Up(ctx, cfg.Pool); err != nil {
 		return nil, fmt.Errorf("demo: migrate: %w", err)
 	}
+	// The fleet has a pool of its own on the same database: its listeners,
+	// workers and waiters hold connections the timeline's pool (4 on two
+	// cores) cannot spare.
+	pcfg := cfg.Pool.Config()
+	pcfg.MaxConns = 24
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("demo: fleet pool: %w", err)
+	}
 	inner, err := pricing.NewCalculator(pricing.CalculatorConfig{Name: "fleet", Store: cfg.Models, PriceList: pricing.DefaultPriceList(), Estimator: cfg.Estimator})
 	if err != nil {
+		pool.Close()
 		return nil, fmt.Errorf("demo: %w", err)
 	}
-	q, err := fleet.NewQueue(fleet.QueueConfig{Pool: cfg.Pool, Logger: cfg.Logger, StatsInterval: time.Hour})
+	q, err := fleet.NewQueue(fleet.QueueConfig{Pool: pool, Logger: cfg.Logger, StatsInterval: time.Hour})
 	if err != nil {
+		pool.Close()
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	fctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	g, gctx := errgroup.WithContext(fctx)
-	f := &demoFleet{queue: q, stop: stop, g: g}
+	f := &demoFleet{queue: q, pool: pool, stop: stop, g: g}
 	g.Go(func() error { return q.Run(gctx) })
 	for lane, n := range lanes {
 		wk, err := fleet.NewWorker(fleet.WorkerConfig{
-			Pool: cfg.Pool, Lane: lane, Calculator: delayedCalculator{inner, calc}, Concurrency: n,
+			Pool: pool, Lane: lane, Calculator: delayedCalculator{inner, calc}, Concurrency: n,
 			ID: tenant + "-" + string(lane), Logger: cfg.Logger, StatsInterval: time.Hour,
 			FetchCooldown: 5 * time.Millisecond, FetchPollInterval: 50 * time.Millisecond, SoftStopTimeout: time.Second,
 		})
@@ -142,8 +157,12 @@ func startFleet(ctx context.Context, w *world, tenant string, calc time.Duration
 // close stops the fleet: running jobs finish (or are cut after a second),
 // queued ones stay queued.
 func (f *demoFleet) close() error {
-	f.stop()
-	return ignoreEnd(f.g.Wait())
+	f.once.Do(func() {
+		f.stop()
+		f.err = ignoreEnd(f.g.Wait())
+		f.pool.Close()
+	})
+	return f.err
 }
 
 // actRequest is the n-th quote request of an act: the MES's body.
@@ -328,7 +347,7 @@ func serve(ctx context.Context, h http.Handler) (base string, stop func(), err e
 // fleet's time is from the first submission to the last result stored.
 func (f *demoFleet) burst(ctx context.Context, w *world, tenant string, n int, rep *FleetReport) ([]*decimal.Decimal, error) {
 	ids := make([]string, n)
-	err := pgx.BeginFunc(ctx, w.cfg.Pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
 		for i := range n {
 			s, err := w.submission(tenant, fmt.Sprintf("burst-%d", i), fleet.LaneB2B, i)
 			if err != nil {
@@ -379,7 +398,7 @@ func maxTime(a, b time.Time) time.Time {
 // ready.
 func (f *demoFleet) lanes(ctx context.Context, w *world, tenant, shop string, burst, b2c int, rep *FleetReport) error {
 	out := w.cfg.Out
-	err := pgx.BeginFunc(ctx, w.cfg.Pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
 		for i := range burst {
 			s, err := w.submission(tenant, fmt.Sprintf("flood-%d", i), fleet.LaneB2B, i)
 			if err != nil {
@@ -401,7 +420,7 @@ func (f *demoFleet) lanes(ctx context.Context, w *world, tenant, shop string, bu
 		if err != nil {
 			return err
 		}
-		waiting, err := fleet.Waiting(ctx, w.cfg.Pool, fleet.LaneB2B)
+		waiting, err := fleet.Waiting(ctx, f.pool, fleet.LaneB2B)
 		if err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}

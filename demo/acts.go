@@ -13,6 +13,7 @@ type act func(ctx context.Context, w *world, r *Report) error
 func (w *world) acts() []act {
 	return []act{
 		actFleet,
+		actCutover,
 	}
 }
 

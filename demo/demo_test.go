@@ -74,6 +74,7 @@ func TestShortRunShowsTheSymptoms(t *testing.T) {
 	}
 	checkQuoteNumbers(t, report, out.String())
 	checkFleetAct(t, report.Fleet)
+	checkCutoverAct(t, report.Cutover, out.String())
 	if report.ShopStatusChanges == 0 || report.CRMTransitionsSeen == 0 {
 		t.Errorf("shop or CRM idle: %+v", report)
 	}
@@ -163,6 +164,44 @@ func checkFleetAct(t *testing.T, f demo.FleetReport) {
 	for i, n := range f.B2CWaiting {
 		if n <= 0 || n > f.B2BBurst {
 			t.Errorf("fleet act: when shop quote %d was priced, %d of %d B2B quotes waited; want some", i+1, n, f.B2BBurst)
+		}
+	}
+}
+
+// The cutover moves the quote route to the fleet, rolls back by itself
+// from 50% when the fleet fails there, and completes on the next attempt;
+// its figures add up.
+func checkCutoverAct(t *testing.T, c demo.CutoverReport, out string) {
+	t.Helper()
+	if c.Status != "done" || c.BPS != 10_000 {
+		t.Errorf("cutover act: the route ended %s at %d bps; want done at 10000", c.Status, c.BPS)
+	}
+	if c.Requests == 0 || c.Requests != c.OK+c.Failed || c.Requests != c.Legacy+c.New {
+		t.Errorf("cutover act: requests do not add up: %+v", c)
+	}
+	// Only the fleet failed, and only while the fault was in.
+	if c.Failed == 0 || c.Failed != c.NewErrors || c.FaultAnswers < c.NewErrors {
+		t.Errorf("cutover act: failures: %+v", c)
+	}
+	if c.Legacy != c.ShadowMatched+c.ShadowDiffered+c.ShadowFailed+c.ShadowSkipped || c.ShadowMatched == 0 {
+		t.Errorf("cutover act: shadow comparisons do not add up to the MES's answers: %+v", c)
+	}
+	if c.Rollbacks < 1 || c.RollbackFrom != 5000 || c.RollbackGate == "" {
+		t.Errorf("cutover act: want a rollback by a gate from 50%%: %+v", c)
+	}
+	var order []string
+	for _, a := range c.Actions {
+		if len(order) == 0 || order[len(order)-1] != a {
+			order = append(order, a)
+		}
+	}
+	want := []string{"register", "resume", "start", "advance", "gate_rollback", "resume", "advance", "complete"}
+	if strings.Join(order, " ") != strings.Join(want, " ") {
+		t.Errorf("cutover act: the audit log's actions %v; want (runs of) %v", c.Actions, want)
+	}
+	for _, s := range []string{"── The cutover of the quote route ──", "fault injected", "rolled back to 10%", "plan complete"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("output lacks %q", s)
 		}
 	}
 }
