@@ -260,8 +260,8 @@ func actCutover(ctx context.Context, w *world, r *Report) error {
 		rep.Legacy, rep.ShadowMatched, rep.ShadowDiffered)
 	fmt.Fprintf(out, "    the fleet API failed %d live and %d mirrored requests), %d got no answer, %d were not mirrored (too many in flight)\n",
 		rep.NewErrors, rep.FaultAnswers-rep.NewErrors, rep.ShadowFailed, rep.ShadowSkipped)
-	fmt.Fprintf(out, "    the route: %s, %s to the fleet, after %d rollback(s) by its gates (ficus route history %s shows the %d changes)\n",
-		rep.Status, cutover.FormatPercent(rep.BPS), rep.Rollbacks, cutoverRoute, len(rep.Actions))
+	fmt.Fprintf(out, "    the route: %s, %s to the fleet, after %d rollback(s) by its gates; its audit log recorded %d changes\n",
+		rep.Status, cutover.FormatPercent(rep.BPS), rep.Rollbacks, len(rep.Actions))
 	return nil
 }
 
