@@ -130,8 +130,9 @@ func actCutover(ctx context.Context, w *world, r *Report) error {
 	}
 
 	fmt.Fprintf(out, "\n── The cutover of the quote route ──\n")
-	fmt.Fprintf(out, "  Two proxy replicas share the route's state in PostgreSQL. POST /api/v1/quotes goes to the MES and is\n")
-	fmt.Fprintf(out, "  mirrored to the fleet's quote API, which answers in the MES's shape; the proxies compare the prices.\n")
+	fmt.Fprintf(out, "  Two proxy replicas share the route's state in PostgreSQL. POST /api/v1/quotes goes to a simulated MES\n")
+	fmt.Fprintf(out, "  of the act's own and is mirrored to the fleet's quote API, which answers in the MES's shape; the proxies\n")
+	fmt.Fprintf(out, "  compare the answers (the prices and currency; the timing fields are ignored).\n")
 	fmt.Fprintf(out, "  The plan: 10%% → 50%% → 100%% to the fleet, each step at least %s and %d fleet answers, judged by\n", step, minRequests)
 	fmt.Fprintf(out, "  gates: the fleet's error rate at most 1 point above the MES's, its p99 latency at most 10× the MES's, 99%% of\n")
 	fmt.Fprintf(out, "  the shadow comparisons matching, its breaker closed. Both price in %s here, so that hundreds of quotes fit.\n", calc)

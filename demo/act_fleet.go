@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,10 @@ type FleetReport struct {
 	B2BBurst   int
 	B2CWaiting []int
 }
+
+// shopQuotes is how many shop quotes the fleet act prices at once while
+// a B2B burst waits; the b2c lane runs as many workers.
+const shopQuotes = 5
 
 // realCalcTime is what one price takes on the real MES: 2–3 minutes.
 const realCalcTime = 150 * time.Second
@@ -225,8 +230,8 @@ func actFleet(ctx context.Context, w *world, r *Report) error {
 	*rep = FleetReport{Quotes: n, Workers: workers, CalcTime: calc, RealCalcTime: realCalcTime}
 
 	fmt.Fprintf(out, "\n── The pricing fleet ──\n")
-	fmt.Fprintf(out, "  The same %d quotes, priced twice at once: by the simulated MES with its one calculator, and by a\n", n)
-	fmt.Fprintf(out, "  fleet of %d workers on a River queue in PostgreSQL, with the same price list and estimator.\n", workers)
+	fmt.Fprintf(out, "  The same %d quotes, priced twice at once: by a simulated MES of the act's own with its one calculator,\n", n)
+	fmt.Fprintf(out, "  and by a fleet of %d workers on a River queue in PostgreSQL, with the same price list and estimator.\n", workers)
 	fmt.Fprintf(out, "  One price takes %s here on both, standing for the real MES's %s: each time below is also\n", calc, realCalcTime)
 	fmt.Fprintf(out, "  shown ×%.0f, as it would be with the real calculation.\n", scale)
 
@@ -239,7 +244,7 @@ func actFleet(ctx context.Context, w *world, r *Report) error {
 			}
 		}
 	}()
-	f, err := startFleet(ctx, w, tenant, calc, map[fleet.Lane]int{fleet.LaneB2B: workers, fleet.LaneB2C: 1})
+	f, err := startFleet(ctx, w, tenant, calc, map[fleet.Lane]int{fleet.LaneB2B: workers, fleet.LaneB2C: shopQuotes})
 	if err != nil {
 		return err
 	}
@@ -276,7 +281,7 @@ func actFleet(ctx context.Context, w *world, r *Report) error {
 		rep.FleetPriced, n, rep.FleetTime.Round(10*time.Millisecond), hoursMinutes(rep.FleetSimulated), workers, rep.FleetFailed)
 	fmt.Fprintf(out, "  prices      %d of the %d quotes both priced are equal to the cent\n", rep.PricesEqual, min(rep.MESPriced, rep.FleetPriced))
 
-	return f.lanes(ctx, w, tenant, shop, 5*n, 5, rep)
+	return f.lanes(ctx, w, tenant, shop, 5*n, shopQuotes, rep)
 }
 
 // mesBurst starts a second simulated MES whose calculator takes calc,
@@ -393,9 +398,9 @@ func maxTime(a, b time.Time) time.Time {
 	return a
 }
 
-// lanes queues a burst of B2B quotes at once, then prices B2C quotes one
-// after the other and says how many B2B quotes still waited when each was
-// ready.
+// lanes queues a burst of B2B quotes at once, then b2c shop quotes at
+// once, and says how many B2B quotes still waited when each shop quote was
+// priced.
 func (f *demoFleet) lanes(ctx context.Context, w *world, tenant, shop string, burst, b2c int, rep *FleetReport) error {
 	out := w.cfg.Out
 	err := pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
@@ -414,20 +419,36 @@ func (f *demoFleet) lanes(ctx context.Context, w *world, tenant, shop string, bu
 		return fmt.Errorf("demo: submit the B2B burst: %w", err)
 	}
 	rep.B2BBurst = burst
-	fmt.Fprintf(out, "  B2B and B2C lanes: a B2B client queues %d quotes at once in the b2b lane; the shop's quotes use the b2c lane:\n", burst)
+	fmt.Fprintf(out, "  B2B and B2C lanes: a B2B client queues %d quotes at once in the b2b lane, then %d shop quotes come\n", burst, b2c)
+	fmt.Fprintf(out, "  at once in the b2c lane (%d workers):\n", b2c)
+	type done struct {
+		st      *fleet.Status
+		waiting int
+		err     error
+	}
+	results := make([]done, b2c)
+	var wg sync.WaitGroup
 	for i := range b2c {
-		st, err := f.price(ctx, w, shop, fmt.Sprintf("shop-%d", i), fleet.LaneB2C, i)
-		if err != nil {
-			return err
+		wg.Go(func() {
+			r := &results[i]
+			if r.st, r.err = f.price(ctx, w, shop, fmt.Sprintf("shop-%d", i), fleet.LaneB2C, i); r.err == nil {
+				// How many B2B quotes still wait, read as soon as this
+				// shop quote is priced.
+				r.waiting, r.err = fleet.Waiting(ctx, f.pool, fleet.LaneB2B)
+			}
+		})
+	}
+	wg.Wait()
+	for _, r := range results {
+		if r.err != nil {
+			return fmt.Errorf("demo: %w", r.err)
 		}
-		waiting, err := fleet.Waiting(ctx, f.pool, fleet.LaneB2B)
-		if err != nil {
-			return fmt.Errorf("demo: %w", err)
-		}
-		rep.B2CWaiting = append(rep.B2CWaiting, waiting)
-		took := st.FinishedAt.Sub(st.CreatedAt)
+	}
+	slices.SortFunc(results, func(a, b done) int { return a.st.FinishedAt.Compare(b.st.FinishedAt) })
+	for i, r := range results {
+		rep.B2CWaiting = append(rep.B2CWaiting, r.waiting)
 		fmt.Fprintf(out, "    shop quote %d %-8s in %6s; %3d of the %d B2B quotes were still waiting for a worker\n",
-			i+1, st.State, took.Round(time.Millisecond), waiting, burst)
+			i+1, r.st.State, r.st.FinishedAt.Sub(r.st.CreatedAt).Round(time.Millisecond), r.waiting, burst)
 	}
 	fmt.Fprintf(out, "  The fleet stops; the B2B quotes still queued are dropped with the act's other quotes.\n")
 	return nil
