@@ -2,6 +2,7 @@ package demo
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -145,7 +146,7 @@ func startFleet(ctx context.Context, w *world, tenant string, calc time.Duration
 	select {
 	case <-q.Listening():
 	case <-gctx.Done():
-		return nil, fmt.Errorf("demo: the pricing fleet stopped: %w", f.close())
+		return nil, fmt.Errorf("demo: the pricing fleet stopped before it listened: %w", cmp.Or(f.close(), gctx.Err()))
 	case <-ctx.Done():
 		f.close()
 		return nil, ctx.Err()
