@@ -222,12 +222,33 @@ func actCutover(ctx context.Context, w *world, r *Report) error {
 	}
 	faulty.armed.Store(true)
 
-	clients := &cutoverClients{http: w.admin, replicas: replicas, w: w, run: run}
+	clients := &cutoverClients{http: w.admin, replicas: replicas, w: w, run: run, inflight: map[int]bool{}}
 	cctx, stopClients := context.WithCancel(ctx)
 	clients.start(cctx, 4)
 	defer func() { stopClients(); clients.wait() }()
 
-	if err := watchCutover(ctx, store, faulty, minRequests, say, rep); err != nil {
+	// settled waits until the requests that may have met the fault are
+	// counted: every request sent so far has its answer, and the replicas
+	// compared as many mirrored answers as the MES had answered then.
+	settled := func(ctx context.Context) error {
+		if err := clients.settle(ctx); err != nil {
+			return err
+		}
+		legacy := 0
+		for _, rp := range replicas {
+			legacy += rp.counter(`ficus_cutover_requests_total{route="` + cutoverRoute + `",target="legacy"}`)
+		}
+		return waitFor(ctx, func() bool {
+			compared := 0
+			for _, rp := range replicas {
+				for _, res := range []string{"match", "mismatch", "error", "skipped"} {
+					compared += rp.counter(`ficus_proxy_shadow_total{route="` + cutoverRoute + `",result="` + res + `"}`)
+				}
+			}
+			return compared >= legacy
+		})
+	}
+	if err := watchCutover(ctx, store, faulty, settled, minRequests, say, rep); err != nil {
 		return err
 	}
 	stopClients()
@@ -270,7 +291,8 @@ func actCutover(ctx context.Context, w *world, r *Report) error {
 // log as it grows: it starts the plan once the shadow comparisons match,
 // takes the fault out after the gates rolled the route back, and resumes
 // the plan, until it is done.
-func watchCutover(ctx context.Context, store *cutover.Store, faulty *faultyAPI, comparisons int, say func(string, ...any), rep *CutoverReport) error {
+func watchCutover(ctx context.Context, store *cutover.Store, faulty *faultyAPI, settled func(context.Context) error,
+	comparisons int, say func(string, ...any), rep *CutoverReport) error {
 	deadline := time.Now().Add(3 * actWait)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -322,6 +344,11 @@ func watchCutover(ctx context.Context, store *cutover.Store, faulty *faultyAPI, 
 			if faulty.failed.Load() > 0 && faulty.armed.Swap(false) {
 				say("the fault is fixed: the fleet API answers again")
 				reason = "the fleet is fixed: ficus route resume " + cutoverRoute
+				// The requests that met the fault count against the
+				// rolled-back step, not against the next attempt.
+				if err := settled(ctx); err != nil {
+					return err
+				}
 			}
 			if rep.Rollbacks > 3 {
 				return fmt.Errorf("demo: the cutover rolled back %d times", rep.Rollbacks)
@@ -369,6 +396,7 @@ type cutoverClients struct {
 	n          atomic.Int64
 	mu         sync.Mutex
 	ok, failed int
+	inflight   map[int]bool // the requests sent and not answered yet
 	wg         sync.WaitGroup
 }
 
@@ -377,12 +405,16 @@ func (c *cutoverClients) start(ctx context.Context, k int) {
 		c.wg.Go(func() {
 			for ctx.Err() == nil {
 				i := int(c.n.Add(1))
+				c.mu.Lock()
+				c.inflight[i] = true
+				c.mu.Unlock()
 				body, _ := json.Marshal(c.w.actRequest(i))
 				header := http.Header{"Idempotency-Key": {fmt.Sprintf("q-%s-%d", c.run, i)}}
 				// Once sent, a request runs to its answer: the run's end
 				// does not cut it short.
 				_, err := postQuote(context.WithoutCancel(ctx), c.http, c.replicas[i%len(c.replicas)].base, body, header)
 				c.mu.Lock()
+				delete(c.inflight, i)
 				if err == nil {
 					c.ok++
 				} else {
@@ -395,6 +427,38 @@ func (c *cutoverClients) start(ctx context.Context, k int) {
 }
 
 func (c *cutoverClients) wait() { c.wg.Wait() }
+
+// settle returns once every request sent before it was called has its
+// answer.
+func (c *cutoverClients) settle(ctx context.Context) error {
+	last := int(c.n.Load())
+	return waitFor(ctx, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for i := range c.inflight {
+			if i <= last {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// waitFor polls done until it holds, for at most actWait.
+func waitFor(ctx context.Context, done func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, actWait)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !done() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("demo: waiting for the requests in flight: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return nil
+}
 
 func (c *cutoverClients) counts() (requests, ok, failed int) {
 	c.mu.Lock()

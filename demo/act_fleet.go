@@ -62,9 +62,11 @@ const realCalcTime = 150 * time.Second
 
 // actCalcTime is one price's calculation in the acts: short enough that
 // the MES's one calculator prices a burst in seconds, scaled from the
-// run's length (200ms for the default 60s run).
+// run's length (200ms for the default 60s run), and at least 100ms (or
+// the timeline's CalcTime, when shorter), so that the fleet's own costs
+// per job (PostgreSQL round trips) stay small beside it.
 func actCalcTime(cfg Config) time.Duration {
-	return max(min(cfg.CalcTime, cfg.Duration/300), 5*time.Millisecond).Round(time.Millisecond)
+	return min(max(cfg.Duration/300, 100*time.Millisecond), cfg.CalcTime).Round(time.Millisecond)
 }
 
 // delayedCalculator is the fleet's calculator in the acts: it prices with

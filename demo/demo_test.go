@@ -195,9 +195,13 @@ func checkCutoverAct(t *testing.T, c demo.CutoverReport, out string) {
 			order = append(order, a)
 		}
 	}
-	want := []string{"register", "resume", "start", "advance", "gate_rollback", "resume", "advance", "complete"}
-	if strings.Join(order, " ") != strings.Join(want, " ") {
-		t.Errorf("cutover act: the audit log's actions %v; want (runs of) %v", c.Actions, want)
+	// The plan starts once shadow traffic matches, rolls back from 50%
+	// and completes; a step of the next attempt may meet the fault's
+	// stragglers, whose answers came in after it began, and roll back
+	// again (the act resumes the plan up to three times).
+	want := "register resume start advance gate_rollback resume"
+	if got := strings.Join(order, " "); !strings.HasPrefix(got, want) || order[len(order)-1] != "complete" || c.Rollbacks > 3 {
+		t.Errorf("cutover act: the audit log's actions %v; want (runs of) %s ... complete", c.Actions, want)
 	}
 	for _, s := range []string{"── The cutover of the quote route ──", "fault injected", "rolled back to 10%", "plan complete"} {
 		if !strings.Contains(out, s) {
