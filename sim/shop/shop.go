@@ -76,7 +76,14 @@ type Config struct {
 	// events, through Mirror. A failed forward is logged and counted; the
 	// order is never sent again (the loss the order view's drift shows).
 	Forward func(ctx context.Context, orderID int64) error
+	// Promise is how long after an order the shop promises it to the
+	// customer (promised_at). Defaults to DefaultPromise, three weeks.
+	Promise time.Duration
 }
+
+// DefaultPromise is Config.Promise's default: the three weeks the shop
+// promises today.
+const DefaultPromise = 21 * 24 * time.Hour
 
 // Stats counts what a Generator has committed since New.
 type Stats struct {
@@ -113,6 +120,7 @@ type Generator struct {
 	mStepErrors   *metrics.Counter
 	mForwardFails *metrics.Counter
 	forward       func(context.Context, int64) error
+	promise       time.Duration
 	scanStatuses  []string // statuses an order can leave, for scanSQL
 	scanMinDwells []time.Duration
 }
@@ -130,6 +138,9 @@ func New(cfg Config) (*Generator, error) {
 	}
 	if cfg.MaxAdvance < 0 {
 		return nil, fmt.Errorf("%w: MaxAdvance %d: want a positive bound", ErrInvalidConfig, cfg.MaxAdvance)
+	}
+	if cfg.Promise < 0 {
+		return nil, fmt.Errorf("%w: Promise %v: want a positive duration, or zero for three weeks", ErrInvalidConfig, cfg.Promise)
 	}
 	dwell, err := mergeDwell(cfg.Dwell)
 	if err != nil {
@@ -158,6 +169,7 @@ func New(cfg Config) (*Generator, error) {
 		mCreated:    set.GetOrCreateCounter("ficus_sim_shop_orders_created_total"),
 		mStepErrors: set.GetOrCreateCounter("ficus_sim_shop_step_errors_total"),
 		forward:     cfg.Forward,
+		promise:     cmp.Or(cfg.Promise, DefaultPromise),
 	}
 	if g.forward != nil {
 		g.mForwardFails = set.GetOrCreateCounter("ficus_sim_shop_forward_failures_total")
@@ -421,9 +433,9 @@ func (g *Generator) createOrder(ctx context.Context, now time.Time) (int64, erro
 	}
 	var orderID int64
 	if err := tx.QueryRow(ctx, `
-		INSERT INTO shop.orders (customer_id, status, total, currency, note, created_at, updated_at)
-		VALUES ($1, $2, 0, $3, $4, $5, $5)
-		RETURNING id`, customerID, StatusNew, Currency, note, now).Scan(&orderID); err != nil {
+		INSERT INTO shop.orders (customer_id, status, total, currency, note, created_at, updated_at, promised_at)
+		VALUES ($1, $2, 0, $3, $4, $5, $5, $6)
+		RETURNING id`, customerID, StatusNew, Currency, note, now, now.Add(g.promise)).Scan(&orderID); err != nil {
 		return 0, fmt.Errorf("create order: insert order: %w", err)
 	}
 	for i, it := range d.items {
