@@ -11,7 +11,7 @@ type act func(ctx context.Context, w *world, r *Report) error
 
 // acts returns the acts of a run, in order.
 func (w *world) acts() []act {
-	return []act{}
+	return []act{actOrders}
 }
 
 // runActs runs every act in turn; the first failure ends the run.

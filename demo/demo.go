@@ -74,6 +74,10 @@ type Config struct {
 	Models *pricing.Store
 	// Estimator is the MES's estimator (see mes.Config). Required.
 	Estimator pricing.Estimator
+	// HistoricalOrders is how many past orders the MES's database holds
+	// before the order view's act (its list is slow at that size).
+	// Defaults to 300,000.
+	HistoricalOrders int
 }
 
 // Report is what a run showed.
@@ -98,6 +102,8 @@ type Report struct {
 	// BreakerOpened and BreakerClosed count the proxy's breaker
 	// transitions the demo saw.
 	BreakerOpened, BreakerClosed int
+	// Orders is what the order view's act showed.
+	Orders OrdersReport
 }
 
 // ClientReport is what one B2B client experienced.
@@ -161,6 +167,8 @@ type world struct {
 	crmCDCBase         string
 	start0             time.Time
 	breaker            string
+	proxyCfg           *proxy.Config
+	mesStatus          statusHook // the MES's status events, once the order act carries them
 	opened, closed     int
 }
 
@@ -201,8 +209,13 @@ func (w *world) start(ctx context.Context) error {
 	for _, s := range sets {
 		cfg.Register(s)
 	}
+	// The MES keeps its orders in Postgres, schema mes, as the legacy one does.
+	if err := mes.EnsureSchema(ctx, cfg.Pool); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
 	var err error
-	w.mes, err = mes.New(mes.Config{CalcTime: cfg.CalcTime, Metrics: sets[0], Logger: cfg.Logger, Models: cfg.Models, Estimator: cfg.Estimator})
+	w.mes, err = mes.New(mes.Config{CalcTime: cfg.CalcTime, Metrics: sets[0], Logger: cfg.Logger, Models: cfg.Models, Estimator: cfg.Estimator,
+		DB: cfg.Pool, StageTime: orderStage, OnStatus: w.mesStatus.announce})
 	if err != nil {
 		return err
 	}
@@ -265,6 +278,7 @@ func (w *world) run(ctx context.Context) (Report, error) {
 	pcfg, err := proxy.ParseConfig([]byte(proxyConfig(w.mesBase)), "")
 	if err == nil {
 		w.proxy, err = proxy.New(proxy.Settings{Config: pcfg, Metrics: w.proxySet, Logger: cfg.Logger})
+		w.proxyCfg = pcfg
 	}
 	if err != nil {
 		mesLn.Close()

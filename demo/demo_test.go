@@ -56,6 +56,8 @@ func TestShortRunShowsTheSymptoms(t *testing.T) {
 		Out:          &out,
 		Models:       models,
 		Estimator:    volumeEstimator{},
+		// Enough to see the difference, little enough to write quickly.
+		HistoricalOrders: 50_000,
 	})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
@@ -100,9 +102,38 @@ func TestShortRunShowsTheSymptoms(t *testing.T) {
 			t.Errorf("model %q: %v", k, err)
 		}
 	}
+	checkOrdersAct(t, report.Orders)
 	for _, want := range []string{"MES under load", "through ficus", "duplicate orders", "lost orders", "quote queue", "CRM polling"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// checkOrdersAct checks the order view act's figures: they follow from
+// what the act did, not from timing, apart from the list times' order.
+func checkOrdersAct(t *testing.T, o demo.OrdersReport) {
+	t.Helper()
+	t.Logf("order view act: %+v", o)
+	if o.HistoricalOrders != 50_000 || o.MESOrders < int64(o.HistoricalOrders+o.ShopOrders) || o.ViewOrders != o.MESOrders {
+		t.Errorf("the MES has %d orders and the view %d; want the same, at least the %d past and %d shop orders",
+			o.MESOrders, o.ViewOrders, o.HistoricalOrders, o.ShopOrders)
+	}
+	// Every shop order reached the MES; all but the stuck one were
+	// shipped there; the shop mirrored all but the lost event.
+	if o.ShopOrders != 8 || o.Stalled != 1 || o.StatusEventsLost != 1 || o.Shipped != o.ShopOrders-o.Stalled-o.StatusEventsLost {
+		t.Errorf("%d shop orders, %d stalled, %d events lost, %d shipped in the shop; want 8, 1, 1 and 6", o.ShopOrders, o.Stalled, o.StatusEventsLost, o.Shipped)
+	}
+	if !o.StuckOverdue || o.Overdue != o.Stalled {
+		t.Errorf("overdue: %d shop orders (the stuck %s among them: %v); want the stuck one alone", o.Overdue, o.StuckRef, o.StuckOverdue)
+	}
+	if !o.LostStatusDrifted || o.Drifted != o.StatusEventsLost {
+		t.Errorf("drift: %d shop orders (%s among them: %v); want the one whose status was lost", o.Drifted, o.DriftRef, o.LostStatusDrifted)
+	}
+	if o.ShadowCompared != o.Requests+1 || o.ShadowMatched != o.ShadowCompared || o.ShadowMismatched != 0 {
+		t.Errorf("shadow: %d of %d compared, %d matched, %d mismatched; want all %d matched", o.ShadowCompared, o.Requests+1, o.ShadowMatched, o.ShadowMismatched, o.Requests+1)
+	}
+	if o.MESTime <= o.ViewTime {
+		t.Errorf("the MES's list took %s, the view's %s: the view should be the faster", o.MESTime, o.ViewTime)
 	}
 }
