@@ -80,5 +80,6 @@ local PostgreSQL binaries. Everything it starts is stopped at the end.`,
 	f.DurationVar(&cfg.CalcTime, "calc-time", time.Second, "how long the MES takes for one price (the real one takes 2–3 minutes)")
 	f.Float64Var(&cfg.ShopRate, "shop-rate", 4, "orders per second the online shop takes")
 	f.DurationVar(&cfg.PollInterval, "poll-interval", 2*time.Second, "how often the CRM polls the shop database")
+	f.IntVar(&cfg.HistoricalOrders, "historical-orders", 300_000, "past orders in the MES's database before the order view's act (its list is slow at that size)")
 	return cmd
 }
