@@ -28,6 +28,8 @@ type OrdersReport struct {
 	// HistoricalOrders were written into the MES's table in SeedTime.
 	HistoricalOrders int
 	SeedTime         time.Duration
+	// CopyTime is how long copying the MES's orders into the view took.
+	CopyTime time.Duration
 	// MESOrders is the MES's list total, ViewOrders the view's: equal once
 	// the view has caught up.
 	MESOrders, ViewOrders int64
@@ -74,6 +76,9 @@ func actOrders(ctx context.Context, w *world, r *Report) error {
 		return fmt.Errorf("demo: order view: %w", err)
 	}
 	n := cmp.Or(w.cfg.HistoricalOrders, 300_000)
+	if n < 0 {
+		return fmt.Errorf("demo: HistoricalOrders is %d; want a positive number, or 0 for 300,000", n)
+	}
 	start := time.Now()
 	wrote, err := seedHistory(ctx, pool, n, start)
 	if err != nil {
@@ -93,10 +98,12 @@ func actOrders(ctx context.Context, w *world, r *Report) error {
 	// ficus cdc feeds the view from shop.orders and mes.orders; the
 	// orders already there are copied in first, while nothing writes to
 	// the MES (the slot made after the copy decodes none of its WAL).
+	copyStart := time.Now()
 	backfilled, err := backfillView(ctx, pool, orders.DefaultSources()[1])
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
+	rep.CopyTime = time.Since(copyStart)
 	if _, err := cdc.Setup(ctx, pool, cdc.SetupConfig{Slot: orderSlot, Publication: orderSlot, Tables: []string{"shop.orders", "mes.orders"}}); err != nil {
 		return fmt.Errorf("demo: order view: cdc setup: %w", err)
 	}
@@ -105,7 +112,8 @@ func actOrders(ctx context.Context, w *world, r *Report) error {
 			w.cfg.Logger.Warn("drop the order view's replication slot", "err", err)
 		}
 	}()
-	fmt.Fprintf(out, "  ficus cdc feeds the order view from shop.orders and mes.orders (%d MES orders copied in first)\n", backfilled)
+	fmt.Fprintf(out, "  ficus cdc feeds the order view from shop.orders and mes.orders (%d MES orders copied in first, in %s)\n",
+		backfilled, rep.CopyTime.Round(10*time.Millisecond))
 
 	// The act's components count into a set of their own, not served:
 	// their names are those of the timeline's shop and cdc reader.
