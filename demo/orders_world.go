@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -95,26 +95,22 @@ INSERT INTO ficus.order_view_counts AS c (source, status, n)
 SELECT $1, status, count(*) FROM rows GROUP BY status
 ON CONFLICT (source, status) DO UPDATE SET n = c.n + excluded.n`
 
-// backfillView copies mes.orders into the view and returns how many rows
-// it copied.
+// backfillView copies mes.orders into the view (rows it has already are
+// left as they are) and returns how many MES orders the view then holds.
 func backfillView(ctx context.Context, pool *pgxpool.Pool, src orders.Source) (int64, error) {
-	from := sort.StringSlice(nil)
-	for s := range maps.Keys(src.Common) {
-		from = append(from, s)
-	}
-	from.Sort()
+	from := slices.Sorted(maps.Keys(src.Common))
 	to := make([]string, len(from))
 	for i, s := range from {
 		to[i] = src.Common[s]
 	}
-	tag, err := pool.Exec(ctx, backfillSQL, src.Name, []string(from), to, src.Final)
-	if err != nil {
+	if _, err := pool.Exec(ctx, backfillSQL, src.Name, from, to, src.Final); err != nil {
 		return 0, fmt.Errorf("backfill the order view: %w", err)
 	}
 	var n int64
-	err = pool.QueryRow(ctx, `SELECT coalesce(sum(n), 0)::bigint FROM ficus.order_view_counts WHERE source = $1`, src.Name).Scan(&n)
-	_ = tag
-	return n, err
+	if err := pool.QueryRow(ctx, `SELECT coalesce(sum(n), 0)::bigint FROM ficus.order_view_counts WHERE source = $1`, src.Name).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count the order view: %w", err)
+	}
+	return n, nil
 }
 
 // strangleConfig is the demo proxy's configuration with the operators'
@@ -156,9 +152,7 @@ routes:
 
 // median returns the middle of ds.
 func median(ds []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
+	return slices.Sorted(slices.Values(ds))[len(ds)/2]
 }
 
 // ms prints a duration in milliseconds, to a tenth below 10 ms.
