@@ -259,12 +259,15 @@ func (w *world) ordersStory(ctx context.Context, view *orders.View, viewBase str
 			stuck = ref
 		}
 	}
+	rate := mes.StallScore(mesIDs[stuck]) + 0.00005
 	for _, id := range ids {
-		if ref := strconv.FormatInt(id, 10); ref != stuck {
-			lostRef = ref // the last of the others
+		if ref := strconv.FormatInt(id, 10); mes.StallScore(mesIDs[ref]) >= rate {
+			lostRef = ref // the last of those that do not stall
 		}
 	}
-	rate := mes.StallScore(mesIDs[stuck]) + 0.00005
+	if lostRef == "" {
+		return fmt.Errorf("demo: every one of the shop's orders stalls at stall_rate %v", rate)
+	}
 	mine := map[string]bool{}
 	q.mu.Lock()
 	for _, id := range ids {

@@ -111,7 +111,7 @@ func TestShortRunShowsTheSymptoms(t *testing.T) {
 }
 
 // checkOrdersAct checks the order view act's figures: they follow from
-// what the act did, not from timing, apart from the list times' order.
+// what the act did, not from timing.
 func checkOrdersAct(t *testing.T, o demo.OrdersReport) {
 	t.Helper()
 	t.Logf("order view act: %+v", o)
@@ -121,7 +121,9 @@ func checkOrdersAct(t *testing.T, o demo.OrdersReport) {
 	}
 	// Every shop order reached the MES; all but the stuck one were
 	// shipped there; the shop mirrored all but the lost event.
-	if o.ShopOrders != 8 || o.Stalled != 1 || o.StatusEventsLost != 1 || o.Shipped != o.ShopOrders-o.Stalled-o.StatusEventsLost {
+	// One stalls, unless another of the eight shares its stall score (a
+	// chance of about 1 in 1,400); then both do.
+	if o.ShopOrders != 8 || o.Stalled < 1 || o.StatusEventsLost != 1 || o.Shipped != o.ShopOrders-o.Stalled-o.StatusEventsLost {
 		t.Errorf("%d shop orders, %d stalled, %d events lost, %d shipped in the shop; want 8, 1, 1 and 6", o.ShopOrders, o.Stalled, o.StatusEventsLost, o.Shipped)
 	}
 	if !o.StuckOverdue || o.Overdue != o.Stalled {
@@ -133,7 +135,8 @@ func checkOrdersAct(t *testing.T, o demo.OrdersReport) {
 	if o.ShadowCompared != o.Requests+1 || o.ShadowMatched != o.ShadowCompared || o.ShadowMismatched != 0 {
 		t.Errorf("shadow: %d of %d compared, %d matched, %d mismatched; want all %d matched", o.ShadowCompared, o.Requests+1, o.ShadowMatched, o.ShadowMismatched, o.Requests+1)
 	}
-	if o.MESTime <= o.ViewTime {
-		t.Errorf("the MES's list took %s, the view's %s: the view should be the faster", o.MESTime, o.ViewTime)
+	// Timed, not asserted on: the figures are printed.
+	if o.MESTime <= 0 || o.ViewTime <= 0 || o.Requests != 5 {
+		t.Errorf("list times %s and %s over %d requests", o.MESTime, o.ViewTime, o.Requests)
 	}
 }
