@@ -20,7 +20,7 @@ DEMO_DURATION ?= 45s
 FUZZTIME ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build test e2e bench lint fmt demo images fuzz clean postgres tools
+.PHONY: all build test e2e bench lint fmt demo images images-slicer fuzz clean postgres tools
 
 all: build
 
@@ -53,9 +53,10 @@ e2e: images
 ## benchmark, the CDC benchmark (ficus cdc against pg_recvlogical), the
 ## order view's (its list against the MES's, and its freshness), the model
 ## analysis benchmark (pricing/mesh against admesh and numpy-stl) and the
-## pricing calculators on PrusaSlicer's shapes, on loopback
-## (bench/README.md); the tables also go to bench/results/latest.md,
-## cdc.md, orders.md, mesh.md and pricing.md there.
+## pricing calculators on PrusaSlicer's shapes, and the outbox's relay
+## against Watermill's SQL forwarder, on loopback (bench/README.md); the
+## tables also go to bench/results/latest.md, cdc.md, orders.md, mesh.md,
+## pricing.md and outbox.md there.
 BENCH_DURATION ?= 10s
 BENCH_CONNECTIONS ?= 64
 bench: postgres
@@ -65,6 +66,7 @@ bench: postgres
 	GO=$(GO) bash bench/mesh.sh
 	$(GO) run ./bench/ordersbench
 	$(GO) run ./bench/pricingbench
+	$(GO) run ./bench/outboxbench
 
 ## lint: gofmt, go vet and staticcheck (installed into ./bin).
 lint: $(BIN)/staticcheck
@@ -86,6 +88,13 @@ demo: postgres build
 ## images: the offline Postgres image (when missing) and the ficus image.
 images:
 	bash scripts/images.sh
+
+## images-slicer: the pricing worker's image with PrusaSlicer (Debian
+## packages, debootstrap); opt-in, since its base takes many minutes to build
+## (docs/pricing-fleet.md#images). The base is rebuilt only when
+## images/slicer/packages or its recipe changed; the ficus layer always.
+images-slicer:
+	bash scripts/images.sh slicer
 
 ## fuzz: every fuzz target for FUZZTIME each.
 fuzz:

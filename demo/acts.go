@@ -11,7 +11,12 @@ type act func(ctx context.Context, w *world, r *Report) error
 
 // acts returns the acts of a run, in order.
 func (w *world) acts() []act {
-	return []act{}
+	return []act{
+		actOrders,
+		actOutbox,
+		actFleet,
+		actCutover,
+	}
 }
 
 // runActs runs every act in turn; the first failure ends the run.

@@ -74,6 +74,14 @@ type Config struct {
 	Models *pricing.Store
 	// Estimator is the MES's estimator (see mes.Config). Required.
 	Estimator pricing.Estimator
+	// ActQuotes is the size of the burst of quotes the pricing fleet act
+	// prices (its B2B burst is five times as many), and how many quotes
+	// the cutover act's clients send at least. Defaults to 40.
+	ActQuotes int
+	// HistoricalOrders is how many past orders the MES's database holds
+	// before the order view's act (its list is slow at that size).
+	// Defaults to 300,000.
+	HistoricalOrders int
 }
 
 // Report is what a run showed.
@@ -84,12 +92,16 @@ type Report struct {
 	Legacy ClientReport
 	// The same client through ficus proxy with Idempotency-Key.
 	Ficus ClientReport
+	// A third client through the proxy's durable intake (mode async).
+	Intake IntakeReport
 	// Orders the MES stored in all.
 	MESOrders int
-	// Quotes requested, priced, still queued at the end, and the longest
-	// time a priced quote waited for the calculator.
-	QuotesRequested, QuotesPriced, QuotesQueued int
-	LongestQuoteWait                            time.Duration
+	// Quote requests sent to the MES, priced, failed (an error answer, or
+	// the MES down) and still queued at the end: requested = priced +
+	// failed + queued. And the longest time a priced quote waited for the
+	// calculator.
+	QuotesRequested, QuotesPriced, QuotesFailed, QuotesQueued int
+	LongestQuoteWait                                          time.Duration
 	// Shop status changes committed, and what the polling CRM saw of them.
 	ShopStatusChanges, CRMTransitionsSeen, CRMMissedStatuses int
 	// What the CRM fed by ficus cdc saw: transitions, missed statuses, and
@@ -98,6 +110,14 @@ type Report struct {
 	// BreakerOpened and BreakerClosed count the proxy's breaker
 	// transitions the demo saw.
 	BreakerOpened, BreakerClosed int
+	// Outbox is the outbox act's report.
+	Outbox OutboxReport
+	// Fleet is what the pricing fleet act showed.
+	Fleet FleetReport
+	// Cutover is what the cutover act showed.
+	Cutover CutoverReport
+	// Orders is what the order view's act showed.
+	Orders OrdersReport
 }
 
 // ClientReport is what one B2B client experienced.
@@ -127,6 +147,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	cfg.CalcTime = cmp.Or(cfg.CalcTime, time.Second)
 	cfg.ShopRate = cmp.Or(cfg.ShopRate, 4)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, 2*time.Second)
+	cfg.ActQuotes = cmp.Or(cfg.ActQuotes, 40)
 	cfg.Out = cmp.Or[io.Writer](cfg.Out, io.Discard)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	if cfg.Register == nil {
@@ -151,6 +172,7 @@ type world struct {
 	proxy  *proxy.Proxy
 	legacy *b2bClient
 	ficus  *b2bClient
+	intake *intakeWorld
 	quotes *quoteClients
 	admin  *http.Client
 	// catalogue are the keys of the shop's models in the model store.
@@ -161,6 +183,8 @@ type world struct {
 	crmCDCBase         string
 	start0             time.Time
 	breaker            string
+	proxyCfg           *proxy.Config
+	mesStatus          statusHook // the MES's status events, once the order act carries them
 	opened, closed     int
 }
 
@@ -201,8 +225,13 @@ func (w *world) start(ctx context.Context) error {
 	for _, s := range sets {
 		cfg.Register(s)
 	}
+	// The MES keeps its orders in Postgres, schema mes, as the legacy one does.
+	if err := mes.EnsureSchema(ctx, cfg.Pool); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
 	var err error
-	w.mes, err = mes.New(mes.Config{CalcTime: cfg.CalcTime, Metrics: sets[0], Logger: cfg.Logger, Models: cfg.Models, Estimator: cfg.Estimator})
+	w.mes, err = mes.New(mes.Config{CalcTime: cfg.CalcTime, Metrics: sets[0], Logger: cfg.Logger, Models: cfg.Models, Estimator: cfg.Estimator,
+		DB: cfg.Pool, StageTime: orderStage, OnStatus: w.mesStatus.announce})
 	if err != nil {
 		return err
 	}
@@ -230,7 +259,7 @@ func (w *world) start(ctx context.Context) error {
 	if _, err := cdc.Setup(ctx, cfg.Pool, cdc.SetupConfig{Slot: demoSlot, Publication: demoSlot, Tables: []string{"shop.orders"}}); err != nil {
 		return fmt.Errorf("demo: ficus cdc setup (the database needs wal_level=logical): %w", err)
 	}
-	return nil
+	return w.prepareIntake(ctx)
 }
 
 // demoSlot names the demo's replication slot and publication.
@@ -265,6 +294,7 @@ func (w *world) run(ctx context.Context) (Report, error) {
 	pcfg, err := proxy.ParseConfig([]byte(proxyConfig(w.mesBase)), "")
 	if err == nil {
 		w.proxy, err = proxy.New(proxy.Settings{Config: pcfg, Metrics: w.proxySet, Logger: cfg.Logger})
+		w.proxyCfg = pcfg
 	}
 	if err != nil {
 		mesLn.Close()
@@ -299,6 +329,10 @@ func (w *world) run(ctx context.Context) (Report, error) {
 	servers.Go(func() error {
 		return httpserve.Run(serveCtx, httpserve.Config{Listener: crmLn, Handler: w.crmCDC.Handler(), DrainTimeout: time.Second})
 	})
+	if err := w.startIntake(serveCtx, servers); err != nil {
+		stopServers()
+		return Report{}, errors.Join(err, servers.Wait())
+	}
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return ignoreEnd(w.shop.Run(gctx)) })
 	g.Go(func() error { return ignoreEnd(w.crm.Run(gctx)) })
@@ -361,6 +395,7 @@ func (w *world) drive(ctx context.Context) error {
 		case <-orders.C:
 			w.legacy.order(ctx)
 			w.ficus.order(ctx)
+			w.intake.order(ctx)
 		case <-quotes.C:
 			quoteN++
 			w.quotes.request(ctx, quoteN)
@@ -483,8 +518,9 @@ func (w *world) line(ctx context.Context) error {
 	l, f, s, c, h := w.legacy.stats(), w.ficus.stats(), w.shop.Stats(), w.crm.Stats(), w.crmCDC.Stats()
 	fmt.Fprintf(w.cfg.Out, "[%5s] B2B legacy %3d orders, %3d tries → %3d duplicates │ via ficus %3d orders, %3d tries → %d duplicates │ breaker %s\n",
 		w.elapsed(), l.Sent, l.Tries, m.duplicates(w.legacy.prefix), f.Sent, f.Tries, m.duplicates(w.ficus.prefix), w.breaker)
-	fmt.Fprintf(w.cfg.Out, "        quotes %3d priced, %3d queued │ shop %3d status changes → polling CRM saw %3d, missed %3d │ CDC-fed CRM saw %3d, missed %d\n",
-		m.QuotesComputed, m.QuotesWaiting, s.StatusChanges, c.Transitions, c.MissedStatuses, h.Transitions, h.MissedStatuses)
+	q := w.quotes.stats()
+	fmt.Fprintf(w.cfg.Out, "        quotes %3d requested: %3d priced, %3d failed, %3d waiting │ shop %3d status changes → polling CRM saw %3d, missed %3d │ CDC-fed CRM saw %3d, missed %d\n",
+		q.Requested, q.Priced, q.Failed, q.Waiting, s.StatusChanges, c.Transitions, c.MissedStatuses, h.Transitions, h.MissedStatuses)
 	return nil
 }
 
@@ -498,7 +534,7 @@ func (w *world) report(ctx context.Context) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	r := Report{MESOrders: m.OrdersCreated, QuotesPriced: m.QuotesComputed, BreakerOpened: w.opened, BreakerClosed: w.closed}
+	r := Report{MESOrders: m.OrdersCreated, BreakerOpened: w.opened, BreakerClosed: w.closed}
 	for _, c := range []struct {
 		client *b2bClient
 		into   *ClientReport
@@ -510,9 +546,13 @@ func (w *world) report(ctx context.Context) (Report, error) {
 		s := c.client.stats()
 		*c.into = ClientReport{Orders: s.Sent, Attempts: s.Tries, Acknowledged: s.Acked, Duplicates: m.duplicates(c.client.prefix), Lost: lost}
 	}
+	if err := w.intakeReport(ctx, &r); err != nil {
+		return Report{}, err
+	}
 	q, s, c, h := w.quotes.stats(), w.shop.Stats(), w.crm.Stats(), w.crmCDC.Stats()
 	r.CDCTransitionsSeen, r.CDCMissedStatuses, r.CDCDuplicates = h.Transitions, h.MissedStatuses, h.Duplicates
-	r.QuotesRequested, r.QuotesQueued, r.LongestQuoteWait = q.Requested, q.Requested-q.Completed, q.MaxQueued
+	r.QuotesRequested, r.QuotesPriced, r.QuotesFailed, r.QuotesQueued = q.Requested, q.Priced, q.Failed, q.Waiting
+	r.LongestQuoteWait = q.MaxQueued
 	r.ShopStatusChanges, r.CRMTransitionsSeen, r.CRMMissedStatuses = int(s.StatusChanges), c.Transitions, c.MissedStatuses
 	return r, nil
 }
@@ -524,15 +564,17 @@ func (w *world) summary(r Report) {
 		r.Legacy.Orders, r.Legacy.Attempts, r.Legacy.Duplicates)
 	fmt.Fprintf(out, "                     through ficus: %d orders in %d requests left %d duplicates (Idempotency-Key)\n",
 		r.Ficus.Orders, r.Ficus.Attempts, r.Ficus.Duplicates)
-	fmt.Fprintf(out, "  lost orders        %d acknowledged with 201 Created do not exist (%d legacy, %d through ficus: the MES lies; CDC and the outbox fix this)\n",
+	fmt.Fprintf(out, "  lost orders        %d acknowledged with 201 Created do not exist (%d legacy, %d through ficus: the MES lies; the durable intake below fixes this)\n",
 		r.Legacy.Lost+r.Ficus.Lost, r.Legacy.Lost, r.Ficus.Lost)
-	fmt.Fprintf(out, "  quote queue        %d quotes requested, %d priced, %d still queued; a priced quote waited up to %s for the single calculator\n",
-		r.QuotesRequested, r.QuotesPriced, r.QuotesQueued, r.LongestQuoteWait.Round(100*time.Millisecond))
+	fmt.Fprintf(out, "  quote queue        %d quotes requested: %d priced, %d failed (the MES faulty or down), %d still queued at the end;\n",
+		r.QuotesRequested, r.QuotesPriced, r.QuotesFailed, r.QuotesQueued)
+	fmt.Fprintf(out, "                     a priced quote waited up to %s for the single calculator\n", r.LongestQuoteWait.Round(100*time.Millisecond))
 	fmt.Fprintf(out, "  CRM polling        the shop made %d status changes; the CRM saw %d transitions and missed %d statuses\n",
 		r.ShopStatusChanges, r.CRMTransitionsSeen, r.CRMMissedStatuses)
 	fmt.Fprintf(out, "                     the CRM fed by ficus cdc saw %d transitions and missed %d\n",
 		r.CDCTransitionsSeen, r.CDCMissedStatuses)
 	fmt.Fprintf(out, "  MES outage         ficus's breaker opened %d times and closed %d times\n", r.BreakerOpened, r.BreakerClosed)
+	w.intakeSummary(r)
 }
 
 // startCDC starts ficus cdc on the shop database, delivering to the

@@ -19,9 +19,13 @@ type quoteClients struct {
 	// models are the keys of the models quotes ask for, in turn.
 	models []string
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// requested = priced + failed + ended + the requests still waiting
+	// for their answer.
 	requested int
-	completed int
+	priced    int
+	failed    int // an error answer or a broken connection (the MES down)
+	ended     int // still waiting when the run ended
 	maxQueued time.Duration
 	wg        sync.WaitGroup
 }
@@ -33,13 +37,17 @@ func (q *quoteClients) request(ctx context.Context, n int) {
 	q.mu.Unlock()
 	q.wg.Go(func() {
 		queued, err := q.post(ctx, n)
-		if err != nil {
-			return // the demo ended while it waited
-		}
 		q.mu.Lock()
-		q.completed++
-		q.maxQueued = max(q.maxQueued, queued)
-		q.mu.Unlock()
+		defer q.mu.Unlock()
+		switch {
+		case err == nil:
+			q.priced++
+			q.maxQueued = max(q.maxQueued, queued)
+		case ctx.Err() != nil:
+			q.ended++ // the demo ended while it waited
+		default:
+			q.failed++
+		}
 	})
 }
 
@@ -74,15 +82,19 @@ func (q *quoteClients) post(ctx context.Context, n int) (time.Duration, error) {
 // quoteMaterials are materials of the default price list.
 var quoteMaterials = [...]string{"PLA", "PETG", "ASA", "PA12"}
 
+// quoteStats counts the quote requests: Requested = Priced + Failed +
+// Waiting, where Waiting are the requests without an answer yet (at the
+// end of the run: those the run's end cut short).
 type quoteStats struct {
-	Requested, Completed int
-	MaxQueued            time.Duration
+	Requested, Priced, Failed, Waiting int
+	MaxQueued                          time.Duration
 }
 
 func (q *quoteClients) stats() quoteStats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return quoteStats{Requested: q.requested, Completed: q.completed, MaxQueued: q.maxQueued}
+	return quoteStats{Requested: q.requested, Priced: q.priced, Failed: q.failed,
+		Waiting: q.requested - q.priced - q.failed, MaxQueued: q.maxQueued}
 }
 
 // wait returns when every request has ended.

@@ -185,6 +185,13 @@ type RouteConfig struct {
 	// without one is anonymous) or "none" (keys are ignored). Defaults to
 	// "optional".
 	Auth string
+	// Mode is "sync" (the request goes upstream and the client gets its
+	// answer) or "async" (the request is stored in the durable intake,
+	// the client gets 202 Accepted with a status URL, and a deliverer
+	// sends it upstream until the upstream has it; see docs/outbox.md).
+	// Async needs the Postgres database (--database-url) and a route
+	// whose methods are listed and change something. Empty is "sync".
+	Mode string
 	// Idempotency configures Idempotency-Key handling.
 	Idempotency RouteIdempotency
 	// Shadow, when set, mirrors requests to a candidate upstream and

@@ -87,6 +87,7 @@ type fileRoute struct {
 	Upstream    scalar[string]        `yaml:"upstream"`
 	Timeout     scalar[time.Duration] `yaml:"timeout"`
 	Auth        scalar[string]        `yaml:"auth"`
+	Mode        scalar[string]        `yaml:"mode"`
 	Idempotency fileRouteIdempotency  `yaml:"idempotency"`
 	Shadow      *fileShadow           `yaml:"shadow"`
 	Split       *fileSplit            `yaml:"split"`

@@ -647,6 +647,7 @@ func (f *fileRateLimit) convert(l *configLoader, at string) RateLimitConfig {
 func (f *fileRoute) convert(l *configLoader, at string) RouteConfig {
 	r := RouteConfig{Path: "/", Prefix: true, Upstream: defaultUpstreamName, Auth: "optional"}
 	set(l, at+".name", f.Name, &r.Name)
+	set(l, at+".mode", f.Mode, &r.Mode)
 	set(l, at+".upstream", f.Upstream, &r.Upstream)
 	set(l, at+".auth", f.Auth, &r.Auth)
 	// 0 in RouteConfig means the upstream's timeout.

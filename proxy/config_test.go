@@ -318,7 +318,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"unknown key, dashes", "body-limit: 1024\n", `line 1: body-limit: unknown key; did you mean "body_limit"?`},
 		{"unknown key, upper case", "anonymous: {TENANT: x}\n", `line 1: anonymous.TENANT: unknown key; did you mean "tenant"?`},
 		{"unknown key, far", "routes:\n  - name: a\n    retries: 3\n",
-			"line 3: routes[0].retries: unknown key; known keys are name, match, upstream, timeout, auth, idempotency, shadow, split"},
+			"line 3: routes[0].retries: unknown key; known keys are name, match, upstream, timeout, auth, mode, idempotency, shadow, split"},
 		{"key set twice", "body_limit: 1024\nbody_limit: 2048\n", "line 2: body_limit: is set twice"},
 		{"upstream defined twice", "upstreams:\n  a: {url: 'http://h'}\n  a: {url: 'http://i'}\n", "line 3: upstreams.a: is defined twice"},
 		{"list for a mapping", "anonymous: [guest]\n", "line 1: anonymous: must be a mapping of keys to values, not a list"},
@@ -333,8 +333,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"list for a mapping in a flow list", "routes: [{name: a, match: [x]}]\n", "line 1: routes[0].match: must be a mapping of keys to values, not a list"},
 		{"mapping for a list of strings", "routes: [{name: a, match: {methods: {GET: 1}}}]\n", "line 1: routes[0].match.methods: must be a list, not a mapping"},
 		{"unknown keys on one line", "routes: [{name: a, retry: 1, match: {path: /a}}, {name: b, retry: 2}]\n",
-			"line 1: routes[0].retry: unknown key; known keys are name, match, upstream, timeout, auth, idempotency, shadow, split\n" +
-				"line 1: routes[1].retry: unknown key; known keys are name, match, upstream, timeout, auth, idempotency, shadow, split"},
+			"line 1: routes[0].retry: unknown key; known keys are name, match, upstream, timeout, auth, mode, idempotency, shadow, split\n" +
+				"line 1: routes[1].retry: unknown key; known keys are name, match, upstream, timeout, auth, mode, idempotency, shadow, split"},
 		{"unknown upstream key", "upstreams: {mes: {url: 'http://h', max_response_headers: 1MiB}}\n",
 			`line 1: upstreams.mes.max_response_headers: unknown key; known keys are url, timeout, max_idle_conns_per_host, max_in_flight, max_response_header_bytes, lane_share, breaker`},
 		{"underscores not a bool", "underscores_in_headers: yes\n", `line 1: underscores_in_headers: must be true or false, not "yes"`},

@@ -265,6 +265,7 @@ func (c *Config) validateRoute(k *configChecker, i int, names map[string]bool) {
 	}
 	k.must(at+".timeout", r.Timeout >= 0, "a duration above 0, like 10s")
 	k.oneOf(at+".auth", "an auth mode", r.Auth, "required", "optional", "none")
+	c.validateAsync(k, at, r)
 
 	id := r.Idempotency
 	k.oneOf(at+".idempotency.mode", "an idempotency mode", id.Mode, "required", "optional", "off")

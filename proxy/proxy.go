@@ -35,6 +35,7 @@ import (
 	"github.com/ficuslabs/ficus/proxy/breaker"
 	"github.com/ficuslabs/ficus/proxy/forwardhdr"
 	"github.com/ficuslabs/ficus/proxy/idempotency"
+	"github.com/ficuslabs/ficus/proxy/intake"
 	"github.com/ficuslabs/ficus/proxy/ratelimit"
 	"github.com/ficuslabs/ficus/proxy/shadow"
 )
@@ -75,6 +76,13 @@ type Settings struct {
 	// every replica, and hears how each side answers. Defaults to none:
 	// such a route then takes the share its config gives.
 	Cutover Splitter
+	// Intake stores the requests of routes with mode async (the durable
+	// intake), and Run delivers them. Required when a route is async;
+	// defaults to none.
+	Intake *intake.Store
+	// IntakeDelivery tunes the intake's deliverer; its Store, Sender and,
+	// when unset, Metrics, Logger and Now are the proxy's.
+	IntakeDelivery intake.DelivererConfig
 }
 
 // Splitter decides the shares of routes with a split and hears how their
@@ -104,6 +112,9 @@ type Proxy struct {
 
 	noDirectPath bool
 	split        Splitter // nil without Settings.Cutover
+	intake       *intake.Store
+	deliverer    *intake.Deliverer // nil without Settings.Intake
+	intakeLease  time.Duration
 
 	state atomic.Pointer[state]
 	mu    sync.Mutex // serialises Reload
@@ -131,6 +142,9 @@ func New(s Settings) (*Proxy, error) {
 	}
 	p.met = newProxyMetrics(p.set)
 	p.limiter = ratelimit.New(ratelimit.Config{Metrics: p.set})
+	if err := p.setupIntake(s); err != nil {
+		return nil, err
+	}
 	st, err := p.build(s.Config, nil)
 	if err != nil {
 		return nil, err
@@ -156,8 +170,14 @@ func (p *Proxy) Reload(cfg *Config) error {
 }
 
 // Run removes expired idempotency keys, and closes upstream connections
-// idle for too long, every minute until ctx ends.
+// idle for too long, every minute until ctx ends; with Settings.Intake it
+// also runs the intake's deliverer.
 func (p *Proxy) Run(ctx context.Context) error {
+	if p.deliverer != nil {
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() { p.deliverer.Run(ctx) })
+	}
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
 	for {
@@ -223,6 +243,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (p *Proxy) serve(c *call, r *http.Request) {
 	w := c.rec
+	if p.intake != nil && strings.HasPrefix(r.URL.Path, IntakeStatusPrefix) {
+		p.serveIntakeStatus(c, r)
+		return
+	}
 	c.route = c.st.match(r.Method, r.URL.Path)
 	if c.route == nil {
 		writeProblem(w, Problem{Status: http.StatusNotFound, Title: "No route", Type: problemBase + "no-route",
@@ -254,6 +278,10 @@ func (p *Proxy) serve(c *call, r *http.Request) {
 		return
 	}
 	p.chooseSide(c, r)
+	if c.route.cfg.Mode == modeAsync {
+		p.serveAsync(c, r)
+		return
+	}
 	if c.route.idempotent(r) {
 		p.serveIdempotent(c, r)
 		return

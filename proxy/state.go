@@ -94,6 +94,9 @@ func (s *state) bucket(pol *policy, c Caller) string {
 // build compiles cfg; upstreams whose configuration did not change since
 // old keep their pool, breaker and shedder.
 func (p *Proxy) build(cfg *Config, old *state) (*state, error) {
+	if err := p.checkIntake(cfg); err != nil {
+		return nil, err
+	}
 	st := &state{cfg: cfg, upstreams: map[string]*upstream{}, byConfig: map[*RouteConfig]*route{},
 		tenantBuckets: map[string]string{}, laneBuckets: map[string]string{}}
 	for name, uc := range cfg.Upstreams {

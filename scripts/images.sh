@@ -9,13 +9,24 @@
 #   ficus     FICUS_IMAGE (default ficus/ficus:dev): FROM scratch with the
 #             static ./cmd/ficus binary (images/ficus/Dockerfile). Always
 #             rebuilt; it takes seconds.
+#   slicer    FICUS_SLICER_IMAGE (default ficus/pricing-worker:dev): the
+#             pricing worker with PrusaSlicer, for `ficus pricing worker
+#             --calculator slicer`: a Debian bookworm minbase root file
+#             system with prusa-slicer (debootstrap, `docker import`, kept
+#             as FICUS_SLICER_BASE_IMAGE, default ficus/prusa-slicer:bookworm)
+#             and the static ficus binary on top (images/slicer/Dockerfile).
+#             The base is rebuilt only when missing, when its inputs
+#             (images/slicer/packages) changed, or with --force; the ficus
+#             layer always (seconds). Not built by default: name it, or
+#             `make images-slicer` (docs/pricing-fleet.md has the timing).
 #
-# Usage: scripts/images.sh [--force] [postgres] [ficus]
-#   With no image named, both are built. The Docker engine is started with
-#   scripts/docker-up.sh when it is not running.
+# Usage: scripts/images.sh [--force] [postgres] [ficus] [slicer]
+#   With no image named, postgres and ficus are built. The Docker engine is
+#   started with scripts/docker-up.sh when it is not running.
 #
 # Environment:
-#   FICUS_POSTGRES_IMAGE, FICUS_IMAGE  image names (see above)
+#   FICUS_POSTGRES_IMAGE, FICUS_IMAGE, FICUS_SLICER_IMAGE,
+#   FICUS_SLICER_BASE_IMAGE  image names (see above)
 #   FICUS_DEBIAN_MIRROR  Debian mirror for debootstrap; defaults to the one
 #                        apt uses here, else http://deb.debian.org/debian
 #   VERSION              version stamped into ficus; defaults to git describe
@@ -26,6 +37,10 @@ cd "$root"
 
 pg_image="${FICUS_POSTGRES_IMAGE:-ficus/postgres:15}"
 ficus_image="${FICUS_IMAGE:-ficus/ficus:dev}"
+slicer_image="${FICUS_SLICER_IMAGE:-ficus/pricing-worker:dev}"
+slicer_base="${FICUS_SLICER_BASE_IMAGE:-ficus/prusa-slicer:bookworm}"
+slicer_packages="$root/images/slicer/packages"
+slicer_label=dev.ficus.slicer.inputs-sha256
 suite=bookworm
 pg_major=15
 entrypoint_src="$root/images/postgres/docker-entrypoint.sh"
@@ -50,8 +65,8 @@ while [ $# -gt 0 ]; do
 		usage
 		exit 0
 		;;
-	postgres | ficus) targets+=("$1") ;;
-	*) die "unknown argument '$1' (usage: scripts/images.sh [--force] [postgres] [ficus])" ;;
+	postgres | ficus | slicer) targets+=("$1") ;;
+	*) die "unknown argument '$1' (usage: scripts/images.sh [--force] [postgres] [ficus] [slicer])" ;;
 	esac
 	shift
 done
@@ -147,11 +162,13 @@ work=""
 cleanup() { cleanup_dir "$work"; }
 trap cleanup EXIT
 
+# run_debootstrap ROOTFS MIRROR LOG [PACKAGES] makes a minbase root file
+# system with PACKAGES (comma-separated; default: PostgreSQL and wal2json).
 run_debootstrap() {
-	local rootfs="$1" mirror="$2" log="$3" try
+	local rootfs="$1" mirror="$2" log="$3" include="${4:-postgresql-$pg_major,postgresql-$pg_major-wal2json}" try
 	for try in 1 2; do
 		if debootstrap --variant=minbase \
-			--include="postgresql-$pg_major,postgresql-$pg_major-wal2json" \
+			--include="$include" \
 			"$suite" "$rootfs" "$mirror" >"$log" 2>&1; then
 			return 0
 		fi
@@ -309,6 +326,114 @@ build_ficus() {
 	say "$ficus_image built, $(docker image inspect -f '{{.Size}}' "$ficus_image" | awk '{printf "%.0f MB", $1/1e6}')"
 }
 
+# slicer_inputs_sum is the hash of what the slicer base is built from.
+slicer_inputs_sum() {
+	{
+		cat "$slicer_packages"
+		declare -f install_slicer_packages shape_slicer_rootfs
+		echo "$suite"
+	} | sha256sum | cut -d' ' -f1
+}
+
+# install_slicer_packages ROOTFS MIRROR PKGS installs PKGS (comma-separated)
+# with apt inside ROOTFS, without recommends and without starting services.
+install_slicer_packages() {
+	local r="$1" mirror="$2" pkgs="$3"
+	printf 'deb %s %s main\n' "$mirror" "$suite" >"$r/etc/apt/sources.list"
+	cp /etc/resolv.conf "$r/etc/resolv.conf"
+	printf '#!/bin/sh\nexit 101\n' >"$r/usr/sbin/policy-rc.d"
+	chmod 0755 "$r/usr/sbin/policy-rc.d"
+	mount -t proc proc "$r/proc"
+	local rc=0
+	chroot "$r" env DEBIAN_FRONTEND=noninteractive apt-get update -qq || rc=$?
+	[ "$rc" -eq 0 ] && { chroot "$r" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${pkgs//,/ } >"$work/apt.log" 2>&1 || rc=$?; }
+	umount -l "$r/proc" || true
+	rm -f "$r/usr/sbin/policy-rc.d"
+	if [ "$rc" -ne 0 ]; then
+		tail -n 30 "$work/apt.log" >&2 || true
+		die "apt-get install $pkgs in the new root failed"
+	fi
+	chroot "$r" apt-get clean
+}
+
+# shape_slicer_rootfs turns the debootstrap tree into the slicer base.
+shape_slicer_rootfs() {
+	local r="$1"
+	[ -x "$r/usr/bin/prusa-slicer" ] || die "prusa-slicer missing from the root file system"
+	# The worker's user (the ficus image's 65532) and a /tmp it may write:
+	# each slice makes its own directory there.
+	echo 'ficus:x:65532:65532:ficus:/tmp:/usr/sbin/nologin' >>"$r/etc/passwd"
+	echo 'ficus:x:65532:' >>"$r/etc/group"
+	chmod 1777 "$r/tmp"
+	rm -rf "$r"/var/lib/apt/lists/* "$r"/var/cache/apt/* "$r"/var/cache/debconf/*-old \
+		"$r"/var/lib/dpkg/*-old "$r"/usr/share/doc/* "$r"/usr/share/man/* \
+		"$r"/usr/share/info/* "$r"/usr/share/lintian "$r"/tmp/* "$r"/var/tmp/* \
+		"$r"/debootstrap "$r"/etc/resolv.conf "$r"/etc/hostname
+	find "$r/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
+	find "$r/var/log" -type f -exec truncate -s 0 {} +
+}
+
+build_slicer_base() {
+	local want have mirror t0 pkgs
+	want="$(slicer_inputs_sum)"
+	if image_exists "$slicer_base" && [ "$force" -eq 0 ]; then
+		have="$(docker image inspect -f "{{ index .Config.Labels \"$slicer_label\" }}" "$slicer_base" 2>/dev/null || true)"
+		if [ "$have" = "$want" ]; then
+			say "$slicer_base exists and its inputs did not change; not rebuilding (use --force to rebuild)"
+			return 0
+		fi
+		say "$slicer_base was built from other inputs; rebuilding"
+	fi
+	[ "$(id -u)" -eq 0 ] || die "building $slicer_base needs root (debootstrap and chroot); run scripts/images.sh as root"
+	command -v debootstrap >/dev/null 2>&1 || step "install debootstrap" apt_install debootstrap
+	pkgs="$(grep -v '^[[:space:]]*#' "$slicer_packages" | tr -s ' \n' ',' | sed 's/^,//; s/,$//')"
+	mirror="$(detect_mirror)"
+	t0="$(date +%s)"
+	say "building $slicer_base from $mirror ($suite): $pkgs"
+	work="$(mktemp -d /var/tmp/ficus-slicer-image.XXXXXX)"
+	# debootstrap configures --include'd packages in its own order, which
+	# fails for PrusaSlicer's GTK stack; apt inside the new root does not.
+	step "debootstrap $suite minbase" \
+		run_debootstrap "$work/rootfs" "$mirror" "$work/debootstrap.log" "ca-certificates"
+	step "apt-get install $pkgs" install_slicer_packages "$work/rootfs" "$mirror" "$pkgs"
+	step "shape root file system" shape_slicer_rootfs "$work/rootfs"
+	say "root file system: $(du -sh --one-file-system "$work/rootfs" | cut -f1)"
+	local old
+	old="$(docker image inspect -f '{{.Id}}' "$slicer_base" 2>/dev/null || true)"
+	step "docker import $slicer_base" sh -c "tar --numeric-owner -C '$work/rootfs' -c . |
+		docker import --change 'LABEL $slicer_label=$want' \
+			--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+			--message 'ficus PrusaSlicer base from Debian $suite' - '$slicer_base' >/dev/null"
+	if [ -n "$old" ] && [ "$old" != "$(docker image inspect -f '{{.Id}}' "$slicer_base")" ]; then
+		docker image rm "$old" >/dev/null 2>&1 || true
+	fi
+	cleanup_dir "$work"
+	work=""
+	say "$slicer_base built in $(($(date +%s) - t0))s, $(docker image inspect -f '{{.Size}}' "$slicer_base" | awk '{printf "%.0f MB", $1/1e6}')"
+}
+
+build_slicer() {
+	local ctx old new version t0
+	t0="$(date +%s)"
+	build_slicer_base
+	command -v go >/dev/null 2>&1 || die "go is not on PATH; it is needed to build ./cmd/ficus"
+	work="$(mktemp -d /var/tmp/ficus-slicer-worker.XXXXXX)"
+	ctx="$work"
+	version="${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}"
+	step "go build ./cmd/ficus (static, version $version)" \
+		env CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$version" -o "$ctx/ficus" ./cmd/ficus
+	old="$(docker image inspect -f '{{.Id}}' "$slicer_image" 2>/dev/null || true)"
+	step "docker build $slicer_image" \
+		docker_build -q --build-arg "BASE=$slicer_base" -f "$root/images/slicer/Dockerfile" -t "$slicer_image" "$ctx" >/dev/null
+	new="$(docker image inspect -f '{{.Id}}' "$slicer_image")"
+	if [ -n "$old" ] && [ "$old" != "$new" ]; then
+		docker image rm "$old" >/dev/null 2>&1 || true
+	fi
+	cleanup_dir "$work"
+	work=""
+	say "$slicer_image built in $(($(date +%s) - t0))s, $(docker image inspect -f '{{.Size}}' "$slicer_image" | awk '{printf "%.0f MB", $1/1e6}')"
+}
+
 step "docker engine" "$root/scripts/docker-up.sh"
 # One build at a time on this machine: a concurrent run waits, then finds
 # the Postgres image built.
@@ -324,5 +449,6 @@ for t in "${targets[@]}"; do
 	case "$t" in
 	postgres) build_postgres ;;
 	ficus) build_ficus ;;
+	slicer) build_slicer ;;
 	esac
 done

@@ -181,7 +181,7 @@ func (a *app) cdcTeardownCommand(f *cdcFlags) *cobra.Command {
 }
 
 func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
-	var sinkURL, metricsAddr, deadLetters, spoolDir string
+	var sinkURL, metricsAddr, deadLetters, spoolDir, ordersConfigPath string
 	var heartbeat, statusInterval, giveUpAfter time.Duration
 	var chunkSize, partSize, gcPercent, memoryLimit int
 	cmd := &cobra.Command{
@@ -222,7 +222,7 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 					return err
 				}
 			}
-			out, release, err := a.openSink(ctx, sinkURL, f.url, opts)
+			out, release, err := a.openSink(ctx, sinkURL, f.url, ordersConfigPath, opts)
 			if err != nil {
 				return usageError{err}
 			}
@@ -264,6 +264,7 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&sinkURL, "sink", "", "where events go: http(s)://… (webhook), nats://host:4222/PREFIX?stream=NAME, jsonl:///path, jsonl:- (stdout), null:, orderview:[URL] (the order view, in the database at URL, else this one)")
+	fl.StringVar(&ordersConfigPath, "orders-config", "", "with --sink orderview:, the order view's YAML configuration (as ficus orders serve --config)")
 	fl.StringVar(&deadLetters, "dead-letters", "", "JSONL file keeping events the sink rejected for good, for replay")
 	fl.DurationVar(&heartbeat, "heartbeat", 30*time.Second, "how often to write a heartbeat so the slot advances while the tables are idle; negative turns it off")
 	fl.DurationVar(&statusInterval, "status-interval", cdc.DefaultStatusInterval, "how often to confirm the delivered position to the server; after a crash, what was delivered since the last confirmation is delivered again (below wal_sender_timeout)")

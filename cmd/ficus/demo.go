@@ -26,8 +26,17 @@ and prints, live, what goes wrong: B2B retries turn into duplicate orders,
 acknowledged orders get lost, the price-calculation queue grows without bound,
 and the polling CRM misses status changes.
 
+Then two acts. The pricing fleet: the same burst of quotes priced by the
+MES's one calculator and by a fleet of workers on River queues in PostgreSQL
+(hours of MES time against minutes, scaled from a short calculation to the
+real MES's 2–3 minutes), and shop quotes priced in their own lane while a
+B2B burst waits in its lane. The cutover: two proxy replicas move the quote
+route from the MES to the fleet with a cutover plan (10% → 50% → 100%) once
+shadow traffic shows equal prices; a fault injected in the fleet at 50%
+rolls the route back by itself, and the next attempt completes.
+
 PostgreSQL comes from --database-url if given (the demo creates a "shop"
-schema there); otherwise from a throwaway container when Docker is reachable
+schema there, and ficus's own schemas as "ficus migrate up" does); otherwise from a throwaway container when Docker is reachable
 (image FICUS_POSTGRES_IMAGE); otherwise from a throwaway cluster made with the
 local PostgreSQL binaries. Everything it starts is stopped at the end.`,
 		Args: cobra.NoArgs,
@@ -80,5 +89,6 @@ local PostgreSQL binaries. Everything it starts is stopped at the end.`,
 	f.DurationVar(&cfg.CalcTime, "calc-time", time.Second, "how long the MES takes for one price (the real one takes 2–3 minutes)")
 	f.Float64Var(&cfg.ShopRate, "shop-rate", 4, "orders per second the online shop takes")
 	f.DurationVar(&cfg.PollInterval, "poll-interval", 2*time.Second, "how often the CRM polls the shop database")
+	f.IntVar(&cfg.HistoricalOrders, "historical-orders", 300_000, "past orders in the MES's database before the order view's act (its list is slow at that size)")
 	return cmd
 }

@@ -24,7 +24,16 @@ const orderViewScheme = "orderview:"
 
 // openSink opens --sink: the order view, or one of package sink's.
 // capturedURL is cdc run's --database-url.
-func (a *app) openSink(ctx context.Context, sinkURL, capturedURL string, opts sink.Options) (sink.Sink, func(), error) {
+// ordersConfig is cdc run's --orders-config and orders serve's --config:
+// the view's configuration file, or the defaults when path is empty.
+func ordersConfig(path string) (orders.Config, error) {
+	if path == "" {
+		return orders.Config{}, nil
+	}
+	return orders.LoadConfig(path)
+}
+
+func (a *app) openSink(ctx context.Context, sinkURL, capturedURL, configPath string, opts sink.Options) (sink.Sink, func(), error) {
 	viewURL, ok := strings.CutPrefix(sinkURL, orderViewScheme)
 	if !ok {
 		out, err := sink.Open(ctx, sinkURL, opts)
@@ -32,6 +41,10 @@ func (a *app) openSink(ctx context.Context, sinkURL, capturedURL string, opts si
 	}
 	if viewURL == "" {
 		viewURL = capturedURL
+	}
+	cfg, err := ordersConfig(configPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--orders-config: %w", err)
 	}
 	pool, err := connect(ctx, viewURL)
 	if err != nil {
@@ -44,7 +57,7 @@ func (a *app) openSink(ctx context.Context, sinkURL, capturedURL string, opts si
 		}
 		return nil, nil, fmt.Errorf("order view: %d migrations pending in its database: run \"ficus migrate up\" there first", n)
 	}
-	out, err := orders.NewSink(pool, orders.Config{}, opts.Metrics)
+	out, err := orders.NewSink(pool, cfg, opts.Metrics)
 	if err != nil {
 		pool.Close()
 		return nil, nil, err
@@ -65,9 +78,8 @@ fed by "ficus cdc run --sink orderview:URL" from each system's database
 }
 
 func (a *app) ordersServeCommand() *cobra.Command {
-	var url, listen, metricsAddr string
-	var cfg orders.Config
-	var refresh time.Duration
+	var url, listen, metricsAddr, configPath string
+	var driftGrace, refresh time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the order view's API and the operators' page",
@@ -78,7 +90,12 @@ func (a *app) ordersServeCommand() *cobra.Command {
   GET /api/v1/orders/{id}   one MES order
   GET /api/v1/overdue       orders past their promised date or too long in a status
   GET /api/v1/drift         orders the shop and the MES disagree on, with both histories
-  GET /                     the operators' page`,
+  GET /                     the operators' page
+
+--config reads the sources, the status mapping, the per-status time limits
+and the drift grace period from a YAML file (docs/orders.md,
+Configuration); --drift-grace, when given, wins over the file. Give cdc run
+--orders-config the same file, so that the view is fed as it is read.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -87,6 +104,16 @@ func (a *app) ordersServeCommand() *cobra.Command {
 			}
 			if refresh <= 0 {
 				return usageError{errors.New("--refresh-every must be positive")}
+			}
+			cfg, err := ordersConfig(configPath)
+			if err != nil {
+				return usageError{fmt.Errorf("--config: %w", err)}
+			}
+			if cmd.Flags().Changed("drift-grace") {
+				if driftGrace <= 0 {
+					return usageError{errors.New("--drift-grace must be positive")}
+				}
+				cfg.DriftGrace = driftGrace
 			}
 			pool, err := connect(ctx, url)
 			if err != nil {
@@ -117,7 +144,8 @@ func (a *app) ordersServeCommand() *cobra.Command {
 	f := cmd.Flags()
 	databaseFlag(f, &url, "of the order view's database")
 	f.StringVar(&listen, "listen", "127.0.0.1:8090", "address to serve the order view's API and page on")
-	f.DurationVar(&cfg.DriftGrace, "drift-grace", orders.DefaultDriftGrace, "how long the shop and the MES may disagree on an order's status before it counts as drift")
+	f.StringVar(&configPath, "config", "", "YAML file with the view's sources, status mapping, status limits and drift grace (default: the shop's and the MES's, see docs/orders.md)")
+	f.DurationVar(&driftGrace, "drift-grace", orders.DefaultDriftGrace, "how long the shop and the MES may disagree on an order's status before it counts as drift (wins over --config)")
 	f.DurationVar(&refresh, "refresh-every", 15*time.Second, "how often the overdue and drift metrics are recomputed")
 	metricsFlag(f, &metricsAddr, "127.0.0.1:9198")
 	return cmd

@@ -8,6 +8,9 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,7 +66,7 @@ func (o *outboxReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // outboxProducer enqueues events of aggregates in small transactions,
 // recording each in the checker as attempted, then acknowledged once its
 // transaction committed.
-func outboxProducer(ctx context.Context, pool *pgxpool.Pool, w *outbox.Writer, check *queuecheck.Checker, rng *rand.Rand, total, aggregates int) (int, error) {
+func outboxProducer(ctx context.Context, pool *pgxpool.Pool, w *outbox.Writer, check *queuecheck.Checker, rng *rand.Rand, total, aggregates int, committed *[]string) (int, error) {
 	seq := make([]int, aggregates)
 	n := 0
 	for n < total {
@@ -95,14 +98,28 @@ func outboxProducer(ctx context.Context, pool *pgxpool.Pool, w *outbox.Writer, c
 		}
 		for _, p := range batch {
 			check.Ack(p.key, p.id, p.seq)
+			*committed = append(*committed, p.id)
 		}
 		n += size
 	}
 	return n, nil
 }
 
-// outboxCrashSize is how many events a crash test enqueues.
-func outboxCrashSize() int {
+// outboxCrashEventsEnv overrides how many events a crash test enqueues,
+// e.g. FICUS_OUTBOX_CRASH_EVENTS=50000 for the issue's 50k-event run.
+const outboxCrashEventsEnv = "FICUS_OUTBOX_CRASH_EVENTS"
+
+// outboxCrashSize is how many events a crash test enqueues: the
+// environment's FICUS_OUTBOX_CRASH_EVENTS, else 10,000 (3,000 with
+// -short).
+func outboxCrashSize(t *testing.T) int {
+	if v := os.Getenv(outboxCrashEventsEnv); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 100 || n > 10_000_000 {
+			t.Fatalf("%s=%q: want a number of events from 100 to 10000000", outboxCrashEventsEnv, v)
+		}
+		return n
+	}
 	if testing.Short() {
 		return 3000
 	}
@@ -128,7 +145,7 @@ func TestOutboxStandbyTakesOver(t *testing.T) {
 func runOutboxCrash(t *testing.T, mode outbox.Mode, relays, kills int) {
 	db := pgtest.New(t)
 	bin := buildFicus(t)
-	total := outboxCrashSize()
+	total := outboxCrashSize(t)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d, %d events, mode %s, %d relays, %d kills", seed, total, mode, relays, kills)
 	rng := rand.New(rand.NewPCG(seed, seed>>7))
@@ -177,7 +194,11 @@ func runOutboxCrash(t *testing.T, mode outbox.Mode, relays, kills int) {
 		var ready bool
 		q := `SELECT to_regclass('ficus.outbox') IS NOT NULL`
 		if mode == outbox.ModeMessage {
-			q = `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active) OR $1 = ''`
+			// A relay's walsender reads the slot. Not merely "active": a
+			// slot being created is active (its creator holds it) before
+			// it is consistent, and what commits until then is not in it.
+			q = `SELECT EXISTS (SELECT 1 FROM pg_replication_slots rs JOIN pg_stat_activity a ON a.pid = rs.active_pid
+				WHERE rs.slot_name = $1 AND rs.confirmed_flush_lsn IS NOT NULL AND a.backend_type = 'walsender') OR $1 = ''`
 		} else {
 			q = `SELECT to_regclass('ficus.outbox') IS NOT NULL OR $1 = ''`
 		}
@@ -194,13 +215,16 @@ func runOutboxCrash(t *testing.T, mode outbox.Mode, relays, kills int) {
 		t.Fatal(err)
 	}
 	prodDone := make(chan error, 1)
-	var produced int
+	var (
+		produced  int
+		committed []string // ids in commit order, the producer's until prodDone
+	)
 	// The producer gets a random source of its own: rng stays this
 	// goroutine's.
 	prodRng := rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))
 	go func() {
 		var err error
-		produced, err = outboxProducer(ctx, db.Pool, w, check, prodRng, total, 50)
+		produced, err = outboxProducer(ctx, db.Pool, w, check, prodRng, total, 50, &committed)
 		prodDone <- err
 	}()
 
@@ -267,6 +291,7 @@ func runOutboxCrash(t *testing.T, mode outbox.Mode, relays, kills int) {
 		t.Errorf("%d kills, want %d", killed, kills)
 	}
 	if !r.Valid() || r.Acknowledged != produced {
+		logLost(t, db.Pool, check.LostIDs(), committed)
 		t.Fatalf("checker: %s", r)
 	}
 }
@@ -317,4 +342,39 @@ SELECT a.application_name FROM pg_replication_slots rs JOIN pg_stat_activity a O
 		return ""
 	}
 	return name
+}
+
+// logLost tells where in the commit order the lost events are, in runs
+// of consecutive positions, and what ficus.outbox holds of them: the
+// shape of a loss says more than its count.
+func logLost(t *testing.T, pool *pgxpool.Pool, lost, committed []string) {
+	t.Helper()
+	if len(lost) == 0 {
+		return
+	}
+	pos := make(map[string]int, len(committed))
+	for i, id := range committed {
+		pos[id] = i
+	}
+	var at []int
+	for _, id := range lost {
+		if p, ok := pos[id]; ok {
+			at = append(at, p)
+		}
+	}
+	slices.Sort(at)
+	var runs []string
+	for i := 0; i < len(at); {
+		j := i
+		for j+1 < len(at) && at[j+1] == at[j]+1 {
+			j++
+		}
+		runs = append(runs, fmt.Sprintf("%d-%d", at[i], at[j]))
+		i = j + 1
+	}
+	t.Logf("lost %d of %d committed events, at commit positions %s", len(lost), len(committed), strings.Join(runs[:min(len(runs), 40)], ", "))
+	var rows, pending int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*), count(*) FILTER (WHERE delivered_at IS NULL) FROM ficus.outbox WHERE id = ANY($1)`, lost).Scan(&rows, &pending); err == nil {
+		t.Logf("ficus.outbox holds %d of the lost events, %d undelivered", rows, pending)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/ficuslabs/ficus/internal/httpserve"
 	"github.com/ficuslabs/ficus/internal/ops"
 	"github.com/ficuslabs/ficus/migrate"
+	"github.com/ficuslabs/ficus/outbox"
 	"github.com/ficuslabs/ficus/pricing"
 	"github.com/ficuslabs/ficus/pricing/fleet"
 	"github.com/ficuslabs/ficus/pricing/legacy"
@@ -36,7 +37,7 @@ func connectMigrated(ctx context.Context, url string) (*pgxpool.Pool, error) {
 }
 
 func (a *app) pricingWorkerCommand() *cobra.Command {
-	var dbURL, lane, calcName, metricsAddr, modelsURL, priceList, mesURL string
+	var dbURL, lane, calcName, metricsAddr, modelsURL, priceList, mesURL, outboxMode string
 	var mesTimeout time.Duration
 	var cfg fleet.WorkerConfig
 	cmd := &cobra.Command{
@@ -46,7 +47,10 @@ func (a *app) pricingWorkerCommand() *cobra.Command {
 at a time; each lane is its own deployment, scaled on its queue's metrics.
 The worker heartbeats in ficus.pricing_workers; when a worker stops
 heartbeating for --heartbeat-timeout, any other worker re-queues its running
-jobs (see docs/pricing-fleet.md). Run "ficus migrate up" first.`,
+jobs (see docs/pricing-fleet.md). With --outbox message|table every stored
+result is announced as a quote.ready (quote.rejected, quote.failed) event
+through the outbox, in the transaction that stores it; run "ficus outbox
+relay" in the same mode to deliver them. Run "ficus migrate up" first.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := fleet.ParseLane(lane)
@@ -58,6 +62,13 @@ jobs (see docs/pricing-fleet.md). Run "ficus migrate up" first.`,
 			}
 			if _, err := parseDatabaseURL(dbURL); err != nil {
 				return err
+			}
+			if outboxMode != "off" {
+				ow, err := outbox.NewWriter(outbox.WriterConfig{Mode: outbox.Mode(outboxMode)})
+				if err != nil {
+					return usageError{fmt.Errorf("--outbox %q: want off, message or table", outboxMode)}
+				}
+				cfg.Outbox = ow
 			}
 			ctx := cmd.Context()
 			pl, err := loadPriceList(priceList)
@@ -103,12 +114,13 @@ jobs (see docs/pricing-fleet.md). Run "ficus migrate up" first.`,
 	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 5*time.Second, "how often the worker records that it is alive")
 	f.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", 20*time.Second, "how stale a worker's heartbeat may get before its jobs are re-queued")
 	f.DurationVar(&cfg.SoftStopTimeout, "stop-timeout", time.Minute, "on SIGTERM, how long running jobs may finish before they are cancelled and retried")
+	f.StringVar(&outboxMode, "outbox", "off", "announce results as quote.ready events through the outbox: off, message (logical decoding messages; wal_level=logical) or table (ficus.outbox)")
 	metricsFlag(f, &metricsAddr, "127.0.0.1:9195")
 	return cmd
 }
 
 func (a *app) pricingAPICommand() *cobra.Command {
-	var dbURL, listen, metricsAddr, defaultLane, operatorPassword, modelsURL string
+	var dbURL, listen, metricsAddr, defaultLane, operatorPassword, modelsURL, priceList string
 	var tenantLanes map[string]string
 	var cfg fleet.APIConfig
 	cmd := &cobra.Command{
@@ -122,6 +134,15 @@ func (a *app) pricingAPICommand() *cobra.Command {
                              quote takes longer or the client sent
                              "Prefer: respond-async"
   GET  /api/v1/quotes/{id}   status, price, breakdown and warnings
+  POST /api/v1/models        the model file as the body (Content-Type
+                             model/stl, model/obj or model/3mf): 201 with
+                             its key in the model store
+
+A quote's model is loaded, parsed and checked against the price list
+before its job is queued: a missing or broken model, an unknown material
+or a model larger than the printer is a 422 at once, and no job. A request
+marked X-Ficus-Shadow (a copy ficus proxy mirrored to compare answers) is
+queued at River's lowest priority, behind every real one.
 
 The tenant is X-Ficus-Tenant, set by ficus proxy from the caller's API key;
 the lane is X-Ficus-Lane if present, else --tenant-lane, else --default-lane.
@@ -145,6 +166,10 @@ Run "ficus migrate up" first.`,
 			if _, err := parseDatabaseURL(dbURL); err != nil {
 				return err
 			}
+			pl, err := loadPriceList(priceList)
+			if err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			pool, err := connectMigrated(ctx, dbURL)
 			if err != nil {
@@ -161,7 +186,7 @@ Run "ficus migrate up" first.`,
 				return usageError{fmt.Errorf("--models: %w", err)}
 			}
 			defer store.Close()
-			cfg.Queue, cfg.Resolve, cfg.Metrics, cfg.Logger = q, store.Resolve, set, a.log
+			cfg.Queue, cfg.Models, cfg.PriceList, cfg.Metrics, cfg.Logger = q, store, pl, set, a.log
 			api, err := fleet.NewAPI(cfg)
 			if err != nil {
 				return usageError{err}
@@ -200,6 +225,8 @@ Run "ficus migrate up" first.`,
 	f.StringToStringVar(&tenantLanes, "tenant-lane", nil, "lane of a tenant, e.g. shop=b2c (repeatable)")
 	f.StringVar(&operatorPassword, "operator-password", "", "password of River's web UI under /riverui/; empty serves no UI")
 	f.StringVar(&modelsURL, "models", defaultModelStore(), "model store URL a quote's model_url must name a key of: file:///dir or s3://bucket")
+	f.StringVar(&priceList, "price-list", "", "price list YAML file quotes are checked against before they are queued (default: the embedded one); the workers' must be the same")
+	f.Int64Var(&cfg.MaxModelBytes, "max-model-bytes", fleet.DefaultMaxModelBytes, "largest model POST /api/v1/models takes")
 	metricsFlag(f, &metricsAddr, "127.0.0.1:9196")
 	return cmd
 }

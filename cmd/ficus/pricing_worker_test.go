@@ -24,6 +24,8 @@ func TestPricingCommandsRefuseBadFlags(t *testing.T) {
 		{[]string{"pricing", "worker", "--lane", "vip", "--database-url", "postgres://127.0.0.1:1/x"}, "--lane"},
 		{[]string{"pricing", "worker", "--lane", "b2b", "--concurrency", "0", "--database-url", "postgres://127.0.0.1:1/x"}, "--concurrency"},
 		{[]string{"pricing", "worker", "--lane", "b2b"}, "--database-url"},
+		{[]string{"pricing", "worker", "--lane", "b2b", "--outbox", "kafka", "--database-url", "postgres://127.0.0.1:1/x"}, "--outbox"},
+		{[]string{"pricing", "api", "--price-list", "/nonexistent/prices.yaml", "--database-url", "postgres://127.0.0.1:1/x"}, "--price-list"},
 		{[]string{"pricing", "api", "--default-lane", "b2x"}, "--default-lane"},
 		{[]string{"pricing", "api", "--tenant-lane", "shop=vip"}, "--tenant-lane"},
 		{[]string{"pricing", "api"}, "--database-url"},

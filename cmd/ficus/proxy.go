@@ -18,6 +18,7 @@ import (
 	"github.com/ficuslabs/ficus/proxy"
 	"github.com/ficuslabs/ficus/proxy/cutover"
 	"github.com/ficuslabs/ficus/proxy/idempotency"
+	"github.com/ficuslabs/ficus/proxy/intake"
 )
 
 func (a *app) proxyCommand() *cobra.Command {
@@ -40,7 +41,10 @@ not validate is reported and the running configuration kept. With
 --database-url, idempotency keys live in PostgreSQL (run "ficus migrate up"
 first) and are shared by every proxy replica, and so is the state of the
 routes with a split: their share of traffic to the new target, their cutover
-plan and its gates, which "ficus route" steers (see docs/cutover.md).`,
+plan and its gates, which "ficus route" steers (see docs/cutover.md). Routes
+with mode async need it too: their requests are stored there before the
+client gets 202 Accepted, and every replica delivers them to the upstream
+(the durable intake, see docs/outbox.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -94,6 +98,9 @@ plan and its gates, which "ficus route" steers (see docs/cutover.md).`,
 				if s.Store, err = idempotency.NewPostgres(idempotency.PostgresConfig{Pool: pool}); err != nil {
 					return err
 				}
+				if s.Intake, err = intake.NewStore(pool); err != nil {
+					return err
+				}
 				h.AddCheck("postgres", poolReady(pool))
 				if ctl, err = cutover.New(cutover.Config{Pool: pool, Metrics: set, Logger: a.log, EvaluateEvery: cutoverEvery}); err != nil {
 					return err
@@ -137,7 +144,7 @@ plan and its gates, which "ficus route" steers (see docs/cutover.md).`,
 	f.StringVar(&listen, "listen", "127.0.0.1:8080", "address to accept client requests on")
 	f.StringVar(&upstream, "upstream", "", "URL of the legacy API (the upstream named \"default\")")
 	f.StringVar(&configPath, "config", "", "YAML file with tenants, limits and routes (see docs/proxy-config.md)")
-	databaseFlag(f, &url, "to keep idempotency keys and the cutover state of weighted routes in, shared by every replica")
+	databaseFlag(f, &url, "to keep idempotency keys, the cutover state of weighted routes and the durable intake of async routes in, shared by every replica")
 	f.DurationVar(&drain, "drain-timeout", 30*time.Second, "how long requests in flight get to finish on shutdown")
 	f.DurationVar(&cutoverEvery, "cutover-evaluate-every", 30*time.Second, "with --database-url, how often a replica tries to evaluate the cutover plans of weighted routes (one replica at a time does; see docs/cutover.md)")
 	f.IntVar(&gcFloorMiB, "gc-floor-mib", 0, "opt-in runtime tweak: let the heap grow to this many MiB between garbage collections while less is live, for fewer collections and the waits they cause on one CPU (16 measured best, see docs/proxy.md); ignored when GOGC is set; 0 keeps Go's default")

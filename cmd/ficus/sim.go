@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -30,7 +31,7 @@ ficus demo and the end-to-end suite use them; so can you.`,
 }
 
 func (a *app) simMESCommand() *cobra.Command {
-	var listen, metricsAddr, modelsURL, priceList, dbURL string
+	var listen, metricsAddr, modelsURL, priceList, dbURL, webhook string
 	var cfg mes.Config
 	cmd := &cobra.Command{
 		Use:   "mes",
@@ -48,7 +49,9 @@ func (a *app) simMESCommand() *cobra.Command {
 Orders live in memory, or with --database-url in Postgres (schema "mes",
 created if missing), listed with the legacy MES's slow queries. Production
 moves each order through new, scheduled, printing, finishing and shipped,
-one status per --stage-time.
+one status per --stage-time; with --status-webhook it posts each change
+to the shop as a CloudEvent (type ficus.sim.mes.order.status), once, as
+the legacy queue does: the lose_status_rate fault drops some on the way.
 
 A quote's model_url is a key in the model store --models (or a URL of
 it); the MES reads that file and prices it with --price-list, taking
@@ -81,6 +84,13 @@ it); the MES reads that file and prices it with --price-list, taking
 				}
 				cfg.DB = pool
 			}
+			if webhook != "" {
+				ann, err := mes.NewAnnouncer(mes.AnnouncerConfig{URL: webhook, Metrics: cfg.Metrics, Logger: cfg.Logger})
+				if err != nil {
+					return usageError{fmt.Errorf("--status-webhook: %w", err)}
+				}
+				cfg.OnStatus = ann.Announce
+			}
 			srv, err := mes.New(cfg)
 			if err != nil {
 				return usageError{err}
@@ -100,6 +110,7 @@ it); the MES reads that file and prices it with --price-list, taking
 	f := cmd.Flags()
 	f.StringVar(&listen, "listen", "127.0.0.1:8081", "address to serve the MES API on")
 	f.StringVar(&dbURL, "database-url", "", "keep the orders in this PostgreSQL database (schema mes) instead of in memory")
+	f.StringVar(&webhook, "status-webhook", "", "post each status change to this URL, the shop's status endpoint (ficus sim shop --mes: http://127.0.0.1:8086/api/v1/mes-events)")
 	f.DurationVar(&cfg.StageTime, "stage-time", mes.DefaultStageTime, "how long production keeps an order in each status")
 	f.DurationVar(&cfg.CalcTime, "calc-time", mes.DefaultCalcTime, "how long one price calculation takes (the real MES takes 2–3 minutes)")
 	f.StringVar(&modelsURL, "models", defaultModelStore(), "model store URL quotes read from: file:///dir or s3://bucket")
@@ -109,8 +120,9 @@ it); the MES reads that file and prices it with --price-list, taking
 }
 
 func (a *app) simShopCommand() *cobra.Command {
-	var url, metricsAddr, modelsURL string
+	var url, metricsAddr, modelsURL, mesURL, listen string
 	var cfg shop.Config
+	var events shopEventFlags
 	cmd := &cobra.Command{
 		Use:   "shop",
 		Short: "Run the online shop, writing orders to PostgreSQL",
@@ -118,10 +130,24 @@ func (a *app) simShopCommand() *cobra.Command {
 takes --rate orders per second, each in one multi-row transaction, and moves
 orders through new → priced → paid → in_production → shipped, some statuses
 lasting less than a second. Order items name the model files of the
-shop's catalogue, which it writes into the model store --models first.`,
+shop's catalogue, which it writes into the model store --models first.
+
+With --mes it is the legacy shop of the order view's story: it sends each
+new order to the MES (client_ref = the shop order's id), moves its orders
+only up to paid, and serves POST /api/v1/mes-events on --listen, where
+the MES (ficus sim mes --status-webhook) posts its status changes; the
+shop mirrors them (in_production, shipped), never backwards.
+
+--events legacy publishes each status change to --broker after its commit
+(losing it on a crash or an absent broker in between: --crash-rate,
+--broker-down-rate); --events outbox enqueues it in the same transaction
+for ficus outbox relay.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if err := events.check(); err != nil {
+				return err
+			}
 			pool, err := connect(ctx, url)
 			if err != nil {
 				return err
@@ -138,21 +164,47 @@ shop's catalogue, which it writes into the model store --models first.`,
 			if cfg.Models, err = shop.WriteCatalogue(ctx, models); err != nil {
 				return err
 			}
+			if mesURL != "" {
+				if cfg.Forward, err = shop.ForwardToMES(pool, mesURL, &http.Client{Timeout: 10 * time.Second}); err != nil {
+					return usageError{fmt.Errorf("--mes: %w", err)}
+				}
+			}
 			cfg.Pool, cfg.Metrics, cfg.Logger = pool, metrics.NewSet(), a.log.With("component", "sim_shop")
+			closeEvents, err := events.apply(ctx, &cfg, pool, cfg.Metrics, a.log)
+			if err != nil {
+				return err
+			}
+			defer closeEvents()
 			gen, err := shop.New(cfg)
 			if err != nil {
 				return usageError{err}
 			}
-			a.log.Info("online shop taking orders", "rate", cfg.Rate)
 			h := &ops.Handler{}
 			h.Register(cfg.Metrics)
 			h.AddCheck("postgres", poolReady(pool))
-			return a.serve(ctx, metricsAddr, h, gen.Run)
+			if mesURL == "" {
+				a.log.Info("online shop taking orders", "rate", cfg.Rate)
+				return a.serve(ctx, metricsAddr, h, gen.Run)
+			}
+			ln, err := httpserve.Listen(listen)
+			if err != nil {
+				return err
+			}
+			mux := http.NewServeMux()
+			mux.Handle("/api/v1/mes-events", gen.StatusHandler(cfg.Metrics, cfg.Logger))
+			a.log.Info("online shop taking orders, forwarding them to the MES", "rate", cfg.Rate, "mes", mesURL, "events", "http://"+ln.Addr().String()+"/api/v1/mes-events")
+			return a.serve(ctx, metricsAddr, h, gen.Run, func(ctx context.Context) error {
+				return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: mux})
+			})
 		},
 	}
 	f := cmd.Flags()
 	databaseFlag(f, &url, "of the shop database")
 	f.Float64Var(&cfg.Rate, "rate", 5, "orders per second")
+	events.register(f)
+	f.StringVar(&mesURL, "mes", "", "forward each new order to the MES at this URL and mirror its status events")
+	f.StringVar(&listen, "listen", "127.0.0.1:8086", "address to receive the MES's status events on (POST /api/v1/mes-events), with --mes")
+	f.DurationVar(&cfg.Promise, "promise", shop.DefaultPromise, "how long after an order the shop promises it (promised_at)")
 	f.StringVar(&modelsURL, "models", defaultModelStore(), "model store URL to write the catalogue to: file:///dir or s3://bucket")
 	metricsFlag(f, &metricsAddr, "127.0.0.1:9193")
 	return cmd

@@ -94,6 +94,20 @@ func (c *Checker) Delivered() int {
 	return len(c.delivered)
 }
 
+// LostIDs returns the acknowledged ids never delivered, sorted.
+func (c *Checker) LostIDs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var lost []string
+	for id, it := range c.items {
+		if it.acked && c.delivered[id] == 0 {
+			lost = append(lost, id)
+		}
+	}
+	slices.Sort(lost)
+	return lost
+}
+
 // Result is the verdict.
 type Result struct {
 	// Attempted counts enqueues recorded, Acknowledged those acknowledged.

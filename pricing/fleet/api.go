@@ -33,10 +33,34 @@ type APIConfig struct {
 	// see results as soon as they are stored.
 	Queue *Queue
 	// Resolve turns a request's model_url into the model's key in the
-	// model store, after checking that the model is there and valid. An
-	// error is the client's: it answers 400 with the error's text, so it
-	// must not reveal internals. Required.
+	// model store. An error is the client's: it answers 400 with the
+	// error's text, so it must not reveal internals. Defaults to
+	// Models.Resolve; required without Models.
 	Resolve func(modelURL string) (string, error)
+	// Models is the model store. When set, POST /api/v1/models uploads
+	// into it, and every quote's model is loaded, parsed and analysed
+	// (and checked against PriceList) before its job is queued: a model
+	// that is missing or does not parse is the client's 422 at once, and
+	// no job. Without it, POST /api/v1/models answers 404 and models are
+	// checked only by the worker's calculator.
+	Models *pricing.Store
+	// PriceList, with Models, checks a quote's material and that its
+	// model fits the machine before the job is queued. Optional.
+	PriceList *pricing.PriceList
+	// MaxModelBytes limits an uploaded model. Defaults to 64 MiB, the
+	// model store's default limit.
+	MaxModelBytes int64
+	// MaxTriangles limits an uploaded model's triangles. Defaults to
+	// pricing.DefaultMaxTriangles (2,000,000).
+	MaxTriangles int
+	// MaxUploads bounds the uploads read and parsed at once (each holds
+	// its model in memory); more get 503 with Retry-After. Defaults to 4.
+	MaxUploads int
+	// ShadowHeader names the request header field that marks a request
+	// the proxy mirrored to compare answers (proxy/shadow sets
+	// X-Ficus-Shadow: 1). Such quotes are queued at River's lowest
+	// priority (4), behind every real one. Defaults to "X-Ficus-Shadow".
+	ShadowHeader string
 	// Wait is how long POST waits for a quote's result before it answers
 	// 202 with Location. Defaults to 30s.
 	Wait time.Duration
@@ -60,17 +84,30 @@ type APIConfig struct {
 //
 //	POST /api/v1/quotes        {"model_url","material","quantity"}
 //	GET  /api/v1/quotes/{id}
+//	POST /api/v1/models        the model file (with APIConfig.Models)
 type API struct {
-	cfg APIConfig
-	mux *http.ServeMux
-	log *slog.Logger
-	set *metrics.Set
+	cfg        APIConfig
+	mux        *http.ServeMux
+	log        *slog.Logger
+	set        *metrics.Set
+	uploads    chan struct{}
+	modelBytes *metrics.Histogram
 }
 
 // NewAPI checks cfg and returns the API's handler.
 func NewAPI(cfg APIConfig) (*API, error) {
+	if cfg.Resolve == nil && cfg.Models != nil {
+		cfg.Resolve = cfg.Models.Resolve
+	}
 	if cfg.Queue == nil || cfg.Resolve == nil {
-		return nil, fmt.Errorf("%w: quote api: Queue and Resolve are required", ErrInvalid)
+		return nil, fmt.Errorf("%w: quote api: Queue and Resolve (or Models) are required", ErrInvalid)
+	}
+	cfg.MaxModelBytes = cmp.Or(cfg.MaxModelBytes, DefaultMaxModelBytes)
+	cfg.MaxTriangles = cmp.Or(cfg.MaxTriangles, pricing.DefaultMaxTriangles)
+	cfg.MaxUploads = cmp.Or(cfg.MaxUploads, DefaultMaxUploads)
+	cfg.ShadowHeader = cmp.Or(cfg.ShadowHeader, "X-Ficus-Shadow")
+	if cfg.MaxModelBytes < 0 || cfg.MaxTriangles < 0 || cfg.MaxUploads < 0 {
+		return nil, fmt.Errorf("%w: quote api: negative limits", ErrInvalid)
 	}
 	cfg.Wait = cmp.Or(cfg.Wait, 30*time.Second)
 	cfg.DefaultLane = cmp.Or(cfg.DefaultLane, LaneB2B)
@@ -88,9 +125,17 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.NewSet()
 	}
-	a := &API{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger.With("component", "pricing-api"), set: cfg.Metrics}
+	a := &API{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger.With("component", "pricing-api"), set: cfg.Metrics,
+		uploads: make(chan struct{}, cfg.MaxUploads)}
 	a.mux.HandleFunc("POST /api/v1/quotes", a.create)
 	a.mux.HandleFunc("GET /api/v1/quotes/{id}", a.get)
+	if cfg.Models != nil {
+		a.mux.HandleFunc("POST /api/v1/models", a.uploadModel)
+		for _, o := range modelOutcomes {
+			a.modelsAnswered(o)
+		}
+		a.modelBytes = a.set.GetOrCreateHistogram("ficus_pricing_api_model_bytes")
+	}
 	for _, l := range Lanes {
 		for _, o := range apiOutcomes {
 			a.answered(l, o)
@@ -257,13 +302,29 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "model_url: "+err.Error())
 		return
 	}
+	preq := pricing.Request{ModelKey: key, Material: strings.TrimSpace(req.Material), Quantity: req.Quantity}
+	if err := a.checkModel(r.Context(), preq); err != nil {
+		if errors.Is(err, pricing.ErrRejected) {
+			a.answered(lane, "invalid").Inc()
+			writeError(w, http.StatusUnprocessableEntity, err.Error())
+			return
+		}
+		a.answered(lane, "error").Inc()
+		a.log.Error("checking a quote's model failed", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "the model could not be read; try again")
+		return
+	}
 	requestKey := r.Header.Get("Idempotency-Key")
 	if requestKey == "" {
 		requestKey = randomKey()
 	}
+	priority := 1
+	if r.Header.Get(a.cfg.ShadowHeader) != "" {
+		priority = ShadowPriority
+	}
 	sub, err := a.cfg.Queue.Submit(r.Context(), Submission{
 		Tenant: tenant, RequestKey: requestKey, Lane: lane, ModelURL: req.ModelURL,
-		Request: pricing.Request{ModelKey: key, Material: strings.TrimSpace(req.Material), Quantity: req.Quantity},
+		Request: preq, Priority: priority,
 	})
 	switch {
 	case errors.Is(err, ErrKeyReused):

@@ -88,6 +88,11 @@ func NewQueue(cfg QueueConfig) (*Queue, error) {
 	}, nil
 }
 
+// ShadowPriority is the River priority of a quote the proxy mirrored to
+// compare answers: River's lowest, so a worker fetches every waiting real
+// quote of its lane first.
+const ShadowPriority = 4
+
 // Submission is one quote request of a tenant.
 type Submission struct {
 	// Tenant owns the request; RequestKey is the tenant's id for it (an
@@ -101,7 +106,7 @@ type Submission struct {
 	ModelURL string
 	Request  pricing.Request
 	// Priority is River's priority, 1 (first) to 4 (last). Defaults to 1;
-	// shadow requests use 4 so they never delay real ones.
+	// shadow requests use ShadowPriority so they never delay real ones.
 	Priority int
 }
 

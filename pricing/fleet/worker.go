@@ -18,6 +18,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/ficuslabs/ficus/outbox"
 	"github.com/ficuslabs/ficus/pricing"
 )
 
@@ -60,6 +61,11 @@ type WorkerConfig struct {
 	// River's defaults (100ms and 1s).
 	FetchCooldown     time.Duration
 	FetchPollInterval time.Duration
+	// Outbox, when set, announces every stored result as an event in the
+	// same transaction that stores it (see ResultEvent): quote.ready for a
+	// price, quote.rejected and quote.failed otherwise. Its relay (ficus
+	// outbox relay, same mode) delivers them. Defaults to nil: no events.
+	Outbox *outbox.Writer
 	// ID names the worker process in River (attempted_by) and in
 	// ficus.pricing_workers; it must be unique. Defaults to the host name
 	// and a random suffix.
@@ -168,6 +174,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err := w.river.Start(riverCtx); err != nil {
 		stopBeat()
 		<-beatErr
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return fmt.Errorf("pricing worker: start: %w", err)
 	}
 	loops := make(chan struct{}, 2)
@@ -276,7 +285,8 @@ const lockJobSQL = `SELECT state::text, attempt FROM ficus.river_job WHERE id = 
 const storeResultSQL = `
 UPDATE ficus.pricing_quotes
 SET status = $2, result = $3, error = $4, attempt = $5, started_at = $6, finished_at = clock_timestamp()
-WHERE id = $1 AND status = 'queued'`
+WHERE id = $1 AND status = 'queued'
+RETURNING tenant, request_key, lane, model_url`
 
 // store writes a quote's result once, in one transaction with the job's
 // completion (state done): only while the job is running this very
@@ -298,8 +308,26 @@ func (w *Worker) store(ctx context.Context, job *river.Job[quoteArgs], started t
 		if result != nil {
 			res = result
 		}
-		if _, err := tx.Exec(ctx, storeResultSQL, job.Args.QuoteID, state, res, errText, job.Attempt, started); err != nil {
+		var tenant, requestKey, lane, modelURL string
+		err := tx.QueryRow(ctx, storeResultSQL, job.Args.QuoteID, state, res, errText, job.Attempt, started).
+			Scan(&tenant, &requestKey, &lane, &modelURL)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			// A result is stored already: nothing to store or announce.
+		case err != nil:
 			return err
+		case w.cfg.Outbox != nil:
+			ev, err := ResultEvent(ResultPayload{
+				QuoteID: job.Args.QuoteID, Tenant: tenant, RequestKey: requestKey, Lane: Lane(lane),
+				ModelURL: modelURL, Request: job.Args.Request, Status: state, Error: errText,
+				Attempt: job.Attempt,
+			}, result)
+			if err != nil {
+				return err
+			}
+			if _, err := w.cfg.Outbox.Enqueue(ctx, tx, ev); err != nil {
+				return fmt.Errorf("announce result: %w", err)
+			}
 		}
 		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", doneChannel, job.Args.QuoteID); err != nil {
 			return err

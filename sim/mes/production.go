@@ -54,10 +54,15 @@ func (s *Server) AdvanceOnce(ctx context.Context) ([]Order, error) {
 // that production never moves on: decided by a hash of the id, so the same
 // orders stall every time.
 func stalls(id int64, rate float64) bool {
-	if rate <= 0 {
-		return false
-	}
+	return rate > 0 && StallScore(id) < rate
+}
+
+// StallScore is where the order with this id stands for the stall_rate
+// fault, in [0, 1) in steps of 1/10,000: production never moves it on
+// while stall_rate is above its score. A hash of the id, so it never
+// changes.
+func StallScore(id int64) float64 {
 	h := fnv.New64a()
 	h.Write([]byte(strconv.FormatInt(id, 10)))
-	return float64(h.Sum64()%10000)/10000 < rate
+	return float64(h.Sum64()%10000) / 10000
 }

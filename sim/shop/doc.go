@@ -19,6 +19,12 @@
 // takes in_production and shipped from the MES's status events (Mirror,
 // FromMES).
 //
+// With Config.Events the shop tells the world of every status change as a
+// CloudEvent: EventsLegacy publishes it to a broker after the commit, as a
+// second step that a crash or an absent broker in between loses
+// (EventsConfig.CrashRate and BrokerDownRate inject both), EventsOutbox
+// enqueues it with an outbox.Writer in the change's own transaction.
+//
 // EnsureSchema creates the schema; a Generator creates orders at a steady rate
 // and advances them (Run), or one step at a time (Step, Advance) for tests and
 // the demo.

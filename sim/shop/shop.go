@@ -76,7 +76,19 @@ type Config struct {
 	// events, through Mirror. A failed forward is logged and counted; the
 	// order is never sent again (the loss the order view's drift shows).
 	Forward func(ctx context.Context, orderID int64) error
+	// Events, when its Mode is set, tells the world of every order's
+	// status changes (creation included): published after the commit
+	// (legacy) or enqueued in the same transaction (outbox); see
+	// EventsConfig. Defaults to none.
+	Events EventsConfig
+	// Promise is how long after an order the shop promises it to the
+	// customer (promised_at). Defaults to DefaultPromise, three weeks.
+	Promise time.Duration
 }
+
+// DefaultPromise is Config.Promise's default: the three weeks the shop
+// promises today.
+const DefaultPromise = 21 * 24 * time.Hour
 
 // Stats counts what a Generator has committed since New.
 type Stats struct {
@@ -113,6 +125,8 @@ type Generator struct {
 	mStepErrors   *metrics.Counter
 	mForwardFails *metrics.Counter
 	forward       func(context.Context, int64) error
+	events        *events
+	promise       time.Duration
 	scanStatuses  []string // statuses an order can leave, for scanSQL
 	scanMinDwells []time.Duration
 }
@@ -131,7 +145,14 @@ func New(cfg Config) (*Generator, error) {
 	if cfg.MaxAdvance < 0 {
 		return nil, fmt.Errorf("%w: MaxAdvance %d: want a positive bound", ErrInvalidConfig, cfg.MaxAdvance)
 	}
+	if cfg.Promise < 0 {
+		return nil, fmt.Errorf("%w: Promise %v: want a positive duration, or zero for three weeks", ErrInvalidConfig, cfg.Promise)
+	}
 	dwell, err := mergeDwell(cfg.Dwell)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := newEvents(cfg.Events)
 	if err != nil {
 		return nil, err
 	}
@@ -158,6 +179,8 @@ func New(cfg Config) (*Generator, error) {
 		mCreated:    set.GetOrCreateCounter("ficus_sim_shop_orders_created_total"),
 		mStepErrors: set.GetOrCreateCounter("ficus_sim_shop_step_errors_total"),
 		forward:     cfg.Forward,
+		events:      ev,
+		promise:     cmp.Or(cfg.Promise, DefaultPromise),
 	}
 	if g.forward != nil {
 		g.mForwardFails = set.GetOrCreateCounter("ficus_sim_shop_forward_failures_total")
@@ -383,9 +406,14 @@ func (g *Generator) setStatus(ctx context.Context, tx pgx.Tx, id int64, status s
 	if _, err := tx.Exec(ctx, `UPDATE shop.orders SET status = $2, updated_at = $3 WHERE id = $1`, id, status, now); err != nil {
 		return fmt.Errorf("advance order %d to %s: %w", id, status, err)
 	}
+	ev := newStatusEvent(id, status, now)
+	if err := g.events.inTx(ctx, tx, ev); err != nil {
+		return err
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("advance order %d to %s: commit: %w", id, status, err)
 	}
+	g.published(ctx, ev)
 	i := Index(status)
 	g.changes[i].Add(1)
 	g.mChanges[i].Inc()
@@ -421,9 +449,9 @@ func (g *Generator) createOrder(ctx context.Context, now time.Time) (int64, erro
 	}
 	var orderID int64
 	if err := tx.QueryRow(ctx, `
-		INSERT INTO shop.orders (customer_id, status, total, currency, note, created_at, updated_at)
-		VALUES ($1, $2, 0, $3, $4, $5, $5)
-		RETURNING id`, customerID, StatusNew, Currency, note, now).Scan(&orderID); err != nil {
+		INSERT INTO shop.orders (customer_id, status, total, currency, note, created_at, updated_at, promised_at)
+		VALUES ($1, $2, 0, $3, $4, $5, $5, $6)
+		RETURNING id`, customerID, StatusNew, Currency, note, now, now.Add(g.promise)).Scan(&orderID); err != nil {
 		return 0, fmt.Errorf("create order: insert order: %w", err)
 	}
 	for i, it := range d.items {
@@ -441,9 +469,14 @@ func (g *Generator) createOrder(ctx context.Context, now time.Time) (int64, erro
 		WHERE id = $1`, orderID, now); err != nil {
 		return 0, fmt.Errorf("create order %d: update total: %w", orderID, err)
 	}
+	ev := newStatusEvent(orderID, StatusNew, now)
+	if err := g.events.inTx(ctx, tx, ev); err != nil {
+		return 0, err
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("create order %d: commit: %w", orderID, err)
 	}
+	g.published(ctx, ev)
 	g.created.Add(1)
 	g.mCreated.Inc()
 	return orderID, nil
