@@ -70,16 +70,28 @@ type ficusCLI struct {
 	mu       sync.Mutex
 	commands map[string]*command
 	errs     map[string]error
+	parsed   map[string]error // a whole command line → the binary's verdict
+}
+
+// sharedCLI is the one ficusCLI of the package's tests, so that every
+// command is asked once.
+var sharedCLI struct {
+	once sync.Once
+	cli  *ficusCLI
 }
 
 func newCLI(t *testing.T) *ficusCLI {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "FICUS_") {
-			env = append(env, kv)
+	bin := buildFicus(t)
+	sharedCLI.once.Do(func() {
+		var env []string
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "FICUS_") {
+				env = append(env, kv)
+			}
 		}
-	}
-	return &ficusCLI{bin: buildFicus(t), env: env, commands: map[string]*command{}, errs: map[string]error{}}
+		sharedCLI.cli = &ficusCLI{bin: bin, env: env, commands: map[string]*command{}, errs: map[string]error{}, parsed: map[string]error{}}
+	})
+	return sharedCLI.cli
 }
 
 // sharedEnv are the environment variables every command reads by the
@@ -199,11 +211,26 @@ func (c *ficusCLI) check(args []string, env []string) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	// The binary parses the whole line: --help stops before anything runs.
-	if out, err := c.run(append(append([]string(nil), args...), "--help")); err != nil {
-		return fmt.Errorf("%w: %s: %v\n%s", errUsage, strings.Join(args, " "), err, out)
+	return c.parse(args)
+}
+
+// parse has the binary parse a whole command line (--help stops it
+// before anything runs), once per distinct line.
+func (c *ficusCLI) parse(args []string) error {
+	key := strings.Join(args, "\x00")
+	c.mu.Lock()
+	err, ok := c.parsed[key]
+	c.mu.Unlock()
+	if ok {
+		return err
 	}
-	return nil
+	if out, runErr := c.run(append(append([]string(nil), args...), "--help")); runErr != nil {
+		err = fmt.Errorf("%w: %s: %v\n%s", errUsage, strings.Join(args, " "), runErr, out)
+	}
+	c.mu.Lock()
+	c.parsed[key] = err
+	c.mu.Unlock()
+	return err
 }
 
 // The checker rejects what it must: a test that cannot fail is worse than

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"net"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ficuslabs/ficus/proxy"
 )
 
 // loadCompose loads a compose file as `docker compose config` would:
@@ -62,6 +65,11 @@ func checkComposeProject(c *ficusCLI, p *types.Project) error {
 		slices.Sort(env)
 		if err := c.check(s.Command, env); err != nil {
 			errs = append(errs, err)
+		}
+		if len(s.Command) > 0 && s.Command[0] == "proxy" {
+			if err := checkComposeProxyConfig(s); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
 		}
 		if s.User != "" && s.User != "65532" && s.User != "65532:65532" {
 			errs = append(errs, errors.New(name+": ficus runs as its image's non-root user"))
@@ -203,6 +211,7 @@ func TestComposeCheckRejectsMistakes(t *testing.T) {
 		{`["pricing", "worker", "--lane", "b2b"`, `["pricing", "workers", "--lane", "b2b"`},
 		{`"--takeover-retry-max", "2s"]`, `"--takeover-retry-max", "2"]`},
 		{`FICUS_LOG_FORMAT: json`, `FICUS_LOG_FORMT: json`},
+		{`"--config", "/etc/ficus/proxy.yaml"]`, `"--config", "/etc/ficus/proxy.yml"]`},
 	} {
 		if !strings.Contains(string(b), tc.from) {
 			t.Fatalf("compose.yaml has no %s", tc.from)
@@ -241,4 +250,36 @@ func TestDockerComposeConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("docker compose config: %v\n%s", err, out)
 	}
+}
+
+// checkComposeProxyConfig parses the file the proxy's --config names,
+// from its bind mount, with the proxy's own parser.
+func checkComposeProxyConfig(s types.ServiceConfig) error {
+	i := slices.Index(s.Command, "--config")
+	if i < 0 {
+		return errors.New("no --config: without one the idempotency store is in memory, one per replica")
+	}
+	for _, v := range s.Volumes {
+		if v.Type == types.VolumeTypeBind && v.Target == s.Command[i+1] {
+			b, err := os.ReadFile(v.Source)
+			if err != nil {
+				return err
+			}
+			return checkProxyConfigData(b, s.Command[slices.Index(s.Command, "--upstream")+1])
+		}
+	}
+	return fmt.Errorf("%w: --config %s is not mounted", errUsage, s.Command[i+1])
+}
+
+// checkProxyConfigData parses a proxy configuration and checks that its
+// replicas share the Postgres idempotency store.
+func checkProxyConfigData(b []byte, upstream string) error {
+	cfg, err := proxy.ParseConfig(b, upstream)
+	if err != nil {
+		return fmt.Errorf("%w: proxy configuration: %w", errUsage, err)
+	}
+	if cfg.Idempotency.Store != "postgres" {
+		return fmt.Errorf("proxy configuration: idempotency store %q, want postgres (shared by the replicas)", cfg.Idempotency.Store)
+	}
+	return nil
 }

@@ -31,6 +31,7 @@ type manifests struct {
 	pdbs         map[string]*policyv1.PodDisruptionBudget
 	hpas         map[string]*autoscalingv2.HorizontalPodAutoscaler
 	pvcs         map[string]*corev1.PersistentVolumeClaim
+	configMaps   map[string]*corev1.ConfigMap
 	namespaces   map[string]*corev1.Namespace
 	custom       map[string][]map[string]any // kind → objects
 	customNames  map[string][]string         // kind → names
@@ -82,7 +83,8 @@ func buildKustomize(fsys filesys.FileSystem, dir string, schemas crdSchemas) (*m
 		deployments: map[string]*appsv1.Deployment{}, services: map[string]*corev1.Service{},
 		pdbs: map[string]*policyv1.PodDisruptionBudget{}, hpas: map[string]*autoscalingv2.HorizontalPodAutoscaler{},
 		pvcs: map[string]*corev1.PersistentVolumeClaim{}, namespaces: map[string]*corev1.Namespace{},
-		custom: map[string][]map[string]any{}, customNames: map[string][]string{}, scaledTarget: map[string]string{},
+		configMaps: map[string]*corev1.ConfigMap{},
+		custom:     map[string][]map[string]any{}, customNames: map[string][]string{}, scaledTarget: map[string]string{},
 	}
 	var errs []error
 	for _, r := range res.Resources() {
@@ -133,6 +135,8 @@ func buildKustomize(fsys filesys.FileSystem, dir string, schemas crdSchemas) (*m
 			m.pvcs[o.Name] = o
 		case *corev1.Namespace:
 			m.namespaces[o.Name] = o
+		case *corev1.ConfigMap:
+			m.configMaps[o.Name] = o
 		default:
 			errs = append(errs, fmt.Errorf("%s: a kind the test does not check yet", id))
 		}
@@ -211,6 +215,9 @@ func (m *manifests) check(c *ficusCLI) error {
 				continue
 			}
 			m.checkPorts(d, ctr, fail)
+			if err := m.checkProxyConfig(d, ctr); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", where, err))
+			}
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(m.services)) {
@@ -422,6 +429,8 @@ func TestKubernetesCheckRejectsMistakes(t *testing.T) {
 		{"cdc.yaml", "targetPort: metrics", "targetPort: metric", "targetPort metric"},
 		{"pricing.yaml", "    name: pricing-worker-b2c\n  minReplicaCount", "    name: pricing-worker-b2x\n  minReplicaCount", "pricing-worker-b2x"},
 		{"orders.yaml", "key: state-url}", "key: state_url}", "state_url"},
+		{"proxy-config.yaml", "store: postgres", "store: postgress", "postgress"},
+		{"proxy-config.yaml", "  ttl: 24h", "  tll: 24h", "tll"},
 	} {
 		edited := false
 		fsys := memFS(t, "kubernetes", func(name string, b []byte) []byte {
@@ -442,4 +451,38 @@ func TestKubernetesCheckRejectsMistakes(t *testing.T) {
 			t.Errorf("%s: %q → %q: %v, want an error about %s", tc.file, tc.from, tc.to, err, tc.want)
 		}
 	}
+}
+
+// checkProxyConfig parses the file a proxy container's --config names,
+// from the ConfigMap mounted there, with the proxy's own parser, and
+// checks that the replicas share the Postgres idempotency store.
+func (m *manifests) checkProxyConfig(d *appsv1.Deployment, ctr corev1.Container) error {
+	if len(ctr.Args) == 0 || ctr.Args[0] != "proxy" {
+		return nil
+	}
+	i := slices.Index(ctr.Args, "--config")
+	if i < 0 {
+		return errors.New("no --config: without one the idempotency store is in memory, one per replica")
+	}
+	path := ctr.Args[i+1]
+	for _, vm := range ctr.VolumeMounts {
+		if filepath.Dir(path) != vm.MountPath {
+			continue
+		}
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Name != vm.Name || v.ConfigMap == nil {
+				continue
+			}
+			cm := m.configMaps[v.ConfigMap.Name]
+			if cm == nil {
+				return fmt.Errorf("--config %s: no ConfigMap %s", path, v.ConfigMap.Name)
+			}
+			data, ok := cm.Data[filepath.Base(path)]
+			if !ok {
+				return fmt.Errorf("--config %s: ConfigMap %s has no key %s", path, cm.Name, filepath.Base(path))
+			}
+			return checkProxyConfigData([]byte(data), ctr.Args[slices.Index(ctr.Args, "--upstream")+1])
+		}
+	}
+	return fmt.Errorf("--config %s: no ConfigMap is mounted at %s", path, filepath.Dir(path))
 }
