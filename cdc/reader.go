@@ -201,6 +201,14 @@ type ReaderConfig struct {
 	RetryInitial time.Duration
 	// RetryMax caps the wait between attempts. Defaults to 10s.
 	RetryMax time.Duration
+	// TakeoverRetryMax caps the wait between tries to start replication
+	// while another process reads the slot (the server answers "slot
+	// active", 55006): the reader stands by, Ready reports ErrStandby,
+	// and it takes over within about this long once the other reader's
+	// connection is gone. Standing by never counts towards GiveUpAfter.
+	// Defaults to 2s (DefaultTakeoverRetryMax), and never more than
+	// RetryMax.
+	TakeoverRetryMax time.Duration
 	// GiveUpAfter, when positive, makes Run return an error wrapping
 	// ErrGaveUp once it has been without a replication connection, or the
 	// sink has been failing, for that long. Zero (the default) retries
@@ -252,6 +260,7 @@ type Reader struct {
 	// sessions counts the replication sessions started (Sessions).
 	sessions    atomic.Uint64
 	connected   atomic.Bool
+	standby     atomic.Bool
 	paused      atomic.Bool
 	pausedSince time.Time
 }
@@ -309,11 +318,12 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 		}
 	}
 	cfg.SpoolDir = cmp.Or(cfg.SpoolDir, os.TempDir())
-	if cfg.RetryInitial < 0 || cfg.RetryMax < 0 || cfg.GiveUpAfter < 0 {
-		errs = append(errs, errors.New("RetryInitial, RetryMax and GiveUpAfter must not be negative (zero means the default)"))
+	if cfg.RetryInitial < 0 || cfg.RetryMax < 0 || cfg.GiveUpAfter < 0 || cfg.TakeoverRetryMax < 0 {
+		errs = append(errs, errors.New("RetryInitial, RetryMax, TakeoverRetryMax and GiveUpAfter must not be negative (zero means the default)"))
 	}
 	cfg.RetryInitial = cmp.Or(cfg.RetryInitial, DefaultRetryInitial)
 	cfg.RetryMax = cmp.Or(cfg.RetryMax, DefaultRetryMax)
+	cfg.TakeoverRetryMax = min(cmp.Or(cfg.TakeoverRetryMax, DefaultTakeoverRetryMax), cfg.RetryMax)
 	if cfg.RetryInitial > cfg.RetryMax {
 		errs = append(errs, fmt.Errorf("RetryInitial %s exceeds RetryMax %s", cfg.RetryInitial, cfg.RetryMax))
 	}
@@ -380,6 +390,7 @@ func (r *Reader) session(ctx context.Context) (streamed bool, _ error) {
 		return false, err
 	}
 	r.connected.Store(true)
+	r.standby.Store(false)
 	defer r.connected.Store(false)
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -571,9 +582,13 @@ func (r *Reader) start(ctx context.Context, s *session) error {
 		Mode:       pglogrepl.LogicalReplication,
 		PluginArgs: args,
 	})
-	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "55000" {
-		// object_not_in_prerequisite_state: the slot was invalidated.
-		return fmt.Errorf("start replication on slot %s: %w: %w", r.cfg.Slot, ErrSlotLost, err)
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
+		switch pgErr.Code {
+		case "55000": // object_not_in_prerequisite_state: the slot was invalidated.
+			return fmt.Errorf("start replication on slot %s: %w: %w", r.cfg.Slot, ErrSlotLost, err)
+		case "55006": // object_in_use: another process reads the slot.
+			return fmt.Errorf("start replication on slot %s: %w: %w", r.cfg.Slot, ErrSlotActive, err)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("start replication on slot %s at %s: %w", r.cfg.Slot, start, err)

@@ -48,6 +48,9 @@ func newReaderMetrics(set *metrics.Set, r *Reader) *readerMetrics {
 	set.GetOrCreateGauge("ficus_cdc_connected", func() float64 {
 		return boolGauge(r.connected.Load())
 	})
+	set.GetOrCreateGauge("ficus_cdc_standby", func() float64 {
+		return boolGauge(r.standby.Load())
+	})
 	set.GetOrCreateGauge("ficus_cdc_sink_paused", func() float64 {
 		return boolGauge(r.paused.Load())
 	})

@@ -21,6 +21,10 @@ var (
 	// ErrDisconnected is what Ready reports while the reader has no
 	// replication connection (it is reconnecting, or not running).
 	ErrDisconnected = errors.New("cdc: not connected to the replication slot (reconnecting)")
+	// ErrStandby is what Ready reports while another process reads the
+	// slot and the reader waits to take over (see
+	// ReaderConfig.TakeoverRetryMax).
+	ErrStandby = errors.New("cdc: standing by: another process reads the replication slot; taking over when it stops")
 	// ErrSinkPaused is what Ready reports while delivery waits to retry a
 	// failed Deliver call.
 	ErrSinkPaused = errors.New("cdc: delivery paused: the sink is failing (retrying; the slot keeps the WAL)")
@@ -39,6 +43,9 @@ var (
 const (
 	DefaultRetryInitial = 500 * time.Millisecond
 	DefaultRetryMax     = 10 * time.Second
+	// DefaultTakeoverRetryMax caps the wait of a standby reader between
+	// two tries to take the slot over.
+	DefaultTakeoverRetryMax = 2 * time.Second
 )
 
 // Run reads the slot until ctx ends or an error that cannot heal occurs:
@@ -85,6 +92,27 @@ func (r *Reader) Run(ctx context.Context) error {
 			return err
 		}
 		now := r.cfg.Now()
+		if errors.Is(err, ErrSlotActive) {
+			// Another reader holds the slot: stand by, which is not an
+			// outage, and try again soon enough to take over within
+			// TakeoverRetryMax of its connection ending.
+			if !r.standby.Swap(true) {
+				r.log.Info("standing by: another process reads the slot; taking over when it stops",
+					"takeover_retry_max", r.cfg.TakeoverRetryMax)
+				attempt = 0
+			}
+			downSince = time.Time{}
+			attempt++
+			wait := r.backoffUpTo(attempt, r.cfg.TakeoverRetryMax)
+			r.log.Debug("slot active; trying again", "err", err, "wait", wait)
+			if err := r.cfg.Sleep(ctx, wait); err != nil {
+				return nil // stopped while waiting
+			}
+			continue
+		}
+		if r.standby.Swap(false) {
+			attempt = 0
+		}
 		if streamed || downSince.IsZero() {
 			downSince = now
 		}
@@ -121,7 +149,7 @@ func Transient(err error) bool {
 	switch {
 	case err == nil:
 		return false
-	case errors.Is(err, errDeliverReconnect):
+	case errors.Is(err, errDeliverReconnect), errors.Is(err, ErrSlotActive):
 		return true
 	case errors.Is(err, ErrSlotNotFound), errors.Is(err, ErrPublicationNotFound), errors.Is(err, ErrSlotLost),
 		errors.Is(err, ErrMalformed), errors.Is(err, ErrGaveUp):
@@ -155,10 +183,12 @@ func Transient(err error) bool {
 }
 
 // Ready reports whether the reader streams and delivers: nil while it is
-// connected and delivery is not paused, else ErrDisconnected or
-// ErrSinkPaused. It suits a readiness check.
+// connected and delivery is not paused, else ErrStandby, ErrDisconnected
+// or ErrSinkPaused. It suits a readiness check.
 func (r *Reader) Ready() error {
 	switch {
+	case r.standby.Load():
+		return ErrStandby
 	case !r.connected.Load():
 		return ErrDisconnected
 	case r.paused.Load():
@@ -177,7 +207,11 @@ func (r *Reader) Sessions() uint64 { return r.sessions.Load() }
 // between half and all of min(RetryMax, RetryInitial*2^(attempt-1)), so
 // that many readers restarted at once do not reconnect in step.
 func (r *Reader) backoff(attempt int) time.Duration {
-	ceiling := r.cfg.RetryMax
+	return r.backoffUpTo(attempt, r.cfg.RetryMax)
+}
+
+// backoffUpTo is backoff with ceiling in place of RetryMax.
+func (r *Reader) backoffUpTo(attempt int, ceiling time.Duration) time.Duration {
 	if shift := attempt - 1; shift < 62 {
 		if c := r.cfg.RetryInitial << shift; c > 0 && c < ceiling && c>>shift == r.cfg.RetryInitial {
 			ceiling = c

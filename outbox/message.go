@@ -79,6 +79,7 @@ func (r *Relay) runMessage(ctx context.Context) error {
 		Reconnect:         isTransientDB,
 		RetryInitial:      min(r.cfg.RetryInitial, r.cfg.TakeoverRetryMax),
 		RetryMax:          r.cfg.TakeoverRetryMax,
+		TakeoverRetryMax:  r.cfg.TakeoverRetryMax,
 		Heartbeat:         r.cfg.Heartbeat,
 		StatusInterval:    r.cfg.StatusInterval,
 		SnapshotChunkSize: -1,
@@ -112,7 +113,7 @@ func (r *Relay) runMessage(ctx context.Context) error {
 func (r *Relay) watchReader(ctx context.Context, reader *cdc.Reader, reading *atomic.Bool) {
 	for {
 		err := reader.Ready()
-		if errors.Is(err, cdc.ErrDisconnected) {
+		if errors.Is(err, cdc.ErrDisconnected) || errors.Is(err, cdc.ErrStandby) {
 			err = ErrStandby
 		}
 		r.setReady(err)

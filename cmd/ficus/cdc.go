@@ -43,6 +43,9 @@ deduplicates by id sees each change exactly once. See docs/cdc.md.
   ficus cdc status    slot position, lag, WAL retention, snapshots, tables
   ficus cdc teardown  drop the slot and the publication
 
+A slot has one reader: a second "ficus cdc run" on the same slot stands by
+and takes over within seconds when the active one stops or dies.
+
 A new slot starts with a snapshot: cdc run delivers the rows the tables
 already hold (op "read"), chunk by chunk while it streams, consistently with
 the changes, and resumes it after a restart.`,
@@ -182,7 +185,7 @@ func (a *app) cdcTeardownCommand(f *cdcFlags) *cobra.Command {
 
 func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 	var sinkURL, metricsAddr, deadLetters, spoolDir, ordersConfigPath string
-	var heartbeat, statusInterval, giveUpAfter time.Duration
+	var heartbeat, statusInterval, giveUpAfter, takeover time.Duration
 	var chunkSize, partSize, gcPercent, memoryLimit int
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -198,11 +201,17 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 			}
 			pool, err := connect(ctx, f.url)
 			if err != nil {
+				if ctx.Err() != nil {
+					return nil // stopped while starting
+				}
 				return err
 			}
 			defer pool.Close()
 			st, err := cdc.Status(ctx, pool, f.slot, f.publication)
 			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
 				return err
 			}
 			switch {
@@ -247,6 +256,7 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 					return !errors.Is(err, errEncodeEvents) && !errors.Is(err, orders.ErrBadEvent) && sink.Retryable(err)
 				},
 				GiveUpAfter:       giveUpAfter,
+				TakeoverRetryMax:  takeover,
 				PartSize:          partSize,
 				SpoolDir:          spoolDir,
 				SnapshotChunkSize: cmp.Or(chunkSize, -1),
@@ -274,6 +284,7 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 	fl.IntVar(&memoryLimit, "memory-limit-mib", 0, "soft memory limit (MiB) that comes with --gc-percent, when GOMEMLIMIT is unset; 0 means three quarters of the memory available to the process (its cgroup's limit, else the machine's)")
 	fl.IntVar(&chunkSize, "snapshot-chunk-size", cdc.DefaultSnapshotChunkSize, "rows a snapshot reads and delivers at a time; 0 turns snapshots off")
 	fl.DurationVar(&giveUpAfter, "give-up-after", 0, "exit 1 once Postgres has been unreachable, or the sink failing, for this long; 0 retries forever (reconnecting with backoff while /readyz says not ready)")
+	fl.DurationVar(&takeover, "takeover-retry-max", cdc.DefaultTakeoverRetryMax, "longest wait between tries to take the slot over while another cdc run reads it: a second cdc run on the same slot stands by (/readyz 503) and takes over within about this long once the active one stops")
 	metricsFlag(fl, &metricsAddr, "127.0.0.1:9194")
 	return cmd
 }

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -77,6 +80,55 @@ of its own), which "ficus cdc setup" applies by itself.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(up, status)
+	cmd.AddCommand(up, a.migrateDownCommand(&url), status)
+	return cmd
+}
+
+func (a *app) migrateDownCommand(url *string) *cobra.Command {
+	var (
+		to      int64
+		setName string
+	)
+	cmd := &cobra.Command{
+		Use:   "down --to VERSION",
+		Short: "Roll a migration set back to VERSION (a rollback of a ficus upgrade)",
+		Long: `down rolls back the migrations of one set (--set, "core" by default) that are
+newer than --to, newest first, each in its own transaction: after rolling
+a ficus release back, run it with the last version the older release
+knows ("ficus migrate status" lists them). --to 0 rolls back every
+migration of the set. A rollback drops what those migrations created, data
+included (see docs/deploy.md#upgrading); stop the components that use it
+first.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("to") {
+				return usageError{errors.New("--to is required: the version to keep (0 rolls back every migration of the set)")}
+			}
+			if to < 0 {
+				return usageError{fmt.Errorf("--to %d: must be 0 or more", to)}
+			}
+			if !slices.Contains(migrate.Sets, setName) {
+				return usageError{fmt.Errorf("--set %q: one of %s", setName, strings.Join(migrate.Sets, ", "))}
+			}
+			pool, err := connect(cmd.Context(), *url)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			rolled, err := migrate.Down(cmd.Context(), pool, setName, to)
+			for _, m := range rolled {
+				fmt.Fprintf(a.stdout, "rolled back %05d %s (%s)\n", m.Version, m.Name, m.Duration.Round(time.Millisecond))
+			}
+			if err != nil {
+				return err
+			}
+			if len(rolled) == 0 {
+				fmt.Fprintf(a.stdout, "set %s is at version %d or older: nothing to roll back\n", setName, to)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().Int64Var(&to, "to", 0, "the version to roll back to: the newest migration of the set to keep (required; 0 rolls back all)")
+	cmd.Flags().StringVar(&setName, "set", "core", "the migration set: "+strings.Join(migrate.Sets, ", "))
 	return cmd
 }
