@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os/exec"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ficuslabs/ficus/internal/pgtest"
+	"github.com/ficuslabs/ficus/pricing/solids"
 )
 
 func TestPricingCommandsRefuseBadFlags(t *testing.T) {
@@ -46,7 +49,8 @@ func TestPricingAPIServesQuotes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "pricing", "api", "--database-url", db.URL, "--listen", "127.0.0.1:0",
-		"--metrics-listen", "127.0.0.1:0", "--operator-password", "pw", "--tenant-lane", "shop=b2c")
+		"--metrics-listen", "127.0.0.1:0", "--operator-password", "pw", "--tenant-lane", "shop=b2c",
+		"--models", "file://"+t.TempDir())
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -73,10 +77,34 @@ func TestPricingAPIServesQuotes(t *testing.T) {
 	}
 	go io.Copy(io.Discard, stderr)
 
-	req, _ := http.NewRequest("POST", "http://"+addr+"/api/v1/quotes", strings.NewReader(`{"model_url":"parts/cube.stl","material":"PLA","quantity":2}`))
+	// A model is uploaded, then quoted by its key; a model not in the
+	// store is refused before anything is queued.
+	box, err := solids.Box(20, 20, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+addr+"/api/v1/models", "model/stl", bytes.NewReader(box))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uploaded struct{ Key string }
+	json.NewDecoder(resp.Body).Decode(&uploaded)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || !strings.HasPrefix(uploaded.Key, "uploads/") {
+		t.Fatalf("POST /api/v1/models: %d, key %q", resp.StatusCode, uploaded.Key)
+	}
+	resp, err = http.Post("http://"+addr+"/api/v1/quotes", "application/json", strings.NewReader(`{"model_url":"parts/missing.stl","material":"PLA","quantity":2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 422 {
+		t.Fatalf("quote of a missing model: %d; want 422", resp.StatusCode)
+	}
+	req, _ := http.NewRequest("POST", "http://"+addr+"/api/v1/quotes", strings.NewReader(`{"model_url":"`+uploaded.Key+`","material":"PLA","quantity":2}`))
 	req.Header.Set("Prefer", "respond-async")
 	req.Header.Set("X-Ficus-Tenant", "shop")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,8 +40,8 @@ func newAPI(t *testing.T, wait time.Duration) *apiEnv {
 	db := newDB(t)
 	q := startQueue(t, db.Pool)
 	release := make(chan struct{})
-	startWorker(t, fastConfig(db.Pool, fleet.LaneB2C, rejecting{&calc{}}))
-	startWorker(t, fastConfig(db.Pool, fleet.LaneB2B, rejecting{&calc{release: release}}))
+	startWorker(t, steadyConfig(db.Pool, fleet.LaneB2C, rejecting{&calc{}}))
+	startWorker(t, steadyConfig(db.Pool, fleet.LaneB2B, rejecting{&calc{release: release}}))
 	api, err := fleet.NewAPI(fleet.APIConfig{
 		Queue: q, Resolve: resolve, Wait: wait, Logger: quiet, MaxBodyBytes: 1024,
 		TenantLanes: map[string]fleet.Lane{"shop": fleet.LaneB2C},

@@ -194,10 +194,10 @@ func TestB2CQuoteOvertakesAQueuedB2BBurst(t *testing.T) {
 	t.Cleanup(func() { close(release) })
 	b2bStarted := make(chan context.Context, 1000)
 	b2bCalc := &calc{started: b2bStarted, release: release}
-	b2bCfg := fastConfig(db.Pool, fleet.LaneB2B, b2bCalc)
+	b2bCfg := steadyConfig(db.Pool, fleet.LaneB2B, b2bCalc)
 	b2bCfg.Concurrency = 4
 	startWorker(t, b2bCfg)
-	startWorker(t, fastConfig(db.Pool, fleet.LaneB2C, &calc{}))
+	startWorker(t, steadyConfig(db.Pool, fleet.LaneB2C, &calc{}))
 	// The B2B lane is busy: every slot of its worker is calculating.
 	for range b2bCfg.Concurrency {
 		<-b2bStarted
@@ -278,7 +278,7 @@ func TestRejectedQuoteIsNotRetried(t *testing.T) {
 	db := newDB(t)
 	q := startQueue(t, db.Pool)
 	c := &calc{err: fmt.Errorf("material unobtainium: %w", pricing.ErrRejected)}
-	startWorker(t, fastConfig(db.Pool, fleet.LaneB2C, c))
+	startWorker(t, steadyConfig(db.Pool, fleet.LaneB2C, c))
 	sub, err := q.Submit(context.Background(), submission("shop", "r-1", fleet.LaneB2C))
 	if err != nil {
 		t.Fatal(err)
