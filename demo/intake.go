@@ -127,7 +127,7 @@ func (w *world) startIntake(ctx context.Context, servers *errgroup.Group) error 
 		return err
 	}
 	w.intake.proxy, w.intake.base = p, "http://"+ln.Addr().String()
-	w.intake.client = &http.Client{Timeout: 500 * time.Millisecond}
+	w.intake.client = &http.Client{Timeout: 5 * time.Second}
 	servers.Go(func() error {
 		return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: p, DrainTimeout: time.Second})
 	})

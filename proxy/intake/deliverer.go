@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/jackc/pgx/v5"
 )
 
 var (
@@ -184,15 +185,16 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	return nil
 }
 
-// listen sends on wake whenever a request is accepted, until ctx ends;
-// the poll interval covers the time it is not connected.
+// listen sends on wake whenever a request is accepted, until ctx ends,
+// on a connection of its own rather than one of the pool's; the poll
+// interval covers the time it is not connected.
 func (d *Deliverer) listen(ctx context.Context, wake chan<- struct{}) {
 	for ctx.Err() == nil {
-		conn, err := d.cfg.Store.pool.Acquire(ctx)
+		conn, err := pgx.ConnectConfig(ctx, d.cfg.Store.pool.Config().ConnConfig.Copy())
 		if err == nil {
 			if _, err = conn.Exec(ctx, "LISTEN "+notifyChannel); err == nil {
 				for {
-					if _, err = conn.Conn().WaitForNotification(ctx); err != nil {
+					if _, err = conn.WaitForNotification(ctx); err != nil {
 						break
 					}
 					select {
@@ -201,9 +203,7 @@ func (d *Deliverer) listen(ctx context.Context, wake chan<- struct{}) {
 					}
 				}
 			}
-			// The connection still listens: it is not given back.
-			conn.Conn().Close(context.WithoutCancel(ctx))
-			conn.Release()
+			conn.Close(context.WithoutCancel(ctx))
 		}
 		if ctx.Err() != nil {
 			return
