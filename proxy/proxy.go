@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -75,6 +76,10 @@ type Settings struct {
 	// every replica, and hears how each side answers. Defaults to none:
 	// such a route then takes the share its config gives.
 	Cutover Splitter
+	// TLSClientConfig is the TLS configuration for https upstreams (and
+	// the shadow candidates among them), e.g. with RootCAs from a CA
+	// bundle. Defaults to nil: the system's roots.
+	TLSClientConfig *tls.Config
 }
 
 // Splitter decides the shares of routes with a split and hears how their
@@ -103,7 +108,8 @@ type Proxy struct {
 	limiter *ratelimit.Limiter
 
 	noDirectPath bool
-	split        Splitter // nil without Settings.Cutover
+	split        Splitter    // nil without Settings.Cutover
+	tlsClient    *tls.Config // nil: the system's roots
 
 	state atomic.Pointer[state]
 	mu    sync.Mutex // serialises Reload
@@ -122,6 +128,7 @@ func New(s Settings) (*Proxy, error) {
 
 		noDirectPath: s.NoDirectPath,
 		split:        s.Cutover,
+		tlsClient:    s.TLSClientConfig,
 	}
 	if p.now == nil {
 		p.now = time.Now

@@ -181,7 +181,7 @@ func (a *app) cdcTeardownCommand(f *cdcFlags) *cobra.Command {
 }
 
 func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
-	var sinkURL, metricsAddr, deadLetters, spoolDir string
+	var sinkURL, metricsAddr, deadLetters, spoolDir, caFile string
 	var heartbeat, statusInterval, giveUpAfter time.Duration
 	var chunkSize, partSize, gcPercent, memoryLimit int
 	cmd := &cobra.Command{
@@ -195,6 +195,10 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 			}
 			if gcPercent < 0 || memoryLimit < 0 {
 				return usageError{errors.New("--gc-percent and --memory-limit-mib must not be negative (0 keeps Go's default)")}
+			}
+			sinkTLS, err := clientTLS(caFile)
+			if err != nil {
+				return usageError{err}
 			}
 			pool, err := connect(ctx, f.url)
 			if err != nil {
@@ -216,7 +220,7 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 			set := metrics.NewSet()
 			h.Register(set)
 			h.AddCheck("postgres", poolReady(pool))
-			opts := sink.Options{Metrics: set, Logger: a.log}
+			opts := sink.Options{Metrics: set, Logger: a.log, TLSClientConfig: sinkTLS}
 			if deadLetters != "" {
 				if opts.DeadLetter, err = sink.NewFileDeadLetters(sink.FileDeadLettersConfig{Path: deadLetters}); err != nil {
 					return err
@@ -253,7 +257,11 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 				Logger:            a.log, Metrics: set,
 			})
 			if err != nil {
-				return usageError{err}
+				return configError(err, map[string]string{
+					"Slot": "--slot", "Publication": "--publication", "Heartbeat": "--heartbeat",
+					"StatusInterval": "--status-interval", "GiveUpAfter": "--give-up-after", "PartSize": "--part-size",
+					"SpoolDir": "--spool-dir", "SnapshotChunkSize": "--snapshot-chunk-size",
+				})
 			}
 			h.AddCheck("replication", func(*http.Request) error { return reader.Ready() })
 			planGC(gcPercent, memoryLimit, os.LookupEnv, availableMemory()).apply(a.log)
@@ -274,6 +282,7 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 	fl.IntVar(&chunkSize, "snapshot-chunk-size", cdc.DefaultSnapshotChunkSize, "rows a snapshot reads and delivers at a time; 0 turns snapshots off")
 	fl.DurationVar(&giveUpAfter, "give-up-after", 0, "exit 1 once Postgres has been unreachable, or the sink failing, for this long; 0 retries forever (reconnecting with backoff while /readyz says not ready)")
 	metricsFlag(fl, &metricsAddr, "127.0.0.1:9194")
+	caFileFlag(fl, &caFile, "an https webhook or a NATS server with TLS (--sink)")
 	return cmd
 }
 

@@ -83,16 +83,21 @@ it); the MES reads that file and prices it with --price-list, taking
 			}
 			srv, err := mes.New(cfg)
 			if err != nil {
-				return usageError{err}
+				return configError(err, map[string]string{"CalcTime": "--calc-time", "StageTime": "--stage-time"})
 			}
-			ln, err := httpserve.Listen(listen)
+			ln, err := listenFlag("listen", listen)
+			if err != nil {
+				return err
+			}
+			defer ln.Close()
+			mln, err := listenMetrics(metricsAddr)
 			if err != nil {
 				return err
 			}
 			a.log.Info("legacy MES listening", "addr", ln.Addr().String(), "calc_time", cfg.CalcTime)
 			h := &ops.Handler{}
 			h.Register(cfg.Metrics)
-			return a.serve(cmd.Context(), metricsAddr, h, func(ctx context.Context) error {
+			return a.serveOn(cmd.Context(), mln, h, func(ctx context.Context) error {
 				return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: srv})
 			}, srv.RunProduction)
 		},
@@ -141,7 +146,7 @@ shop's catalogue, which it writes into the model store --models first.`,
 			cfg.Pool, cfg.Metrics, cfg.Logger = pool, metrics.NewSet(), a.log.With("component", "sim_shop")
 			gen, err := shop.New(cfg)
 			if err != nil {
-				return usageError{err}
+				return configError(err, map[string]string{"Rate": "--rate"})
 			}
 			a.log.Info("online shop taking orders", "rate", cfg.Rate)
 			h := &ops.Handler{}
@@ -189,15 +194,20 @@ and out-of-order transitions they detected.`,
 			cfg.Metrics, cfg.Logger = metrics.NewSet(), a.log.With("component", "sim_crm")
 			c, err := crm.New(cfg)
 			if err != nil {
-				return usageError{err}
+				return configError(err, map[string]string{"Mode": "--mode", "Interval": "--interval"})
 			}
-			ln, err := httpserve.Listen(listen)
+			ln, err := listenFlag("listen", listen)
+			if err != nil {
+				return err
+			}
+			defer ln.Close()
+			mln, err := listenMetrics(metricsAddr)
 			if err != nil {
 				return err
 			}
 			a.log.Info("CRM listening", "addr", ln.Addr().String(), "mode", mode)
 			h.Register(cfg.Metrics)
-			return a.serve(ctx, metricsAddr, h, c.Run, func(ctx context.Context) error {
+			return a.serveOn(ctx, mln, h, c.Run, func(ctx context.Context) error {
 				return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: c.Handler()})
 			})
 		},
