@@ -32,6 +32,7 @@ ficus demo and the end-to-end suite use them; so can you.`,
 func (a *app) simMESCommand() *cobra.Command {
 	var listen, metricsAddr, modelsURL, priceList, dbURL string
 	var cfg mes.Config
+	var srvTLS serverTLS
 	cmd := &cobra.Command{
 		Use:   "mes",
 		Short: "Run the legacy MES API",
@@ -55,6 +56,10 @@ it); the MES reads that file and prices it with --price-list, taking
 --calc-time to do so.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			tlsCfg, err := srvTLS.config()
+			if err != nil {
+				return err
+			}
 			pl, err := loadPriceList(priceList)
 			if err != nil {
 				return err
@@ -94,12 +99,12 @@ it); the MES reads that file and prices it with --price-list, taking
 			if err != nil {
 				return err
 			}
-			a.log.Info("legacy MES listening", "addr", ln.Addr().String(), "calc_time", cfg.CalcTime)
+			a.log.Info("legacy MES listening", "addr", ln.Addr().String(), "scheme", srvTLS.scheme(), "calc_time", cfg.CalcTime)
 			h := &ops.Handler{}
 			h.Register(cfg.Metrics)
 			return a.serveOn(cmd.Context(), mln, h, func(ctx context.Context) error {
-				return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: srv})
-			}, srv.RunProduction)
+				return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: srv, TLS: tlsCfg})
+			}, srv.RunProduction, srvTLS.reloadOnHangup(a))
 		},
 	}
 	f := cmd.Flags()
@@ -110,6 +115,7 @@ it); the MES reads that file and prices it with --price-list, taking
 	f.StringVar(&modelsURL, "models", defaultModelStore(), "model store URL quotes read from: file:///dir or s3://bucket")
 	f.StringVar(&priceList, "price-list", "", "price list YAML file (default: the embedded one)")
 	metricsFlag(f, &metricsAddr, "127.0.0.1:9191")
+	srvTLS.addFlags(f)
 	return cmd
 }
 
@@ -166,6 +172,7 @@ shop's catalogue, which it writes into the model store --models first.`,
 func (a *app) simCRMCommand() *cobra.Command {
 	var listen, url, metricsAddr, mode string
 	var cfg crm.Config
+	var srvTLS serverTLS
 	cmd := &cobra.Command{
 		Use:   "crm",
 		Short: "Run the CRM: polling the shop database, or receiving events",
@@ -180,6 +187,10 @@ and out-of-order transitions they detected.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			tlsCfg, err := srvTLS.config()
+			if err != nil {
+				return err
+			}
 			cfg.Mode = crm.Mode(mode)
 			h := &ops.Handler{}
 			if cfg.Mode == crm.ModePoll {
@@ -205,11 +216,11 @@ and out-of-order transitions they detected.`,
 			if err != nil {
 				return err
 			}
-			a.log.Info("CRM listening", "addr", ln.Addr().String(), "mode", mode)
+			a.log.Info("CRM listening", "addr", ln.Addr().String(), "scheme", srvTLS.scheme(), "mode", mode)
 			h.Register(cfg.Metrics)
 			return a.serveOn(ctx, mln, h, c.Run, func(ctx context.Context) error {
-				return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: c.Handler()})
-			})
+				return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: c.Handler(), TLS: tlsCfg})
+			}, srvTLS.reloadOnHangup(a))
 		},
 	}
 	f := cmd.Flags()
@@ -218,5 +229,6 @@ and out-of-order transitions they detected.`,
 	databaseFlag(f, &url, "of the shop database (poll mode)")
 	f.DurationVar(&cfg.Interval, "interval", 2*time.Second, "how often to poll (poll mode)")
 	metricsFlag(f, &metricsAddr, "127.0.0.1:9192")
+	srvTLS.addFlags(f)
 	return cmd
 }
