@@ -77,9 +77,10 @@ transactional outbox; a pricing worker fleet on a PostgreSQL queue; and a
 simulated legacy world to rehearse the migration on.
 
 Every flag can also be set with an environment variable named after the
-command and the flag: FICUS_, the command's path without "ficus", the flag's
-name, joined by "_", in upper case with dashes as underscores ("ficus cdc run
---sink" is FICUS_CDC_RUN_SINK). The flags that mean the same for every
+command and the flag: FICUS_, the path (without "ficus") of the command that
+declares the flag, the flag's name, joined by "_", in upper case with dashes
+as underscores ("ficus cdc run --sink" is FICUS_CDC_RUN_SINK; --slot, which
+"ficus cdc" declares for its subcommands, is FICUS_CDC_SLOT). The flags that mean the same for every
 command keep one name: FICUS_DATABASE_URL, FICUS_LOG_FORMAT, FICUS_LOG_LEVEL,
 FICUS_LISTEN_HOST. A flag given on the command line wins; --help shows each
 flag's variable. Every secret (database and sink URLs, passwords) can also be
