@@ -570,7 +570,7 @@ func TestLostSlotIsDetected(t *testing.T) {
 	}
 	want := `ficus cdc teardown --database-url "$FICUS_DATABASE_URL" --slot ficus_lost --publication ficus_lost --keep-publication --force && \` + "\n" +
 		`ficus cdc setup --database-url "$FICUS_DATABASE_URL" --slot ficus_lost --publication ficus_lost --tables shop.order_items,shop.orders && \` + "\n" +
-		`ficus cdc run --database-url "$FICUS_DATABASE_URL" --slot ficus_lost --publication ficus_lost --sink "$FICUS_SINK"`
+		`ficus cdc run --database-url "$FICUS_DATABASE_URL" --slot ficus_lost --publication ficus_lost --sink "$FICUS_CDC_RUN_SINK"`
 	if st.RecoveryCommand != want {
 		t.Errorf("recovery command:\n%s\nwant:\n%s", st.RecoveryCommand, want)
 	}

@@ -85,7 +85,7 @@ type SlotStatus struct {
 	Warnings []string
 	// RecoveryCommand, set when Lost, is the shell command that drops the
 	// lost slot, creates a new one and starts reading from it. It takes the
-	// database URL and the sink from $FICUS_DATABASE_URL and $FICUS_SINK.
+	// database URL and the sink from $FICUS_DATABASE_URL and $FICUS_CDC_RUN_SINK.
 	RecoveryCommand string
 	// CheckedAt is the server's time of the reading.
 	CheckedAt time.Time
@@ -250,7 +250,7 @@ func recoveryCommand(slot, publication string, tables []string) string {
 	common := fmt.Sprintf(`--database-url "$FICUS_DATABASE_URL" --slot %s --publication %s`, shellQuote(slot), shellQuote(publication))
 	return fmt.Sprintf("ficus cdc teardown %s --keep-publication --force && \\\n"+
 		"ficus cdc setup %s --tables %s && \\\n"+
-		`ficus cdc run %s --sink "$FICUS_SINK"`,
+		`ficus cdc run %s --sink "$FICUS_CDC_RUN_SINK"`,
 		common, common, shellQuote(tableList), common)
 }
 

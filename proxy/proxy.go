@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -83,6 +84,10 @@ type Settings struct {
 	// IntakeDelivery tunes the intake's deliverer; its Store, Sender and,
 	// when unset, Metrics, Logger and Now are the proxy's.
 	IntakeDelivery intake.DelivererConfig
+	// TLSClientConfig is the TLS configuration for https upstreams (and
+	// the shadow candidates among them), e.g. with RootCAs from a CA
+	// bundle. Defaults to nil: the system's roots.
+	TLSClientConfig *tls.Config
 }
 
 // Splitter decides the shares of routes with a split and hears how their
@@ -111,7 +116,8 @@ type Proxy struct {
 	limiter *ratelimit.Limiter
 
 	noDirectPath bool
-	split        Splitter // nil without Settings.Cutover
+	split        Splitter    // nil without Settings.Cutover
+	tlsClient    *tls.Config // nil: the system's roots
 	intake       *intake.Store
 	deliverer    *intake.Deliverer // nil without Settings.Intake
 	intakeLease  time.Duration
@@ -133,6 +139,7 @@ func New(s Settings) (*Proxy, error) {
 
 		noDirectPath: s.NoDirectPath,
 		split:        s.Cutover,
+		tlsClient:    s.TLSClientConfig,
 	}
 	if p.now == nil {
 		p.now = time.Now

@@ -171,6 +171,7 @@ func (p *Proxy) newUpstream(name string, uc *UpstreamConfig) *upstream {
 		DisableCompression:     true, // pass bodies through as the upstream sent them
 		ForceAttemptHTTP2:      false,
 		MaxResponseHeaderBytes: uc.MaxResponseHeaderBytes,
+		TLSClientConfig:        p.tlsClient.Clone(), // nil stays nil
 	}
 	b := uc.Breaker
 	if b.Disabled {

@@ -6,9 +6,12 @@
 #             debootstrap and `docker import`; entrypoint in images/postgres/.
 #             Built only when missing, when its entrypoint changed, or with
 #             --force.
-#   ficus     FICUS_IMAGE (default ficus/ficus:dev): FROM scratch with the
-#             static ./cmd/ficus binary (images/ficus/Dockerfile). Always
-#             rebuilt; it takes seconds.
+#   ficus     FICUS_IMAGE (default ficus/ficus:dev), also tagged with the
+#             version (ficus/ficus:VERSION) and ficus/ficus:latest: FROM
+#             scratch with the static ./cmd/ficus binary and the build
+#             host's CA bundle /etc/ssl/certs/ca-certificates.crt (Debian's
+#             ca-certificates), OCI labels with version and revision
+#             (images/ficus/Dockerfile). Always rebuilt; it takes seconds.
 #   slicer    FICUS_SLICER_IMAGE (default ficus/pricing-worker:dev): the
 #             pricing worker with PrusaSlicer, for `ficus pricing worker
 #             --calculator slicer`: a Debian bookworm minbase root file
@@ -27,6 +30,7 @@
 # Environment:
 #   FICUS_POSTGRES_IMAGE, FICUS_IMAGE, FICUS_SLICER_IMAGE,
 #   FICUS_SLICER_BASE_IMAGE  image names (see above)
+#   FICUS_IMAGE_ONLY     1: tag the ficus image FICUS_IMAGE only (tests)
 #   FICUS_DEBIAN_MIRROR  Debian mirror for debootstrap; defaults to the one
 #                        apt uses here, else http://deb.debian.org/debian
 #   VERSION              version stamped into ficus; defaults to git describe
@@ -313,9 +317,32 @@ build_ficus() {
 	step "go build ./cmd/ficus (static, version $version)" \
 		env CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$version" -o "$ctx/ficus" ./cmd/ficus
 	mkdir "$ctx/tmp" # the image's /tmp (images/ficus/Dockerfile)
+	local ca=/etc/ssl/certs/ca-certificates.crt
+	if [ ! -s "$ca" ]; then
+		[ "$(id -u)" -eq 0 ] || die "$ca is missing: install Debian's ca-certificates package"
+		step "install ca-certificates" apt_install ca-certificates
+	fi
+	grep -q "BEGIN CERTIFICATE" "$ca" || die "$ca holds no certificate"
+	cp "$ca" "$ctx/ca-certificates.crt"
+	local revision created repo tags=()
+	revision="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+	if [ -n "$(git status --porcelain 2>/dev/null)" ]; then
+		revision="$revision-dirty"
+	fi
+	created="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	tags=(-t "$ficus_image")
+	if [ "${FICUS_IMAGE_ONLY:-0}" != 1 ]; then
+		repo="${ficus_image%:*}"
+		# A tag is [A-Za-z0-9_.-], at most 128, not starting with . or -.
+		local vtag
+		vtag="$(printf '%s' "$version" | tr -c 'A-Za-z0-9_.-' '_' | sed 's/^[.-]/_/' | cut -c1-128)"
+		tags+=(-t "$repo:$vtag" -t "$repo:latest")
+	fi
 	old="$(docker image inspect -f '{{.Id}}' "$ficus_image" 2>/dev/null || true)"
-	step "docker build $ficus_image" \
-		docker_build -q -f "$root/images/ficus/Dockerfile" -t "$ficus_image" "$ctx" >/dev/null
+	step "docker build ${tags[*]}" \
+		docker_build -q -f "$root/images/ficus/Dockerfile" \
+		--build-arg "VERSION=$version" --build-arg "REVISION=$revision" --build-arg "CREATED=$created" \
+		"${tags[@]}" "$ctx" >/dev/null
 	new="$(docker image inspect -f '{{.Id}}' "$ficus_image")"
 	# Drop the image this build replaced, unless something still uses it.
 	if [ -n "$old" ] && [ "$old" != "$new" ]; then

@@ -66,7 +66,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (Sink, error) {
 		}
 		return s, nil
 	case kindWebhook:
-		cfg := webhook.Config{URL: t.url, Metrics: opts.Metrics, Logger: opts.Logger}
+		cfg := webhook.Config{URL: t.url, Metrics: opts.Metrics, Logger: opts.Logger, TLSClientConfig: opts.TLSClientConfig}
 		if opts.DeadLetter != nil {
 			cfg.DeadLetter = opts.DeadLetter
 		}
@@ -79,7 +79,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (Sink, error) {
 		s, err := nats.New(ctx, nats.Config{
 			URL: t.url, SubjectPrefix: t.prefix, Stream: t.stream,
 			NoCreateStream: t.noCreate, DuplicateWindow: t.duplicateWindow,
-			Metrics: opts.Metrics, Logger: opts.Logger,
+			Metrics: opts.Metrics, Logger: opts.Logger, TLSClientConfig: opts.TLSClientConfig,
 		})
 		if err != nil {
 			return nil, err

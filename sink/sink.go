@@ -69,6 +69,7 @@ package sink
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 
@@ -113,6 +114,10 @@ type Options struct {
 	// nil, in which case such a rejection makes Send fail rather than drop
 	// the events.
 	DeadLetter DeadLetterStore
+	// TLSClientConfig is the TLS configuration of https webhooks and of
+	// NATS servers that use TLS, e.g. with RootCAs from a CA bundle.
+	// Defaults to nil: the system's roots.
+	TLSClientConfig *tls.Config
 }
 
 // OrderingKey of an event: its "partitionkey" extension attribute

@@ -184,7 +184,7 @@ func (a *app) cdcTeardownCommand(f *cdcFlags) *cobra.Command {
 }
 
 func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
-	var sinkURL, metricsAddr, deadLetters, spoolDir, ordersConfigPath string
+	var sinkURL, metricsAddr, deadLetters, spoolDir, ordersConfigPath, caFile string
 	var heartbeat, statusInterval, giveUpAfter, takeover time.Duration
 	var chunkSize, partSize, gcPercent, memoryLimit int
 	cmd := &cobra.Command{
@@ -198,6 +198,10 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 			}
 			if gcPercent < 0 || memoryLimit < 0 {
 				return usageError{errors.New("--gc-percent and --memory-limit-mib must not be negative (0 keeps Go's default)")}
+			}
+			sinkTLS, err := clientTLS(caFile)
+			if err != nil {
+				return usageError{err}
 			}
 			pool, err := connect(ctx, f.url)
 			if err != nil {
@@ -225,7 +229,7 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 			set := metrics.NewSet()
 			h.Register(set)
 			h.AddCheck("postgres", poolReady(pool))
-			opts := sink.Options{Metrics: set, Logger: a.log}
+			opts := sink.Options{Metrics: set, Logger: a.log, TLSClientConfig: sinkTLS}
 			if deadLetters != "" {
 				if opts.DeadLetter, err = sink.NewFileDeadLetters(sink.FileDeadLettersConfig{Path: deadLetters}); err != nil {
 					return err
@@ -263,7 +267,11 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 				Logger:            a.log, Metrics: set,
 			})
 			if err != nil {
-				return usageError{err}
+				return configError(err, map[string]string{
+					"Slot": "--slot", "Publication": "--publication", "Heartbeat": "--heartbeat",
+					"StatusInterval": "--status-interval", "GiveUpAfter": "--give-up-after", "PartSize": "--part-size",
+					"SpoolDir": "--spool-dir", "SnapshotChunkSize": "--snapshot-chunk-size",
+				})
 			}
 			h.AddCheck("replication", func(*http.Request) error { return reader.Ready() })
 			planGC(gcPercent, memoryLimit, os.LookupEnv, availableMemory()).apply(a.log)
@@ -286,6 +294,7 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 	fl.DurationVar(&giveUpAfter, "give-up-after", 0, "exit 1 once Postgres has been unreachable, or the sink failing, for this long; 0 retries forever (reconnecting with backoff while /readyz says not ready)")
 	fl.DurationVar(&takeover, "takeover-retry-max", cdc.DefaultTakeoverRetryMax, "longest wait between tries to take the slot over while another cdc run reads it: a second cdc run on the same slot stands by (/readyz 503) and takes over within about this long once the active one stops")
 	metricsFlag(fl, &metricsAddr, "127.0.0.1:9194")
+	caFileFlag(fl, &caFile, "an https webhook or a NATS server with TLS (--sink)")
 	return cmd
 }
 

@@ -8,9 +8,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
-
 	"github.com/ficuslabs/ficus/internal/pgtest"
 	"github.com/ficuslabs/ficus/internal/syncbuf"
 )
@@ -34,33 +31,6 @@ func TestRootHelpListsCommands(t *testing.T) {
 			t.Errorf("ficus --help does not mention %q", want)
 		}
 	}
-}
-
-// Every command has help that runs, a short description, and every flag
-// names its environment variable.
-func TestEveryCommandHelp(t *testing.T) {
-	root := (&app{}).rootCommand()
-	var walk func(*cobra.Command)
-	walk = func(c *cobra.Command) {
-		if c.Short == "" {
-			t.Errorf("%q has no short description", c.CommandPath())
-		}
-		c.Flags().VisitAll(func(f *pflag.Flag) {
-			if f.Name != "help" && !strings.Contains(f.Usage, "(env "+envName(f.Name)+")") {
-				t.Errorf("%s --%s does not name %s", c.CommandPath(), f.Name, envName(f.Name))
-			}
-		})
-		args := append(strings.Fields(c.CommandPath())[1:], "--help")
-		if code, out, errOut := ficus(t, args...); code != 0 || !strings.Contains(out, "Usage:") {
-			t.Errorf("ficus %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
-		}
-		for _, sub := range c.Commands() {
-			if !sub.Hidden && sub.Name() != "help" && sub.Name() != "completion" {
-				walk(sub)
-			}
-		}
-	}
-	walk(root)
 }
 
 func TestVersion(t *testing.T) {

@@ -80,6 +80,7 @@ fed by "ficus cdc run --sink orderview:URL" from each system's database
 func (a *app) ordersServeCommand() *cobra.Command {
 	var url, listen, metricsAddr, configPath string
 	var driftGrace, refresh time.Duration
+	var srvTLS serverTLS
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the order view's API and the operators' page",
@@ -115,6 +116,10 @@ Configuration); --drift-grace, when given, wins over the file. Give cdc run
 				}
 				cfg.DriftGrace = driftGrace
 			}
+			tlsCfg, err := srvTLS.config()
+			if err != nil {
+				return err
+			}
 			pool, err := connect(ctx, url)
 			if err != nil {
 				return err
@@ -122,9 +127,14 @@ Configuration); --drift-grace, when given, wins over the file. Give cdc run
 			defer pool.Close()
 			view, err := orders.NewView(pool, cfg, nil)
 			if err != nil {
-				return usageError{err}
+				return configError(err, map[string]string{"DriftGrace": "--drift-grace"})
 			}
-			ln, err := httpserve.Listen(listen)
+			ln, err := listenFlag("listen", listen)
+			if err != nil {
+				return err
+			}
+			defer ln.Close()
+			mln, err := listenMetrics(metricsAddr)
 			if err != nil {
 				return err
 			}
@@ -133,11 +143,12 @@ Configuration); --drift-grace, when given, wins over the file. Give cdc run
 			h.Register(set)
 			h.AddCheck("postgres", poolReady(pool))
 			mon := orders.NewMonitor(view, set, a.log)
-			a.log.Info("order view listening", "addr", ln.Addr().String())
-			return a.serve(ctx, metricsAddr, h,
+			a.log.Info("order view listening", "addr", ln.Addr().String(), "scheme", srvTLS.scheme())
+			return a.serveOn(ctx, mln, h,
 				func(ctx context.Context) error {
-					return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: orders.NewHandler(view, a.log)})
+					return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: orders.NewHandler(view, a.log), TLS: tlsCfg})
 				},
+				srvTLS.reloadOnHangup(a),
 				func(ctx context.Context) error { return mon.Run(ctx, refresh) })
 		},
 	}
@@ -148,5 +159,6 @@ Configuration); --drift-grace, when given, wins over the file. Give cdc run
 	f.DurationVar(&driftGrace, "drift-grace", orders.DefaultDriftGrace, "how long the shop and the MES may disagree on an order's status before it counts as drift (wins over --config)")
 	f.DurationVar(&refresh, "refresh-every", 15*time.Second, "how often the overdue and drift metrics are recomputed")
 	metricsFlag(f, &metricsAddr, "127.0.0.1:9198")
+	srvTLS.addFlags(f)
 	return cmd
 }

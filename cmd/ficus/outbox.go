@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -31,9 +32,9 @@ aggregate, at least once. See docs/outbox.md.
 
 func (a *app) outboxRelayCommand() *cobra.Command {
 	var (
-		url, sinkURL, modeName, metricsAddr, deadLetters, slot, publication, prefix string
-		partitions, batchSize                                                       int
-		poll, retention, retryMax, takeover                                         time.Duration
+		url, sinkURL, modeName, metricsAddr, deadLetters, slot, publication, prefix, caFile string
+		partitions, batchSize                                                               int
+		poll, retention, retryMax, takeover                                                 time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "relay",
@@ -52,6 +53,10 @@ its own aggregate.`,
 				return usageError{errors.New("--sink is required, e.g. --sink http://crm:8082/events or --sink jsonl:-")}
 			}
 			mode, err := outbox.ParseMode(modeName)
+			if err != nil {
+				return usageError{fmt.Errorf("--mode: %w", err)}
+			}
+			sinkTLS, err := clientTLS(caFile)
 			if err != nil {
 				return usageError{err}
 			}
@@ -74,7 +79,7 @@ its own aggregate.`,
 			set := metrics.NewSet()
 			h.Register(set)
 			h.AddCheck("postgres", poolReady(pool))
-			opts := sink.Options{Metrics: set, Logger: a.log}
+			opts := sink.Options{Metrics: set, Logger: a.log, TLSClientConfig: sinkTLS}
 			if deadLetters != "" {
 				if opts.DeadLetter, err = sink.NewFileDeadLetters(sink.FileDeadLettersConfig{Path: deadLetters}); err != nil {
 					return err
@@ -93,7 +98,11 @@ its own aggregate.`,
 				Logger: a.log, Metrics: set,
 			})
 			if err != nil {
-				return usageError{err}
+				return configError(err, map[string]string{
+					"Slot": "--slot", "Publication": "--publication", "Prefix": "--prefix", "Partitions": "--partitions",
+					"BatchSize": "--batch-size", "PollInterval": "--poll-interval", "Retention": "--retention",
+					"RetryMax": "--retry-max", "TakeoverRetryMax": "--takeover-retry-max",
+				})
 			}
 			h.AddCheck("relay", func(*http.Request) error { return relay.Ready() })
 			a.log.Info("relaying", "mode", string(mode), "sink", redactURL(sinkURL))
@@ -115,5 +124,6 @@ its own aggregate.`,
 	fl.DurationVar(&retryMax, "retry-max", outbox.DefaultRetryMax, "longest wait before a failing aggregate is tried again")
 	fl.DurationVar(&takeover, "takeover-retry-max", outbox.DefaultTakeoverRetryMax, "longest wait between tries to take the slot over from another relay (message mode)")
 	metricsFlag(fl, &metricsAddr, "127.0.0.1:9197")
+	caFileFlag(fl, &caFile, "an https webhook or a NATS server with TLS (--sink)")
 	return cmd
 }

@@ -93,7 +93,11 @@ relay" in the same mode to deliver them. Run "ficus migrate up" first.`,
 			cfg.Metrics, cfg.Logger = metrics.NewSet(), a.log
 			w, err := fleet.NewWorker(cfg)
 			if err != nil {
-				return usageError{err}
+				return configError(err, map[string]string{
+					"Concurrency": "--concurrency", "concurrency": "--concurrency", "JobTimeout": "--job-timeout",
+					"HeartbeatTimeout": "--heartbeat-timeout", "HeartbeatInterval": "--heartbeat-interval",
+					"SoftStopTimeout": "--stop-timeout",
+				})
 			}
 			h := &ops.Handler{}
 			h.Register(cfg.Metrics)
@@ -123,6 +127,7 @@ func (a *app) pricingAPICommand() *cobra.Command {
 	var dbURL, listen, metricsAddr, defaultLane, operatorPassword, modelsURL, priceList string
 	var tenantLanes map[string]string
 	var cfg fleet.APIConfig
+	var srvTLS serverTLS
 	cmd := &cobra.Command{
 		Use:   "api",
 		Short: "Serve the quote API on the pricing fleet",
@@ -166,6 +171,10 @@ Run "ficus migrate up" first.`,
 			if _, err := parseDatabaseURL(dbURL); err != nil {
 				return err
 			}
+			tlsCfg, err := srvTLS.config()
+			if err != nil {
+				return err
+			}
 			pl, err := loadPriceList(priceList)
 			if err != nil {
 				return err
@@ -203,23 +212,29 @@ Run "ficus migrate up" first.`,
 				mux.Handle(ui.Prefix()+"/", ui)
 				handler, services = mux, append(services, ui.Run)
 			}
-			ln, err := httpserve.Listen(listen)
+			ln, err := listenFlag("listen", listen)
 			if err != nil {
-				return fmt.Errorf("--listen: %w", err)
+				return err
 			}
-			a.log.Info("quote API listening", "addr", ln.Addr().String(), "river_ui", operatorPassword != "")
+			defer ln.Close()
+			mln, err := listenMetrics(metricsAddr)
+			if err != nil {
+				return err
+			}
+			a.log.Info("quote API listening", "addr", ln.Addr().String(), "scheme", srvTLS.scheme(), "river_ui", operatorPassword != "")
 			h := &ops.Handler{}
 			h.Register(set)
 			h.AddCheck("postgres", poolReady(pool))
 			services = append(services, func(ctx context.Context) error {
-				return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: handler})
-			})
-			return a.serve(ctx, metricsAddr, h, services...)
+				return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: handler, TLS: tlsCfg})
+			}, srvTLS.reloadOnHangup(a))
+			return a.serveOn(ctx, mln, h, services...)
 		},
 	}
 	f := cmd.Flags()
 	databaseFlag(f, &dbURL, "of the database with the job queue")
 	f.StringVar(&listen, "listen", "127.0.0.1:8083", "address to serve the quote API on")
+	srvTLS.addFlags(f)
 	f.DurationVar(&cfg.Wait, "wait", 30*time.Second, "how long POST waits for a price before answering 202")
 	f.StringVar(&defaultLane, "default-lane", "b2b", "lane of a request without X-Ficus-Lane whose tenant has no --tenant-lane")
 	f.StringToStringVar(&tenantLanes, "tenant-lane", nil, "lane of a tenant, e.g. shop=b2c (repeatable)")

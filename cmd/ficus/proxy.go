@@ -22,7 +22,8 @@ import (
 )
 
 func (a *app) proxyCommand() *cobra.Command {
-	var listen, upstream, configPath, url, metricsAddr string
+	var listen, upstream, configPath, url, metricsAddr, caFile string
+	var srvTLS serverTLS
 	var drain, cutoverEvery time.Duration
 	var gcFloorMiB int
 	var steady, directPath bool
@@ -37,7 +38,9 @@ keys, rate limits per tenant and lane, load shedding, routes to new services
 and shadow traffic; see docs/proxy-config.md.
 
 SIGHUP reloads the config file without dropping connections; a file that does
-not validate is reported and the running configuration kept. With
+not validate is reported and the running configuration kept. It also reloads
+--tls-cert-file and --tls-key-file, which serve --listen over TLS; --ca-file
+is the CA bundle to trust for https upstreams. With
 --database-url, idempotency keys live in PostgreSQL (run "ficus migrate up"
 first) and are shared by every proxy replica, and so is the state of the
 routes with a split: their share of traffic to the new target, their cutover
@@ -64,6 +67,14 @@ client gets 202 Accepted, and every replica delivers them to the upstream
 			if err != nil {
 				return usageError{err}
 			}
+			tlsCfg, err := srvTLS.config()
+			if err != nil {
+				return err
+			}
+			upstreamTLS, err := clientTLS(caFile)
+			if err != nil {
+				return usageError{err}
+			}
 			needDB := cfg.Idempotency.Store == "postgres" || url != ""
 			if needDB {
 				if _, err := parseDatabaseURL(url); err != nil {
@@ -72,6 +83,7 @@ client gets 202 Accepted, and every replica delivers them to the upstream
 			}
 			// Only a command line that is right restarts: a usage error is
 			// reported once, by this process, with nothing logged before it.
+			// The restarted process binds the listeners.
 			if steady {
 				a.steadyMonitor()
 			}
@@ -83,7 +95,7 @@ client gets 202 Accepted, and every replica delivers them to the upstream
 			h := &ops.Handler{}
 			set := metrics.NewSet()
 			h.Register(set)
-			s := proxy.Settings{Config: cfg, Metrics: set, Logger: a.log, NoDirectPath: !directPath}
+			s := proxy.Settings{Config: cfg, Metrics: set, Logger: a.log, NoDirectPath: !directPath, TLSClientConfig: upstreamTLS}
 			if needDB {
 				pool, err := connect(ctx, url)
 				if err != nil {
@@ -126,16 +138,22 @@ client gets 202 Accepted, and every replica delivers them to the upstream
 					return cfg, err
 				}
 			}
-			ln, err := httpserve.Listen(listen)
+			ln, err := listenFlag("listen", listen)
 			if err != nil {
 				return err
 			}
-			a.log.Info("proxy listening", "addr", ln.Addr().String(), "config", configPath, "store", storeName(s.Store), "direct_path", directPath)
-			return a.serve(ctx, metricsAddr, h,
+			defer ln.Close()
+			mln, err := listenMetrics(metricsAddr)
+			if err != nil {
+				return err
+			}
+			a.log.Info("proxy listening", "addr", ln.Addr().String(), "scheme", srvTLS.scheme(), "config", configPath, "store", storeName(s.Store), "direct_path", directPath)
+			return a.serveOn(ctx, mln, h,
 				append(runners,
 					func(ctx context.Context) error {
-						return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: p, DrainTimeout: drain})
+						return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: p, DrainTimeout: drain, TLS: tlsCfg})
 					},
+					srvTLS.reloadOnHangup(a),
 					func(ctx context.Context) error { return a.reloadOnHangup(ctx, p, load) })...,
 			)
 		},
@@ -150,7 +168,9 @@ client gets 202 Accepted, and every replica delivers them to the upstream
 	f.IntVar(&gcFloorMiB, "gc-floor-mib", 0, "opt-in runtime tweak: let the heap grow to this many MiB between garbage collections while less is live, for fewer collections and the waits they cause on one CPU (16 measured best, see docs/proxy.md); ignored when GOGC is set; 0 keeps Go's default")
 	f.BoolVar(&steady, "steady-sysmon", false, "opt-in runtime tweak for one-CPU containers: once the flags and config are valid, restart once with GODEBUG="+steadySysmon+", which keeps the Go runtime's monitor thread from being woken by the first system call after every idle moment (an undocumented side effect of that setting; see docs/proxy.md); ignored when GODEBUG sets schedtrace")
 	f.BoolVar(&directPath, "direct-path", true, "forward to plain-HTTP upstreams with ficus's own synchronous HTTP/1.1 client, 1.4 to 1.5 times the throughput of httputil.ReverseProxy on few CPUs (see docs/proxy.md); false sends every request through httputil.ReverseProxy and net/http's Transport")
-	metricsFlag(f, &metricsAddr, "127.0.0.1:9090")
+	metricsFlag(f, &metricsAddr, "127.0.0.1:9189")
+	srvTLS.addFlags(f)
+	caFileFlag(f, &caFile, "https upstreams")
 	return cmd
 }
 

@@ -6,18 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"github.com/ficuslabs/ficus/pricing"
 )
-
-// envPrefix prefixes the environment variable that can set each flag:
-// --database-url is also FICUS_DATABASE_URL.
-const envPrefix = "FICUS_"
 
 // app holds what every command shares: where output goes and the logger
 // built from the global flags.
@@ -25,7 +18,12 @@ type app struct {
 	stdout, stderr io.Writer
 	logFormat      string
 	logLevel       string
+	listenHost     string
 	log            *slog.Logger
+	setupDone      bool
+
+	// lookupEnv reads the environment; nil means os.LookupEnv.
+	lookupEnv func(string) (string, bool)
 
 	// exec replaces the process with another program, as execve(2) does;
 	// nil where the command line runs inside another program (tests).
@@ -78,20 +76,31 @@ breaking; change data capture from the PostgreSQL WAL instead of polling; a
 transactional outbox; a pricing worker fleet on a PostgreSQL queue; and a
 simulated legacy world to rehearse the migration on.
 
-Every flag can also be set with an environment variable: FICUS_ followed by
-the flag's name in upper case with dashes as underscores (--database-url is
-FICUS_DATABASE_URL). A flag given on the command line wins.`,
+Every flag can also be set with an environment variable named after the
+command and the flag: FICUS_, the path (without "ficus") of the command that
+declares the flag, the flag's name, joined by "_", in upper case with dashes
+as underscores ("ficus cdc run --sink" is FICUS_CDC_RUN_SINK; --slot, which
+"ficus cdc" declares for its subcommands, is FICUS_CDC_SLOT). The flags that mean the same for every
+command keep one name: FICUS_DATABASE_URL, FICUS_LOG_FORMAT, FICUS_LOG_LEVEL,
+FICUS_LISTEN_HOST. A flag given on the command line wins; --help shows each
+flag's variable. Every secret (database and sink URLs, passwords) can also be
+read from a file: --database-url-file.
+
+Exit codes: 0 success, 1 runtime failure, 2 usage error (the command line or
+environment is wrong; nothing was started), 3 a status command's answer that
+what it checked is unhealthy.`,
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		PersistentPreRunE: a.setup,
 	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.logFormat, "log-format", "text", "log format: text or json")
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	pf.StringVar(&a.listenHost, "listen-host", "127.0.0.1", "host the listen addresses left at their defaults use (--listen, --metrics-listen); the ficus image sets 0.0.0.0")
 
 	root.AddCommand(
 		a.versionCommand(),
+		a.healthcheckCommand(),
 		a.migrateCommand(),
 		a.proxyCommand(),
 		a.cdcCommand(),
@@ -102,51 +111,8 @@ FICUS_DATABASE_URL). A flag given on the command line wins.`,
 		a.pricingCommand(),
 		a.routeCommand(),
 	)
-	annotateEnv(root)
+	a.contract(root)
 	return root
-}
-
-// setup applies FICUS_* environment variables to flags not given on the
-// command line, then builds the logger.
-func (a *app) setup(cmd *cobra.Command, _ []string) error {
-	var errs []error
-	cmd.Flags().VisitAll(func(f *pflag.Flag) {
-		if f.Changed || f.Name == "help" {
-			return
-		}
-		if v, ok := os.LookupEnv(envName(f.Name)); ok {
-			if err := f.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", envName(f.Name), v, err))
-			}
-		}
-	})
-	if err := errors.Join(errs...); err != nil {
-		return usageError{err}
-	}
-	log, err := newLogger(a.stderr, a.logFormat, a.logLevel)
-	if err != nil {
-		return usageError{err}
-	}
-	a.log = log
-	return nil
-}
-
-func envName(flag string) string {
-	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
-}
-
-// annotateEnv appends each flag's environment variable to its help text.
-func annotateEnv(cmd *cobra.Command) {
-	annotate := func(f *pflag.Flag) {
-		if f.Name != "help" && !strings.Contains(f.Usage, "(env ") {
-			f.Usage += " (env " + envName(f.Name) + ")"
-		}
-	}
-	cmd.LocalNonPersistentFlags().VisitAll(annotate)
-	cmd.PersistentFlags().VisitAll(annotate)
-	for _, c := range cmd.Commands() {
-		annotateEnv(c)
-	}
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {

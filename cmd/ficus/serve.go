@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -20,10 +21,36 @@ type service func(ctx context.Context) error
 // serve runs the services and the /metrics, /healthz and /readyz endpoints
 // on metricsAddr until ctx ends or one of them fails, then stops them all.
 func (a *app) serve(ctx context.Context, metricsAddr string, h *ops.Handler, services ...service) error {
-	ln, err := httpserve.Listen(metricsAddr)
+	ln, err := listenMetrics(metricsAddr)
 	if err != nil {
-		return fmt.Errorf("--metrics-listen: %w", err)
+		return err
 	}
+	return a.serveOn(ctx, ln, h, services...)
+}
+
+// listenMetrics binds --metrics-listen. Commands that log what they serve
+// bind it first, so that nothing says "listening" before a port turns out
+// to be taken.
+func listenMetrics(addr string) (net.Listener, error) {
+	ln, err := httpserve.Listen(addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-listen: %w", err)
+	}
+	return ln, nil
+}
+
+// listenFlag binds the address of a --listen flag.
+func listenFlag(flag, addr string) (net.Listener, error) {
+	ln, err := httpserve.Listen(addr)
+	if err != nil {
+		return nil, fmt.Errorf("--%s: %w", flag, err)
+	}
+	return ln, nil
+}
+
+// serveOn is serve with the metrics listener already bound; it closes it.
+func (a *app) serveOn(ctx context.Context, ln net.Listener, h *ops.Handler, services ...service) error {
+	var err error
 	a.log.Info("serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: h}) })

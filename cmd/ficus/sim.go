@@ -33,6 +33,7 @@ ficus demo and the end-to-end suite use them; so can you.`,
 func (a *app) simMESCommand() *cobra.Command {
 	var listen, metricsAddr, modelsURL, priceList, dbURL, webhook string
 	var cfg mes.Config
+	var srvTLS serverTLS
 	cmd := &cobra.Command{
 		Use:   "mes",
 		Short: "Run the legacy MES API",
@@ -58,6 +59,10 @@ it); the MES reads that file and prices it with --price-list, taking
 --calc-time to do so.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			tlsCfg, err := srvTLS.config()
+			if err != nil {
+				return err
+			}
 			pl, err := loadPriceList(priceList)
 			if err != nil {
 				return err
@@ -93,18 +98,23 @@ it); the MES reads that file and prices it with --price-list, taking
 			}
 			srv, err := mes.New(cfg)
 			if err != nil {
-				return usageError{err}
+				return configError(err, map[string]string{"CalcTime": "--calc-time", "StageTime": "--stage-time"})
 			}
-			ln, err := httpserve.Listen(listen)
+			ln, err := listenFlag("listen", listen)
 			if err != nil {
 				return err
 			}
-			a.log.Info("legacy MES listening", "addr", ln.Addr().String(), "calc_time", cfg.CalcTime)
+			defer ln.Close()
+			mln, err := listenMetrics(metricsAddr)
+			if err != nil {
+				return err
+			}
+			a.log.Info("legacy MES listening", "addr", ln.Addr().String(), "scheme", srvTLS.scheme(), "calc_time", cfg.CalcTime)
 			h := &ops.Handler{}
 			h.Register(cfg.Metrics)
-			return a.serve(cmd.Context(), metricsAddr, h, func(ctx context.Context) error {
-				return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: srv})
-			}, srv.RunProduction)
+			return a.serveOn(cmd.Context(), mln, h, func(ctx context.Context) error {
+				return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: srv, TLS: tlsCfg})
+			}, srv.RunProduction, srvTLS.reloadOnHangup(a))
 		},
 	}
 	f := cmd.Flags()
@@ -116,6 +126,7 @@ it); the MES reads that file and prices it with --price-list, taking
 	f.StringVar(&modelsURL, "models", defaultModelStore(), "model store URL quotes read from: file:///dir or s3://bucket")
 	f.StringVar(&priceList, "price-list", "", "price list YAML file (default: the embedded one)")
 	metricsFlag(f, &metricsAddr, "127.0.0.1:9191")
+	srvTLS.addFlags(f)
 	return cmd
 }
 
@@ -177,7 +188,7 @@ for ficus outbox relay.`,
 			defer closeEvents()
 			gen, err := shop.New(cfg)
 			if err != nil {
-				return usageError{err}
+				return configError(err, map[string]string{"Rate": "--rate"})
 			}
 			h := &ops.Handler{}
 			h.Register(cfg.Metrics)
@@ -213,6 +224,7 @@ for ficus outbox relay.`,
 func (a *app) simCRMCommand() *cobra.Command {
 	var listen, url, metricsAddr, mode string
 	var cfg crm.Config
+	var srvTLS serverTLS
 	cmd := &cobra.Command{
 		Use:   "crm",
 		Short: "Run the CRM: polling the shop database, or receiving events",
@@ -227,6 +239,10 @@ and out-of-order transitions they detected.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			tlsCfg, err := srvTLS.config()
+			if err != nil {
+				return err
+			}
 			cfg.Mode = crm.Mode(mode)
 			h := &ops.Handler{}
 			if cfg.Mode == crm.ModePoll {
@@ -241,17 +257,22 @@ and out-of-order transitions they detected.`,
 			cfg.Metrics, cfg.Logger = metrics.NewSet(), a.log.With("component", "sim_crm")
 			c, err := crm.New(cfg)
 			if err != nil {
-				return usageError{err}
+				return configError(err, map[string]string{"Mode": "--mode", "Interval": "--interval"})
 			}
-			ln, err := httpserve.Listen(listen)
+			ln, err := listenFlag("listen", listen)
 			if err != nil {
 				return err
 			}
-			a.log.Info("CRM listening", "addr", ln.Addr().String(), "mode", mode)
+			defer ln.Close()
+			mln, err := listenMetrics(metricsAddr)
+			if err != nil {
+				return err
+			}
+			a.log.Info("CRM listening", "addr", ln.Addr().String(), "scheme", srvTLS.scheme(), "mode", mode)
 			h.Register(cfg.Metrics)
-			return a.serve(ctx, metricsAddr, h, c.Run, func(ctx context.Context) error {
-				return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: c.Handler()})
-			})
+			return a.serveOn(ctx, mln, h, c.Run, func(ctx context.Context) error {
+				return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: c.Handler(), TLS: tlsCfg})
+			}, srvTLS.reloadOnHangup(a))
 		},
 	}
 	f := cmd.Flags()
@@ -260,5 +281,6 @@ and out-of-order transitions they detected.`,
 	databaseFlag(f, &url, "of the shop database (poll mode)")
 	f.DurationVar(&cfg.Interval, "interval", 2*time.Second, "how often to poll (poll mode)")
 	metricsFlag(f, &metricsAddr, "127.0.0.1:9192")
+	srvTLS.addFlags(f)
 	return cmd
 }

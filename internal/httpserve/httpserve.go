@@ -7,6 +7,7 @@ package httpserve
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -38,6 +39,10 @@ type Config struct {
 	// gets 400 and the connection is closed (see internal/framing); only
 	// baselines for benchmarks turn this on.
 	AllowAmbiguousFraming bool
+	// TLS, when set, serves HTTPS (HTTP/1.1) on Listener with this
+	// configuration (see package tlsfiles for a certificate that reloads).
+	// Defaults to nil: plain HTTP.
+	TLS *tls.Config
 }
 
 // Listen opens a TCP listener on addr ("host:port", ":0" for any free port)
@@ -64,6 +69,14 @@ func Run(ctx context.Context, cfg Config) error {
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	ln := cfg.Listener
+	if cfg.TLS != nil {
+		// The framing scan below must see the decrypted stream, so TLS
+		// wraps the TCP listener inside it. net/http then does not see a
+		// *tls.Conn: it serves HTTP/1.1, which is all ALPN offers.
+		tc := cfg.TLS.Clone()
+		tc.NextProtos = []string{"http/1.1"}
+		ln = tls.NewListener(ln, tc)
+	}
 	if !cfg.AllowAmbiguousFraming {
 		ln = framing.Listener(ln)
 		srv.Handler = framing.Handler(srv.Handler)

@@ -42,6 +42,7 @@ package nats
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -107,6 +108,10 @@ type Config struct {
 	// ConnectOptions are added to the connection's options, e.g.
 	// natsgo.UserCredentials(file) or natsgo.RootCAs(file).
 	ConnectOptions []natsgo.Option
+	// TLSClientConfig is the TLS configuration used when the server asks
+	// for TLS or the URL is tls://, e.g. with RootCAs from a CA bundle.
+	// Defaults to nil: the system's roots.
+	TLSClientConfig *tls.Config
 	// Name labels the sink's metrics and logs, and names the connection.
 	// Defaults to "nats".
 	Name string
@@ -171,6 +176,12 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 			log.Info("reconnected to NATS", "server", nc.ConnectedUrlRedacted())
 		}),
 	}, cfg.ConnectOptions...)
+	if cfg.TLSClientConfig != nil {
+		// Unlike natsgo.Secure and natsgo.RootCAs, this does not demand
+		// TLS of a server that does not offer it.
+		tc := cfg.TLSClientConfig.Clone()
+		opts = append(opts, func(o *natsgo.Options) error { o.TLSConfig = tc; return nil })
+	}
 	nc, err := natsgo.Connect(cfg.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("nats: connect to %s: %w (is the server running and the URL right?)", redactURL(cfg.URL), err)

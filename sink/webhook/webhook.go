@@ -59,6 +59,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -138,6 +139,10 @@ type Config struct {
 	// Client sends the requests. Defaults to an http.Client with a 30s
 	// timeout.
 	Client *http.Client
+	// TLSClientConfig is the TLS configuration of the default client's
+	// transport (ignored with Client), e.g. with RootCAs from a CA bundle.
+	// Defaults to nil: the system's roots.
+	TLSClientConfig *tls.Config
 	// Header is added to every request, e.g. Authorization.
 	Header http.Header
 	// MaxBatchEvents is the most events in one request. Defaults to 100.
@@ -271,6 +276,9 @@ func New(cfg Config) (*Sink, error) {
 		// flight). One idle connection per lane is kept.
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = cfg.Lanes
+		if cfg.TLSClientConfig != nil {
+			tr.TLSClientConfig = cfg.TLSClientConfig.Clone()
+		}
 		s.client = &http.Client{Transport: tr, Timeout: DefaultTimeout}
 		s.ownsCli = true
 	}
