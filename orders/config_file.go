@@ -133,11 +133,7 @@ func ParseConfig(data []byte) (Config, error) {
 		}
 		cfg.Sources = make([]Source, len(fc.Sources))
 		for i, s := range fc.Sources {
-			cfg.Sources[i] = Source{
-				Name: s.Name, Table: s.Table, IDColumn: s.IDColumn, RefColumn: s.RefColumn,
-				StatusColumn: s.StatusColumn, CreatedColumn: s.CreatedColumn, PromisedColumn: s.PromisedColumn,
-				Common: s.Common, Final: s.Final,
-			}
+			cfg.Sources[i] = Source(s)
 		}
 	}
 	if fc.StatusLimits != nil {
