@@ -321,10 +321,10 @@ func (w *world) run(ctx context.Context) (Report, error) {
 	defer stopServers()
 	servers, _ := errgroup.WithContext(serveCtx)
 	servers.Go(func() error {
-		return httpserve.Run(serveCtx, httpserve.Config{Listener: mesLn, Handler: w.mes, DrainTimeout: time.Second})
+		return httpserve.Run(serveCtx, httpserve.Config{Listener: mesLn, Handler: w.mes, DrainTimeout: 6 * time.Second}) // net/http counts a connection without a request as busy for 5s
 	})
 	servers.Go(func() error {
-		return httpserve.Run(serveCtx, httpserve.Config{Listener: proxyLn, Handler: w.proxy, DrainTimeout: time.Second})
+		return httpserve.Run(serveCtx, httpserve.Config{Listener: proxyLn, Handler: w.proxy, DrainTimeout: 6 * time.Second})
 	})
 	servers.Go(func() error {
 		return httpserve.Run(serveCtx, httpserve.Config{Listener: crmLn, Handler: w.crmCDC.Handler(), DrainTimeout: time.Second})

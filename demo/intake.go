@@ -85,6 +85,7 @@ type intakeWorld struct {
 	proxy  *proxy.Proxy
 	store  *intake.Store
 	set    *metrics.Set
+	stop   context.CancelFunc // stops the intake's proxy once its report is made
 	base   string
 	client *http.Client
 
@@ -109,6 +110,7 @@ func (w *world) prepareIntake(ctx context.Context) error {
 // startIntake starts the intake's proxy, serving and delivering in
 // servers until ctx ends.
 func (w *world) startIntake(ctx context.Context, servers *errgroup.Group) error {
+	ctx, w.intake.stop = context.WithCancel(ctx)
 	store := w.intake.store
 	pcfg, err := proxy.ParseConfig([]byte(intakeProxyConfig(w.mesBase)), "")
 	if err != nil {
@@ -127,9 +129,11 @@ func (w *world) startIntake(ctx context.Context, servers *errgroup.Group) error 
 		return err
 	}
 	w.intake.proxy, w.intake.base = p, "http://"+ln.Addr().String()
-	w.intake.client = &http.Client{Timeout: 5 * time.Second}
+	// A transport of its own, whose idle connections intakeReport closes,
+	// so that none is left for the server's drain to wait for.
+	w.intake.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	servers.Go(func() error {
-		return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: p, DrainTimeout: time.Second})
+		return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: p, DrainTimeout: 6 * time.Second})
 	})
 	servers.Go(func() error { return ignoreEnd(p.Run(ctx)) })
 	fmt.Fprintf(w.cfg.Out, "  A third B2B client posts through a ficus proxy %s whose order route is async: the durable intake.\n", w.intake.base)
@@ -183,6 +187,8 @@ func (x *intakeWorld) post(ctx context.Context, ref string, body []byte) (string
 func (w *world) intakeReport(ctx context.Context, r *Report) error {
 	x := w.intake
 	x.wg.Wait()
+	defer x.stop()
+	defer x.client.CloseIdleConnections()
 	start := time.Now()
 	deadline := start.Add(max(10*time.Second, w.cfg.Duration/2))
 	for {
@@ -247,7 +253,7 @@ func (x *intakeWorld) status(ctx context.Context, loc string) (proxy.IntakeStatu
 		return st, err
 	}
 	req.Header.Set("Authorization", "Bearer "+demoAPIKey)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := x.client.Do(req)
 	if err != nil {
 		return st, fmt.Errorf("demo: intake status: %w", err)
 	}
