@@ -70,7 +70,11 @@ func writeRequest(bw *bufio.Writer, c *call, r *http.Request, uri, upstreamHost 
 	bw.WriteString("\r\n")
 	connection := r.Header["Connection"]
 	rules := forwardhdr.Rules{Underscores: c.st.cfg.UnderscoresInHeaders}
+	traced := c.trace != nil
 	for k, vv := range r.Header {
+		if traced && isTraceHeader(k) {
+			continue // the upstream span's context is written below
+		}
 		switch k {
 		case "Host", "Content-Length":
 			continue // framing: written below
@@ -93,6 +97,11 @@ func writeRequest(bw *bufio.Writer, c *call, r *http.Request, uri, upstreamHost 
 	}
 	writeField(bw, requestIDHeader, c.id)
 	writeField(bw, tenantHeader, c.caller.Tenant)
+	for k, vv := range c.traceHeader() {
+		for _, v := range vv {
+			writeField(bw, k, v)
+		}
+	}
 	forIP, host, proto := forwardhdr.XForwarded(r)
 	if forIP != "" {
 		writeField(bw, "X-Forwarded-For", forIP)

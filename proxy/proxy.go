@@ -31,7 +31,9 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/ficuslabs/ficus/internal/tracing"
 	"github.com/ficuslabs/ficus/proxy/breaker"
 	"github.com/ficuslabs/ficus/proxy/forwardhdr"
 	"github.com/ficuslabs/ficus/proxy/idempotency"
@@ -75,6 +77,10 @@ type Settings struct {
 	// every replica, and hears how each side answers. Defaults to none:
 	// such a route then takes the share its config gives.
 	Cutover Splitter
+	// TracerProvider gives the spans of requests, upstream calls and
+	// shadow calls (see tracing.go). Defaults to none: no spans, and the
+	// client's traceparent passes through unchanged.
+	TracerProvider trace.TracerProvider
 }
 
 // Splitter decides the shares of routes with a split and hears how their
@@ -103,7 +109,8 @@ type Proxy struct {
 	limiter *ratelimit.Limiter
 
 	noDirectPath bool
-	split        Splitter // nil without Settings.Cutover
+	split        Splitter     // nil without Settings.Cutover
+	tracer       trace.Tracer // nil when tracing is off
 
 	state atomic.Pointer[state]
 	mu    sync.Mutex // serialises Reload
@@ -125,6 +132,9 @@ func New(s Settings) (*Proxy, error) {
 	}
 	if p.now == nil {
 		p.now = time.Now
+	}
+	if tracing.Enabled(s.TracerProvider) {
+		p.tracer = s.TracerProvider.Tracer(tracerName)
 	}
 	if p.store == nil {
 		p.store = idempotency.NewMemory(idempotency.MemoryConfig{MaxKeys: s.Config.Idempotency.MaxKeys})
@@ -189,7 +199,8 @@ type call struct {
 	caller  Caller
 	id      string
 	started time.Time
-	rec     *recorder // &recorder
+	rec     *recorder  // &recorder
+	trace   *callTrace // nil when tracing is off
 
 	// abort asks ServeHTTP to break the client's connection off: the
 	// answer it got is incomplete.
@@ -213,6 +224,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		p.met.request(c.route, cmp.Or(c.caller.Lane, "none"), c.rec.code(), p.now().Sub(c.started))
 	}()
+	if p.tracer != nil {
+		r = p.startTrace(c, r)
+		defer p.endTrace(c)
+	}
 	p.serve(c, r)
 	if c.abort {
 		// As httputil.ReverseProxy does: the server then closes the
@@ -291,6 +306,7 @@ func (p *Proxy) allowRate(c *call, w http.ResponseWriter) bool {
 	}
 	ratelimit.WriteHeaders(w.Header(), decisions)
 	if reject >= 0 {
+		c.noteRate(rateRejected)
 		reject := &decisions[reject]
 		writeProblem(w, Problem{Status: http.StatusTooManyRequests, Title: "Rate limit exceeded",
 			Type: problemBase + "rate-limited", RetryAfter: reject.RetryAfter,
@@ -298,6 +314,7 @@ func (p *Proxy) allowRate(c *call, w http.ResponseWriter) bool {
 				reject.Policy.Name, reject.Policy.Rate, reject.Policy.Burst, c.caller.Tenant)})
 		return false
 	}
+	c.noteRate(rateAllowed)
 	return true
 }
 
@@ -334,6 +351,7 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, mirro
 	}
 	release, ok := up.shed.Acquire(c.caller.Lane)
 	if !ok {
+		c.noteShed()
 		p.observe(c, true, 0)
 		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Title: "Overloaded", Type: problemBase + "shed",
 			RetryAfter: time.Second,
@@ -348,6 +366,7 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, mirro
 		if errors.As(err, &open) {
 			retry = open.RetryAfter
 		}
+		c.noteBreakerOpen()
 		p.observe(c, true, 0)
 		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Title: "Upstream unavailable", Type: problemBase + "circuit-open",
 			RetryAfter: retry,
@@ -364,6 +383,9 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, mirro
 	ex := &c.ex
 	c.rec.keep = keep
 
+	if c.trace != nil {
+		r = p.startUpstream(c, r)
+	}
 	start := p.now()
 	if direct {
 		p.forwardDirect(c, r, body, detach)
@@ -371,6 +393,7 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, mirro
 		p.forwardProxy(c, r, body, detach)
 	}
 	took := p.now().Sub(start)
+	c.endUpstream()
 	if !isClientBodyFault(ex.err) {
 		up.duration.Update(took.Seconds())
 	}
@@ -512,6 +535,7 @@ func (p *Proxy) newReverseProxy(u *upstream) *httputil.ReverseProxy {
 				if ex.call.caller.keyInAuthorization {
 					pr.Out.Header.Del("Authorization") // it was ficus's key, not the upstream's
 				}
+				ex.call.setTraceHeader(pr.Out.Header)
 			}
 		},
 		Transport: u.transport,
