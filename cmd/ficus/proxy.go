@@ -79,7 +79,7 @@ plan and its gates, which "ficus route" steers (see docs/cutover.md).`,
 			h := &ops.Handler{}
 			set := metrics.NewSet()
 			h.Register(set)
-			s := proxy.Settings{Config: cfg, Metrics: set, Logger: a.log, NoDirectPath: !directPath}
+			s := proxy.Settings{Config: cfg, Metrics: set, Logger: a.log, NoDirectPath: !directPath, TracerProvider: a.tracerProvider()}
 			if needDB {
 				pool, err := connect(ctx, url)
 				if err != nil {
