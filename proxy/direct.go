@@ -70,7 +70,7 @@ func writeRequest(bw *bufio.Writer, c *call, r *http.Request, uri, upstreamHost 
 	bw.WriteString("\r\n")
 	connection := r.Header["Connection"]
 	rules := forwardhdr.Rules{Underscores: c.st.cfg.UnderscoresInHeaders}
-	traced := c.trace != nil
+	traced := c.trace.on
 	for k, vv := range r.Header {
 		if traced && isTraceHeader(k) {
 			continue // the upstream span's context is written below
@@ -97,9 +97,10 @@ func writeRequest(bw *bufio.Writer, c *call, r *http.Request, uri, upstreamHost 
 	}
 	writeField(bw, requestIDHeader, c.id)
 	writeField(bw, tenantHeader, c.caller.Tenant)
-	for k, vv := range c.traceHeader() {
-		for _, v := range vv {
-			writeField(bw, k, v)
+	if traced {
+		writeField(bw, "Traceparent", c.trace.traceparent)
+		if c.trace.tracestate != "" {
+			writeField(bw, "Tracestate", c.trace.tracestate)
 		}
 	}
 	forIP, host, proto := forwardhdr.XForwarded(r)

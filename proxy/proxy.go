@@ -199,8 +199,8 @@ type call struct {
 	caller  Caller
 	id      string
 	started time.Time
-	rec     *recorder  // &recorder
-	trace   *callTrace // nil when tracing is off
+	rec     *recorder // &recorder
+	trace   callTrace // its spans, when tracing is on
 
 	// abort asks ServeHTTP to break the client's connection off: the
 	// answer it got is incomplete.
@@ -383,8 +383,8 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, mirro
 	ex := &c.ex
 	c.rec.keep = keep
 
-	if c.trace != nil {
-		r = p.startUpstream(c, r)
+	if c.trace.on {
+		p.startUpstream(c, r)
 	}
 	start := p.now()
 	if direct {

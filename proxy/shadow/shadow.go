@@ -659,8 +659,14 @@ func (s *Shadow) Close(ctx context.Context) error {
 // startSpan starts the span of a mirrored request, a child of the span in
 // the client request r's context, and returns req carrying it (in its
 // context and its traceparent).
+//
+// A client request without a span (one the sampler left out) gets none.
 func (s *Shadow) startSpan(p *Pending, r, req *http.Request) *http.Request {
-	parent := trace.ContextWithSpanContext(req.Context(), trace.SpanContextFromContext(r.Context()))
+	sc := trace.SpanContextFromContext(r.Context())
+	if !sc.IsValid() {
+		return req
+	}
+	parent := trace.ContextWithSpanContext(req.Context(), sc)
 	ctx, span := s.tracer.Start(parent, "shadow "+s.route, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("ficus.route", s.route), attribute.String("http.request.method", r.Method),
 			attribute.String("server.address", s.target.Host)))
