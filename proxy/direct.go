@@ -230,7 +230,7 @@ func (p *Proxy) forwardDirect(c *call, r *http.Request, body []byte, detach bool
 	readErr, clientErr := copyResponse(c.rec, &d.x, detach)
 	if err := d.x.Close(); err != nil && readErr == nil {
 		ex.err = err
-		p.log.Warn("upstream answer followed by unexpected bytes; connection closed", "upstream", up.name,
+		p.log.WarnContext(ctx, "upstream answer followed by unexpected bytes; connection closed", "upstream", up.name,
 			"request_id", c.id, "err", err)
 	}
 	switch {

@@ -57,7 +57,7 @@ func (p *Proxy) serveIdempotent(c *call, r *http.Request) {
 		return
 	}
 	if err != nil {
-		p.log.Error("idempotency store", "op", "claim", "err", err)
+		p.log.ErrorContext(ctx, "idempotency store", "op", "claim", "err", err)
 		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Title: "Idempotency store unavailable", RetryAfter: time.Second,
 			Detail: "the request was not sent; retry with the same Idempotency-Key"})
 		return
@@ -117,7 +117,7 @@ func (p *Proxy) forwardClaimed(c *call, r *http.Request, k idempotency.Key, toke
 		replayHeaders.Put(h)
 	}
 	if err != nil {
-		p.log.Error("idempotency store: the outcome was not recorded", "tenant", k.Tenant, "err", err)
+		p.log.ErrorContext(ctx, "idempotency store: the outcome was not recorded", "tenant", k.Tenant, "err", err)
 	}
 }
 
@@ -184,7 +184,7 @@ func (p *Proxy) reconcile(c *call, r *http.Request, k idempotency.Key, rec idemp
 	if err != nil {
 		// The error may name the upstream's address: it goes to the log,
 		// under the request id, not to the client.
-		p.log.Warn("reconcile lookup failed", "route", route, "request_id", c.id, "err", err)
+		p.log.WarnContext(r.Context(), "reconcile lookup failed", "route", route, "request_id", c.id, "err", err)
 		unknown("the first request's outcome is unknown and the reconcile lookup failed; quote the request_id to an operator for details")
 		return rec, false
 	}
@@ -196,7 +196,7 @@ func (p *Proxy) reconcile(c *call, r *http.Request, k idempotency.Key, rec idemp
 		}
 		resp := idempotency.Response{Status: status, Header: http.Header{"Content-Type": {"application/json"}}, Body: resource}
 		if err := p.store.Resolve(ctx, k, resp, p.now()); err != nil {
-			p.log.Error("idempotency store", "op", "resolve", "err", err)
+			p.log.ErrorContext(ctx, "idempotency store", "op", "resolve", "err", err)
 		}
 		p.idempotencyOutcome(c, outcomeReconciled)
 		p.replay(w, &resp)

@@ -467,7 +467,7 @@ func (p *Proxy) upstreamFailed(c *call, r *http.Request, u *upstream, err error)
 	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 		status, title = http.StatusGatewayTimeout, "Upstream timeout"
 	}
-	p.log.Warn("upstream call failed", "upstream", u.name, "request_id", c.id, "status", status, "err", err)
+	p.log.WarnContext(r.Context(), "upstream call failed", "upstream", u.name, "request_id", c.id, "status", status, "err", err)
 	writeProblem(c.rec, Problem{Status: status, Title: title, Type: problemBase + "upstream-error", Detail: upstreamDetail(status)})
 }
 
@@ -548,7 +548,7 @@ func (p *Proxy) newReverseProxy(u *upstream) *httputil.ReverseProxy {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			ex := exchangeFrom(r)
 			if ex == nil {
-				p.log.Warn("upstream call failed", "upstream", u.name, "request_id", w.Header().Get(requestIDHeader), "err", err)
+				p.log.WarnContext(r.Context(), "upstream call failed", "upstream", u.name, "request_id", w.Header().Get(requestIDHeader), "err", err)
 				writeProblem(w, Problem{Status: http.StatusBadGateway, Title: "Bad gateway", Type: problemBase + "upstream-error",
 					Detail: upstreamDetail(http.StatusBadGateway)})
 				return
