@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -59,5 +60,19 @@ func TestCDCTracerSpans(t *testing.T) {
 	boom := errors.New("sink down")
 	if err := tr.deliver(context.Background(), txs[:1], events[:2], func(context.Context, []cloudevent.Event) error { return boom }); !errors.Is(err, boom) {
 		t.Fatalf("deliver: %v", err)
+	}
+}
+
+func TestServiceName(t *testing.T) {
+	root := (&app{}).rootCommand()
+	for args, want := range map[string]string{"proxy": "ficus-proxy", "cdc run": "ficus-cdc", "sim mes": "ficus-sim-mes",
+		"orders serve": "ficus-orders", "outbox relay": "ficus-outbox-relay", "pricing worker": "ficus-pricing-worker"} {
+		cmd, _, err := root.Find(strings.Fields(args))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := serviceName(cmd); got != want {
+			t.Errorf("%s: %s, want %s", args, got, want)
+		}
 	}
 }

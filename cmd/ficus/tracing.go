@@ -57,9 +57,9 @@ func (a *app) tracerProvider() trace.TracerProvider {
 }
 
 // serviceName names a command's process in traces: "ficus proxy" is
-// ficus-proxy, "ficus sim mes" ficus-sim-mes; a trailing run, serve or
-// serve verb is dropped ("ficus cdc run" is
-// ficus-cdc).
+// ficus-proxy, "ficus sim mes" ficus-sim-mes; a trailing "run" or
+// "serve" below a command is dropped ("ficus cdc run" is ficus-cdc,
+// "ficus orders serve" ficus-orders).
 func serviceName(cmd *cobra.Command) string {
 	parts := strings.Fields(cmd.CommandPath())
 	if n := len(parts); n > 2 {

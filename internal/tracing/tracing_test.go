@@ -61,7 +61,7 @@ func TestSetupExportsToEndpoint(t *testing.T) {
 	if !ok || s.Service != "ficus-test" || s.TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" || s.ParentSpanID != "00f067aa0ba902b7" {
 		t.Fatalf("exported %+v (found %v)", s, ok)
 	}
-	if tree := tracingtest.Tree(c.Spans(), s.TraceID); !strings.HasPrefix(tree, "work [ficus-test]") {
+	if tree := tracingtest.Tree(c.Spans(), s.TraceID); !strings.HasPrefix(tree, "work [ficus-test] ") {
 		t.Errorf("tree %q", tree)
 	}
 }

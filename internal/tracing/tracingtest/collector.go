@@ -141,8 +141,9 @@ func Named(prefix string) func(Span) bool {
 }
 
 // Tree writes the spans of trace id as an indented tree, children under
-// their parents in start order, with service, duration and attributes:
-// the text form of a trace view.
+// their parents in start order, each with its service, duration, start
+// (after the trace's first span) and kind, and its attributes below: the
+// text form of a trace view.
 func Tree(spans []Span, traceID string) string {
 	var in []Span
 	ids := map[string]bool{}
@@ -153,6 +154,10 @@ func Tree(spans []Span, traceID string) string {
 		}
 	}
 	slices.SortFunc(in, func(a, b Span) int { return a.Start.Compare(b.Start) })
+	var t0 time.Time
+	if len(in) > 0 {
+		t0 = in[0].Start
+	}
 	var b strings.Builder
 	var walk func(parent string, depth int)
 	walk = func(parent string, depth int) {
@@ -173,8 +178,9 @@ func Tree(spans []Span, traceID string) string {
 			for _, k := range keys {
 				kv = append(kv, k+"="+s.Attrs[k])
 			}
-			fmt.Fprintf(&b, "%s%s [%s] %s %s", strings.Repeat("  ", depth), s.Name, s.Service,
-				s.Duration().Round(10*time.Microsecond), strings.ToLower(strings.TrimPrefix(s.Kind.String(), "SPAN_KIND_")))
+			fmt.Fprintf(&b, "%s%s [%s] %s, at +%s, %s", strings.Repeat("  ", depth), s.Name, s.Service,
+				s.Duration().Round(10*time.Microsecond), s.Start.Sub(t0).Round(10*time.Microsecond),
+				strings.ToLower(strings.TrimPrefix(s.Kind.String(), "SPAN_KIND_")))
 			if len(s.Links) > 0 {
 				fmt.Fprintf(&b, " links=%v", s.Links)
 			}
