@@ -12,6 +12,7 @@ import (
 
 	"github.com/ficuslabs/ficus/internal/httpserve"
 	"github.com/ficuslabs/ficus/internal/ops"
+	"github.com/ficuslabs/ficus/internal/tracing"
 	"github.com/ficuslabs/ficus/migrate"
 	"github.com/ficuslabs/ficus/orders"
 	"github.com/ficuslabs/ficus/sink"
@@ -109,7 +110,7 @@ func (a *app) ordersServeCommand() *cobra.Command {
 			a.log.Info("order view listening", "addr", ln.Addr().String())
 			return a.serve(ctx, metricsAddr, h,
 				func(ctx context.Context) error {
-					return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: orders.NewHandler(view, a.log)})
+					return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: tracing.Handler(a.tracerProvider(), "orders", orders.NewHandler(view, a.log))})
 				},
 				func(ctx context.Context) error { return mon.Run(ctx, refresh) })
 		},

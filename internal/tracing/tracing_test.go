@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -121,4 +122,33 @@ func FuzzRemote(f *testing.F) {
 			t.Fatalf("%q %q: round trip %v, want %v", traceparent, tracestate, again, sc)
 		}
 	})
+}
+
+func TestHandlerSpans(t *testing.T) {
+	c := tracingtest.New(t)
+	t.Setenv(tracing.EnvEndpoint, c.URL)
+	p, err := tracing.Setup(context.Background(), tracing.Config{ServiceName: "ficus-orders"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	var inHandler trace.SpanContext
+	mux.HandleFunc("GET /api/v1/orders/{id}", func(w http.ResponseWriter, r *http.Request) {
+		inHandler = trace.SpanContextFromContext(r.Context())
+		w.WriteHeader(http.StatusNotFound)
+	})
+	h := tracing.Handler(p.TracerProvider(), "orders", mux)
+	req := httptest.NewRequest(http.MethodGet, "/api/v1/orders/42", nil)
+	req.Header.Set("Traceparent", tp)
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s, ok := c.Find(tracingtest.Named("orders GET /api/v1/orders/{id}"))
+	if !ok || s.ParentSpanID != "00f067aa0ba902b7" || s.Attrs["http.response.status_code"] != "404" || s.SpanID != inHandler.SpanID().String() {
+		t.Fatalf("span %+v (found %v), handler saw %v", s, ok, inHandler)
+	}
+	if tracing.Handler(nil, "orders", mux) != http.Handler(mux) {
+		t.Error("tracing off wraps the handler")
+	}
 }
