@@ -95,7 +95,7 @@ plan and its gates, which "ficus route" steers (see docs/cutover.md).`,
 					return err
 				}
 				h.AddCheck("postgres", poolReady(pool))
-				if ctl, err = cutover.New(cutover.Config{Pool: pool, Metrics: set, Logger: a.log, EvaluateEvery: cutoverEvery}); err != nil {
+				if ctl, err = cutover.New(cutover.Config{Pool: pool, Metrics: set, Logger: a.log, EvaluateEvery: cutoverEvery, TracerProvider: a.tracerProvider()}); err != nil {
 					return err
 				}
 				if err := ctl.Register(ctx, cfg.CutoverRoutes()); err != nil {
