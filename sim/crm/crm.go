@@ -107,7 +107,7 @@ type Stats struct {
 // CRM is the simulated CRM: it follows orders by polling the shop database
 // or by receiving change events, and records what it saw in a Tracker.
 type CRM struct {
-	tracer        trace.Tracer
+	tracer        trace.Tracer // nil without Config.TracerProvider
 	mode          Mode
 	pool          *pgxpool.Pool
 	interval      time.Duration
@@ -206,7 +206,9 @@ func New(cfg Config) (*CRM, error) {
 		log:           logger.With("component", "sim_crm", "mode", string(mode)),
 		tracker:       NewTracker(shop.Statuses),
 		m:             newMetrics(set),
-		tracer:        tracing.Or(cfg.TracerProvider).Tracer(tracerName),
+	}
+	if tracing.Enabled(cfg.TracerProvider) {
+		c.tracer = cfg.TracerProvider.Tracer(tracerName)
 	}
 	c.seen = newDedup(c.dedupCapacity)
 	return c, nil

@@ -18,6 +18,9 @@ const tracerName = "github.com/ficuslabs/ficus/sim/crm"
 // the order's path ends here. It does nothing without a tracer provider
 // or when e carries no trace context.
 func (c *CRM) traceEvent(ctx context.Context, e cloudevent.Event, duplicate bool, ch *Change, started time.Time) {
+	if c.tracer == nil {
+		return
+	}
 	parent := e.TraceContext(ctx)
 	if !trace.SpanContextFromContext(parent).IsValid() {
 		return
