@@ -13,6 +13,11 @@
 #                    commit, with that build's defaults: what the changes
 #                    since then cost or gained, in the same run
 #   ficus-postgres   ficus proxy, every feature on, Postgres idempotency store
+#   ficus-trace-1    ficus-memory with tracing on, sampling 1% of the
+#                    requests (OTEL_TRACES_SAMPLER=parentbased_traceidratio,
+#                    OTEL_TRACES_SAMPLER_ARG=0.01), spans exported over
+#                    OTLP/HTTP to bench/upstream's /v1/traces
+#   ficus-trace-100  the same sampling every request
 #   nginx            nginx as a plain reverse proxy with a keep-alive pool
 #   haproxy          HAProxy as a plain reverse proxy with connection reuse
 #
@@ -33,7 +38,7 @@
 #                      median p99) is reported, and the added p99 is the
 #                      median of the per-round differences to direct [1]
 #   BENCH_SCENARIOS    "get", "post" or both ["get post"]
-#   BENCH_CONTENDERS   which contenders, in table order [all eight above]
+#   BENCH_CONTENDERS   which contenders, in table order [all ten above]
 #   BENCH_PREVIOUS     the commit ficus-previous is built from [c5d164a]
 #   BENCH_CPU_LOAD, BENCH_CPU_PROXY, BENCH_CPU_UPSTREAM
 #                      taskset CPU lists [0, 1, 0 on two or more CPUs]
@@ -72,7 +77,7 @@ warmup="${BENCH_WARMUP:-5s}"
 conns="${BENCH_CONNECTIONS:-64}"
 rounds="${BENCH_ROUNDS:-1}"
 scenarios="${BENCH_SCENARIOS:-get post}"
-all_contenders="direct bare ficus-memory ficus-reverseproxy ficus-previous ficus-postgres nginx haproxy"
+all_contenders="direct bare ficus-memory ficus-trace-1 ficus-trace-100 ficus-reverseproxy ficus-previous ficus-postgres nginx haproxy"
 contenders="${BENCH_CONTENDERS:-$all_contenders}"
 previous="${BENCH_PREVIOUS:-c5d164a}"
 out="${BENCH_OUT:-bench/results/latest.md}"
@@ -215,6 +220,7 @@ fi
 # and so every ficus contender (ficus-previous too, whose build had them on
 # by default) runs with the same settings.
 ficus_tweaks=()
+ficus_env=() # environment of a ficus contender (tracing)
 [[ "$ficus_help" != *--steady-sysmon* ]] || ficus_tweaks+=(--steady-sysmon)
 [[ "$ficus_help" != *--gc-floor-mib* ]] || ficus_tweaks+=(--gc-floor-mib 16)
 
@@ -366,7 +372,8 @@ start_ficus() {
 		bench/ficus-proxy.yaml >"$work/$name.yaml"
 	free_port port
 	free_port mport
-	spawn "$name" "$cpu_proxy" env -u FICUS_DATABASE_URL "$bin" proxy --listen "127.0.0.1:$port" \
+	spawn "$name" "$cpu_proxy" env -u FICUS_DATABASE_URL -u OTEL_EXPORTER_OTLP_ENDPOINT -u OTEL_EXPORTER_OTLP_TRACES_ENDPOINT \
+		"${ficus_env[@]}" "$bin" proxy --listen "127.0.0.1:$port" \
 		--upstream "$upstream_url" --config "$work/$name.yaml" --metrics-listen "127.0.0.1:$mport" "${db[@]}" \
 		"${ficus_tweaks[@]}" "${extra[@]}"
 	contender_pids+=("$spawned")
@@ -379,6 +386,18 @@ start_ficus() {
 	metrics_url="http://127.0.0.1:$mport/metrics"
 }
 start_ficus-memory() { start_ficus memory ficus-memory; }
+# start_ficus_traced NAME RATIO starts ficus-memory with tracing on,
+# sampling RATIO of the traces, exporting to the upstream's /v1/traces.
+start_ficus_traced() {
+	ficus_env=(OTEL_EXPORTER_OTLP_ENDPOINT="$upstream_url" OTEL_TRACES_SAMPLER=parentbased_traceidratio
+		OTEL_TRACES_SAMPLER_ARG="$2" OTEL_SERVICE_NAME=ficus-bench)
+	local rc=0
+	start_ficus memory "$1" || rc=$?
+	ficus_env=()
+	return "$rc"
+}
+start_ficus-trace-1() { start_ficus_traced ficus-trace-1 0.01; }
+start_ficus-trace-100() { start_ficus_traced ficus-trace-100 1; }
 start_ficus-postgres() { start_ficus postgres ficus-postgres; }
 start_ficus-reverseproxy() { start_ficus memory ficus-reverseproxy "$ficus" --direct-path=false; }
 start_ficus-previous() {

@@ -1,6 +1,7 @@
 package cloudevent_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"maps"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ficuslabs/ficus/cloudevent"
 )
@@ -346,4 +349,27 @@ func equal(a, b cloudevent.Event) bool {
 	}
 	a.Extensions, b.Extensions = nil, nil
 	return reflect.DeepEqual(a, b)
+}
+
+func TestTraceContext(t *testing.T) {
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	e := cloudevent.Event{Extensions: map[string]any{"traceparent": tp, "tracestate": "congo=t61rcWkgMzE"}}
+	sc := trace.SpanContextFromContext(e.TraceContext(context.Background()))
+	if !sc.IsRemote() || sc.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || sc.SpanID().String() != "00f067aa0ba902b7" ||
+		sc.TraceState().Get("congo") != "t61rcWkgMzE" {
+		t.Fatalf("TraceContext: %+v", sc)
+	}
+	for _, bad := range []any{"", "00-zz", 42, "00-00000000000000000000000000000000-00f067aa0ba902b7-01"} {
+		b := cloudevent.Event{Extensions: map[string]any{"traceparent": bad}}
+		if sc := trace.SpanContextFromContext(b.TraceContext(context.Background())); sc.IsValid() {
+			t.Errorf("traceparent %v gave a valid span context %v", bad, sc)
+		}
+	}
+	var out cloudevent.Event
+	if out.SetTraceContext(context.Background()) || out.Extensions != nil {
+		t.Fatalf("SetTraceContext without a span changed the event: %+v", out)
+	}
+	if !out.SetTraceContext(e.TraceContext(context.Background())) || out.Extensions["traceparent"] != tp || out.Extensions["tracestate"] != "congo=t61rcWkgMzE" {
+		t.Fatalf("SetTraceContext: %+v", out.Extensions)
+	}
 }

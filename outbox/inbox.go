@@ -11,8 +11,10 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ficuslabs/ficus/internal/ctxsleep"
+	"github.com/ficuslabs/ficus/internal/tracing"
 )
 
 // Defaults of InboxConfig.
@@ -49,6 +51,9 @@ type InboxConfig struct {
 	// Metrics receives the ficus_outbox_inbox_* metrics. Defaults to a new
 	// set.
 	Metrics *metrics.Set
+	// TracerProvider gives Process a span ("inbox process <consumer>")
+	// under the span in its ctx. Defaults to none.
+	TracerProvider trace.TracerProvider
 }
 
 // Inbox records the events a consumer processed, so that a redelivered
@@ -56,6 +61,7 @@ type InboxConfig struct {
 type Inbox struct {
 	cfg        InboxConfig
 	log        *slog.Logger
+	tracer     trace.Tracer
 	processed  *metrics.Counter
 	duplicates *metrics.Counter
 	expired    *metrics.Counter
@@ -91,6 +97,7 @@ func NewInbox(cfg InboxConfig) (*Inbox, error) {
 	return &Inbox{
 		cfg:        cfg,
 		log:        cfg.Logger.With("component", "outbox-inbox", "consumer", cfg.Consumer),
+		tracer:     tracing.Or(cfg.TracerProvider).Tracer(tracerName),
 		processed:  cfg.Metrics.GetOrCreateCounter(`ficus_outbox_inbox_events_total{result="processed"}`),
 		duplicates: cfg.Metrics.GetOrCreateCounter(`ficus_outbox_inbox_events_total{result="duplicate"}`),
 		expired:    cfg.Metrics.GetOrCreateCounter(`ficus_outbox_inbox_expired_total`),
@@ -107,19 +114,29 @@ const inboxInsertSQL = `INSERT INTO ficus.inbox (consumer, event_id, processed_a
 // the redelivered event is processed again. A concurrent Process of the
 // same id waits for the first one's transaction and then sees the
 // duplicate. It reports whether fn ran.
+//
+// With InboxConfig.TracerProvider, Process runs in a span under the span
+// of ctx: give it the event's trace context (cloudevent.Event's
+// TraceContext) to continue the producer's trace.
 func (in *Inbox) Process(ctx context.Context, tx pgx.Tx, eventID string, fn func(pgx.Tx) error) (bool, error) {
 	if eventID == "" {
 		return false, fmt.Errorf("%w: empty event id", ErrInvalidEvent)
 	}
+	ctx, span := in.startProcess(ctx, eventID)
+	defer span.End()
 	tag, err := tx.Exec(ctx, inboxInsertSQL, in.cfg.Consumer, eventID, in.cfg.Now())
 	if err != nil {
+		span.RecordError(err)
 		return false, fmt.Errorf("inbox record %s: %w", eventID, err)
 	}
 	if tag.RowsAffected() == 0 {
+		span.SetAttributes(attrDuplicate.Bool(true))
 		in.duplicates.Inc()
 		return false, nil
 	}
+	span.SetAttributes(attrDuplicate.Bool(false))
 	if err := fn(tx); err != nil {
+		span.RecordError(err)
 		return false, err
 	}
 	in.processed.Inc()

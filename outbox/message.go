@@ -254,7 +254,7 @@ func (r *Relay) deliverMessages(ctx context.Context, pool *pgxpool.Pool, parked 
 		}
 	}
 	if len(direct) > 0 {
-		if err := r.cfg.Sink.Send(ctx, r.events(direct)); err == nil {
+		if err := r.send(ctx, direct); err == nil {
 			r.delivered(direct)
 		} else {
 			if ctx.Err() != nil {

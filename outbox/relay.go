@@ -13,9 +13,11 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ficuslabs/ficus/cloudevent"
 	"github.com/ficuslabs/ficus/internal/ctxsleep"
+	"github.com/ficuslabs/ficus/internal/tracing"
 )
 
 // Sender delivers a batch of events and returns nil once every one is
@@ -111,6 +113,10 @@ type RelayConfig struct {
 	// Metrics receives the ficus_outbox_* metrics (and, in ModeMessage,
 	// the reader's ficus_cdc_*). Defaults to a new set.
 	Metrics *metrics.Set
+	// TracerProvider gives each delivered event a span ("outbox deliver
+	// <type>") that continues the trace its traceparent header carries;
+	// the CloudEvent carries the span's context on. Defaults to none.
+	TracerProvider trace.TracerProvider
 }
 
 // Relay delivers the events enqueued in a database to a sink.
@@ -118,6 +124,7 @@ type Relay struct {
 	cfg     RelayConfig
 	log     *slog.Logger
 	m       *relayMetrics
+	tracer  trace.Tracer // nil when tracing is off
 	running atomic.Bool
 	// ready reports the relay's health; set by the mode's loop.
 	ready atomic.Pointer[error]
@@ -190,6 +197,9 @@ func NewRelay(cfg RelayConfig) (*Relay, error) {
 	}
 	r := &Relay{cfg: cfg, log: cfg.Logger.With("component", "outbox", "mode", string(cfg.Mode))}
 	r.m = newRelayMetrics(cfg.Metrics)
+	if tracing.Enabled(cfg.TracerProvider) {
+		r.tracer = cfg.TracerProvider.Tracer(tracerName)
+	}
 	r.setReady(ErrStandby)
 	return r, nil
 }
@@ -277,7 +287,7 @@ func (r *Relay) delivered(records []Record) {
 // one fails. It returns how many of them were delivered (a prefix) and
 // the error of the first that was not.
 func (r *Relay) sendGroup(ctx context.Context, group []Record) (int, error) {
-	err := r.cfg.Sink.Send(ctx, r.events(group))
+	err := r.send(ctx, group)
 	if err == nil {
 		return len(group), nil
 	}
@@ -285,7 +295,7 @@ func (r *Relay) sendGroup(ctx context.Context, group []Record) (int, error) {
 		return 0, err
 	}
 	for i := range group {
-		if err := r.cfg.Sink.Send(ctx, r.events(group[i:i+1])); err != nil {
+		if err := r.send(ctx, group[i:i+1]); err != nil {
 			return i, err
 		}
 	}

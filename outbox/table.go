@@ -302,7 +302,7 @@ func (l *tableLoop) poll(ctx context.Context, types, ids []string) ([]Record, []
 // deliver sends records; when the batch fails, it sends each aggregate's
 // records on their own, so that a failing aggregate blocks only itself.
 func (l *tableLoop) deliver(ctx context.Context, records []Record, metas []rowMeta) error {
-	err := l.r.cfg.Sink.Send(ctx, l.r.events(records))
+	err := l.r.send(ctx, records)
 	if err == nil {
 		return l.done(ctx, records)
 	}

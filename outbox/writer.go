@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ficuslabs/ficus/cdc"
+	"github.com/ficuslabs/ficus/internal/tracing"
 )
 
 // Mode is how events travel from a service's transaction to the relay.
@@ -57,12 +59,17 @@ type WriterConfig struct {
 	// NewID returns the id of an event enqueued without one. Defaults to
 	// a version 7 UUID.
 	NewID func() string
+	// TracerProvider gives Enqueue's span ("outbox enqueue <type>"), whose
+	// context the event's headers then carry. Defaults to none: the
+	// headers carry the caller's trace context (from ctx) as it is.
+	TracerProvider trace.TracerProvider
 }
 
 // Writer enqueues events inside the caller's transactions. It is safe
 // for concurrent use.
 type Writer struct {
-	cfg WriterConfig
+	cfg    WriterConfig
+	tracer trace.Tracer
 }
 
 // NewWriter checks cfg, fills in its defaults and returns a Writer.
@@ -82,7 +89,7 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 	if cfg.NewID == nil {
 		cfg.NewID = newUUID
 	}
-	return &Writer{cfg: cfg}, nil
+	return &Writer{cfg: cfg, tracer: tracing.Or(cfg.TracerProvider).Tracer(tracerName)}, nil
 }
 
 // Mode returns the writer's mode.
@@ -98,12 +105,17 @@ VALUES ($1, $2, $3, $4, $5::json, $6::jsonb, $7)`
 // id: the event exists for the relay if and only if tx commits. In
 // ModeMessage it writes a logical decoding message; in ModeTable it
 // inserts a row into ficus.outbox (see Migrate). Errors wrap
-// ErrInvalidEvent for an event that cannot be enqueued.
+// ErrInvalidEvent for an event that cannot be enqueued. An event without
+// HeaderTraceparent gets the trace context of ctx, when it has one.
 func (w *Writer) Enqueue(ctx context.Context, tx pgx.Tx, e Event) (string, error) {
+	ctx, span := w.startEnqueue(ctx, e)
+	defer span.End()
+	e.Headers = withTraceHeaders(ctx, e.Headers)
 	e, err := e.prepare(w.cfg.NewID)
 	if err != nil {
 		return "", err
 	}
+	span.SetAttributes(attrEventID.String(e.ID))
 	now := w.cfg.Now().UTC()
 	switch w.cfg.Mode {
 	case ModeTable:

@@ -70,7 +70,11 @@ func writeRequest(bw *bufio.Writer, c *call, r *http.Request, uri, upstreamHost 
 	bw.WriteString("\r\n")
 	connection := r.Header["Connection"]
 	rules := forwardhdr.Rules{Underscores: c.st.cfg.UnderscoresInHeaders}
+	traced := c.trace.on
 	for k, vv := range r.Header {
+		if traced && isTraceHeader(k) {
+			continue // the upstream span's context is written below
+		}
 		switch k {
 		case "Host", "Content-Length":
 			continue // framing: written below
@@ -93,6 +97,12 @@ func writeRequest(bw *bufio.Writer, c *call, r *http.Request, uri, upstreamHost 
 	}
 	writeField(bw, requestIDHeader, c.id)
 	writeField(bw, tenantHeader, c.caller.Tenant)
+	if traced {
+		writeField(bw, "Traceparent", c.trace.traceparent)
+		if c.trace.tracestate != "" {
+			writeField(bw, "Tracestate", c.trace.tracestate)
+		}
+	}
 	forIP, host, proto := forwardhdr.XForwarded(r)
 	if forIP != "" {
 		writeField(bw, "X-Forwarded-For", forIP)
@@ -220,7 +230,7 @@ func (p *Proxy) forwardDirect(c *call, r *http.Request, body []byte, detach bool
 	readErr, clientErr := copyResponse(c.rec, &d.x, detach)
 	if err := d.x.Close(); err != nil && readErr == nil {
 		ex.err = err
-		p.log.Warn("upstream answer followed by unexpected bytes; connection closed", "upstream", up.name,
+		p.log.WarnContext(ctx, "upstream answer followed by unexpected bytes; connection closed", "upstream", up.name,
 			"request_id", c.id, "err", err)
 	}
 	switch {

@@ -26,10 +26,9 @@ import (
 // that cannot be known is never blindly sent again.
 func (p *Proxy) serveIdempotent(c *call, r *http.Request) {
 	w := c.rec
-	route := c.route.cfg.Name
 	raw := r.Header.Get(idempotencyKeyHeader)
 	if raw == "" {
-		p.met.idempotency(route, outcomeMissingKey)
+		p.idempotencyOutcome(c, outcomeMissingKey)
 		writeProblem(w, Problem{Status: http.StatusBadRequest, Title: "Idempotency-Key required", Type: problemBase + "idempotency-key-missing",
 			Detail: fmt.Sprintf("%s %s creates something; send a unique Idempotency-Key header (a UUID) and reuse it when you retry", r.Method, r.URL.Path)})
 		return
@@ -58,25 +57,25 @@ func (p *Proxy) serveIdempotent(c *call, r *http.Request) {
 		return
 	}
 	if err != nil {
-		p.log.Error("idempotency store", "op", "claim", "err", err)
+		p.log.ErrorContext(ctx, "idempotency store", "op", "claim", "err", err)
 		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Title: "Idempotency store unavailable", RetryAfter: time.Second,
 			Detail: "the request was not sent; retry with the same Idempotency-Key"})
 		return
 	}
 	if !claimed {
 		if rec.Fingerprint != fp {
-			p.met.idempotency(route, outcomeMismatch)
+			p.idempotencyOutcome(c, outcomeMismatch)
 			writeProblem(w, Problem{Status: http.StatusUnprocessableEntity, Title: "Idempotency-Key reused", Type: problemBase + "idempotency-key-reused",
 				Detail: "this Idempotency-Key was first used with a different request; use a new key for a new request"})
 			return
 		}
 		switch rec.State {
 		case idempotency.StateCompleted:
-			p.met.idempotency(route, outcomeReplayed)
+			p.idempotencyOutcome(c, outcomeReplayed)
 			p.replay(w, rec.Response)
 			return
 		case idempotency.StateInFlight:
-			p.met.idempotency(route, outcomeInFlight)
+			p.idempotencyOutcome(c, outcomeInFlight)
 			writeProblem(w, Problem{Status: http.StatusConflict, Title: "Request in progress", Type: problemBase + "idempotency-key-in-flight",
 				RetryAfter: time.Second,
 				Detail:     "the first request with this Idempotency-Key is still being processed; retry later with the same key to get its answer"})
@@ -87,7 +86,7 @@ func (p *Proxy) serveIdempotent(c *call, r *http.Request) {
 			}
 		}
 	}
-	p.met.idempotency(route, outcomeNew)
+	p.idempotencyOutcome(c, outcomeNew)
 	p.forwardClaimed(c, r, k, rec.Token, body)
 }
 
@@ -104,10 +103,10 @@ func (p *Proxy) forwardClaimed(c *call, r *http.Request, k idempotency.Key, toke
 	case out == outcomeNotSent,
 		out == outcomeAnswered && retryable(status):
 		// Nothing happened upstream (or it said so): the client may retry.
-		p.met.idempotency(c.route.cfg.Name, outcomeReleased)
+		p.idempotencyOutcome(c, outcomeReleased)
 		err = p.store.Release(ctx, k, token)
 	case out == outcomeAmbiguous:
-		p.met.idempotency(c.route.cfg.Name, outcomeUnknown)
+		p.idempotencyOutcome(c, outcomeUnknown)
 		err = p.store.MarkUnknown(ctx, k, token, fmt.Sprintf("upstream answered %d or failed after the request was sent", status), p.now())
 	case c.rec.truncated || int64(len(c.rec.body)) > cfg.MaxBody:
 		err = p.store.MarkUnknown(ctx, k, token, fmt.Sprintf("the response (%d bytes or more) was too large to store for replay", len(c.rec.body)), p.now())
@@ -118,7 +117,7 @@ func (p *Proxy) forwardClaimed(c *call, r *http.Request, k idempotency.Key, toke
 		replayHeaders.Put(h)
 	}
 	if err != nil {
-		p.log.Error("idempotency store: the outcome was not recorded", "tenant", k.Tenant, "err", err)
+		p.log.ErrorContext(ctx, "idempotency store: the outcome was not recorded", "tenant", k.Tenant, "err", err)
 	}
 }
 
@@ -172,7 +171,7 @@ func (p *Proxy) reconcile(c *call, r *http.Request, k idempotency.Key, rec idemp
 	w := c.rec
 	route := c.route.cfg.Name
 	unknown := func(detail string) {
-		p.met.idempotency(route, outcomeUnknown)
+		p.idempotencyOutcome(c, outcomeUnknown)
 		writeProblem(w, Problem{Status: http.StatusConflict, Title: "Outcome unknown", Type: problemBase + "idempotency-outcome-unknown",
 			Detail: detail + "; ficus will not send it again blindly. Check whether it took effect before sending a new request with a new key."})
 	}
@@ -185,7 +184,7 @@ func (p *Proxy) reconcile(c *call, r *http.Request, k idempotency.Key, rec idemp
 	if err != nil {
 		// The error may name the upstream's address: it goes to the log,
 		// under the request id, not to the client.
-		p.log.Warn("reconcile lookup failed", "route", route, "request_id", c.id, "err", err)
+		p.log.WarnContext(r.Context(), "reconcile lookup failed", "route", route, "request_id", c.id, "err", err)
 		unknown("the first request's outcome is unknown and the reconcile lookup failed; quote the request_id to an operator for details")
 		return rec, false
 	}
@@ -197,9 +196,9 @@ func (p *Proxy) reconcile(c *call, r *http.Request, k idempotency.Key, rec idemp
 		}
 		resp := idempotency.Response{Status: status, Header: http.Header{"Content-Type": {"application/json"}}, Body: resource}
 		if err := p.store.Resolve(ctx, k, resp, p.now()); err != nil {
-			p.log.Error("idempotency store", "op", "resolve", "err", err)
+			p.log.ErrorContext(ctx, "idempotency store", "op", "resolve", "err", err)
 		}
-		p.met.idempotency(route, outcomeReconciled)
+		p.idempotencyOutcome(c, outcomeReconciled)
 		p.replay(w, &resp)
 		return rec, false
 	}
@@ -212,7 +211,7 @@ func (p *Proxy) reconcile(c *call, r *http.Request, k idempotency.Key, rec idemp
 			Detail:     "another retry with this Idempotency-Key is being processed; retry later with the same key"})
 		return next, false
 	}
-	p.met.idempotency(route, outcomeReconciled)
+	p.idempotencyOutcome(c, outcomeReconciled)
 	return next, true
 }
 

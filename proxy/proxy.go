@@ -32,7 +32,9 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/ficuslabs/ficus/internal/tracing"
 	"github.com/ficuslabs/ficus/proxy/breaker"
 	"github.com/ficuslabs/ficus/proxy/forwardhdr"
 	"github.com/ficuslabs/ficus/proxy/idempotency"
@@ -88,6 +90,10 @@ type Settings struct {
 	// the shadow candidates among them), e.g. with RootCAs from a CA
 	// bundle. Defaults to nil: the system's roots.
 	TLSClientConfig *tls.Config
+	// TracerProvider gives the spans of requests, upstream calls and
+	// shadow calls (see tracing.go). Defaults to none: no spans, and the
+	// client's traceparent passes through unchanged.
+	TracerProvider trace.TracerProvider
 }
 
 // Splitter decides the shares of routes with a split and hears how their
@@ -116,8 +122,9 @@ type Proxy struct {
 	limiter *ratelimit.Limiter
 
 	noDirectPath bool
-	split        Splitter    // nil without Settings.Cutover
-	tlsClient    *tls.Config // nil: the system's roots
+	split        Splitter     // nil without Settings.Cutover
+	tracer       trace.Tracer // nil when tracing is off
+	tlsClient    *tls.Config  // nil: the system's roots
 	intake       *intake.Store
 	deliverer    *intake.Deliverer // nil without Settings.Intake
 	intakeLease  time.Duration
@@ -143,6 +150,9 @@ func New(s Settings) (*Proxy, error) {
 	}
 	if p.now == nil {
 		p.now = time.Now
+	}
+	if tracing.Enabled(s.TracerProvider) {
+		p.tracer = s.TracerProvider.Tracer(tracerName)
 	}
 	if p.store == nil {
 		p.store = idempotency.NewMemory(idempotency.MemoryConfig{MaxKeys: s.Config.Idempotency.MaxKeys})
@@ -217,6 +227,7 @@ type call struct {
 	id      string
 	started time.Time
 	rec     *recorder // &recorder
+	trace   callTrace // its spans, when tracing is on
 
 	// abort asks ServeHTTP to break the client's connection off: the
 	// answer it got is incomplete.
@@ -240,6 +251,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		p.met.request(c.route, cmp.Or(c.caller.Lane, "none"), c.rec.code(), p.now().Sub(c.started))
 	}()
+	if p.tracer != nil {
+		r = p.startTrace(c, r)
+		defer p.endTrace(c)
+	}
 	p.serve(c, r)
 	if c.abort {
 		// As httputil.ReverseProxy does: the server then closes the
@@ -326,6 +341,7 @@ func (p *Proxy) allowRate(c *call, w http.ResponseWriter) bool {
 	}
 	ratelimit.WriteHeaders(w.Header(), decisions)
 	if reject >= 0 {
+		c.noteRate(rateRejected)
 		reject := &decisions[reject]
 		writeProblem(w, Problem{Status: http.StatusTooManyRequests, Title: "Rate limit exceeded",
 			Type: problemBase + "rate-limited", RetryAfter: reject.RetryAfter,
@@ -333,6 +349,7 @@ func (p *Proxy) allowRate(c *call, w http.ResponseWriter) bool {
 				reject.Policy.Name, reject.Policy.Rate, reject.Policy.Burst, c.caller.Tenant)})
 		return false
 	}
+	c.noteRate(rateAllowed)
 	return true
 }
 
@@ -369,6 +386,7 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, mirro
 	}
 	release, ok := up.shed.Acquire(c.caller.Lane)
 	if !ok {
+		c.noteShed()
 		p.observe(c, true, 0)
 		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Title: "Overloaded", Type: problemBase + "shed",
 			RetryAfter: time.Second,
@@ -383,6 +401,7 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, mirro
 		if errors.As(err, &open) {
 			retry = open.RetryAfter
 		}
+		c.noteBreakerOpen()
 		p.observe(c, true, 0)
 		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Title: "Upstream unavailable", Type: problemBase + "circuit-open",
 			RetryAfter: retry,
@@ -399,6 +418,9 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, mirro
 	ex := &c.ex
 	c.rec.keep = keep
 
+	if c.trace.on {
+		p.startUpstream(c, r)
+	}
 	start := p.now()
 	if direct {
 		p.forwardDirect(c, r, body, detach)
@@ -406,6 +428,7 @@ func (p *Proxy) forward(c *call, r *http.Request, body []byte, keep int64, mirro
 		p.forwardProxy(c, r, body, detach)
 	}
 	took := p.now().Sub(start)
+	c.endUpstream()
 	if !isClientBodyFault(ex.err) {
 		up.duration.Update(took.Seconds())
 	}
@@ -479,7 +502,7 @@ func (p *Proxy) upstreamFailed(c *call, r *http.Request, u *upstream, err error)
 	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 		status, title = http.StatusGatewayTimeout, "Upstream timeout"
 	}
-	p.log.Warn("upstream call failed", "upstream", u.name, "request_id", c.id, "status", status, "err", err)
+	p.log.WarnContext(r.Context(), "upstream call failed", "upstream", u.name, "request_id", c.id, "status", status, "err", err)
 	writeProblem(c.rec, Problem{Status: status, Title: title, Type: problemBase + "upstream-error", Detail: upstreamDetail(status)})
 }
 
@@ -547,6 +570,7 @@ func (p *Proxy) newReverseProxy(u *upstream) *httputil.ReverseProxy {
 				if ex.call.caller.keyInAuthorization {
 					pr.Out.Header.Del("Authorization") // it was ficus's key, not the upstream's
 				}
+				ex.call.setTraceHeader(pr.Out.Header)
 			}
 		},
 		Transport: u.transport,
@@ -559,7 +583,7 @@ func (p *Proxy) newReverseProxy(u *upstream) *httputil.ReverseProxy {
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			ex := exchangeFrom(r)
 			if ex == nil {
-				p.log.Warn("upstream call failed", "upstream", u.name, "request_id", w.Header().Get(requestIDHeader), "err", err)
+				p.log.WarnContext(r.Context(), "upstream call failed", "upstream", u.name, "request_id", w.Header().Get(requestIDHeader), "err", err)
 				writeProblem(w, Problem{Status: http.StatusBadGateway, Title: "Bad gateway", Type: problemBase + "upstream-error",
 					Detail: upstreamDetail(http.StatusBadGateway)})
 				return

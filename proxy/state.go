@@ -132,7 +132,7 @@ func (p *Proxy) build(cfg *Config, old *state) (*state, error) {
 			sh, err := shadow.New(shadow.Config{
 				Route: rc.Name, Target: cand.url, Percent: sc.Percent, Ignore: sc.Ignore,
 				SideEffectFree: sc.SideEffectFree, Transport: cand.transport, Timeout: cand.cfg.Timeout,
-				Metrics: p.set, Logger: p.log, OnResult: p.shadowResult(rc),
+				Metrics: p.set, Logger: p.log, OnResult: p.shadowResult(rc), Tracer: p.tracer,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("route %s: %w", rc.Name, err)

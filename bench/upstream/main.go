@@ -2,7 +2,10 @@
 // (bench/run.sh): every GET answers the same 200-byte JSON document, every
 // POST answers 201 with a small JSON that echoes the request body's size.
 // It does as little work as possible so that the proxies in front of it,
-// not the origin, are what the benchmark measures.
+// not the origin, are what the benchmark measures. It is also the OTLP/HTTP
+// receiver of the ficus contenders with tracing on: a POST to /v1/traces
+// is read and acknowledged (an empty ExportTraceServiceResponse), and its
+// spans are dropped.
 package main
 
 import (
@@ -48,6 +51,13 @@ func handler() http.Handler {
 	getLen := strconv.Itoa(len(getBody))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
+		if r.URL.Path == "/v1/traces" && r.Method == http.MethodPost {
+			io.Copy(io.Discard, r.Body)
+			h.Set("Content-Type", "application/x-protobuf")
+			h.Set("Content-Length", "0")
+			w.WriteHeader(http.StatusOK)
+			return
+		}
 		h.Set("Content-Type", "application/json")
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:

@@ -243,6 +243,7 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 			defer out.Close(context.WithoutCancel(ctx))
 
 			source := cdc.Source(pool.Config().ConnConfig.Database, f.slot)
+			tracer := newCDCTracer(a.tracerProvider())
 			reader, err := cdc.NewReader(cdc.ReaderConfig{
 				ConnString: f.url, Slot: f.slot, Publication: f.publication, Heartbeat: heartbeat, StatusInterval: statusInterval,
 				// The transactions that waited while the sink was busy go in
@@ -252,7 +253,7 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 					if err != nil {
 						return fmt.Errorf("%w: %w", errEncodeEvents, err)
 					}
-					return out.Send(ctx, events)
+					return tracer.deliver(ctx, txs, events, out.Send)
 				},
 				// A sink outage pauses delivery until the sink is back; the
 				// slot keeps the WAL meanwhile.

@@ -217,7 +217,7 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 		return usageError{err}
 	}
 	a.log = log
-	return nil
+	return a.startTracing(cmd)
 }
 
 // configError turns a component's Config validation error into a usage

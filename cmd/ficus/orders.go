@@ -12,6 +12,7 @@ import (
 
 	"github.com/ficuslabs/ficus/internal/httpserve"
 	"github.com/ficuslabs/ficus/internal/ops"
+	"github.com/ficuslabs/ficus/internal/tracing"
 	"github.com/ficuslabs/ficus/migrate"
 	"github.com/ficuslabs/ficus/orders"
 	"github.com/ficuslabs/ficus/sink"
@@ -146,7 +147,7 @@ Configuration); --drift-grace, when given, wins over the file. Give cdc run
 			a.log.Info("order view listening", "addr", ln.Addr().String(), "scheme", srvTLS.scheme())
 			return a.serveOn(ctx, mln, h,
 				func(ctx context.Context) error {
-					return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: orders.NewHandler(view, a.log), TLS: tlsCfg})
+					return httpserve.Run(ctx, httpserve.Config{Listener: ln, Handler: tracing.Handler(a.tracerProvider(), "orders", orders.NewHandler(view, a.log)), TLS: tlsCfg})
 				},
 				srvTLS.reloadOnHangup(a),
 				func(ctx context.Context) error { return mon.Run(ctx, refresh) })

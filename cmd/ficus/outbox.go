@@ -95,7 +95,7 @@ its own aggregate.`,
 				Slot: slot, Publication: publication, Prefix: prefix,
 				Partitions: partitions, BatchSize: batchSize, PollInterval: poll,
 				Retention: retention, RetryMax: retryMax, TakeoverRetryMax: takeover,
-				Logger: a.log, Metrics: set,
+				Logger: a.log, Metrics: set, TracerProvider: a.tracerProvider(),
 			})
 			if err != nil {
 				return configError(err, map[string]string{

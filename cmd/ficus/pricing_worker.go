@@ -12,6 +12,7 @@ import (
 
 	"github.com/ficuslabs/ficus/internal/httpserve"
 	"github.com/ficuslabs/ficus/internal/ops"
+	"github.com/ficuslabs/ficus/internal/tracing"
 	"github.com/ficuslabs/ficus/migrate"
 	"github.com/ficuslabs/ficus/outbox"
 	"github.com/ficuslabs/ficus/pricing"
@@ -90,7 +91,7 @@ relay" in the same mode to deliver them. Run "ficus migrate up" first.`,
 			}
 			defer pool.Close()
 			cfg.Pool, cfg.Lane, cfg.Calculator = pool, l, calc
-			cfg.Metrics, cfg.Logger = metrics.NewSet(), a.log
+			cfg.Metrics, cfg.Logger, cfg.TracerProvider = metrics.NewSet(), a.log, a.tracerProvider()
 			w, err := fleet.NewWorker(cfg)
 			if err != nil {
 				return configError(err, map[string]string{
@@ -186,7 +187,7 @@ Run "ficus migrate up" first.`,
 			}
 			defer pool.Close()
 			set := metrics.NewSet()
-			q, err := fleet.NewQueue(fleet.QueueConfig{Pool: pool, Logger: a.log, Metrics: set})
+			q, err := fleet.NewQueue(fleet.QueueConfig{Pool: pool, Logger: a.log, Metrics: set, TracerProvider: a.tracerProvider()})
 			if err != nil {
 				return err
 			}
@@ -200,7 +201,7 @@ Run "ficus migrate up" first.`,
 			if err != nil {
 				return usageError{err}
 			}
-			var handler http.Handler = api
+			handler := tracing.Handler(a.tracerProvider(), "pricing", api)
 			services := []service{q.Run}
 			if operatorPassword != "" {
 				ui, err := fleet.NewOperatorUI(fleet.OperatorUIConfig{Queue: q, Password: operatorPassword, Logger: a.log})
@@ -208,7 +209,7 @@ Run "ficus migrate up" first.`,
 					return err
 				}
 				mux := http.NewServeMux()
-				mux.Handle("/", api)
+				mux.Handle("/", tracing.Handler(a.tracerProvider(), "pricing", api))
 				mux.Handle(ui.Prefix()+"/", ui)
 				handler, services = mux, append(services, ui.Run)
 			}

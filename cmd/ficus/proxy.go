@@ -95,7 +95,7 @@ client gets 202 Accepted, and every replica delivers them to the upstream
 			h := &ops.Handler{}
 			set := metrics.NewSet()
 			h.Register(set)
-			s := proxy.Settings{Config: cfg, Metrics: set, Logger: a.log, NoDirectPath: !directPath, TLSClientConfig: upstreamTLS}
+			s := proxy.Settings{Config: cfg, Metrics: set, Logger: a.log, NoDirectPath: !directPath, TLSClientConfig: upstreamTLS, TracerProvider: a.tracerProvider()}
 			if needDB {
 				pool, err := connect(ctx, url)
 				if err != nil {
@@ -114,7 +114,7 @@ client gets 202 Accepted, and every replica delivers them to the upstream
 					return err
 				}
 				h.AddCheck("postgres", poolReady(pool))
-				if ctl, err = cutover.New(cutover.Config{Pool: pool, Metrics: set, Logger: a.log, EvaluateEvery: cutoverEvery}); err != nil {
+				if ctl, err = cutover.New(cutover.Config{Pool: pool, Metrics: set, Logger: a.log, EvaluateEvery: cutoverEvery, TracerProvider: a.tracerProvider()}); err != nil {
 					return err
 				}
 				if err := ctl.Register(ctx, cfg.CutoverRoutes()); err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ficuslabs/ficus/internal/tracing"
 	"github.com/ficuslabs/ficus/pricing"
 )
 
@@ -30,6 +31,8 @@ type app struct {
 	exec func(path string, argv, env []string) error
 	// estimator, when set, replaces the built-in estimators (tests).
 	estimator func(name string) (pricing.Estimator, error)
+	// tracing is the command's tracer provider, set up before it runs.
+	tracing *tracing.Provider
 }
 
 // run executes the command line and returns the process exit code. Errors
@@ -44,7 +47,9 @@ func (a *app) run(ctx context.Context, args []string) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	if err := root.ExecuteContext(ctx); err != nil {
+	err := root.ExecuteContext(ctx)
+	a.stopTracing()
+	if err != nil {
 		fmt.Fprintf(stderr, "ficus: %v\n", err)
 		var usage usageError
 		if errors.As(err, &usage) {

@@ -77,7 +77,7 @@ it); the MES reads that file and prices it with --price-list, taking
 				return err
 			}
 			cfg.Models, cfg.PriceList, cfg.Estimator = models, pl, est
-			cfg.Metrics, cfg.Logger = metrics.NewSet(), a.log.With("component", "sim_mes")
+			cfg.Metrics, cfg.Logger, cfg.TracerProvider = metrics.NewSet(), a.log.With("component", "sim_mes"), a.tracerProvider()
 			if dbURL != "" {
 				pool, err := connect(cmd.Context(), dbURL)
 				if err != nil {
@@ -254,7 +254,7 @@ and out-of-order transitions they detected.`,
 				cfg.Pool = pool
 				h.AddCheck("postgres", poolReady(pool))
 			}
-			cfg.Metrics, cfg.Logger = metrics.NewSet(), a.log.With("component", "sim_crm")
+			cfg.Metrics, cfg.Logger, cfg.TracerProvider = metrics.NewSet(), a.log.With("component", "sim_crm"), a.tracerProvider()
 			c, err := crm.New(cfg)
 			if err != nil {
 				return configError(err, map[string]string{"Mode": "--mode", "Interval": "--interval"})

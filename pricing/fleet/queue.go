@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ficuslabs/ficus/internal/ctxsleep"
 	"github.com/ficuslabs/ficus/pricing"
@@ -47,6 +48,10 @@ type QueueConfig struct {
 	Logger *slog.Logger
 	// Metrics receives the queue metrics; nil keeps them unregistered.
 	Metrics *metrics.Set
+	// TracerProvider gives each job insertion a span, and the job the
+	// trace context its execution continues (see riverMiddleware).
+	// Defaults to none.
+	TracerProvider trace.TracerProvider
 }
 
 // Queue takes quote requests and gives their results.
@@ -72,6 +77,7 @@ func NewQueue(cfg QueueConfig) (*Queue, error) {
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	rc, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{
 		Schema:      Schema,
+		Middleware:  riverMiddleware(cfg.TracerProvider),
 		Logger:      cfg.Logger,
 		MaxAttempts: cfg.MaxAttempts,
 	})

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ficuslabs/ficus/outbox"
 	"github.com/ficuslabs/ficus/pricing"
@@ -74,6 +75,10 @@ type WorkerConfig struct {
 	Logger *slog.Logger
 	// Metrics receives the worker's metrics; nil keeps them unregistered.
 	Metrics *metrics.Set
+	// TracerProvider gives each job execution a span that continues the
+	// trace of the job's insertion (see riverMiddleware). Defaults to
+	// none.
+	TracerProvider trace.TracerProvider
 }
 
 // Worker runs one lane's quote jobs.
@@ -124,6 +129,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	rc, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{
 		ID:                   cfg.ID,
 		Schema:               Schema,
+		Middleware:           riverMiddleware(cfg.TracerProvider),
 		Logger:               cfg.Logger,
 		Queues:               map[string]river.QueueConfig{cfg.Lane.Queue(): {MaxWorkers: cfg.Concurrency}},
 		Workers:              workers,

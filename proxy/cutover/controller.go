@@ -15,6 +15,9 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/ficuslabs/ficus/internal/tracing"
 )
 
 // Errors of New.
@@ -49,6 +52,10 @@ type Config struct {
 	Metrics *metrics.Set
 	// Logger receives state changes and failures. Defaults to discarding.
 	Logger *slog.Logger
+	// TracerProvider gives each evaluation that ran a span ("cutover
+	// evaluate") with a child per decision ("cutover decision <route>").
+	// Defaults to none.
+	TracerProvider trace.TracerProvider
 }
 
 // Controller is one proxy replica's part in the cutover: it tells the
@@ -68,6 +75,7 @@ type Controller struct {
 	retired []*epoch // epochs replaced since the last flush
 
 	rollbacks map[string]*metrics.Counter
+	tracer    trace.Tracer
 }
 
 // live is what the proxy reads of one route on its hot path.
@@ -126,6 +134,7 @@ func New(cfg Config) (*Controller, error) {
 		set:       cmp.Or(cfg.Metrics, metrics.NewSet()),
 		specs:     map[string]RouteSpec{},
 		rollbacks: map[string]*metrics.Counter{},
+		tracer:    tracing.Or(cfg.TracerProvider).Tracer("github.com/ficuslabs/ficus/proxy/cutover"),
 	}
 	empty := map[string]*live{}
 	c.routes.Store(&empty)
@@ -421,7 +430,10 @@ func (c *Controller) current(e *epoch) bool {
 // Evaluate judges the running plans when this replica gets the evaluation
 // lock (see Store.Evaluate), then applies the state.
 func (c *Controller) Evaluate(ctx context.Context) (bool, []Decision, error) {
+	ctx, span := c.startEvaluate(ctx)
+	defer span.End()
 	ran, decisions, err := c.store.Evaluate(ctx, c.cfg.Replica)
+	c.traceDecisions(ctx, span, ran, decisions, err)
 	if err != nil {
 		return ran, decisions, err
 	}
@@ -429,14 +441,14 @@ func (c *Controller) Evaluate(ctx context.Context) (bool, []Decision, error) {
 		switch d.Action {
 		case "":
 		case ActionGateFail:
-			c.log.Warn("cutover gate failed; route rolled back", "route", d.Route, "reason", d.Reason)
+			c.log.WarnContext(ctx, "cutover gate failed; route rolled back", "route", d.Route, "reason", d.Reason)
 			c.mu.Lock()
 			if ctr := c.rollbacks[d.Route]; ctr != nil {
 				ctr.Inc()
 			}
 			c.mu.Unlock()
 		default:
-			c.log.Info("cutover plan moved", "route", d.Route, "action", d.Action, "reason", d.Reason)
+			c.log.InfoContext(ctx, "cutover plan moved", "route", d.Route, "action", d.Action, "reason", d.Reason)
 		}
 	}
 	return ran, decisions, c.Poll(ctx)

@@ -25,6 +25,11 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/ficuslabs/ficus/internal/tracing"
 )
 
 // ErrInvalidConfig is returned by New when a Config field has
@@ -114,6 +119,11 @@ type Config struct {
 	// cutover's shadow gate counts them. Must be safe for concurrent use
 	// and quick. Defaults to nil.
 	OnResult func(match bool)
+	// Tracer, when set, gives each mirrored request a client span
+	// ("shadow <route>"), a child of the span in the client request's
+	// context; the candidate gets its traceparent. Defaults to nil: no
+	// spans, and the client's trace context is copied as it came.
+	Tracer trace.Tracer
 }
 
 // Shadow mirrors a sample of a route's requests to a candidate and compares
@@ -149,6 +159,7 @@ type Shadow struct {
 	log            *slog.Logger
 	logEvery       int64
 	onResult       func(match bool)
+	tracer         trace.Tracer
 	met            shadowMetrics
 
 	sem        chan struct{} // one token per mirrored request in flight
@@ -186,6 +197,7 @@ func New(cfg Config) (*Shadow, error) {
 		log:            cfg.Logger,
 		logEvery:       int64(cmp.Or(cfg.LogEvery, DefaultLogEvery)),
 		onResult:       cfg.OnResult,
+		tracer:         cfg.Tracer,
 		sem:            make(chan struct{}, cmp.Or(cfg.MaxConcurrent, DefaultMaxConcurrent)),
 	}
 	if s.transport == nil {
@@ -325,6 +337,9 @@ func (s *Shadow) Mirror(r *http.Request, body []byte) *Pending {
 		s.log.Debug("shadow request not built", "method", r.Method, "err", err)
 		return nil
 	}
+	if s.tracer != nil {
+		req = s.startSpan(p, r, req)
+	}
 	go s.run(p, req)
 	return p
 }
@@ -423,6 +438,7 @@ type Pending struct {
 	skipped atomic.Bool
 	cancel  context.CancelFunc // cancels the candidate request
 	done    chan struct{}      // closed when the comparison is over
+	span    trace.Span         // nil without Config.Tracer
 }
 
 // primaryResponse is what the caller reports of the primary response.
@@ -473,7 +489,11 @@ type candidateResponse struct {
 // compares the two, counting exactly one result.
 func (s *Shadow) run(p *Pending, req *http.Request) {
 	defer s.release(p)
+	if p.span != nil {
+		defer p.span.End()
+	}
 	cand, err := s.call(req)
+	p.traceCall(cand.status, err)
 	p.cancel() // the body is read; free the timer
 	if err != nil {
 		if p.skipped.Load() || s.base.Err() != nil {
@@ -496,6 +516,9 @@ func (s *Shadow) run(p *Pending, req *http.Request) {
 		return
 	}
 	result, diffs, reason := compareResponses(prim, cand, s.ignore, s.maxBody)
+	if p.span != nil {
+		p.span.SetAttributes(attribute.String("ficus.shadow.result", result))
+	}
 	switch result {
 	case shadowMatch:
 		s.met.match.Inc()
@@ -631,4 +654,38 @@ func (s *Shadow) Close(ctx context.Context) error {
 		s.ownTransport.CloseIdleConnections()
 	}
 	return err
+}
+
+// startSpan starts the span of a mirrored request, a child of the span in
+// the client request r's context, and returns req carrying it (in its
+// context and its traceparent).
+//
+// A client request without a span (one the sampler left out) gets none.
+func (s *Shadow) startSpan(p *Pending, r, req *http.Request) *http.Request {
+	sc := trace.SpanContextFromContext(r.Context())
+	if !sc.IsValid() {
+		return req
+	}
+	parent := trace.ContextWithSpanContext(req.Context(), sc)
+	ctx, span := s.tracer.Start(parent, "shadow "+s.route, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("ficus.route", s.route), attribute.String("http.request.method", r.Method),
+			attribute.String("server.address", s.target.Host)))
+	p.span = span
+	req.Header.Del("Traceparent")
+	req.Header.Del("Tracestate")
+	tracing.Inject(ctx, req.Header)
+	return req.WithContext(ctx)
+}
+
+// traceCall notes the candidate's answer on p's span.
+func (p *Pending) traceCall(status int, err error) {
+	if p.span == nil {
+		return
+	}
+	if err != nil {
+		p.span.RecordError(err)
+		p.span.SetStatus(codes.Error, "shadow request failed")
+		return
+	}
+	p.span.SetAttributes(attribute.Int("http.response.status_code", status))
 }

@@ -11,10 +11,12 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ficuslabs/ficus/sim/shop"
 
 	"github.com/ficuslabs/ficus/internal/ctxsleep"
+	"github.com/ficuslabs/ficus/internal/tracing"
 )
 
 var (
@@ -71,6 +73,10 @@ type Config struct {
 	// Metrics receives the CRM's metrics (see the package documentation).
 	// Defaults to a new set.
 	Metrics *metrics.Set
+	// TracerProvider gives each event received on the webhook a consumer
+	// span ("crm receive <type>") that continues the trace in the event's
+	// traceparent. Defaults to none.
+	TracerProvider trace.TracerProvider
 }
 
 // Stats is what the CRM has seen since New or the last Reset, as served by
@@ -101,6 +107,7 @@ type Stats struct {
 // CRM is the simulated CRM: it follows orders by polling the shop database
 // or by receiving change events, and records what it saw in a Tracker.
 type CRM struct {
+	tracer        trace.Tracer // nil without Config.TracerProvider
 	mode          Mode
 	pool          *pgxpool.Pool
 	interval      time.Duration
@@ -199,6 +206,9 @@ func New(cfg Config) (*CRM, error) {
 		log:           logger.With("component", "sim_crm", "mode", string(mode)),
 		tracker:       NewTracker(shop.Statuses),
 		m:             newMetrics(set),
+	}
+	if tracing.Enabled(cfg.TracerProvider) {
+		c.tracer = cfg.TracerProvider.Tracer(tracerName)
 	}
 	c.seen = newDedup(c.dedupCapacity)
 	return c, nil

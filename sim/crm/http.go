@@ -2,6 +2,7 @@ package crm
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,7 +73,7 @@ func (c *CRM) serveEvents(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusBadRequest, fmt.Sprintf("read body: %v", err))
 		return
 	}
-	rc, err := c.receive(body, batch)
+	rc, err := c.receive(r.Context(), body, batch)
 	if err != nil {
 		c.m.rejected.Inc()
 		writeProblem(w, http.StatusBadRequest, err.Error())
@@ -101,7 +102,7 @@ func eventsContentType(h http.Header) (batch bool, err error) {
 
 // receive parses a body of one event or a batch and records it. It checks
 // every event before recording any, so a rejected body changes nothing.
-func (c *CRM) receive(body []byte, batch bool) (receipt, error) {
+func (c *CRM) receive(ctx context.Context, body []byte, batch bool) (receipt, error) {
 	var events []cloudevent.Event
 	if batch {
 		var err error
@@ -135,7 +136,9 @@ func (c *CRM) receive(body []byte, batch bool) (receipt, error) {
 		rc.Received++
 		c.received++
 		c.m.received.Inc()
-		if !c.seen.add(e.Source + "\x00" + e.ID) {
+		dup := !c.seen.add(e.Source + "\x00" + e.ID)
+		c.traceEvent(ctx, e, dup, changes[i], observedAt)
+		if dup {
 			rc.Duplicates++
 			c.duplicates++
 			c.m.duplicates.Inc()

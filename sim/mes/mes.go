@@ -17,8 +17,10 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ficuslabs/ficus/internal/ctxsleep"
+	"github.com/ficuslabs/ficus/internal/tracing"
 	"github.com/ficuslabs/ficus/pricing"
 )
 
@@ -95,6 +97,9 @@ type Config struct {
 	// MES tells the shop; the lose_status_rate fault skips some. May be
 	// nil. Called from RunProduction's goroutine.
 	OnStatus func(ctx context.Context, o Order)
+	// TracerProvider gives each API request a server span ("mes <route>")
+	// that continues the caller's traceparent. Defaults to none.
+	TracerProvider trace.TracerProvider
 }
 
 // Server is a simulated legacy MES: an http.Handler serving the order and
@@ -108,6 +113,7 @@ type Server struct {
 	log      *slog.Logger
 	met      serverMetrics
 	mux      *http.ServeMux
+	tracer   trace.Tracer // nil without Config.TracerProvider
 	models   *pricing.Store
 	pricer   *pricing.EstimatorCalculator
 
@@ -205,6 +211,9 @@ func New(cfg Config) (*Server, error) {
 		quoteCalc:      set.GetOrCreateHistogram("ficus_sim_mes_quote_calc_seconds"),
 	}
 
+	if tracing.Enabled(cfg.TracerProvider) {
+		s.tracer = cfg.TracerProvider.Tracer(tracerName)
+	}
 	s.mux = http.NewServeMux()
 	s.handle("POST /api/v1/orders", s.api, s.createOrder)
 	s.handle("GET /api/v1/orders", s.api, s.listOrders)
@@ -271,6 +280,11 @@ func (s *Server) handle(pattern string, wrap wrapper, f routeFunc) {
 // after the work is done.
 func (s *Server) api(route string, f routeFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.tracer != nil {
+			var span trace.Span
+			r, span = s.startSpan(r, route)
+			defer span.End()
+		}
 		s.mu.Lock()
 		s.requestsSeen++
 		faults := s.faults
@@ -290,6 +304,7 @@ func (s *Server) api(route string, f routeFunc) http.Handler {
 		} else {
 			rep = f(r)
 		}
+		traceReply(r.Context(), rep)
 		// Reading the body to its end lets net/http notice a client that
 		// hangs up during the delay below.
 		_, _ = io.Copy(io.Discard, r.Body)

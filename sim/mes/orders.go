@@ -165,7 +165,7 @@ func (s *Server) createOrder(r *http.Request) reply {
 			return errorReply(http.StatusInternalServerError, "create order: %v", err)
 		}
 		s.met.ordersCreated.Inc()
-		s.log.Debug("order created", "id", order.ID, "client_ref", order.ClientRef)
+		s.log.DebugContext(r.Context(), "order created", "id", order.ID, "client_ref", order.ClientRef)
 	}
 	return reply{
 		status: http.StatusCreated,
