@@ -43,7 +43,7 @@ func TestEvaluationSpans(t *testing.T) {
 	}
 	got := map[string]string{}
 	for _, kv := range decision.Attributes() {
-		got[string(kv.Key)] = kv.Value.Emit()
+		got[string(kv.Key)] = kv.Value.String()
 	}
 	if got["ficus.cutover.action"] != cutover.ActionStart || got["ficus.cutover.weight_bps"] != "1000" || got["ficus.route"] != "quotes" {
 		t.Errorf("decision attributes %v", got)
