@@ -78,6 +78,12 @@ func TestCLIContract(t *testing.T) {
 		path := strings.Fields(c.CommandPath())[1:]
 		t.Run(strings.Join(append([]string{"ficus"}, path...), "_"), func(t *testing.T) {
 			t.Parallel()
+			// A tree of its own: cobra merges inherited flags lazily, so
+			// parallel subtests must not share one.
+			c, _, err := (&app{}).rootCommand().Find(path)
+			if err != nil {
+				t.Fatal(err)
+			}
 			usage := func(env map[string]string, want string, args ...string) {
 				t.Helper()
 				code, out, errOut := ficusWithEnv(env, append(append([]string{}, path...), args...)...)
