@@ -71,7 +71,7 @@ const (
 func actOrders(ctx context.Context, w *world, r *Report) error {
 	out, pool := w.cfg.Out, w.cfg.Pool
 	rep := &r.Orders
-	fmt.Fprintf(out, "\nThe order view: the operators' list, overdue orders and status drift.\n")
+	fmt.Fprintf(out, "\n── The order view: the operators' list, overdue orders and status drift ──\n")
 	if _, err := migrate.Up(ctx, pool); err != nil {
 		return fmt.Errorf("demo: order view: %w", err)
 	}

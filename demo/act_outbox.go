@@ -66,7 +66,7 @@ func actOutbox(ctx context.Context, w *world, r *Report) error {
 	out := w.cfg.Out
 	rep := OutboxReport{CrashRate: outboxCrashRate, RefuseEvery: outboxRefuseEvery}
 	steps := min(max(int(w.cfg.Duration.Seconds()), 15), 60)
-	fmt.Fprintf(out, "\nAct: the outbox. The shop tells the world of every status change; %d orders each time, the same faults:\n", steps)
+	fmt.Fprintf(out, "\n── The outbox ──\n  The shop tells the world of every status change; %d orders each time, the same faults:\n", steps)
 	fmt.Fprintf(out, "  the shop crashes after 1 commit in %d before publishing, the broker refuses 1 request in %d.\n", int(1/outboxCrashRate), outboxRefuseEvery)
 	if _, err := outbox.Migrate(ctx, w.cfg.Pool); err != nil {
 		return fmt.Errorf("outbox act: %w", err)

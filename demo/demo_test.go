@@ -138,7 +138,7 @@ func TestShortRunShowsTheSymptoms(t *testing.T) {
 		}
 	}
 	checkOrdersAct(t, report.Orders)
-	for _, want := range []string{"MES under load", "through ficus", "duplicate orders", "lost orders", "quote queue", "CRM polling", "durable intake", "Act: the outbox", "publish after commit"} {
+	for _, want := range []string{"MES under load", "through ficus", "duplicate orders", "lost orders", "quote queue", "CRM polling", "durable intake", "── The outbox ──", "── The order view", "publish after commit"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

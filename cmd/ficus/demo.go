@@ -63,11 +63,12 @@ local PostgreSQL binaries. Everything it starts is stopped at the end.`,
 
 			h := &ops.Handler{}
 			h.AddCheck("postgres", poolReady(pool))
-			// The live report is the demo's output; the simulators' own logs
-			// only show at --log-level debug, apart from their warnings.
+			// The live report is the demo's output: the components' logs only
+			// show at --log-level debug, apart from their errors (their
+			// warnings are the faults the demo injects, which it reports).
 			cfg.Logger = a.log
 			if a.logLevel != "debug" {
-				cfg.Logger, _ = newLogger(a.stderr, a.logFormat, "warn")
+				cfg.Logger, _ = newLogger(a.stderr, a.logFormat, "error")
 			}
 			cfg.Pool, cfg.Out, cfg.Register = pool, a.stdout, h.Register
 			est, err := a.simEstimator()
