@@ -1,12 +1,15 @@
 package demo
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,9 +110,19 @@ type replica struct {
 	base  string
 }
 
-// counter reads a counter of the replica's metrics.
-func (r *replica) counter(name string) int {
-	return int(r.set.GetOrCreateCounter(name).Get())
+// counter reads a counter of the replica's metrics, by its whole series
+// name with labels, from their exposition (0 while the series does not
+// exist yet).
+func (r *replica) counter(series string) int {
+	var b bytes.Buffer
+	r.set.WritePrometheus(&b)
+	for line := range strings.Lines(b.String()) {
+		if v, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), series+" "); ok {
+			n, _ := strconv.ParseFloat(v, 64)
+			return int(n)
+		}
+	}
+	return 0
 }
 
 // actCutover moves the quote route from the MES to the fleet with a

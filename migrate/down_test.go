@@ -33,11 +33,11 @@ func TestDownToVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rolled) != 1 || rolled[0].Version != 3 {
-		t.Fatalf("down to 2 rolled back %+v, want only version 3", rolled)
+	if len(rolled) != 2 || rolled[0].Version != 4 || rolled[1].Version != 3 {
+		t.Fatalf("down to 2 rolled back %+v, want versions 4 and 3, newest first", rolled)
 	}
-	if exists("ficus.order_view") || !exists("ficus.idempotency_keys") {
-		t.Fatal("down to 2: order_view must be gone, idempotency_keys kept")
+	if exists("ficus.order_view") || exists("ficus.proxy_intake") || !exists("ficus.idempotency_keys") {
+		t.Fatal("down to 2: order_view and proxy_intake must be gone, idempotency_keys kept")
 	}
 	applied := map[string]bool{}
 	all, err := migrate.Status(ctx, db.Pool)
@@ -47,7 +47,7 @@ func TestDownToVersion(t *testing.T) {
 	for _, m := range all {
 		applied[m.Name] = m.Applied
 	}
-	if applied["00003_order_view.sql"] || !applied["00002_idempotency_keys.sql"] || !applied["outbox/00001_outbox.sql"] {
+	if applied["00003_order_view.sql"] || applied["00004_proxy_intake.sql"] || !applied["00002_idempotency_keys.sql"] || !applied["outbox/00001_outbox.sql"] {
 		t.Fatalf("status after down: %v", applied)
 	}
 

@@ -23,11 +23,11 @@ func TestMigrateDownTo(t *testing.T) {
 		t.Fatalf("up: exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, errOut := ficus(t, "migrate", "down", "--to", "2")
-	if code != 0 || !strings.Contains(out, "rolled back 00003 00003_order_view.sql") {
+	if code != 0 || !strings.Contains(out, "rolled back 00003 00003_order_view.sql") || !strings.Contains(out, "rolled back 00004 00004_proxy_intake.sql") {
 		t.Fatalf("down --to 2: exit %d\n%s%s", code, out, errOut)
 	}
 	code, out, _ = ficus(t, "migrate", "status")
-	if code != 0 || !strings.Contains(out, "1 pending") {
+	if code != 0 || !strings.Contains(out, "2 pending") {
 		t.Fatalf("status after down: exit %d\n%s", code, out)
 	}
 	if code, out, _ = ficus(t, "migrate", "down", "--to", "2"); code != 0 || !strings.Contains(out, "nothing to roll back") {

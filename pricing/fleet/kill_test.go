@@ -137,7 +137,6 @@ func TestLongJobCompletesOnLiveWorker(t *testing.T) {
 	release := make(chan struct{})
 	c := &calc{started: started, release: release}
 	cfg := fastConfig(db.Pool, fleet.LaneB2B, c)
-	cfg.HeartbeatInterval, cfg.HeartbeatTimeout = 50*time.Millisecond, 300*time.Millisecond
 	w := startWorker(t, cfg)
 	sub, err := q.Submit(ctx, submission("acme", "long-1", fleet.LaneB2B))
 	if err != nil {
