@@ -78,13 +78,12 @@ func TestCDCRunSurvivesSIGKILL(t *testing.T) {
 	changes, rng := crashWorkloadSize(t)
 
 	ctx := t.Context()
-	// The workload and the stream must be done by this deadline; on a
-	// machine where they are not, the checks below still say what arrived.
-	deadline, cancel := context.WithDeadline(ctx, started.Add(160*time.Second))
-	defer cancel()
-
 	bin := buildFicus(t)
 	built := time.Now()
+	// The workload and the stream must be done by this deadline; on a
+	// machine where they are not, the checks below still say what arrived.
+	deadline, cancel := context.WithDeadline(ctx, built.Add(160*time.Second))
+	defer cancel()
 
 	db := pgtest.New(t)
 	if err := shop.EnsureSchema(ctx, db.Pool); err != nil {
@@ -193,8 +192,8 @@ func TestCDCRunSurvivesSIGKILL(t *testing.T) {
 		caughtUp.Sub(wrote).Round(time.Millisecond), time.Since(started).Round(time.Millisecond))
 }
 
-// buildFicus builds the ficus binary, statically and without the race
-// detector, into a temporary directory.
+// buildFicus returns the ficus binary the package's tests share (see
+// testBinary), building it on first use.
 // crashWorkloadSize returns how many changes a crash test's workload
 // makes (100,000; 10,000 with -short) and its random source, seeded from
 // FICUS_CRASH_SEED when set, so that a failing run can be repeated.
@@ -217,13 +216,26 @@ func crashWorkloadSize(t *testing.T) (int, *rand.Rand) {
 
 func buildFicus(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "ficus")
-	cmd := exec.CommandContext(t.Context(), "go", "build", "-o", bin, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	testBinary.once.Do(func() {
+		dir, err := os.MkdirTemp("", "ficus-test-bin-")
+		if err != nil {
+			testBinary.err = err
+			return
+		}
+		testBinary.dir = dir
+		bin := filepath.Join(dir, "ficus")
+		cmd := exec.Command("go", "build", "-o", bin, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			testBinary.err = fmt.Errorf("go build: %w\n%s", err, out)
+			return
+		}
+		testBinary.path = bin
+	})
+	if testBinary.err != nil {
+		t.Fatal(testBinary.err)
 	}
-	return bin
+	return testBinary.path
 }
 
 // killPlan says after how many new events each life of `ficus cdc run`

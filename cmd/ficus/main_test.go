@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -12,7 +13,22 @@ import (
 	"github.com/ficuslabs/ficus/internal/syncbuf"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	pgtest.Main(m, func() {
+		if testBinary.dir != "" {
+			os.RemoveAll(testBinary.dir)
+		}
+	})
+}
+
+// testBinary is the ficus binary the tests that run it as a process
+// share: built once per test run, statically and without the race
+// detector, so that it starts fast and a SIGKILL leaves nothing behind.
+var testBinary struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}
 
 func ficus(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()

@@ -39,10 +39,11 @@ func TestOrderViewSurvivesSIGKILL(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, seed>>1))
 	ctx := t.Context()
+	bin := buildFicus(t)
+	// The build is not counted: on a busy machine it alone may take minutes.
 	deadline, cancel := context.WithTimeout(ctx, 150*time.Second)
 	defer cancel()
 
-	bin := buildFicus(t)
 	db := pgtest.New(t)
 	if err := shop.EnsureSchema(ctx, db.Pool); err != nil {
 		t.Fatal(err)

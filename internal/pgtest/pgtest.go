@@ -66,9 +66,13 @@ func server() (*pgserver.Server, error) {
 	return shared.srv, shared.err
 }
 
-// Main runs the package's tests, stops the server they used and exits.
-func Main(m *testing.M) {
+// Main runs the package's tests, then the cleanups, stops the server the
+// tests used and exits.
+func Main(m *testing.M, cleanups ...func()) {
 	code := m.Run()
+	for _, c := range cleanups {
+		c()
+	}
 	if shared.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		if err := shared.srv.Stop(ctx); err != nil {
