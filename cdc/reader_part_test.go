@@ -2,8 +2,10 @@ package cdc
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -232,7 +234,14 @@ func TestReaderRedeliversPartedTransactionAfterStop(t *testing.T) {
 	got := make(chan Tx, 10)
 	release := make(chan struct{})
 	var calls int
+	var stopped atomic.Bool
 	cfg := f.config(func(_ context.Context, tx Tx) error {
+		if stopped.Load() {
+			// The parts already queued when the stop came are refused, so
+			// that the stop falls inside the transaction however far the
+			// reader had read it.
+			return errors.New("the sink refuses parts after the stop")
+		}
 		calls++
 		got <- tx
 		if calls == 3 { // the second part of the large transaction
@@ -240,6 +249,7 @@ func TestReaderRedeliversPartedTransactionAfterStop(t *testing.T) {
 		}
 		return nil
 	})
+	cfg.Retryable = func(error) bool { return true }
 	cfg.PartSize = 100
 	run := startReader(t, newTestReader(t, cfg))
 	before := next(t, got)
@@ -247,6 +257,7 @@ func TestReaderRedeliversPartedTransactionAfterStop(t *testing.T) {
 	if !first.More || !second.More || len(first.Changes) != 100 || second.Changes[0].Position != 100 {
 		t.Fatalf("want two parts of 100 changes; got %d (More %v) and %d (More %v)", len(first.Changes), first.More, len(second.Changes), second.More)
 	}
+	stopped.Store(true)
 	run.cancel() // while the second part is in hand
 	close(release)
 	if err := run.wait(t); err != nil {

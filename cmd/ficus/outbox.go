@@ -56,29 +56,18 @@ its own aggregate.`,
 			if err != nil {
 				return usageError{fmt.Errorf("--mode: %w", err)}
 			}
+			if _, err := parseDatabaseURL(url); err != nil {
+				return err
+			}
 			sinkTLS, err := clientTLS(caFile)
 			if err != nil {
 				return usageError{err}
 			}
-			pool, err := connect(ctx, url)
-			if err != nil {
-				return err
-			}
-			defer pool.Close()
-			applied, err := outbox.Migrate(ctx, pool)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil // stopped while starting
-				}
-				return err
-			}
-			for _, name := range applied {
-				a.log.Info("applied migration", "name", name)
-			}
+			// Everything the flags decide is checked before the database is
+			// touched: nothing is migrated, and nothing logged, for a bad flag.
 			h := &ops.Handler{}
 			set := metrics.NewSet()
 			h.Register(set)
-			h.AddCheck("postgres", poolReady(pool))
 			opts := sink.Options{Metrics: set, Logger: a.log, TLSClientConfig: sinkTLS}
 			if deadLetters != "" {
 				if opts.DeadLetter, err = sink.NewFileDeadLetters(sink.FileDeadLettersConfig{Path: deadLetters}); err != nil {
@@ -99,11 +88,27 @@ its own aggregate.`,
 			})
 			if err != nil {
 				return configError(err, map[string]string{
-					"Slot": "--slot", "Publication": "--publication", "Prefix": "--prefix", "Partitions": "--partitions",
+					"ConnString": "--database-url", "Slot": "--slot", "Publication": "--publication", "Prefix": "--prefix", "Partitions": "--partitions",
 					"BatchSize": "--batch-size", "PollInterval": "--poll-interval", "Retention": "--retention",
 					"RetryMax": "--retry-max", "TakeoverRetryMax": "--takeover-retry-max",
 				})
 			}
+			pool, err := connect(ctx, url)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			applied, err := outbox.Migrate(ctx, pool)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil // stopped while starting
+				}
+				return err
+			}
+			for _, name := range applied {
+				a.log.Info("applied migration", "name", name)
+			}
+			h.AddCheck("postgres", poolReady(pool))
 			h.AddCheck("relay", func(*http.Request) error { return relay.Ready() })
 			a.log.Info("relaying", "mode", string(mode), "sink", redactURL(sinkURL))
 			return a.serve(ctx, metricsAddr, h, relay.Run)

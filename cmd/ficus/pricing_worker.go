@@ -27,14 +27,26 @@ func connectMigrated(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n, err := migrate.Pending(ctx, pool); err != nil {
+	if err := checkMigrated(ctx, pool); err != nil {
 		pool.Close()
 		return nil, err
-	} else if n > 0 {
-		pool.Close()
-		return nil, fmt.Errorf("%d ficus migrations are pending in that database: run \"ficus migrate up --database-url ...\" first", n)
 	}
 	return pool, nil
+}
+
+// checkMigrated connects pool (which pgxpool opens lazily) and checks that
+// ficus's schema is up to date.
+func checkMigrated(ctx context.Context, pool *pgxpool.Pool) error {
+	c := pool.Config().ConnConfig
+	if err := pool.Ping(ctx); err != nil {
+		return fmt.Errorf("connect to postgres at %s:%d: %w", c.Host, c.Port, err)
+	}
+	if n, err := migrate.Pending(ctx, pool); err != nil {
+		return err
+	} else if n > 0 {
+		return fmt.Errorf("%d ficus migrations are pending in that database: run \"ficus migrate up --database-url ...\" first", n)
+	}
+	return nil
 }
 
 func (a *app) pricingWorkerCommand() *cobra.Command {
@@ -85,9 +97,15 @@ relay" in the same mode to deliver them. Run "ficus migrate up" first.`,
 			if err != nil {
 				return err
 			}
-			pool, err := connectMigrated(ctx, dbURL)
+			// The pool connects lazily: the worker's flags are checked
+			// before anything touches the database.
+			pcfg, err := parseDatabaseURL(dbURL)
 			if err != nil {
 				return err
+			}
+			pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+			if err != nil {
+				return usageError{fmt.Errorf("--database-url: %w", err)}
 			}
 			defer pool.Close()
 			cfg.Pool, cfg.Lane, cfg.Calculator = pool, l, calc
@@ -99,6 +117,9 @@ relay" in the same mode to deliver them. Run "ficus migrate up" first.`,
 					"HeartbeatTimeout": "--heartbeat-timeout", "HeartbeatInterval": "--heartbeat-interval",
 					"SoftStopTimeout": "--stop-timeout",
 				})
+			}
+			if err := checkMigrated(ctx, pool); err != nil {
+				return err
 			}
 			h := &ops.Handler{}
 			h.Register(cfg.Metrics)

@@ -28,6 +28,9 @@ func TestPricingCommandsRefuseBadFlags(t *testing.T) {
 		{[]string{"pricing", "worker", "--lane", "b2b", "--concurrency", "0", "--database-url", "postgres://127.0.0.1:1/x"}, "--concurrency"},
 		{[]string{"pricing", "worker", "--lane", "b2b"}, "--database-url"},
 		{[]string{"pricing", "worker", "--lane", "b2b", "--outbox", "kafka", "--database-url", "postgres://127.0.0.1:1/x"}, "--outbox"},
+		// Checked before the database, which does not answer here.
+		{[]string{"pricing", "worker", "--lane", "b2b", "--heartbeat-interval", "10s", "--heartbeat-timeout", "5s", "--database-url", "postgres://127.0.0.1:1/x"}, "--heartbeat-timeout"},
+		{[]string{"outbox", "relay", "--sink", "null:", "--partitions", "-1", "--database-url", "postgres://127.0.0.1:1/x"}, "--partitions"},
 		{[]string{"pricing", "api", "--price-list", "/nonexistent/prices.yaml", "--database-url", "postgres://127.0.0.1:1/x"}, "--price-list"},
 		{[]string{"pricing", "api", "--default-lane", "b2x"}, "--default-lane"},
 		{[]string{"pricing", "api", "--tenant-lane", "shop=vip"}, "--tenant-lane"},
