@@ -199,6 +199,8 @@ func TestUsageErrorsNameFlags(t *testing.T) {
 		{nil, []string{"proxy", "--upstream", "http://127.0.0.1:1", "--ca-file", filepath.Join(dir, "none.pem")}, "--ca-file"},
 		{nil, []string{"cdc", "run", "--sink", "null:", "--ca-file", badURL}, "--ca-file"},
 		{nil, []string{"outbox", "relay", "--sink", "null:", "--mode", "wal"}, "--mode"},
+		// Checked before the database, which does not answer here.
+		{nil, []string{"sim", "shop", "--rate", "-1", "--database-url", "postgres://127.0.0.1:1/x"}, "--rate -1"},
 		{nil, []string{"healthcheck", "ftp://127.0.0.1/"}, `URL "ftp://127.0.0.1/"`},
 		{nil, []string{"healthcheck", "--timeout", "0s"}, "--timeout"},
 		{nil, []string{"migrate", "status", "--database-url-file", badURL}, "--database-url"},

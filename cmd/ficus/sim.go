@@ -159,6 +159,9 @@ for ficus outbox relay.`,
 			if err := events.check(); err != nil {
 				return err
 			}
+			if err := cfg.Check(); err != nil {
+				return configError(err, map[string]string{"Rate": "--rate", "Promise": "--promise"})
+			}
 			pool, err := connect(ctx, url)
 			if err != nil {
 				return err
@@ -188,7 +191,7 @@ for ficus outbox relay.`,
 			defer closeEvents()
 			gen, err := shop.New(cfg)
 			if err != nil {
-				return configError(err, map[string]string{"Rate": "--rate"})
+				return configError(err, map[string]string{"Rate": "--rate", "Promise": "--promise"})
 			}
 			h := &ops.Handler{}
 			h.Register(cfg.Metrics)

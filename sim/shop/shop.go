@@ -131,22 +131,29 @@ type Generator struct {
 	scanMinDwells []time.Duration
 }
 
+// Check reports what is wrong with cfg's settings (ErrInvalidConfig),
+// apart from its Pool: a command can check them before it connects.
+func (cfg Config) Check() error {
+	switch {
+	case cfg.Rate < 0 || math.IsNaN(cfg.Rate) || math.IsInf(cfg.Rate, 0):
+		return fmt.Errorf("%w: Rate %v: want orders per second above zero", ErrInvalidConfig, cfg.Rate)
+	case cfg.Customers < 0:
+		return fmt.Errorf("%w: Customers %d: want a positive pool size", ErrInvalidConfig, cfg.Customers)
+	case cfg.MaxAdvance < 0:
+		return fmt.Errorf("%w: MaxAdvance %d: want a positive bound", ErrInvalidConfig, cfg.MaxAdvance)
+	case cfg.Promise < 0:
+		return fmt.Errorf("%w: Promise %v: want a positive duration, or zero for three weeks", ErrInvalidConfig, cfg.Promise)
+	}
+	return nil
+}
+
 // New checks cfg, fills its defaults and returns a Generator.
 func New(cfg Config) (*Generator, error) {
 	if cfg.Pool == nil {
 		return nil, ErrNoPool
 	}
-	if cfg.Rate < 0 || math.IsNaN(cfg.Rate) || math.IsInf(cfg.Rate, 0) {
-		return nil, fmt.Errorf("%w: Rate %v: want orders per second above zero", ErrInvalidConfig, cfg.Rate)
-	}
-	if cfg.Customers < 0 {
-		return nil, fmt.Errorf("%w: Customers %d: want a positive pool size", ErrInvalidConfig, cfg.Customers)
-	}
-	if cfg.MaxAdvance < 0 {
-		return nil, fmt.Errorf("%w: MaxAdvance %d: want a positive bound", ErrInvalidConfig, cfg.MaxAdvance)
-	}
-	if cfg.Promise < 0 {
-		return nil, fmt.Errorf("%w: Promise %v: want a positive duration, or zero for three weeks", ErrInvalidConfig, cfg.Promise)
+	if err := cfg.Check(); err != nil {
+		return nil, err
 	}
 	dwell, err := mergeDwell(cfg.Dwell)
 	if err != nil {
