@@ -165,6 +165,20 @@ func ParseBatch(b []byte) ([]Event, error) {
 	return events, nil
 }
 
+// ParseBody reads the body of an HTTP request in structured mode: a batch
+// (ParseBatch) when contentType is BatchContentType, else one event
+// (Parse).
+func ParseBody(contentType string, b []byte) ([]Event, error) {
+	if contentType == BatchContentType {
+		return ParseBatch(b)
+	}
+	e, err := Parse(b)
+	if err != nil {
+		return nil, err
+	}
+	return []Event{e}, nil
+}
+
 // UnmarshalJSON implements json.Unmarshaler with the rules of Parse.
 func (e *Event) UnmarshalJSON(b []byte) error {
 	parsed, err := Parse(b)

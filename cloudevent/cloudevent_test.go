@@ -373,3 +373,24 @@ func TestTraceContext(t *testing.T) {
 		t.Fatalf("SetTraceContext: %+v", out.Extensions)
 	}
 }
+
+// A request body is one event, or a batch under the batch content type;
+// an event sent where a batch is announced, or the other way round, is
+// refused.
+func TestParseBody(t *testing.T) {
+	t.Parallel()
+	one, err := cloudevent.ParseBody(cloudevent.ContentType, []byte(minimal))
+	if err != nil || len(one) != 1 || one[0].ID != "1" {
+		t.Fatalf("one event: %+v, %v", one, err)
+	}
+	two, err := cloudevent.ParseBody(cloudevent.BatchContentType, []byte("["+minimal+","+strings.Replace(minimal, `"id":"1"`, `"id":"2"`, 1)+"]"))
+	if err != nil || len(two) != 2 || two[1].ID != "2" {
+		t.Fatalf("batch: %+v, %v", two, err)
+	}
+	if _, err := cloudevent.ParseBody(cloudevent.BatchContentType, []byte(minimal)); !errors.Is(err, cloudevent.ErrMalformed) {
+		t.Errorf("an event announced as a batch: %v, want ErrMalformed", err)
+	}
+	if _, err := cloudevent.ParseBody(cloudevent.ContentType, []byte("["+minimal+"]")); err == nil {
+		t.Error("a batch announced as one event was accepted")
+	}
+}

@@ -282,14 +282,7 @@ func (b *eventBroker) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		http.Error(rw, err.Error(), http.StatusBadRequest)
 		return
 	}
-	var evs []cloudevent.Event
-	if req.Header.Get("Content-Type") == cloudevent.BatchContentType {
-		evs, err = cloudevent.ParseBatch(body)
-	} else {
-		var e cloudevent.Event
-		e, err = cloudevent.Parse(body)
-		evs = []cloudevent.Event{e}
-	}
+	evs, err := cloudevent.ParseBody(req.Header.Get("Content-Type"), body)
 	if err != nil {
 		http.Error(rw, err.Error(), http.StatusBadRequest)
 		return

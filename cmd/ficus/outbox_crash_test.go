@@ -42,14 +42,7 @@ func (o *outboxReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	var events []cloudevent.Event
-	if r.Header.Get("Content-Type") == cloudevent.BatchContentType {
-		events, err = cloudevent.ParseBatch(b)
-	} else {
-		var e cloudevent.Event
-		e, err = cloudevent.Parse(b)
-		events = []cloudevent.Event{e}
-	}
+	events, err := cloudevent.ParseBody(r.Header.Get("Content-Type"), b)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return

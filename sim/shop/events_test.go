@@ -40,14 +40,7 @@ func (rc *eventReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	var evs []cloudevent.Event
-	if r.Header.Get("Content-Type") == cloudevent.BatchContentType {
-		evs, err = cloudevent.ParseBatch(body)
-	} else {
-		var e cloudevent.Event
-		e, err = cloudevent.Parse(body)
-		evs = []cloudevent.Event{e}
-	}
+	evs, err := cloudevent.ParseBody(r.Header.Get("Content-Type"), body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
