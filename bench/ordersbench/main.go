@@ -19,14 +19,12 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/signal"
 	"runtime"
@@ -36,11 +34,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ficuslabs/ficus/bench/internal/benchdb"
 	"github.com/ficuslabs/ficus/cdc"
-	"github.com/ficuslabs/ficus/internal/pgserver"
 	"github.com/ficuslabs/ficus/migrate"
 	"github.com/ficuslabs/ficus/orders"
 	"github.com/ficuslabs/ficus/sim/mes"
@@ -78,42 +75,12 @@ func main() {
 
 func run(ctx context.Context, c config) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	// A local cluster by default, as the CDC benchmark uses: a container's
-	// 64 MB /dev/shm is too small for the parallel scans of a million rows.
-	srv, err := pgserver.Start(ctx, pgserver.Config{URL: c.url, Provider: cmp.Or(os.Getenv("FICUS_POSTGRES_PROVIDER"), "local"), Logger: log})
+	d, err := benchdb.Open(ctx, c.url, "ficus_ordersbench", 0, log)
 	if err != nil {
 		return err
 	}
-	defer srv.Stop(context.WithoutCancel(ctx)) //nolint:errcheck // best effort
-	admin, err := pgx.Connect(ctx, srv.URL)
-	if err != nil {
-		return err
-	}
-	db := fmt.Sprintf("ficus_ordersbench_%d", time.Now().UnixNano())
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+db); err != nil {
-		return err
-	}
-	defer func() {
-		ctx := context.WithoutCancel(ctx)
-		admin.Exec(ctx, "DROP DATABASE "+db+" WITH (FORCE)") //nolint:errcheck // best effort
-		admin.Close(ctx)
-	}()
-	cfg, err := pgxpool.ParseConfig(srv.URL)
-	if err != nil {
-		return err
-	}
-	cfg.ConnConfig.Database = db
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	u, err := url.Parse(srv.URL)
-	if err != nil {
-		return err
-	}
-	u.Path = "/" + db
-	dbURL := u.String()
+	defer d.Close(ctx)
+	pool, dbURL, srv := d.Pool, d.URL, d.Server
 
 	var report strings.Builder
 	fmt.Fprintf(&report, "# Order view benchmark\n\n- when: %s, %s, %d CPUs\n- PostgreSQL: %s (%s)\n",

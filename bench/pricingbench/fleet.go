@@ -29,11 +29,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ficuslabs/ficus/bench/internal/benchdb"
 	"github.com/ficuslabs/ficus/internal/ctxsleep"
-	"github.com/ficuslabs/ficus/internal/pgserver"
 	"github.com/ficuslabs/ficus/migrate"
 	"github.com/ficuslabs/ficus/pricing"
 	"github.com/ficuslabs/ficus/pricing/fleet"
@@ -78,35 +77,12 @@ type fleetBench struct {
 func runFleet(ctx context.Context, c fleetConfig, store *pricing.Store, pl *pricing.PriceList, meshCalc, slicerCalc pricing.Calculator,
 	est pricing.Estimator, b *strings.Builder) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	srv, err := pgserver.Start(ctx, pgserver.Config{URL: c.url, Provider: cmp.Or(os.Getenv("FICUS_POSTGRES_PROVIDER"), "local"), Logger: log})
+	d, err := benchdb.Open(ctx, c.url, "ficus_pricingbench", 48, log)
 	if err != nil {
 		return err
 	}
-	defer srv.Stop(context.WithoutCancel(ctx)) //nolint:errcheck // best effort
-	admin, err := pgx.Connect(ctx, srv.URL)
-	if err != nil {
-		return err
-	}
-	db := fmt.Sprintf("ficus_pricingbench_%d", time.Now().UnixNano())
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+db); err != nil {
-		return err
-	}
-	defer func() {
-		ctx := context.WithoutCancel(ctx)
-		admin.Exec(ctx, "DROP DATABASE "+db+" WITH (FORCE)") //nolint:errcheck // best effort
-		admin.Close(ctx)
-	}()
-	pcfg, err := pgxpool.ParseConfig(srv.URL)
-	if err != nil {
-		return err
-	}
-	pcfg.ConnConfig.Database = db
-	pcfg.MaxConns = 48
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
+	defer d.Close(ctx)
+	pool, srv := d.Pool, d.Server
 	if _, err := migrate.Up(ctx, pool); err != nil {
 		return err
 	}
