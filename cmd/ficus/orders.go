@@ -130,15 +130,11 @@ Configuration); --drift-grace, when given, wins over the file. Give cdc run
 			if err != nil {
 				return configError(err, map[string]string{"DriftGrace": "--drift-grace"})
 			}
-			ln, err := listenFlag("listen", listen)
+			ln, mln, err := listenServing(listen, metricsAddr)
 			if err != nil {
 				return err
 			}
 			defer ln.Close()
-			mln, err := listenMetrics(metricsAddr)
-			if err != nil {
-				return err
-			}
 			set := metrics.NewSet()
 			h := &ops.Handler{}
 			h.Register(set)

@@ -234,15 +234,11 @@ Run "ficus migrate up" first.`,
 				mux.Handle(ui.Prefix()+"/", ui)
 				handler, services = mux, append(services, ui.Run)
 			}
-			ln, err := listenFlag("listen", listen)
+			ln, mln, err := listenServing(listen, metricsAddr)
 			if err != nil {
 				return err
 			}
 			defer ln.Close()
-			mln, err := listenMetrics(metricsAddr)
-			if err != nil {
-				return err
-			}
 			a.log.Info("quote API listening", "addr", ln.Addr().String(), "scheme", srvTLS.scheme(), "river_ui", operatorPassword != "")
 			h := &ops.Handler{}
 			h.Register(set)

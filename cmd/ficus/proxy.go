@@ -138,15 +138,11 @@ client gets 202 Accepted, and every replica delivers them to the upstream
 					return cfg, err
 				}
 			}
-			ln, err := listenFlag("listen", listen)
+			ln, mln, err := listenServing(listen, metricsAddr)
 			if err != nil {
 				return err
 			}
 			defer ln.Close()
-			mln, err := listenMetrics(metricsAddr)
-			if err != nil {
-				return err
-			}
 			a.log.Info("proxy listening", "addr", ln.Addr().String(), "scheme", srvTLS.scheme(), "config", configPath, "store", storeName(s.Store), "direct_path", directPath)
 			return a.serveOn(ctx, mln, h,
 				append(runners,

@@ -48,6 +48,20 @@ func listenFlag(flag, addr string) (net.Listener, error) {
 	return ln, nil
 }
 
+// listenServing binds a serving command's --listen and --metrics-listen,
+// both before anything is logged, so that a taken port is a clear error
+// and nothing announces a server that cannot start.
+func listenServing(listen, metricsAddr string) (ln, mln net.Listener, err error) {
+	if ln, err = listenFlag("listen", listen); err != nil {
+		return nil, nil, err
+	}
+	if mln, err = listenMetrics(metricsAddr); err != nil {
+		ln.Close()
+		return nil, nil, err
+	}
+	return ln, mln, nil
+}
+
 // serveOn is serve with the metrics listener already bound; it closes it.
 func (a *app) serveOn(ctx context.Context, ln net.Listener, h *ops.Handler, services ...service) error {
 	var err error

@@ -100,15 +100,11 @@ it); the MES reads that file and prices it with --price-list, taking
 			if err != nil {
 				return configError(err, map[string]string{"CalcTime": "--calc-time", "StageTime": "--stage-time"})
 			}
-			ln, err := listenFlag("listen", listen)
+			ln, mln, err := listenServing(listen, metricsAddr)
 			if err != nil {
 				return err
 			}
 			defer ln.Close()
-			mln, err := listenMetrics(metricsAddr)
-			if err != nil {
-				return err
-			}
 			a.log.Info("legacy MES listening", "addr", ln.Addr().String(), "scheme", srvTLS.scheme(), "calc_time", cfg.CalcTime)
 			h := &ops.Handler{}
 			h.Register(cfg.Metrics)
@@ -262,15 +258,11 @@ and out-of-order transitions they detected.`,
 			if err != nil {
 				return configError(err, map[string]string{"Mode": "--mode", "Interval": "--interval"})
 			}
-			ln, err := listenFlag("listen", listen)
+			ln, mln, err := listenServing(listen, metricsAddr)
 			if err != nil {
 				return err
 			}
 			defer ln.Close()
-			mln, err := listenMetrics(metricsAddr)
-			if err != nil {
-				return err
-			}
 			a.log.Info("CRM listening", "addr", ln.Addr().String(), "scheme", srvTLS.scheme(), "mode", mode)
 			h.Register(cfg.Metrics)
 			return a.serveOn(ctx, mln, h, c.Run, func(ctx context.Context) error {
