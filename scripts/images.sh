@@ -22,13 +22,18 @@
 #             (images/slicer/packages) changed, or with --force; the ficus
 #             layer always (seconds). Not built by default: name it, or
 #             `make images-slicer` (docs/pricing-fleet.md has the timing).
+#   toxiproxy FICUS_TOXIPROXY_IMAGE (default ficus/toxiproxy:2.12.0): FROM
+#             scratch with toxiproxy's server built from its Go module
+#             (github.com/Shopify/toxiproxy/v2, FICUS_TOXIPROXY_VERSION,
+#             default v2.12.0) for the end-to-end suite's faults
+#             (images/toxiproxy/Dockerfile). Built only when missing.
 #
-# Usage: scripts/images.sh [--force] [postgres] [ficus] [slicer]
-#   With no image named, postgres and ficus are built. The Docker engine is
+# Usage: scripts/images.sh [--force] [postgres] [ficus] [slicer] [toxiproxy]
+#   With no image named, postgres, ficus and toxiproxy are built. The Docker engine is
 #   started with scripts/docker-up.sh when it is not running.
 #
 # Environment:
-#   FICUS_POSTGRES_IMAGE, FICUS_IMAGE, FICUS_SLICER_IMAGE,
+#   FICUS_POSTGRES_IMAGE, FICUS_IMAGE, FICUS_SLICER_IMAGE, FICUS_TOXIPROXY_IMAGE,
 #   FICUS_SLICER_BASE_IMAGE  image names (see above)
 #   FICUS_IMAGE_ONLY     1: tag the ficus image FICUS_IMAGE only (tests)
 #   FICUS_DEBIAN_MIRROR  Debian mirror for debootstrap; defaults to the one
@@ -43,6 +48,8 @@ pg_image="${FICUS_POSTGRES_IMAGE:-ficus/postgres:15}"
 ficus_image="${FICUS_IMAGE:-ficus/ficus:dev}"
 slicer_image="${FICUS_SLICER_IMAGE:-ficus/pricing-worker:dev}"
 slicer_base="${FICUS_SLICER_BASE_IMAGE:-ficus/prusa-slicer:bookworm}"
+toxiproxy_version="${FICUS_TOXIPROXY_VERSION:-v2.12.0}"
+toxiproxy_image="${FICUS_TOXIPROXY_IMAGE:-ficus/toxiproxy:${toxiproxy_version#v}}"
 slicer_packages="$root/images/slicer/packages"
 slicer_label=dev.ficus.slicer.inputs-sha256
 suite=bookworm
@@ -69,13 +76,13 @@ while [ $# -gt 0 ]; do
 		usage
 		exit 0
 		;;
-	postgres | ficus | slicer) targets+=("$1") ;;
-	*) die "unknown argument '$1' (usage: scripts/images.sh [--force] [postgres] [ficus] [slicer])" ;;
+	postgres | ficus | slicer | toxiproxy) targets+=("$1") ;;
+	*) die "unknown argument '$1' (usage: scripts/images.sh [--force] [postgres] [ficus] [slicer] [toxiproxy])" ;;
 	esac
 	shift
 done
 if [ "${#targets[@]}" -eq 0 ]; then
-	targets=(postgres ficus)
+	targets=(postgres ficus toxiproxy)
 fi
 
 # step NAME CMD... runs CMD and reports how long it took.
@@ -461,6 +468,23 @@ build_slicer() {
 	say "$slicer_image built in $(($(date +%s) - t0))s, $(docker image inspect -f '{{.Size}}' "$slicer_image" | awk '{printf "%.0f MB", $1/1e6}')"
 }
 
+build_toxiproxy() {
+	if image_exists "$toxiproxy_image" && [ "$force" -eq 0 ]; then
+		say "$toxiproxy_image exists; not rebuilding (use --force to rebuild)"
+		return 0
+	fi
+	command -v go >/dev/null 2>&1 || die "go is not on PATH; it is needed to build toxiproxy"
+	work="$(mktemp -d /var/tmp/ficus-toxiproxy-image.XXXXXX)"
+	# Outside the ficus module, so that its go.mod does not pin the build.
+	step "go install toxiproxy server $toxiproxy_version (static)" \
+		env -C "$work" CGO_ENABLED=0 GOBIN="$work" GOFLAGS=-trimpath \
+		go install "github.com/Shopify/toxiproxy/v2/cmd/server@$toxiproxy_version"
+	step "docker build -t $toxiproxy_image" \
+		docker_build -q -f "$root/images/toxiproxy/Dockerfile" --build-arg "VERSION=$toxiproxy_version" \
+		-t "$toxiproxy_image" "$work" >/dev/null
+	cleanup_dir "$work"
+}
+
 step "docker engine" "$root/scripts/docker-up.sh"
 # One build at a time on this machine: a concurrent run waits, then finds
 # the Postgres image built.
@@ -477,5 +501,6 @@ for t in "${targets[@]}"; do
 	postgres) build_postgres ;;
 	ficus) build_ficus ;;
 	slicer) build_slicer ;;
+	toxiproxy) build_toxiproxy ;;
 	esac
 done
