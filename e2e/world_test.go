@@ -20,6 +20,7 @@ func mes(t *testing.T, db string, extra ...string) *harness.Container {
 		Ports:     []string{"8081", "9191"},
 		Ready:     "/readyz",
 		ReadyPort: "9191",
+		Metrics:   "9191",
 	})
 }
 
@@ -42,6 +43,7 @@ func proxy(t *testing.T, part, upstream, db, config string) *harness.Container {
 		Ports:     []string{"8080", "9189"},
 		Ready:     "/readyz",
 		ReadyPort: "9189",
+		Metrics:   "9189",
 		Files:     files,
 	})
 }

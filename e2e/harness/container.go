@@ -49,9 +49,17 @@ type Spec struct {
 	// Labels are added to the run's labels (for example the scrape label of
 	// the metrics proof).
 	Labels map[string]string
+	// Metrics is the container port serving Prometheus /metrics (for ficus
+	// commands their --metrics-listen port): the run's metrics server
+	// scrapes every container that names one (label dev.ficus.e2e.metrics).
+	Metrics string
 	// StartTimeout bounds the wait for Ready. Default one minute.
 	StartTimeout time.Duration
 }
+
+// MetricsLabel marks a container whose /metrics the run scrapes; its value
+// is the port.
+const MetricsLabel = "dev.ficus.e2e.metrics"
 
 // Container is a running (or stopped) container of the run.
 type Container struct {
@@ -111,6 +119,9 @@ func (e *Env) start(ctx context.Context, spec Spec) (*Container, error) {
 		spec.StartTimeout = time.Minute
 	}
 	labels := map[string]string{runLabel: e.run, "dev.ficus.e2e.name": spec.Name}
+	if spec.Metrics != "" {
+		labels[MetricsLabel] = strings.TrimSuffix(spec.Metrics, "/tcp")
+	}
 	maps.Copy(labels, spec.Labels)
 	exposed := make([]string, len(spec.Ports))
 	for i, p := range spec.Ports {
