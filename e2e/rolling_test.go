@@ -129,7 +129,7 @@ func TestRollingProxyReleaseKeepsEveryOrder(t *testing.T) {
 
 	edgeCheckMES(t, ctx, mesURL, ck)
 	v := ck.Verdict()
-	env.Report.Figure(t, "attempts retried", fmt.Sprintf("%d of %d orders' attempts (%s)", c.retries.Load(), v.Sent, c.Tally()))
+	env.Report.Figure(t, "attempts retried", fmt.Sprintf("%d for %d orders (%s)", c.retries.Load(), v.Sent, c.Tally()))
 	env.Report.Verdict(t, "orders through a rolling release, once each", v.OK(), v.String())
 	if err := v.Err(); err != nil {
 		t.Fatal(err)
