@@ -17,6 +17,8 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // RangeQuerier runs range queries; *Client is one.
@@ -95,13 +97,15 @@ func (r Render) RenderBoard(ctx context.Context, board Board, dir string) ([]str
 	return files, nil
 }
 
-// series is one line of a panel.
+// series is one line of a panel: its runs of consecutive samples (a gap
+// where samples are missing or NaN).
 type series struct {
 	name string
-	pts  plotter.XYs
+	runs []plotter.XYs
 }
 
-// RenderPanel draws one panel of board into a PNG file at path.
+// RenderPanel draws one panel of board into a PNG file at path: the lines
+// on the left, their legend on the right.
 func (r Render) RenderPanel(ctx context.Context, board Board, p Panel, path string) error {
 	if r.Querier == nil {
 		return fmt.Errorf("%w: Render has no Querier", ErrConfig)
@@ -129,16 +133,8 @@ func (r Render) RenderPanel(ctx context.Context, board Board, p Panel, path stri
 			return fmt.Errorf("render panel %q: %w", p.Title, err)
 		}
 		for _, s := range m {
-			pts := make(plotter.XYs, 0, len(s.Values))
-			for _, v := range s.Values {
-				y := float64(v.Value) * unit.scale
-				if math.IsNaN(y) || math.IsInf(y, 0) {
-					continue
-				}
-				pts = append(pts, plotter.XY{X: float64(v.Timestamp.Unix()), Y: y})
-			}
-			if len(pts) > 0 {
-				lines = append(lines, series{name: legend(q.Legend, s.Metric), pts: pts})
+			if l := toSeries(s, legend(q.Legend, s.Metric), unit.scale, step); len(l.runs) > 0 {
+				lines = append(lines, l)
 			}
 		}
 	}
@@ -153,40 +149,91 @@ func (r Render) RenderPanel(ctx context.Context, board Board, p Panel, path stri
 	pl.X.Tick.Marker = plot.TimeTicks{Format: timeFormat(rng), Time: plot.UTCUnixTime}
 	pl.X.Min, pl.X.Max = float64(r.Start.Unix()), float64(r.End.Unix())
 	pl.Y.Label.Text = unit.label
-	pl.Y.Min = 0
+	pl.Y.Min, pl.Y.Max = 0, 0
 	pl.Add(plotter.NewGrid())
-	pl.Legend.Top = true
-	pl.Legend.Left = true
 
+	leg := plot.NewLegend()
+	leg.Top, leg.Left = true, true
+	leg.TextStyle.Font.Size = vg.Points(9)
 	maxSeries := cmp.Or(r.MaxSeries, 12)
 	for i, s := range lines {
 		if i == maxSeries {
-			pl.Legend.Add(fmt.Sprintf("… %d more series not drawn", len(lines)-maxSeries))
+			leg.Add(fmt.Sprintf("+%d more series", len(lines)-maxSeries))
 			break
 		}
-		l, err := plotter.NewLine(s.pts)
-		if err != nil {
-			return fmt.Errorf("render panel %q: %w", p.Title, err)
+		var first *plotter.Line
+		for _, run := range s.runs {
+			l, err := plotter.NewLine(run)
+			if err != nil {
+				return fmt.Errorf("render panel %q: %w", p.Title, err)
+			}
+			l.Color = plotutil.Color(i)
+			l.Dashes = plotutil.Dashes(i / len(plotutil.DefaultColors))
+			l.Width = vg.Points(1.5)
+			pl.Add(l)
+			if first == nil {
+				first = l
+			}
+			for _, pt := range run {
+				pl.Y.Max = max(pl.Y.Max, pt.Y)
+				pl.Y.Min = min(pl.Y.Min, pt.Y)
+			}
 		}
-		l.Color = plotutil.Color(i)
-		l.Dashes = plotutil.Dashes(i / len(plotutil.DefaultColors))
-		l.Width = vg.Points(1.5)
-		pl.Add(l)
-		pl.Legend.Add(s.name, l)
-		for _, pt := range s.pts {
-			pl.Y.Max = max(pl.Y.Max, pt.Y)
-			pl.Y.Min = min(pl.Y.Min, pt.Y)
-		}
+		leg.Add(s.name, first)
 	}
 	if pl.Y.Max <= pl.Y.Min {
 		pl.Y.Max = pl.Y.Min + 1
 	}
-	pl.Y.Max *= 1.1 // room for the legend
+
 	w, h := cmp.Or(r.Width, 8*vg.Inch), cmp.Or(r.Height, 4*vg.Inch)
-	if err := pl.Save(w, h, path); err != nil {
+	img := vgimg.PngCanvas{Canvas: vgimg.New(w, h)}
+	dc := draw.New(img)
+	legendWidth := w * 3 / 10
+	pl.Draw(draw.Crop(dc, 0, -legendWidth, 0, 0))
+	legendArea := draw.Crop(dc, w-legendWidth+vg.Points(6), -vg.Points(4), vg.Points(4), -vg.Points(24))
+	leg.Draw(legendArea)
+
+	f, err := os.Create(path)
+	if err != nil {
 		return fmt.Errorf("render panel %q: %w", p.Title, err)
 	}
+	if _, err := img.WriteTo(f); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("render panel %q: write %s: %w", p.Title, path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("render panel %q: write %s: %w", p.Title, path, err)
+	}
 	return nil
+}
+
+// toSeries turns a range query's series into runs of points: a NaN, an
+// infinity or a missing step (more than 1.5 steps between samples) ends a
+// run, so the line shows the gap.
+func toSeries(s *model.SampleStream, name string, scale float64, step time.Duration) series {
+	out := series{name: name}
+	var run plotter.XYs
+	var last model.Time
+	flush := func() {
+		if len(run) > 0 {
+			out.runs = append(out.runs, run)
+		}
+		run = nil
+	}
+	for _, v := range s.Values {
+		y := float64(v.Value) * scale
+		if math.IsNaN(y) || math.IsInf(y, 0) {
+			flush()
+			continue
+		}
+		if len(run) > 0 && v.Timestamp.Sub(last) > step*3/2 {
+			flush()
+		}
+		run = append(run, plotter.XY{X: float64(v.Timestamp.Unix()), Y: y})
+		last = v.Timestamp
+	}
+	flush()
+	return out
 }
 
 // legendRef matches {{ label }} in a legend format.
