@@ -67,8 +67,8 @@ type DockerDiscovery struct {
 	// VictoriaMetrics container, which runs as root).
 	Host string
 	// Network keeps only the containers' addresses on this Docker network
-	// (the one VictoriaMetrics is attached to). Empty: each container's
-	// first network by name.
+	// (the one VictoriaMetrics is attached to), also for containers on
+	// several networks. Empty: each container's first network by name.
 	Network string
 }
 
@@ -177,7 +177,10 @@ func dockerSection(d DockerDiscovery) scrapeSection {
 	rc := []relabelConfig{
 		{SourceLabels: []string{metaLabel(ScrapeLabel)}, Regex: `\d+`, Action: "keep"},
 	}
+	sd := dockerSDConfig{Host: host}
 	if d.Network != "" {
+		// One target per network a container is on; keep the named one.
+		sd.MatchFirstNetwork = new(bool)
 		rc = append(rc, relabelConfig{
 			SourceLabels: []string{"__meta_docker_network_name"},
 			Regex:        regexp.QuoteMeta(d.Network),
@@ -213,7 +216,7 @@ func dockerSection(d DockerDiscovery) scrapeSection {
 	)
 	return scrapeSection{
 		JobName:         "docker",
-		DockerSDConfigs: []dockerSDConfig{{Host: host}},
+		DockerSDConfigs: []dockerSDConfig{sd},
 		RelabelConfigs:  rc,
 	}
 }
@@ -242,7 +245,8 @@ type staticConfig struct {
 }
 
 type dockerSDConfig struct {
-	Host string `yaml:"host"`
+	Host              string `yaml:"host"`
+	MatchFirstNetwork *bool  `yaml:"match_first_network,omitempty"`
 }
 
 type relabelConfig struct {
