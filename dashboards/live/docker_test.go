@@ -77,6 +77,7 @@ func container(name, ip string, ports []int, labels map[string]string) map[strin
 // finds a container started after it without a reload.
 func TestDockerDiscovery(t *testing.T) {
 	t.Parallel()
+	vmBinaries(t) // built before the clock below starts
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	engine, host := newFakeEngine(t)
@@ -96,18 +97,24 @@ func TestDockerDiscovery(t *testing.T) {
 		Interval: time.Second,
 		Docker:   &live.DockerDiscovery{Host: host, Network: "ficus-e2e"},
 	})
+	started := time.Now()
 	eventually(t, 20*time.Second, "proxy container scraped", func() (bool, error) {
 		v, err := vm.Query(ctx, `livetest_up{job="proxy", instance="e2e-proxy-1"}`, time.Now())
 		return err == nil && len(v) == 1, err
 	})
 
+	t.Logf("proxy container's samples visible %s after VictoriaMetrics started", time.Since(started).Round(time.Millisecond))
+
 	// A container started later, without a job label.
+	started = time.Now()
 	engine.containers.Store(append(engine.containers.Load().([]map[string]any),
 		container("e2e-late", "127.0.0.1", nil, map[string]string{live.ScrapeLabel: latePort})))
 	eventually(t, 20*time.Second, "late container scraped", func() (bool, error) {
 		v, err := vm.Query(ctx, `livetest_up{job="ficus", instance="e2e-late"}`, time.Now())
 		return err == nil && len(v) == 1, err
 	})
+
+	t.Logf("late container's samples visible %s after it appeared", time.Since(started).Round(time.Millisecond))
 
 	v, err := vm.Query(ctx, `count by (job, instance) (up)`, time.Now())
 	if err != nil {

@@ -63,6 +63,7 @@ const testRules = `groups:
 // one, and a panel drawn from the live data is a PNG.
 func TestLiveProof(t *testing.T) {
 	t.Parallel()
+	vmBinaries(t) // built before the clock below starts
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
 	ms := newMetricsServer(t)
@@ -71,10 +72,13 @@ func TestLiveProof(t *testing.T) {
 		Targets:  []live.Target{{Job: "livetest", Address: strings.TrimPrefix(ms.URL, "http://"), Labels: map[string]string{"component": "sim"}}},
 	})
 
+	vmStarted := time.Now()
 	eventually(t, 20*time.Second, "first scrape", func() (bool, error) {
 		v, err := vm.Query(ctx, `livetest_up{job="livetest", component="sim"}`, time.Now())
 		return err == nil && len(v) == 1, err
 	})
+
+	t.Logf("first sample visible %s after VictoriaMetrics started", time.Since(vmStarted).Round(time.Millisecond))
 
 	selectors := []live.Selector{
 		{Metric: "livetest_up", Source: "board: panel 1 \"Up\""},
