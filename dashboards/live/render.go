@@ -184,6 +184,7 @@ func (r Render) RenderPanel(ctx context.Context, board Board, p Panel, path stri
 	if pl.Y.Max <= pl.Y.Min {
 		pl.Y.Max = pl.Y.Min + 1
 	}
+	pl.Y.Max += (pl.Y.Max - pl.Y.Min) / 20 // a line at the top stays visible
 
 	w, h := cmp.Or(r.Width, 8*vg.Inch), cmp.Or(r.Height, 4*vg.Inch)
 	img := vgimg.PngCanvas{Canvas: vgimg.New(w, h)}

@@ -3,6 +3,7 @@ package live_test
 import (
 	"context"
 	"encoding/json"
+	"hash/crc32"
 	"image/png"
 	"io/fs"
 	"math"
@@ -15,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"gonum.org/v1/plot/plotutil"
 
 	"github.com/ficuslabs/ficus/dashboards"
 	"github.com/ficuslabs/ficus/dashboards/live"
@@ -61,7 +64,9 @@ func newQueryRangeServer(t *testing.T) *queryRangeServer {
 			for i, route := range []string{"orders", "quotes"} {
 				var vals [][2]any
 				for ts := start; ts <= end; ts += step {
-					v := 0.5 + 0.4*math.Sin((ts-start)/60+float64(i))
+					// Each query's lines have a phase of their own, so that
+					// the lines of one panel do not cover each other.
+					v := 0.5 + 0.4*math.Sin((ts-start)/60+float64(i)+float64(crc32.ChecksumIEEE([]byte(q))%628)/100)
 					if i == 1 && ts > start+(end-start)/2 && ts < start+(end-start)*0.6 {
 						v = math.NaN() // a gap, as a scrape failure leaves
 					}
@@ -121,7 +126,10 @@ func TestRenderBoards(t *testing.T) {
 			t.Fatalf("%s: %d files for %d panels", name, len(files), len(board.Panels))
 		}
 		for _, f := range files {
-			checkPNG(t, f)
+			// Every query returns data: a line in the first colour.
+			if n := checkPNG(t, f); n < 100 {
+				t.Errorf("%s: %d pixels of the first series' colour; want a line", f, n)
+			}
 		}
 	}
 	src.mu.Lock()
@@ -136,7 +144,9 @@ func TestRenderBoards(t *testing.T) {
 	}
 }
 
-func checkPNG(t *testing.T, path string) {
+// checkPNG decodes a rendered panel, checks its size and returns how many
+// of its pixels have the first series' colour.
+func checkPNG(t *testing.T, path string) int {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -147,9 +157,20 @@ func checkPNG(t *testing.T, path string) {
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	if b := img.Bounds(); b.Dx() != 768 || b.Dy() != 384 {
+	b := img.Bounds()
+	if b.Dx() != 768 || b.Dy() != 384 {
 		t.Errorf("%s: %dx%d, want 768x384", path, b.Dx(), b.Dy())
 	}
+	wr, wg, wb, _ := plotutil.Color(0).RGBA()
+	n := 0
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			if r, g, b, _ := img.At(x, y).RGBA(); r == wr && g == wg && b == wb {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func TestRenderNoData(t *testing.T) {
@@ -165,7 +186,9 @@ func TestRenderNoData(t *testing.T) {
 	if err != nil || len(files) != 1 || !strings.HasSuffix(files[0], "01-nothing-here.png") {
 		t.Fatalf("files %v, err %v", files, err)
 	}
-	checkPNG(t, files[0])
+	if n := checkPNG(t, files[0]); n != 0 {
+		t.Errorf("a panel without data has %d pixels of a series' colour", n)
+	}
 
 	// A failing query stops rendering with the panel's name.
 	board.Panels[0].Queries[0].Expr = "x"
