@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -223,4 +224,32 @@ func FuzzParseBoard(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestWriteRuleFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	n := 0
+	files, err := live.WriteRuleFiles(dir, dashboards.FS, "alerts/*.yml", func(b []byte) ([]byte, error) {
+		n++
+		return append([]byte("# scaled\n"), b...), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := fs.Glob(dashboards.FS, "alerts/*.yml")
+	if len(files) != len(want) || n != len(want) {
+		t.Fatalf("wrote %v (%d transforms), want %d files", files, n, len(want))
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil || !strings.HasPrefix(string(b), "# scaled\n") {
+		t.Errorf("%s: %q, %v", files[0], b[:min(len(b), 20)], err)
+	}
+	if _, err := live.WriteRuleFiles(dir, dashboards.FS, "alerts/*.nothing", nil); !errors.Is(err, live.ErrConfig) {
+		t.Errorf("no match: %v", err)
+	}
+	boom := errors.New("boom")
+	if _, err := live.WriteRuleFiles(dir, dashboards.FS, "alerts/*.yml", func([]byte) ([]byte, error) { return nil, boom }); !errors.Is(err, boom) {
+		t.Errorf("transform error: %v", err)
+	}
 }
