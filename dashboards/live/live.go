@@ -15,6 +15,8 @@
 //     reports those that found no data, with the panel or rule each came from.
 //   - WaitForAlerts polls vmalert until the alerts a fault should fire have
 //     fired, and reports the ones nobody expected.
+//   - WriteRuleFiles writes the rule files for vmalert, each through a
+//     transform (dashboards.ScaleRules shortens for: and windows).
 //   - RenderBoard draws each panel of a Grafana board into a PNG of its own
 //     with gonum.org/v1/plot, from the same queries Grafana would run.
 //
