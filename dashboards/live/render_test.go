@@ -126,8 +126,8 @@ func TestRenderBoards(t *testing.T) {
 				}
 			}
 		}
-		if raceEnabled && len(board.Panels) > 3 {
-			board.Panels = board.Panels[:3]
+		if raceEnabled && len(board.Panels) > 2 {
+			board.Panels = board.Panels[:2]
 		}
 		dir := filepath.Join(out, strings.TrimSuffix(filepath.Base(name), ".json"))
 		files, err := r.RenderBoard(context.Background(), board, dir)
