@@ -253,3 +253,29 @@ func TestWriteRuleFiles(t *testing.T) {
 		t.Errorf("transform error: %v", err)
 	}
 }
+
+// With Settle, the wait goes on after the expected alerts fired and sees
+// an unexpected one that fires a little later.
+func TestAlertWaitSettle(t *testing.T) {
+	t.Parallel()
+	fired := func(name string) live.Alert {
+		return live.Alert{Name: name, State: live.StateFiring, Labels: map[string]string{"alertname": name}}
+	}
+	script := func() *scriptedAlerts {
+		return &scriptedAlerts{script: [][]live.Alert{
+			{fired("Breaker")}, {fired("Breaker")}, {fired("Breaker")}, {fired("Breaker"), fired("ErrorBudget")},
+		}}
+	}
+	w := live.AlertWait{Expected: []live.ExpectedAlert{{Name: "Breaker"}}, Within: 10 * time.Second, Poll: time.Millisecond}
+
+	w.Source = script()
+	rep, err := w.Wait(context.Background())
+	if err != nil || len(rep.Unexpected) != 0 || rep.Polls != 1 {
+		t.Fatalf("without Settle: err %v, report %+v; want it to stop at the first poll", err, rep)
+	}
+	w.Source, w.Settle = script(), time.Second
+	rep, err = w.Wait(context.Background())
+	if err != nil || len(rep.Unexpected) != 1 || rep.Unexpected[0].Name != "ErrorBudget" {
+		t.Fatalf("with Settle: err %v, report %+v; want ErrorBudget unexpected", err, rep)
+	}
+}
