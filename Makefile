@@ -97,7 +97,9 @@ fmt:
 demo: postgres build
 	$(BIN)/ficus demo --duration $(DEMO_DURATION)
 
-## images: the offline Postgres image (when missing) and the ficus image.
+## images: the offline Postgres image (when missing), the ficus image, and
+## VictoriaMetrics and vmalert for the e2e suite's live dashboard proof
+## (rebuilt only when their inputs changed; docs/e2e.md).
 images:
 	bash scripts/images.sh
 

@@ -27,14 +27,27 @@
 #             (github.com/Shopify/toxiproxy/v2, FICUS_TOXIPROXY_VERSION,
 #             default v2.12.0) for the end-to-end suite's faults
 #             (images/toxiproxy/Dockerfile). Built only when missing.
+#   vm        FICUS_VM_IMAGE (default ficus/victoria-metrics:VM_VERSION) and
+#             FICUS_VMALERT_IMAGE (default ficus/vmalert:VM_VERSION): FROM
+#             scratch with the static victoria-metrics and vmalert binaries
+#             scripts/vm-build.sh builds from the pinned module
+#             github.com/VictoriaMetrics/VictoriaMetrics@VM_VERSION
+#             (images/victoria-metrics/, images/vmalert/; docs/e2e.md). Built
+#             only when missing, when their inputs (the version, the Go
+#             toolchain, vm-build.sh and the two Dockerfiles) changed, or with
+#             --force: minutes with an empty Go build cache, seconds with a
+#             warm one.
 #
-# Usage: scripts/images.sh [--force] [postgres] [ficus] [slicer] [toxiproxy]
-#   With no image named, postgres, ficus and toxiproxy are built. The Docker engine is
-#   started with scripts/docker-up.sh when it is not running.
+# Usage: scripts/images.sh [--force] [postgres] [ficus] [slicer] [toxiproxy] [vm]
+#   With no image named, postgres, ficus, toxiproxy and vm are built. The
+#   Docker engine is started with scripts/docker-up.sh when it is not running.
 #
 # Environment:
-#   FICUS_POSTGRES_IMAGE, FICUS_IMAGE, FICUS_SLICER_IMAGE, FICUS_TOXIPROXY_IMAGE,
-#   FICUS_SLICER_BASE_IMAGE  image names (see above)
+#   FICUS_POSTGRES_IMAGE, FICUS_IMAGE, FICUS_SLICER_IMAGE,
+#   FICUS_SLICER_BASE_IMAGE, FICUS_TOXIPROXY_IMAGE, FICUS_VM_IMAGE,
+#   FICUS_VMALERT_IMAGE  image names (see above)
+#   VM_VERSION           VictoriaMetrics version; defaults to the one
+#                        dashboards/live pins (VictoriaMetricsVersion)
 #   FICUS_IMAGE_ONLY     1: tag the ficus image FICUS_IMAGE only (tests)
 #   FICUS_DEBIAN_MIRROR  Debian mirror for debootstrap; defaults to the one
 #                        apt uses here, else http://deb.debian.org/debian
@@ -56,6 +69,10 @@ suite=bookworm
 pg_major=15
 entrypoint_src="$root/images/postgres/docker-entrypoint.sh"
 entrypoint_label=dev.ficus.postgres.entrypoint-sha256
+vm_version="${VM_VERSION:-$(sed -n 's/^[[:space:]]*VictoriaMetricsVersion[[:space:]]*=[[:space:]]*"\(v[^"]*\)".*/\1/p' "$root/dashboards/live/live.go")}"
+vm_image="${FICUS_VM_IMAGE:-ficus/victoria-metrics:$vm_version}"
+vmalert_image="${FICUS_VMALERT_IMAGE:-ficus/vmalert:$vm_version}"
+vm_label=dev.ficus.vm.inputs-sha256
 
 say() { printf 'images: %s\n' "$*" >&2; }
 die() {
@@ -76,13 +93,13 @@ while [ $# -gt 0 ]; do
 		usage
 		exit 0
 		;;
-	postgres | ficus | slicer | toxiproxy) targets+=("$1") ;;
-	*) die "unknown argument '$1' (usage: scripts/images.sh [--force] [postgres] [ficus] [slicer] [toxiproxy])" ;;
+	postgres | ficus | slicer | toxiproxy | vm) targets+=("$1") ;;
+	*) die "unknown argument '$1' (usage: scripts/images.sh [--force] [postgres] [ficus] [slicer] [toxiproxy] [vm])" ;;
 	esac
 	shift
 done
 if [ "${#targets[@]}" -eq 0 ]; then
-	targets=(postgres ficus toxiproxy)
+	targets=(postgres ficus toxiproxy vm)
 fi
 
 # step NAME CMD... runs CMD and reports how long it took.
@@ -483,6 +500,48 @@ build_toxiproxy() {
 		docker_build -q -f "$root/images/toxiproxy/Dockerfile" --build-arg "VERSION=$toxiproxy_version" \
 		-t "$toxiproxy_image" "$work" >/dev/null
 	cleanup_dir "$work"
+	work=""
+}
+
+# vm_inputs_sum hashes what the VictoriaMetrics images are made from.
+vm_inputs_sum() {
+	{
+		echo "$vm_version"
+		go version
+		cat "$root/scripts/vm-build.sh" "$root/images/victoria-metrics/Dockerfile" "$root/images/vmalert/Dockerfile"
+	} | sha256sum | cut -d' ' -f1
+}
+
+build_vm() {
+	local want have1 have2 t0 ctx app image
+	[ -n "$vm_version" ] || die "no VictoriaMetrics version: set VM_VERSION or keep VictoriaMetricsVersion in dashboards/live/live.go"
+	command -v go >/dev/null 2>&1 || die "go is not on PATH; it is needed to build victoria-metrics and vmalert"
+	want="$(vm_inputs_sum)"
+	if [ "$force" -eq 0 ]; then
+		have1="$(docker image inspect -f "{{ index .Config.Labels \"$vm_label\" }}" "$vm_image" 2>/dev/null || true)"
+		have2="$(docker image inspect -f "{{ index .Config.Labels \"$vm_label\" }}" "$vmalert_image" 2>/dev/null || true)"
+		if [ "$have1" = "$want" ] && [ "$have2" = "$want" ]; then
+			say "$vm_image and $vmalert_image exist and their inputs did not change; not rebuilding (use --force to rebuild)"
+			return 0
+		fi
+	fi
+	t0="$(date +%s)"
+	work="$(mktemp -d /var/tmp/ficus-vm-image.XXXXXX)"
+	step "build victoria-metrics and vmalert $vm_version (scripts/vm-build.sh)" \
+		env VM_VERSION="$vm_version" bash "$root/scripts/vm-build.sh" "$work/bin"
+	for app in victoria-metrics vmalert; do
+		image="$vm_image"
+		[ "$app" = vmalert ] && image="$vmalert_image"
+		ctx="$work/$app"
+		mkdir -p "$ctx/storage"
+		cp "$work/bin/$app" "$ctx/$app"
+		step "docker build $image" \
+			docker_build -q -f "$root/images/$app/Dockerfile" --build-arg "VERSION=$vm_version" \
+			--label "$vm_label=$want" -t "$image" "$ctx" >/dev/null
+	done
+	cleanup_dir "$work"
+	work=""
+	say "$vm_image ($(docker image inspect -f '{{.Size}}' "$vm_image" | awk '{printf "%.0f MB", $1/1e6}')) and $vmalert_image ($(docker image inspect -f '{{.Size}}' "$vmalert_image" | awk '{printf "%.0f MB", $1/1e6}')) built in $(($(date +%s) - t0))s"
 }
 
 step "docker engine" "$root/scripts/docker-up.sh"
@@ -502,5 +561,6 @@ for t in "${targets[@]}"; do
 	ficus) build_ficus ;;
 	slicer) build_slicer ;;
 	toxiproxy) build_toxiproxy ;;
+	vm) build_vm ;;
 	esac
 done
