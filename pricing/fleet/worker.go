@@ -286,65 +286,93 @@ func (w *Worker) work(ctx context.Context, job *river.Job[quoteArgs]) error {
 // to another worker.
 var errNotOwner = errors.New("job is no longer this attempt's")
 
-const lockJobSQL = `SELECT state::text, attempt FROM ficus.river_job WHERE id = $1 FOR UPDATE`
-
+// storeResultSQL writes a quote's result once, in one statement: only while
+// the job ($7) is running this very attempt ($5), which it locks against a
+// rescuer until the statement's transaction ends, and only if no result is
+// stored yet. It notifies the quote's waiters with the stored row (see
+// resultNote), or with the quote's id alone when the row would not fit in
+// a notification. It answers the job's state and attempt as it found them
+// (no row: the job is gone) and, when it stored the result, the quote's
+// request.
 const storeResultSQL = `
-UPDATE ficus.pricing_quotes
-SET status = $2, result = $3, error = $4, attempt = $5, started_at = $6, finished_at = clock_timestamp()
-WHERE id = $1 AND status = 'queued'
-RETURNING tenant, request_key, lane, model_url`
+WITH job AS (
+    SELECT state::text AS state, attempt FROM ficus.river_job WHERE id = $7 FOR UPDATE
+), stored AS (
+    UPDATE ficus.pricing_quotes q
+    SET status = $2, result = $3, error = $4, attempt = $5, started_at = $6, finished_at = clock_timestamp()
+    FROM job
+    WHERE q.id = $1 AND q.status = 'queued' AND job.state = 'running' AND job.attempt = $5
+    RETURNING q.id, q.tenant, q.request_key, q.lane, q.model_url, q.request, q.status, q.result, q.error,
+              q.attempt, q.created_at, q.started_at, q.finished_at
+), note AS (
+    SELECT pg_notify('` + doneChannel + `', CASE WHEN octet_length(n.body) <= ` + maxNoteBody + ` THEN s.id::text || ' ' || n.body ELSE s.id::text END)
+    FROM stored s, LATERAL (SELECT json_build_object(
+        'id', s.id, 'tenant', s.tenant, 'lane', s.lane, 'model_url', s.model_url, 'request', s.request,
+        'state', s.status, 'result', s.result, 'error', s.error, 'attempt', s.attempt,
+        'created_at', s.created_at, 'started_at', s.started_at, 'finished_at', s.finished_at)::text AS body) n
+)
+SELECT job.state, job.attempt, s.tenant, s.request_key, s.lane, s.model_url, (SELECT count(*) FROM note)
+FROM job LEFT JOIN stored s ON true`
 
-// store writes a quote's result once, in one transaction with the job's
-// completion (state done): only while the job is running this very
-// attempt, and only if no result is stored yet. It notifies waiters.
+// store writes a quote's result once (storeResultSQL) and notifies its
+// waiters; with an Outbox, it announces the result in the same
+// transaction. River's completer then completes the job: should this
+// process die in between, the job runs again and finds its result stored,
+// so it stores and announces nothing.
 func (w *Worker) store(ctx context.Context, job *river.Job[quoteArgs], started time.Time, state string, result []byte, errText string) error {
 	// The result is written even when the job's own context ended right
 	// after the calculator returned.
 	ctx = context.WithoutCancel(ctx)
-	err := pgx.BeginFunc(ctx, w.cfg.Pool, func(tx pgx.Tx) error {
+	var res any
+	if result != nil {
+		res = result
+	}
+	write := func(q interface {
+		QueryRow(context.Context, string, ...any) pgx.Row
+	}) (stored bool, p ResultPayload, err error) {
 		var jobState string
 		var attempt int
-		if err := tx.QueryRow(ctx, lockJobSQL, job.ID).Scan(&jobState, &attempt); err != nil {
-			return err
+		var tenant, requestKey, lane, modelURL *string
+		var notes int
+		err = q.QueryRow(ctx, storeResultSQL, job.Args.QuoteID, state, res, errText, job.Attempt, started, job.ID).
+			Scan(&jobState, &attempt, &tenant, &requestKey, &lane, &modelURL, &notes)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, p, fmt.Errorf("%w (the job is gone)", errNotOwner)
+		}
+		if err != nil {
+			return false, p, err
 		}
 		if jobState != "running" || attempt != job.Attempt {
-			return fmt.Errorf("%w (state %s, attempt %d)", errNotOwner, jobState, attempt)
+			return false, p, fmt.Errorf("%w (state %s, attempt %d)", errNotOwner, jobState, attempt)
 		}
-		var res any
-		if result != nil {
-			res = result
+		if tenant == nil {
+			return false, p, nil // a result is stored already: nothing to store or announce
 		}
-		var tenant, requestKey, lane, modelURL string
-		err := tx.QueryRow(ctx, storeResultSQL, job.Args.QuoteID, state, res, errText, job.Attempt, started).
-			Scan(&tenant, &requestKey, &lane, &modelURL)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			// A result is stored already: nothing to store or announce.
-		case err != nil:
-			return err
-		case w.cfg.Outbox != nil:
-			ev, err := ResultEvent(ResultPayload{
-				QuoteID: job.Args.QuoteID, Tenant: tenant, RequestKey: requestKey, Lane: Lane(lane),
-				ModelURL: modelURL, Request: job.Args.Request, Status: state, Error: errText,
-				Attempt: job.Attempt,
-			}, result)
+		return true, ResultPayload{
+			QuoteID: job.Args.QuoteID, Tenant: *tenant, RequestKey: *requestKey, Lane: Lane(*lane),
+			ModelURL: *modelURL, Request: job.Args.Request, Status: state, Error: errText,
+			Attempt: job.Attempt,
+		}, nil
+	}
+	var err error
+	if w.cfg.Outbox == nil {
+		_, _, err = write(w.cfg.Pool)
+	} else {
+		err = pgx.BeginFunc(ctx, w.cfg.Pool, func(tx pgx.Tx) error {
+			stored, p, err := write(tx)
+			if err != nil || !stored {
+				return err
+			}
+			ev, err := ResultEvent(p, result)
 			if err != nil {
 				return err
 			}
 			if _, err := w.cfg.Outbox.Enqueue(ctx, tx, ev); err != nil {
 				return fmt.Errorf("announce result: %w", err)
 			}
-		}
-		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", doneChannel, job.Args.QuoteID); err != nil {
-			return err
-		}
-		if state == StateDone {
-			if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
-				return fmt.Errorf("complete job: %w", err)
-			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("quote %s: store result: %w", job.Args.QuoteID, err)
 	}

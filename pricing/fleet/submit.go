@@ -1,0 +1,270 @@
+package fleet
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"github.com/ficuslabs/ficus/pricing"
+)
+
+// Submissions share transactions. A quote's submission is three
+// statements (its row, its River job, the job's id on the row) and a
+// transaction; instant quotes arrive faster than one transaction per quote
+// can commit on a small machine. So Submit works like a group commit: at
+// most SubmitTransactions transactions run at once, and the submissions
+// that arrive while they are all busy gather into the next one, which
+// stores their rows with one INSERT, their jobs with one River InsertMany
+// and their job ids with one UPDATE. A lone submission finds a free
+// transaction and waits for nothing.
+
+// submitter gathers submissions into shared transactions.
+type submitter struct {
+	slots chan struct{} // one per running transaction
+	max   int           // submissions per transaction
+
+	mu  sync.Mutex
+	cur *submitBatch // the batch waiting for a slot, open to more
+}
+
+func newSubmitter(transactions, batch int) *submitter {
+	return &submitter{slots: make(chan struct{}, max(1, transactions)), max: max(1, batch)}
+}
+
+type submitBatch struct{ reqs []*submitReq }
+
+// submitReq is one submission on its way.
+type submitReq struct {
+	ctx  context.Context // the caller's: a submission whose caller left before its turn is dropped
+	s    Submission
+	id   string // the quote's id if it is new
+	req  []byte // s.Request as JSON
+	out  Submitted
+	err  error
+	done chan struct{}
+}
+
+// Submit stores a quote request and queues its job, in one transaction
+// (shared with the submissions that arrive at the same time, see
+// QueueConfig.SubmitTransactions). When ctx ends before the answer, the
+// submission may still be stored: a retry with the same tenant and request
+// key finds it.
+func (q *Queue) Submit(ctx context.Context, s Submission) (Submitted, error) {
+	return q.submit(ctx, s, newQuoteID())
+}
+
+func newQuoteID() string { return uuid.Must(uuid.NewV7()).String() }
+
+func (q *Queue) submit(ctx context.Context, s Submission, id string) (Submitted, error) {
+	r, err := newSubmitReq(ctx, s, id)
+	if err != nil {
+		return Submitted{}, err
+	}
+	sub := q.sub
+	sub.mu.Lock()
+	b, lead := sub.cur, false
+	if b == nil {
+		b, lead = &submitBatch{}, true
+		sub.cur = b
+	}
+	b.reqs = append(b.reqs, r)
+	if len(b.reqs) >= sub.max {
+		sub.cur = nil // full: the next submission starts another
+	}
+	sub.mu.Unlock()
+	if lead {
+		// The batch fills while it waits for a free transaction. Its
+		// leader waits even when its own caller leaves: the others
+		// depend on it, and running transactions end (SubmitTimeout).
+		sub.slots <- struct{}{}
+		sub.mu.Lock()
+		if sub.cur == b {
+			sub.cur = nil
+		}
+		reqs := b.reqs
+		sub.mu.Unlock()
+		q.runBatch(ctx, reqs)
+		<-sub.slots
+	}
+	select {
+	case <-r.done:
+		return r.out, r.err
+	case <-ctx.Done():
+		return Submitted{}, fmt.Errorf("submit quote: %w", ctx.Err())
+	}
+}
+
+func newSubmitReq(ctx context.Context, s Submission, id string) (*submitReq, error) {
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	req, err := json.Marshal(s.Request)
+	if err != nil {
+		return nil, fmt.Errorf("submit quote: %w", err)
+	}
+	return &submitReq{ctx: ctx, s: s, id: id, req: req, done: make(chan struct{})}, nil
+}
+
+// runBatch stores reqs in one transaction and answers each.
+func (q *Queue) runBatch(ctx context.Context, reqs []*submitReq) {
+	live := reqs[:0:0]
+	for _, r := range reqs {
+		if err := r.ctx.Err(); err != nil {
+			r.err = fmt.Errorf("submit quote: %w", err)
+			close(r.done)
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.cfg.SubmitTimeout)
+	defer cancel()
+	err := pgx.BeginFunc(ctx, q.cfg.Pool, func(tx pgx.Tx) error { return q.insertTx(ctx, tx, live) })
+	for _, r := range live {
+		if err != nil {
+			r.out, r.err = Submitted{}, err
+		}
+		if r.err == nil {
+			if r.out.Duplicate {
+				q.met.duplicates(r.s.Lane).Inc()
+			} else {
+				q.met.submitted(r.s.Lane).Inc()
+			}
+		}
+		close(r.done)
+	}
+}
+
+// SubmitTx stores a quote request and queues its job inside tx: the job
+// exists if and only if tx commits. A concurrent duplicate waits for the
+// first to commit (the unique key's row lock) and then finds it.
+func (q *Queue) SubmitTx(ctx context.Context, tx pgx.Tx, s Submission) (Submitted, error) {
+	r, err := newSubmitReq(ctx, s, newQuoteID())
+	if err != nil {
+		return Submitted{}, err
+	}
+	if err := q.insertTx(ctx, tx, []*submitReq{r}); err != nil {
+		return Submitted{}, err
+	}
+	if r.err == nil {
+		if r.out.Duplicate {
+			q.met.duplicates(s.Lane).Inc()
+		} else {
+			q.met.submitted(s.Lane).Inc()
+		}
+	}
+	return r.out, r.err
+}
+
+// insertQuotesSQL stores new quote requests; a tenant's request key that
+// is taken (before, or earlier in the same statement) is skipped.
+const insertQuotesSQL = `
+INSERT INTO ficus.pricing_quotes (id, tenant, request_key, lane, model_url, request)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
+ON CONFLICT (tenant, request_key) DO NOTHING
+RETURNING id::text`
+
+const setJobIDsSQL = `
+UPDATE ficus.pricing_quotes q SET job_id = u.job_id
+FROM unnest($1::uuid[], $2::bigint[]) AS u(id, job_id)
+WHERE q.id = u.id`
+
+const findQuoteSQL = `
+SELECT id::text, lane, model_url, request FROM ficus.pricing_quotes
+WHERE tenant = $1 AND request_key = $2`
+
+// insertTx stores reqs' quotes and their jobs in tx and sets each one's
+// out, or its err when it alone is wrong (ErrKeyReused). An error means tx
+// is lost.
+func (q *Queue) insertTx(ctx context.Context, tx pgx.Tx, reqs []*submitReq) error {
+	// In one order, so that two transactions with the same keys wait for
+	// each other instead of deadlocking.
+	reqs = slices.Clone(reqs)
+	slices.SortFunc(reqs, func(a, b *submitReq) int {
+		return cmp.Or(strings.Compare(a.s.Tenant, b.s.Tenant), strings.Compare(a.s.RequestKey, b.s.RequestKey))
+	})
+	n := len(reqs)
+	ids, tenants, keys, lanes, urls := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	bodies := make([][]byte, n)
+	for i, r := range reqs {
+		ids[i], tenants[i], keys[i], lanes[i], urls[i], bodies[i] = r.id, r.s.Tenant, r.s.RequestKey, string(r.s.Lane), r.s.ModelURL, r.req
+	}
+	rows, err := tx.Query(ctx, insertQuotesSQL, ids, tenants, keys, lanes, urls, bodies)
+	if err != nil {
+		return fmt.Errorf("submit quote: %w", err)
+	}
+	inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("submit quote: %w", err)
+	}
+	isNew := make(map[string]bool, len(inserted))
+	for _, id := range inserted {
+		isNew[id] = true
+	}
+	var fresh []*submitReq
+	var params []river.InsertManyParams
+	for _, r := range reqs {
+		if !isNew[r.id] {
+			if err := q.duplicate(ctx, tx, r); err != nil {
+				return err
+			}
+			continue
+		}
+		fresh = append(fresh, r)
+		params = append(params, river.InsertManyParams{
+			Args: quoteArgs{QuoteID: r.id, Tenant: r.s.Tenant, RequestKey: r.s.RequestKey, Request: r.s.Request},
+			InsertOpts: &river.InsertOpts{
+				Queue:       r.s.Lane.Queue(),
+				Priority:    cmp.Or(r.s.Priority, 1),
+				MaxAttempts: q.cfg.MaxAttempts,
+				UniqueOpts:  river.UniqueOpts{ByArgs: true},
+			},
+		})
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	res, err := q.river.InsertManyTx(ctx, tx, params)
+	if err != nil {
+		return fmt.Errorf("submit quote: insert jobs: %w", err)
+	}
+	if len(res) != len(fresh) {
+		return fmt.Errorf("submit quote: insert jobs: %d results for %d jobs", len(res), len(fresh))
+	}
+	jobIDs := make([]int64, len(fresh))
+	quoteIDs := make([]string, len(fresh))
+	for i, r := range fresh {
+		jobIDs[i], quoteIDs[i] = res[i].Job.ID, r.id
+		r.out = Submitted{ID: r.id}
+	}
+	if _, err := tx.Exec(ctx, setJobIDsSQL, quoteIDs, jobIDs); err != nil {
+		return fmt.Errorf("submit quote: %w", err)
+	}
+	return nil
+}
+
+// duplicate answers a submission whose tenant request key is taken: the
+// earlier quote when it is the same request, ErrKeyReused otherwise.
+func (q *Queue) duplicate(ctx context.Context, tx pgx.Tx, r *submitReq) error {
+	var id, lane, modelURL string
+	var req pricing.Request
+	if err := tx.QueryRow(ctx, findQuoteSQL, r.s.Tenant, r.s.RequestKey).Scan(&id, &lane, &modelURL, &req); err != nil {
+		return fmt.Errorf("submit quote: find the earlier request: %w", err)
+	}
+	if lane != string(r.s.Lane) || modelURL != r.s.ModelURL || req != r.s.Request {
+		r.err = fmt.Errorf("submit quote %s: %w", r.s.RequestKey, ErrKeyReused)
+		return nil
+	}
+	r.out = Submitted{ID: id, Duplicate: true}
+	return nil
+}
