@@ -81,7 +81,7 @@ type Queue struct {
 	river *river.Client[pgx.Tx]
 	log   *slog.Logger
 	met   *metricsSet
-	sub   *submitter
+	subs  *grouper[*submitReq]
 
 	mu        sync.Mutex
 	waits     map[string]map[chan *Status]struct{}
@@ -122,15 +122,16 @@ func NewQueue(cfg QueueConfig) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fleet queue: river client: %w", err)
 	}
-	return &Queue{
+	q := &Queue{
 		cfg:    cfg,
 		river:  rc,
 		log:    cfg.Logger.With("component", "pricing-queue"),
 		met:    newMetrics(cfg.Metrics),
-		sub:    newSubmitter(cfg.SubmitTransactions, cfg.SubmitBatch),
 		waits:  map[string]map[chan *Status]struct{}{},
 		listen: make(chan struct{}),
-	}, nil
+	}
+	q.subs = newGrouper(cfg.SubmitTransactions, cfg.SubmitBatch, q.runBatch)
+	return q, nil
 }
 
 // ShadowPriority is the River priority of a quote the proxy mirrored to

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -25,21 +24,6 @@ import (
 // stores their rows with one INSERT, their jobs with one River InsertMany
 // and their job ids with one UPDATE. A lone submission finds a free
 // transaction and waits for nothing.
-
-// submitter gathers submissions into shared transactions.
-type submitter struct {
-	slots chan struct{} // one per running transaction
-	max   int           // submissions per transaction
-
-	mu  sync.Mutex
-	cur *submitBatch // the batch waiting for a slot, open to more
-}
-
-func newSubmitter(transactions, batch int) *submitter {
-	return &submitter{slots: make(chan struct{}, max(1, transactions)), max: max(1, batch)}
-}
-
-type submitBatch struct{ reqs []*submitReq }
 
 // submitReq is one submission on its way.
 type submitReq struct {
@@ -68,32 +52,7 @@ func (q *Queue) submit(ctx context.Context, s Submission, id string) (Submitted,
 	if err != nil {
 		return Submitted{}, err
 	}
-	sub := q.sub
-	sub.mu.Lock()
-	b, lead := sub.cur, false
-	if b == nil {
-		b, lead = &submitBatch{}, true
-		sub.cur = b
-	}
-	b.reqs = append(b.reqs, r)
-	if len(b.reqs) >= sub.max {
-		sub.cur = nil // full: the next submission starts another
-	}
-	sub.mu.Unlock()
-	if lead {
-		// The batch fills while it waits for a free transaction. Its
-		// leader waits even when its own caller leaves: the others
-		// depend on it, and running transactions end (SubmitTimeout).
-		sub.slots <- struct{}{}
-		sub.mu.Lock()
-		if sub.cur == b {
-			sub.cur = nil
-		}
-		reqs := b.reqs
-		sub.mu.Unlock()
-		q.runBatch(ctx, reqs)
-		<-sub.slots
-	}
+	q.subs.add(r)
 	select {
 	case <-r.done:
 		return r.out, r.err
@@ -114,7 +73,7 @@ func newSubmitReq(ctx context.Context, s Submission, id string) (*submitReq, err
 }
 
 // runBatch stores reqs in one transaction and answers each.
-func (q *Queue) runBatch(ctx context.Context, reqs []*submitReq) {
+func (q *Queue) runBatch(reqs []*submitReq) {
 	live := reqs[:0:0]
 	for _, r := range reqs {
 		if err := r.ctx.Err(); err != nil {
@@ -127,7 +86,7 @@ func (q *Queue) runBatch(ctx context.Context, reqs []*submitReq) {
 	if len(live) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.cfg.SubmitTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(live[0].ctx), q.cfg.SubmitTimeout)
 	defer cancel()
 	err := pgx.BeginFunc(ctx, q.cfg.Pool, func(tx pgx.Tx) error { return q.insertTx(ctx, tx, live) })
 	for _, r := range live {
