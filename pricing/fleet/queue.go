@@ -56,7 +56,7 @@ type QueueConfig struct {
 	// Submissions that arrive while all of them are busy wait together and
 	// share the next one (up to SubmitBatch each): one transaction, one
 	// statement per table for all of them, instead of one transaction
-	// each. A lone submission waits for nothing. Defaults to 4.
+	// each. A lone submission waits for nothing. Defaults to 2.
 	SubmitTransactions int
 	// SubmitBatch is the most submissions one transaction takes. Defaults
 	// to 128.
@@ -99,7 +99,7 @@ func NewQueue(cfg QueueConfig) (*Queue, error) {
 	cfg.StatsInterval = cmp.Or(cfg.StatsInterval, 5*time.Second)
 	cfg.ReconnectDelay = cmp.Or(cfg.ReconnectDelay, time.Second)
 	cfg.NotifyCooldown = cmp.Or(cfg.NotifyCooldown, 5*time.Millisecond)
-	cfg.SubmitTransactions = cmp.Or(cfg.SubmitTransactions, 4)
+	cfg.SubmitTransactions = cmp.Or(cfg.SubmitTransactions, 2)
 	cfg.SubmitBatch = cmp.Or(cfg.SubmitBatch, 128)
 	cfg.SubmitTimeout = cmp.Or(cfg.SubmitTimeout, 30*time.Second)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())

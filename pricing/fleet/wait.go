@@ -64,8 +64,8 @@ func parseNote(payload string) (string, *Status) {
 			return id, nil
 		}
 	}
-	if !st.Final() {
-		return id, nil
+	if !st.Final() || (st.State == StateDone) != (st.Quote != nil) {
+		return id, nil // not a result this process can give: read the quote
 	}
 	return id, st
 }

@@ -61,7 +61,7 @@ type WorkerConfig struct {
 	// StoreTransactions is how many statements storing results run at
 	// once; the results of jobs that finish while they are all busy are
 	// stored together by the next one (up to StoreBatch), as submissions
-	// are (QueueConfig.SubmitTransactions). Defaults to 2.
+	// are (QueueConfig.SubmitTransactions). Defaults to 1.
 	StoreTransactions int
 	// StoreBatch is the most results one statement stores. Defaults to
 	// 128.
@@ -117,7 +117,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	cfg.RescueInterval = cmp.Or(cfg.RescueInterval, 5*time.Second)
 	cfg.StatsInterval = cmp.Or(cfg.StatsInterval, 5*time.Second)
 	cfg.SoftStopTimeout = cmp.Or(cfg.SoftStopTimeout, time.Minute)
-	cfg.StoreTransactions = cmp.Or(cfg.StoreTransactions, 2)
+	cfg.StoreTransactions = cmp.Or(cfg.StoreTransactions, 1)
 	cfg.StoreBatch = cmp.Or(cfg.StoreBatch, 128)
 	cfg.StoreTimeout = cmp.Or(cfg.StoreTimeout, 30*time.Second)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
