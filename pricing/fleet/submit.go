@@ -15,14 +15,13 @@ import (
 	"github.com/ficuslabs/ficus/pricing"
 )
 
-// Submissions share transactions. A quote's submission is three
-// statements (its row, its River job, the job's id on the row) and a
-// transaction; instant quotes arrive faster than one transaction per quote
+// Submissions share transactions. A quote's submission is two statements
+// (its River job, its row) and a transaction; instant quotes arrive faster than one transaction per quote
 // can commit on a small machine. So Submit works like a group commit: at
 // most SubmitTransactions transactions run at once, and the submissions
 // that arrive while they are all busy gather into the next one, which
-// stores their rows with one INSERT, their jobs with one River InsertMany
-// and their job ids with one UPDATE. A lone submission finds a free
+// stores their jobs with one River InsertMany and their rows with one
+// INSERT. A lone submission finds a free
 // transaction and waits for nothing.
 
 // submitReq is one submission on its way.
@@ -125,18 +124,13 @@ func (q *Queue) SubmitTx(ctx context.Context, tx pgx.Tx, s Submission) (Submitte
 	return r.out, r.err
 }
 
-// insertQuotesSQL stores new quote requests; a tenant's request key that
-// is taken (before, or earlier in the same statement) is skipped.
+// insertQuotesSQL stores new quote requests with their jobs' ids; a
+// tenant's request key that is taken is skipped.
 const insertQuotesSQL = `
-INSERT INTO ficus.pricing_quotes (id, tenant, request_key, lane, model_url, request)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[])
+INSERT INTO ficus.pricing_quotes (id, tenant, request_key, lane, model_url, request, job_id)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::bigint[])
 ON CONFLICT (tenant, request_key) DO NOTHING
 RETURNING id::text`
-
-const setJobIDsSQL = `
-UPDATE ficus.pricing_quotes q SET job_id = u.job_id
-FROM unnest($1::uuid[], $2::bigint[]) AS u(id, job_id)
-WHERE q.id = u.id`
 
 const findQuoteSQL = `
 SELECT id::text, lane, model_url, request FROM ficus.pricing_quotes
@@ -145,6 +139,13 @@ WHERE tenant = $1 AND request_key = $2`
 // insertTx stores reqs' quotes and their jobs in tx and sets each one's
 // out, or its err when it alone is wrong (ErrKeyReused). An error means tx
 // is lost.
+//
+// The jobs go first, so that each quote's row is written once, with its
+// job's id: River's unique insert (by tenant and request key) gives an
+// earlier request's job back instead of a new one, and a concurrent
+// duplicate waits for the first to commit. A job inserted for a request
+// whose row turns out to exist (its earlier job ended as cancelled or
+// discarded, which River's uniqueness leaves out) is deleted again.
 func (q *Queue) insertTx(ctx context.Context, tx pgx.Tx, reqs []*submitReq) error {
 	// In one order, so that two transactions with the same keys wait for
 	// each other instead of deadlocking.
@@ -152,35 +153,19 @@ func (q *Queue) insertTx(ctx context.Context, tx pgx.Tx, reqs []*submitReq) erro
 	slices.SortFunc(reqs, func(a, b *submitReq) int {
 		return cmp.Or(strings.Compare(a.s.Tenant, b.s.Tenant), strings.Compare(a.s.RequestKey, b.s.RequestKey))
 	})
-	n := len(reqs)
-	ids, tenants, keys, lanes, urls := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	bodies := make([][]byte, n)
+	// The first of each tenant request key in reqs gets a job; the others
+	// are its duplicates.
+	var first, later []*submitReq
 	for i, r := range reqs {
-		ids[i], tenants[i], keys[i], lanes[i], urls[i], bodies[i] = r.id, r.s.Tenant, r.s.RequestKey, string(r.s.Lane), r.s.ModelURL, r.req
-	}
-	rows, err := tx.Query(ctx, insertQuotesSQL, ids, tenants, keys, lanes, urls, bodies)
-	if err != nil {
-		return fmt.Errorf("submit quote: %w", err)
-	}
-	inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return fmt.Errorf("submit quote: %w", err)
-	}
-	isNew := make(map[string]bool, len(inserted))
-	for _, id := range inserted {
-		isNew[id] = true
-	}
-	var fresh []*submitReq
-	var params []river.InsertManyParams
-	for _, r := range reqs {
-		if !isNew[r.id] {
-			if err := q.duplicate(ctx, tx, r); err != nil {
-				return err
-			}
+		if i > 0 && r.s.Tenant == reqs[i-1].s.Tenant && r.s.RequestKey == reqs[i-1].s.RequestKey {
+			later = append(later, r)
 			continue
 		}
-		fresh = append(fresh, r)
-		params = append(params, river.InsertManyParams{
+		first = append(first, r)
+	}
+	params := make([]river.InsertManyParams, len(first))
+	for i, r := range first {
+		params[i] = river.InsertManyParams{
 			Args: quoteArgs{QuoteID: r.id, Tenant: r.s.Tenant, RequestKey: r.s.RequestKey, Request: r.s.Request},
 			InsertOpts: &river.InsertOpts{
 				Queue:       r.s.Lane.Queue(),
@@ -188,26 +173,57 @@ func (q *Queue) insertTx(ctx context.Context, tx pgx.Tx, reqs []*submitReq) erro
 				MaxAttempts: q.cfg.MaxAttempts,
 				UniqueOpts:  river.UniqueOpts{ByArgs: true},
 			},
-		})
-	}
-	if len(fresh) == 0 {
-		return nil
+		}
 	}
 	res, err := q.river.InsertManyTx(ctx, tx, params)
 	if err != nil {
 		return fmt.Errorf("submit quote: insert jobs: %w", err)
 	}
-	if len(res) != len(fresh) {
-		return fmt.Errorf("submit quote: insert jobs: %d results for %d jobs", len(res), len(fresh))
+	if len(res) != len(first) {
+		return fmt.Errorf("submit quote: insert jobs: %d results for %d jobs", len(res), len(first))
 	}
-	jobIDs := make([]int64, len(fresh))
-	quoteIDs := make([]string, len(fresh))
-	for i, r := range fresh {
-		jobIDs[i], quoteIDs[i] = res[i].Job.ID, r.id
-		r.out = Submitted{ID: r.id}
+	var ids, tenants, keys, lanes, urls []string
+	var bodies [][]byte
+	var jobIDs []int64
+	jobOf := map[*submitReq]int64{}
+	for i, r := range first {
+		if res[i].UniqueSkippedAsDuplicate {
+			later = append(later, r) // an earlier request's job
+			continue
+		}
+		ids, tenants, keys, lanes, urls = append(ids, r.id), append(tenants, r.s.Tenant), append(keys, r.s.RequestKey),
+			append(lanes, string(r.s.Lane)), append(urls, r.s.ModelURL)
+		bodies, jobIDs = append(bodies, r.req), append(jobIDs, res[i].Job.ID)
+		jobOf[r] = res[i].Job.ID
 	}
-	if _, err := tx.Exec(ctx, setJobIDsSQL, quoteIDs, jobIDs); err != nil {
-		return fmt.Errorf("submit quote: %w", err)
+	inserted := map[string]bool{}
+	if len(ids) > 0 {
+		rows, err := tx.Query(ctx, insertQuotesSQL, ids, tenants, keys, lanes, urls, bodies, jobIDs)
+		if err != nil {
+			return fmt.Errorf("submit quote: %w", err)
+		}
+		got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return fmt.Errorf("submit quote: %w", err)
+		}
+		for _, id := range got {
+			inserted[id] = true
+		}
+	}
+	for r, jobID := range jobOf {
+		if inserted[r.id] {
+			r.out = Submitted{ID: r.id}
+			continue
+		}
+		if _, err := q.river.JobDeleteTx(ctx, tx, jobID); err != nil {
+			return fmt.Errorf("submit quote: delete the job of a duplicate: %w", err)
+		}
+		later = append(later, r)
+	}
+	for _, r := range later {
+		if err := q.duplicate(ctx, tx, r); err != nil {
+			return err
+		}
 	}
 	return nil
 }
