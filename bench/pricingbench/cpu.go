@@ -56,7 +56,8 @@ func postmasterPID(ctx context.Context, pool *pgxpool.Pool) int {
 }
 
 // serverCPU sums the CPU time of the postmaster and its children, from
-// /proc; 0 without a pid.
+// /proc, with the postmaster's time of its children that ended (a closed
+// connection's backend), so that it never goes back; 0 without a pid.
 func serverCPU(postmaster int) time.Duration {
 	if postmaster == 0 {
 		return 0
@@ -81,7 +82,7 @@ func serverCPU(postmaster int) time.Duration {
 			continue
 		}
 		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 13 {
+		if len(f) < 15 {
 			continue
 		}
 		ppid, _ := strconv.Atoi(f[1])
@@ -91,6 +92,11 @@ func serverCPU(postmaster int) time.Duration {
 		ut, _ := strconv.ParseInt(f[11], 10, 64)
 		st, _ := strconv.ParseInt(f[12], 10, 64)
 		total += time.Duration(ut+st) * clockTick
+		if pid == postmaster {
+			cut, _ := strconv.ParseInt(f[13], 10, 64)
+			cst, _ := strconv.ParseInt(f[14], 10, 64)
+			total += time.Duration(cut+cst) * clockTick
+		}
 	}
 	return total
 }
