@@ -4,10 +4,11 @@
 //
 // The pieces:
 //
-//   - Queue takes quote requests (Submit, SubmitTx), stores each once per
-//     tenant request in ficus.pricing_quotes and inserts its River job in
-//     the same transaction; it reads a quote back (Get) and waits for its
-//     result (Wait) with LISTEN/NOTIFY.
+//   - Queue takes quote requests (Submit, SubmitTx, SubmitAndWait), stores
+//     each once per tenant request in ficus.pricing_quotes and inserts its
+//     River job in the same transaction (shared by the submissions that
+//     arrive together); it reads a quote back (Get) and waits for its
+//     result (Wait) with LISTEN/NOTIFY, whose notification carries it.
 //   - Worker runs one lane's River queue with a Calculator, stores each
 //     result once (only the attempt that owns the job may), heartbeats its
 //     process in ficus.pricing_workers and rescues the jobs of workers
