@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -48,6 +49,17 @@ type fleetConfig struct {
 	simCalc      time.Duration // the simulated calculation of the 40-quote run
 	slicerQuotes int
 	slicerShape  string
+	runs         string // which runs: instant, sim, slicer, comma-separated
+	cpuProfile   string // where a CPU profile of the instant quotes goes
+}
+
+func (c fleetConfig) has(name string) bool {
+	for r := range strings.SplitSeq(c.runs, ",") {
+		if strings.TrimSpace(r) == name {
+			return true
+		}
+	}
+	return false
 }
 
 // sleepCalc prices with calc and then takes d more, as the simulated MES
@@ -72,6 +84,10 @@ type fleetBench struct {
 	pl     *pricing.PriceList
 	client *http.Client
 	log    *slog.Logger
+	// tracer counts the pool's statements; postmaster is the server's pid
+	// (0: its CPU is not measured).
+	tracer     *countingTracer
+	postmaster int
 }
 
 func runFleet(ctx context.Context, c fleetConfig, store *pricing.Store, pl *pricing.PriceList, meshCalc, slicerCalc pricing.Calculator,
@@ -82,45 +98,90 @@ func runFleet(ctx context.Context, c fleetConfig, store *pricing.Store, pl *pric
 		return err
 	}
 	defer d.Close(ctx)
-	pool, srv := d.Pool, d.Server
+	srv := d.Server
+	// The fleet's own pool, which counts the statements it sends.
+	pcfg, err := pgxpool.ParseConfig(d.URL)
+	if err != nil {
+		return err
+	}
+	pcfg.MaxConns = 48
+	tracer := &countingTracer{}
+	pcfg.ConnConfig.Tracer = tracer
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
 	if _, err := migrate.Up(ctx, pool); err != nil {
 		return err
 	}
-	fb := &fleetBench{cfg: c, pool: pool, store: store, pl: pl, log: log,
-		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}}
+	fb := &fleetBench{cfg: c, pool: pool, store: store, pl: pl, log: log, tracer: tracer,
+		postmaster: postmasterPID(ctx, pool),
+		client:     &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}}
 	cube := cubeSTL(20)
 	if err := store.Put(ctx, "bench/cube20.stl", cube); err != nil {
 		return err
 	}
 
 	fmt.Fprintf(b, "\n# The pricing fleet\n\n- PostgreSQL: %s (%s); the API, the workers and PostgreSQL share this machine's CPUs (and, while it ran, other work)\n", srv.Kind, srv.Detail)
-	fmt.Fprintf(b, "- River fetch settings of the workers: FetchCooldown 5ms, FetchPollInterval 100ms (River's defaults, 100ms and 1s, cap one worker near MaxWorkers per 100ms)\n\n")
-	fmt.Fprintln(b, "| run | calculator | worker slots | quotes | wall time | quotes/s | p50 submit-to-ready | p99 submit-to-ready |")
-	fmt.Fprintln(b, "|---|---|--:|--:|--:|--:|--:|--:|")
+	fmt.Fprintf(b, "- River fetch settings of the workers: FetchCooldown 5ms, FetchPollInterval 100ms (River's defaults, 100ms and 1s, cap one worker near MaxWorkers per 100ms); the API's insert notifications at most one per 5ms (QueueConfig.NotifyCooldown)\n")
+	fmt.Fprintf(b, "- load average at the start: %s; CPU per quote: this process's (clients, API, workers) + the PostgreSQL server's; statements: every query, BEGIN and COMMIT the fleet's pool sent (each a round trip), per quote\n\n", loadAverage())
+	fmt.Fprintln(b, "| run | calculator | worker slots | quotes | wall time | quotes/s | p50 submit-to-ready | p99 submit-to-ready | CPU per quote | statements per quote |")
+	fmt.Fprintln(b, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
 
 	// (a) instant quotes through the API.
-	fmt.Fprintln(os.Stderr, "pricingbench: instant quotes through the fleet's API")
-	if err := fb.withFleet(ctx, meshCalc, 64, func(base string) error {
-		// Warm up: connections, prepared statements.
-		if _, err := fb.closedLoop(ctx, base, "bench/cube20.stl", 200, c.clients); err != nil {
-			return err
+	if c.has("instant") {
+		fmt.Fprintln(os.Stderr, "pricingbench: instant quotes through the fleet's API")
+		if err := fb.withFleet(ctx, meshCalc, 64, func(base string) error {
+			// Warm up: connections, prepared statements.
+			if _, err := fb.closedLoop(ctx, base, "bench/cube20.stl", 200, c.clients); err != nil {
+				return err
+			}
+			if c.cpuProfile != "" {
+				f, err := os.Create(c.cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
+			r, err := fb.closedLoop(ctx, base, "bench/cube20.stl", c.quotes, c.clients)
+			if err != nil {
+				return err
+			}
+			row(b, fmt.Sprintf("instant quotes, %d clients each waiting for its price", c.clients), "mesh", 64, r)
+			r, err = fb.openLoop(ctx, base, "bench/cube20.stl", c.rate, c.rateFor)
+			if err != nil {
+				return err
+			}
+			row(b, fmt.Sprintf("instant quotes at a steady %d/s", c.rate), "mesh", 64, r)
+			return nil
+		}); err != nil {
+			return fmt.Errorf("instant quotes: %w", err)
 		}
-		r, err := fb.closedLoop(ctx, base, "bench/cube20.stl", c.quotes, c.clients)
-		if err != nil {
-			return err
-		}
-		row(b, fmt.Sprintf("instant quotes, %d clients each waiting for its price", c.clients), "mesh", 64, r)
-		r, err = fb.openLoop(ctx, base, "bench/cube20.stl", c.rate, c.rateFor)
-		if err != nil {
-			return err
-		}
-		row(b, fmt.Sprintf("instant quotes at a steady %d/s", c.rate), "mesh", 64, r)
-		return nil
-	}); err != nil {
-		return fmt.Errorf("instant quotes: %w", err)
 	}
+	if c.has("sim") {
+		if err := fb.simulated(ctx, meshCalc, est, b); err != nil {
+			return err
+		}
+	}
+	if c.has("slicer") {
+		if err := fb.slicer(ctx, slicerCalc, b); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(b, "\nThe 40 simulated quotes scale with the worker slots while the machine is not the limit: they wait, they do not compute. One PrusaSlicer slice already uses both of this machine's cores, so a second slot does not make slicing faster here; what the fleet buys on this machine is lane isolation (a B2C quote never waits behind a B2B burst), and on more machines, more slicers.\n")
+	return nil
+}
 
-	// (b) 40 quotes: the MES's one-at-a-time queue against the fleet.
+// simulated prices 40 quotes through the simulated MES's one-at-a-time
+// queue and through the fleet at 1, 8 and 64 slots.
+func (fb *fleetBench) simulated(ctx context.Context, meshCalc pricing.Calculator, est pricing.Estimator, b *strings.Builder) error {
+	c := fb.cfg
+	store, pl := fb.store, fb.pl
 	fmt.Fprintln(os.Stderr, "pricingbench: 40 quotes through the simulated MES and the fleet")
 	mesSrv, err := mes.New(mes.Config{CalcTime: c.simCalc, Models: store, Estimator: est, PriceList: pl})
 	if err != nil {
@@ -152,7 +213,13 @@ func runFleet(ctx context.Context, c fleetConfig, store *pricing.Store, pl *pric
 		}
 	}
 
-	// (c) the slicer.
+	return nil
+}
+
+// slicer prices the slicer quotes at 1 and 2 slots.
+func (fb *fleetBench) slicer(ctx context.Context, slicerCalc pricing.Calculator, b *strings.Builder) error {
+	c := fb.cfg
+	store := fb.store
 	if c.slicerQuotes > 0 {
 		fmt.Fprintln(os.Stderr, "pricingbench: slicer quotes through the fleet")
 		data, err := os.ReadFile(c.slicerShape)
@@ -176,7 +243,6 @@ func runFleet(ctx context.Context, c fleetConfig, store *pricing.Store, pl *pric
 			}
 		}
 	}
-	fmt.Fprintf(b, "\nThe 40 simulated quotes scale with the worker slots while the machine is not the limit: they wait, they do not compute. One PrusaSlicer slice already uses both of this machine's cores, so a second slot does not make slicing faster here; what the fleet buys on this machine is lane isolation (a B2C quote never waits behind a B2B burst), and on more machines, more slicers.\n")
 	return nil
 }
 
@@ -221,6 +287,7 @@ type result struct {
 	n        int
 	wall     time.Duration
 	p50, p99 time.Duration
+	cost     costs // spent during the run
 }
 
 func row(b *strings.Builder, name, calc string, slots int, r result) {
@@ -229,9 +296,12 @@ func row(b *strings.Builder, name, calc string, slots int, r result) {
 	if rate < 10 {
 		prec = 2
 	}
-	fmt.Fprintf(b, "| %s | %s | %d | %d | %s | %.*f | %s | %s |\n", name, calc, slots, r.n, dur(r.wall),
-		prec, rate, dur(r.p50), dur(r.p99))
-	fmt.Fprintf(os.Stderr, "pricingbench: %s, %d slots: %d in %s, p99 %s\n", name, slots, r.n, dur(r.wall), dur(r.p99))
+	per := func(d time.Duration) time.Duration { return d / time.Duration(max(1, r.n)) }
+	fmt.Fprintf(b, "| %s | %s | %d | %d | %s | %.*f | %s | %s | %s + %s | %.1f |\n", name, calc, slots, r.n, dur(r.wall),
+		prec, rate, dur(r.p50), dur(r.p99), dur(per(r.cost.self)), dur(per(r.cost.server)), float64(r.cost.statements)/float64(max(1, r.n)))
+	fmt.Fprintf(os.Stderr, "pricingbench: %s, %d slots: %d in %s (%.0f/s), p50 %s, p99 %s, CPU per quote %s + %s, %.1f statements per quote, load %s\n",
+		name, slots, r.n, dur(r.wall), rate, dur(r.p50), dur(r.p99), dur(per(r.cost.self)), dur(per(r.cost.server)),
+		float64(r.cost.statements)/float64(max(1, r.n)), loadAverage())
 }
 
 // quote posts one quote and waits for its 200.
@@ -264,6 +334,7 @@ func (fb *fleetBench) closedLoop(ctx context.Context, base, model string, n, c i
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var first error
+	before := fb.costs()
 	start := time.Now()
 	for range c {
 		wg.Go(func() {
@@ -287,7 +358,7 @@ func (fb *fleetBench) closedLoop(ctx context.Context, base, model string, n, c i
 	if first != nil {
 		return result{}, first
 	}
-	return summarize(lat, time.Since(start)), nil
+	return summarize(lat, time.Since(start), fb.costs().minus(before)), nil
 }
 
 // openLoop submits rate quotes a second for d, each on its own, whether
@@ -298,6 +369,7 @@ func (fb *fleetBench) openLoop(ctx context.Context, base, model string, rate int
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var first error
+	before := fb.costs()
 	start := time.Now()
 	for i := range n {
 		if err := ctxsleep.Sleep(ctx, time.Until(start.Add(time.Duration(i)*time.Second/time.Duration(rate)))); err != nil {
@@ -317,14 +389,14 @@ func (fb *fleetBench) openLoop(ctx context.Context, base, model string, rate int
 	if first != nil {
 		return result{}, first
 	}
-	return summarize(lat, time.Since(start)), nil
+	return summarize(lat, time.Since(start), fb.costs().minus(before)), nil
 }
 
-func summarize(lat []time.Duration, wall time.Duration) result {
+func summarize(lat []time.Duration, wall time.Duration, cost costs) result {
 	s := slices.Clone(lat)
 	slices.Sort(s)
 	pick := func(p float64) time.Duration { return s[min(len(s)-1, int(p*float64(len(s))))] }
-	return result{n: len(lat), wall: wall, p50: pick(0.50), p99: pick(0.99)}
+	return result{n: len(lat), wall: wall, p50: pick(0.50), p99: pick(0.99), cost: cost}
 }
 
 // cubeSTL is a binary STL of a closed cube with edges of side mm.

@@ -51,6 +51,8 @@ func main() {
 	flag.DurationVar(&fc.simCalc, "fleet-calc-time", 250*time.Millisecond, "the simulated calculation of the 40-quote run, MES and fleet alike")
 	flag.IntVar(&fc.slicerQuotes, "fleet-slicer-quotes", 4, "slicer quotes through the fleet at 1 and 2 slots (0: none)")
 	flag.StringVar(&fc.slicerShape, "fleet-slicer-shape", "/usr/share/PrusaSlicer/shapes/torus.stl", "the model the fleet's slicer quotes price")
+	flag.StringVar(&fc.runs, "fleet-runs", "instant,sim,slicer", "the fleet's runs: instant (quotes through the API), sim (40 simulated quotes against the MES), slicer; comma-separated")
+	flag.StringVar(&fc.cpuProfile, "fleet-cpuprofile", "", "write a CPU profile of the instant quotes' runs (after the warm-up) here")
 	fleetOn := flag.Bool("fleet", true, "also run the pricing fleet's benchmark")
 	flag.Parse()
 	if !*fleetOn {

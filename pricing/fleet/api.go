@@ -2,7 +2,6 @@ package fleet
 
 import (
 	"cmp"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -322,10 +321,22 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get(a.cfg.ShadowHeader) != "" {
 		priority = ShadowPriority
 	}
-	sub, err := a.cfg.Queue.Submit(r.Context(), Submission{
+	sub := Submission{
 		Tenant: tenant, RequestKey: requestKey, Lane: lane, ModelURL: req.ModelURL,
 		Request: preq, Priority: priority,
-	})
+	}
+	pref := ParsePrefer(r.Header.Values("Prefer"))
+	wait := a.cfg.Wait
+	if pref.Wait > 0 {
+		wait = min(wait, pref.Wait)
+	}
+	var done Submitted
+	var st *Status
+	if pref.RespondAsync {
+		done, err = a.cfg.Queue.Submit(r.Context(), sub)
+	} else {
+		done, st, err = a.cfg.Queue.SubmitAndWait(r.Context(), sub, wait)
+	}
 	switch {
 	case errors.Is(err, ErrKeyReused):
 		a.answered(lane, "invalid").Inc()
@@ -336,30 +347,25 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	case err != nil:
+		if r.Context().Err() != nil {
+			return // the client left
+		}
 		a.answered(lane, "error").Inc()
 		a.log.Error("submitting a quote failed", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "the quote could not be queued; try again")
 		return
 	}
-	location := "/api/v1/quotes/" + sub.ID
-	pref := ParsePrefer(r.Header.Values("Prefer"))
+	location := "/api/v1/quotes/" + done.ID
 	if pref.RespondAsync {
 		w.Header().Set("Preference-Applied", "respond-async")
-		a.accepted(w, r, tenant, sub.ID, location, lane)
+		a.accepted(w, r, tenant, done.ID, location, lane)
 		return
 	}
-	wait := a.cfg.Wait
-	if pref.Wait > 0 {
-		wait = min(wait, pref.Wait)
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), wait)
-	defer cancel()
-	st, err := a.cfg.Queue.Wait(ctx, tenant, sub.ID)
-	if err != nil || !st.Final() {
+	if st == nil {
 		if r.Context().Err() != nil {
 			return // the client left
 		}
-		a.accepted(w, r, tenant, sub.ID, location, lane)
+		a.accepted(w, r, tenant, done.ID, location, lane)
 		return
 	}
 	w.Header().Set("Content-Location", location)

@@ -4,10 +4,11 @@
 //
 // The pieces:
 //
-//   - Queue takes quote requests (Submit, SubmitTx), stores each once per
-//     tenant request in ficus.pricing_quotes and inserts its River job in
-//     the same transaction; it reads a quote back (Get) and waits for its
-//     result (Wait) with LISTEN/NOTIFY.
+//   - Queue takes quote requests (Submit, SubmitTx, SubmitAndWait), stores
+//     each once per tenant request in ficus.pricing_quotes and inserts its
+//     River job in the same transaction (shared by the submissions that
+//     arrive together); it reads a quote back (Get) and waits for its
+//     result (Wait) with LISTEN/NOTIFY, whose notification carries it.
 //   - Worker runs one lane's River queue with a Calculator, stores each
 //     result once (only the attempt that owns the job may), heartbeats its
 //     process in ficus.pricing_workers and rescues the jobs of workers
@@ -31,9 +32,15 @@ import (
 // Schema is the PostgreSQL schema of River's tables and the fleet's own.
 const Schema = "ficus"
 
-// doneChannel is the NOTIFY channel on which a quote's id is sent when its
-// result is stored.
+// doneChannel is the NOTIFY channel on which a quote's result is announced
+// when it is stored: the quote's id, a space and its row as JSON (see
+// resultNote), or the id alone (look again: the row did not fit, or a
+// rescuer failed the quote).
 const doneChannel = "ficus_pricing_quote_done"
+
+// maxNoteBody is the longest row a notification carries, in bytes: a
+// NOTIFY payload must be shorter than 8000 bytes.
+const maxNoteBody = "7800"
 
 // jobKind is the River job kind of a quote request.
 const jobKind = "ficus_pricing_quote"

@@ -301,6 +301,15 @@ func TestRejectedQuoteIsNotRetried(t *testing.T) {
 	if state != "cancelled" || attempt != 1 || c.Calls() != 1 {
 		t.Fatalf("job %s after %d attempts and %d calls; want cancelled after 1", state, attempt, c.Calls())
 	}
+	// Submitted again, it is the same quote: River's uniqueness leaves a
+	// cancelled job out, so the new job it inserts is deleted again.
+	again, err := q.Submit(context.Background(), submission("shop", "r-1", fleet.LaneB2C))
+	if err != nil || !again.Duplicate || again.ID != sub.ID {
+		t.Fatalf("submitted again: %+v, %v; want the same quote", again, err)
+	}
+	if jobs := count(t, db.Pool, "SELECT count(*) FROM ficus.river_job"); jobs != 1 {
+		t.Fatalf("%d jobs after the second submission; want 1", jobs)
+	}
 }
 
 func TestWorkerConfigIsChecked(t *testing.T) {

@@ -18,7 +18,6 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/ficuslabs/ficus/internal/ctxsleep"
 	"github.com/ficuslabs/ficus/pricing"
 )
 
@@ -44,6 +43,28 @@ type QueueConfig struct {
 	// ReconnectDelay is the wait before listening again after the
 	// listening connection failed. Defaults to 1s.
 	ReconnectDelay time.Duration
+	// NotifyCooldown is the least time between two of the queue's
+	// notifications to a lane's workers that it has new jobs (River's
+	// insert notifications, which River limits per queue by the inserting
+	// client's FetchCooldown, 100ms by default). A job inserted within the
+	// cooldown of the last notification sends none: it waits for the next
+	// notification or for the workers' next poll (FetchPollInterval), so a
+	// long cooldown delays jobs by up to that long. Defaults to 5ms, the
+	// Local workers' FetchCooldown (see docs/pricing-fleet.md).
+	NotifyCooldown time.Duration
+	// SubmitTransactions is how many transactions Submit runs at once.
+	// Submissions that arrive while all of them are busy wait together and
+	// share the next one (up to SubmitBatch each): one transaction, one
+	// statement per table for all of them, instead of one transaction
+	// each. A lone submission waits for nothing. Defaults to 2.
+	SubmitTransactions int
+	// SubmitBatch is the most submissions one transaction takes. Defaults
+	// to 128.
+	SubmitBatch int
+	// SubmitTimeout bounds a submission transaction, which runs for every
+	// submission in it whatever becomes of the caller that started it.
+	// Defaults to 30s.
+	SubmitTimeout time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Metrics receives the queue metrics; nil keeps them unregistered.
@@ -56,14 +77,17 @@ type QueueConfig struct {
 
 // Queue takes quote requests and gives their results.
 type Queue struct {
-	cfg    QueueConfig
-	river  *river.Client[pgx.Tx]
-	log    *slog.Logger
-	met    *metricsSet
-	mu     sync.Mutex
-	waits  map[string]map[chan struct{}]struct{}
-	listen chan struct{} // closed once Run listens
-	once   sync.Once
+	cfg   QueueConfig
+	river *river.Client[pgx.Tx]
+	log   *slog.Logger
+	met   *metricsSet
+	subs  *grouper[*submitReq]
+
+	mu        sync.Mutex
+	waits     map[string]map[chan *Status]struct{}
+	listening bool          // the listening connection is up
+	listen    chan struct{} // closed once Run listens
+	once      sync.Once
 }
 
 // NewQueue checks cfg and returns a Queue. Run it for Wait to be woken.
@@ -74,24 +98,40 @@ func NewQueue(cfg QueueConfig) (*Queue, error) {
 	cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, 5)
 	cfg.StatsInterval = cmp.Or(cfg.StatsInterval, 5*time.Second)
 	cfg.ReconnectDelay = cmp.Or(cfg.ReconnectDelay, time.Second)
+	cfg.NotifyCooldown = cmp.Or(cfg.NotifyCooldown, 5*time.Millisecond)
+	cfg.SubmitTransactions = cmp.Or(cfg.SubmitTransactions, 2)
+	cfg.SubmitBatch = cmp.Or(cfg.SubmitBatch, 128)
+	cfg.SubmitTimeout = cmp.Or(cfg.SubmitTimeout, 30*time.Second)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	switch {
+	case cfg.NotifyCooldown < river.FetchCooldownMin:
+		return nil, fmt.Errorf("%w: fleet queue: NotifyCooldown must be at least %s, got %s", ErrInvalid, river.FetchCooldownMin, cfg.NotifyCooldown)
+	case cfg.SubmitTransactions < 1 || cfg.SubmitBatch < 1 || cfg.SubmitTimeout < 0:
+		return nil, fmt.Errorf("%w: fleet queue: SubmitTransactions and SubmitBatch must be at least 1, SubmitTimeout positive", ErrInvalid)
+	}
 	rc, err := river.NewClient(riverpgxv5.New(cfg.Pool), &river.Config{
 		Schema:      Schema,
 		Middleware:  riverMiddleware(cfg.TracerProvider),
 		Logger:      cfg.Logger,
 		MaxAttempts: cfg.MaxAttempts,
+		// This client only inserts; River limits its insert notifications
+		// by FetchCooldown (and requires FetchPollInterval >= it).
+		FetchCooldown:     cfg.NotifyCooldown,
+		FetchPollInterval: max(cfg.NotifyCooldown, river.FetchPollIntervalDefault),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fleet queue: river client: %w", err)
 	}
-	return &Queue{
+	q := &Queue{
 		cfg:    cfg,
 		river:  rc,
 		log:    cfg.Logger.With("component", "pricing-queue"),
 		met:    newMetrics(cfg.Metrics),
-		waits:  map[string]map[chan struct{}]struct{}{},
+		waits:  map[string]map[chan *Status]struct{}{},
 		listen: make(chan struct{}),
-	}, nil
+	}
+	q.subs = newGrouper(cfg.SubmitTransactions, cfg.SubmitBatch, q.runBatch)
+	return q, nil
 }
 
 // ShadowPriority is the River priority of a quote the proxy mirrored to
@@ -155,77 +195,6 @@ func (s *Submission) validate() error {
 		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(problems, "; "))
 	}
 	return nil
-}
-
-// Submit stores a quote request and queues its job, in one transaction.
-func (q *Queue) Submit(ctx context.Context, s Submission) (Submitted, error) {
-	var out Submitted
-	err := pgx.BeginFunc(ctx, q.cfg.Pool, func(tx pgx.Tx) error {
-		var err error
-		out, err = q.SubmitTx(ctx, tx, s)
-		return err
-	})
-	return out, err
-}
-
-const insertQuoteSQL = `
-INSERT INTO ficus.pricing_quotes (tenant, request_key, lane, model_url, request)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (tenant, request_key) DO NOTHING
-RETURNING id::text`
-
-const findQuoteSQL = `
-SELECT id::text, lane, model_url, request FROM ficus.pricing_quotes
-WHERE tenant = $1 AND request_key = $2`
-
-// SubmitTx stores a quote request and queues its job inside tx: the job
-// exists if and only if tx commits. A concurrent duplicate waits for the
-// first to commit (the unique key's row lock) and then finds it.
-func (q *Queue) SubmitTx(ctx context.Context, tx pgx.Tx, s Submission) (Submitted, error) {
-	if err := s.validate(); err != nil {
-		return Submitted{}, err
-	}
-	req, err := json.Marshal(s.Request)
-	if err != nil {
-		return Submitted{}, fmt.Errorf("submit quote: %w", err)
-	}
-	var id string
-	err = tx.QueryRow(ctx, insertQuoteSQL, s.Tenant, s.RequestKey, string(s.Lane), s.ModelURL, req).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return q.duplicate(ctx, tx, s)
-	}
-	if err != nil {
-		return Submitted{}, fmt.Errorf("submit quote: %w", err)
-	}
-	res, err := q.river.InsertTx(ctx, tx, quoteArgs{
-		QuoteID: id, Tenant: s.Tenant, RequestKey: s.RequestKey, Request: s.Request,
-	}, &river.InsertOpts{
-		Queue:       s.Lane.Queue(),
-		Priority:    cmp.Or(s.Priority, 1),
-		MaxAttempts: q.cfg.MaxAttempts,
-		UniqueOpts:  river.UniqueOpts{ByArgs: true},
-	})
-	if err != nil {
-		return Submitted{}, fmt.Errorf("submit quote: insert job: %w", err)
-	}
-	if _, err := tx.Exec(ctx, "UPDATE ficus.pricing_quotes SET job_id = $2 WHERE id = $1", id, res.Job.ID); err != nil {
-		return Submitted{}, fmt.Errorf("submit quote: %w", err)
-	}
-	q.met.submitted(s.Lane).Inc()
-	return Submitted{ID: id}, nil
-}
-
-func (q *Queue) duplicate(ctx context.Context, tx pgx.Tx, s Submission) (Submitted, error) {
-	var id, lane, modelURL string
-	var req pricing.Request
-	if err := tx.QueryRow(ctx, findQuoteSQL, s.Tenant, s.RequestKey).Scan(&id, &lane, &modelURL, &req); err != nil {
-		return Submitted{}, fmt.Errorf("submit quote: find the earlier request: %w", err)
-	}
-	if lane != string(s.Lane) || modelURL != s.ModelURL || req != s.Request {
-		return Submitted{}, fmt.Errorf("submit quote %s: %w", s.RequestKey, ErrKeyReused)
-	}
-	q.met.duplicates(s.Lane).Inc()
-	return Submitted{ID: id, Duplicate: true}, nil
 }
 
 // Quote states as Status.State gives them.
@@ -319,108 +288,6 @@ func (q *Queue) Get(ctx context.Context, tenant, id string) (*Status, error) {
 		}
 	}
 	return &st, nil
-}
-
-// Wait returns the quote once it has its result, or as it stands when ctx
-// ends (with ctx's error). It is woken by NOTIFY, so Run must be running.
-func (q *Queue) Wait(ctx context.Context, tenant, id string) (*Status, error) {
-	ch := make(chan struct{}, 1)
-	q.mu.Lock()
-	if q.waits[id] == nil {
-		q.waits[id] = map[chan struct{}]struct{}{}
-	}
-	q.waits[id][ch] = struct{}{}
-	q.mu.Unlock()
-	defer func() {
-		q.mu.Lock()
-		delete(q.waits[id], ch)
-		if len(q.waits[id]) == 0 {
-			delete(q.waits, id)
-		}
-		q.mu.Unlock()
-	}()
-	for {
-		st, err := q.Get(ctx, tenant, id)
-		if err != nil || st.Final() {
-			return st, err
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			// Read once more without the ended context: the answer to
-			// give is the quote as it stands.
-			st, err := q.Get(context.WithoutCancel(ctx), tenant, id)
-			if err != nil {
-				return nil, err
-			}
-			return st, ctx.Err()
-		}
-	}
-}
-
-// wake tells the waiters of id (all waiters when id is empty) to look again.
-func (q *Queue) wake(id string) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for wid, chans := range q.waits {
-		if id != "" && wid != id {
-			continue
-		}
-		for ch := range chans {
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
-		}
-	}
-}
-
-// Listening is closed once Run listens for results the first time.
-func (q *Queue) Listening() <-chan struct{} { return q.listen }
-
-// Run listens for stored results and wakes their waiters, and samples
-// every lane's queue for the metrics, until ctx ends.
-func (q *Queue) Run(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runSampler(ctx, q.cfg.Pool, Lanes, q.cfg.StatsInterval, q.met, q.log)
-	}()
-	defer func() { <-done }()
-	for {
-		err := q.listenOnce(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		q.log.Warn("listening for quote results failed; listening again", "err", err)
-		if ctxsleep.Sleep(ctx, q.cfg.ReconnectDelay) != nil {
-			return nil
-		}
-	}
-}
-
-func (q *Queue) listenOnce(ctx context.Context) error {
-	conn, err := q.cfg.Pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	// The connection leaves the pool: it is closed, never reused with a
-	// LISTEN on it.
-	pc := conn.Hijack()
-	defer pc.Close(context.WithoutCancel(ctx))
-	if _, err := pc.Exec(ctx, "LISTEN "+doneChannel); err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	q.once.Do(func() { close(q.listen) })
-	// Results stored while nobody listened were missed: look again.
-	q.wake("")
-	for {
-		n, err := pc.WaitForNotification(ctx)
-		if err != nil {
-			return fmt.Errorf("listen: %w", err)
-		}
-		q.wake(n.Payload)
-	}
 }
 
 // isUUID reports whether s is a UUID in its canonical text form.

@@ -58,6 +58,17 @@ type WorkerConfig struct {
 	// SoftStopTimeout is how long a stopping worker lets running jobs
 	// finish before it cancels them (they are retried). Defaults to 1m.
 	SoftStopTimeout time.Duration
+	// StoreTransactions is how many statements storing results run at
+	// once; the results of jobs that finish while they are all busy are
+	// stored together by the next one (up to StoreBatch), as submissions
+	// are (QueueConfig.SubmitTransactions). Defaults to 1.
+	StoreTransactions int
+	// StoreBatch is the most results one statement stores. Defaults to
+	// 128.
+	StoreBatch int
+	// StoreTimeout bounds the statement (or, with an Outbox, the
+	// transaction) that stores results. Defaults to 30s.
+	StoreTimeout time.Duration
 	// FetchCooldown and FetchPollInterval are River's; they default to
 	// River's defaults (100ms and 1s).
 	FetchCooldown     time.Duration
@@ -83,10 +94,11 @@ type WorkerConfig struct {
 
 // Worker runs one lane's quote jobs.
 type Worker struct {
-	cfg   WorkerConfig
-	river *river.Client[pgx.Tx]
-	log   *slog.Logger
-	met   *metricsSet
+	cfg     WorkerConfig
+	river   *river.Client[pgx.Tx]
+	log     *slog.Logger
+	met     *metricsSet
+	results *grouper[*resultReq]
 }
 
 // NewWorker checks cfg and returns a Worker; Run runs it.
@@ -105,11 +117,16 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	cfg.RescueInterval = cmp.Or(cfg.RescueInterval, 5*time.Second)
 	cfg.StatsInterval = cmp.Or(cfg.StatsInterval, 5*time.Second)
 	cfg.SoftStopTimeout = cmp.Or(cfg.SoftStopTimeout, time.Minute)
+	cfg.StoreTransactions = cmp.Or(cfg.StoreTransactions, 1)
+	cfg.StoreBatch = cmp.Or(cfg.StoreBatch, 128)
+	cfg.StoreTimeout = cmp.Or(cfg.StoreTimeout, 30*time.Second)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
 	if cfg.ID == "" {
 		cfg.ID = defaultID()
 	}
 	switch {
+	case cfg.StoreTransactions < 1 || cfg.StoreBatch < 1 || cfg.StoreTimeout < 0:
+		return nil, fmt.Errorf("%w: pricing worker: StoreTransactions and StoreBatch must be at least 1, StoreTimeout positive", ErrInvalid)
 	case cfg.Concurrency < 1:
 		return nil, fmt.Errorf("%w: pricing worker: concurrency must be at least 1, got %d", ErrInvalid, cfg.Concurrency)
 	case cfg.RescueStuckJobsAfter <= cfg.JobTimeout:
@@ -122,6 +139,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		log: cfg.Logger.With("component", "pricing-worker", "lane", string(cfg.Lane), "worker", cfg.ID),
 		met: newMetrics(cfg.Metrics),
 	}
+	w.results = newGrouper(cfg.StoreTransactions, cfg.StoreBatch, w.storeBatch)
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &quoteWorker{w: w}); err != nil {
 		return nil, fmt.Errorf("pricing worker: %w", err)
@@ -286,67 +304,162 @@ func (w *Worker) work(ctx context.Context, job *river.Job[quoteArgs]) error {
 // to another worker.
 var errNotOwner = errors.New("job is no longer this attempt's")
 
-const lockJobSQL = `SELECT state::text, attempt FROM ficus.river_job WHERE id = $1 FOR UPDATE`
+// resultReq is a result on its way to the database.
+type resultReq struct {
+	ctx     context.Context
+	job     *river.Job[quoteArgs]
+	started time.Time
+	state   string
+	result  []byte // the quote as JSON, or nil
+	errText string
+	err     error
+	done    chan struct{}
+}
 
-const storeResultSQL = `
-UPDATE ficus.pricing_quotes
-SET status = $2, result = $3, error = $4, attempt = $5, started_at = $6, finished_at = clock_timestamp()
-WHERE id = $1 AND status = 'queued'
-RETURNING tenant, request_key, lane, model_url`
-
-// store writes a quote's result once, in one transaction with the job's
-// completion (state done): only while the job is running this very
-// attempt, and only if no result is stored yet. It notifies waiters.
+// store writes a quote's result once (storeResultsSQL), with the results
+// of the worker's other jobs that finish at the same time (see grouper),
+// and notifies its waiters; with an Outbox, it announces the result in the
+// same transaction. River's completer then completes the job: should this
+// process die in between, the job runs again and finds its result stored,
+// so it stores and announces nothing.
 func (w *Worker) store(ctx context.Context, job *river.Job[quoteArgs], started time.Time, state string, result []byte, errText string) error {
-	// The result is written even when the job's own context ended right
-	// after the calculator returned.
-	ctx = context.WithoutCancel(ctx)
-	err := pgx.BeginFunc(ctx, w.cfg.Pool, func(tx pgx.Tx) error {
-		var jobState string
-		var attempt int
-		if err := tx.QueryRow(ctx, lockJobSQL, job.ID).Scan(&jobState, &attempt); err != nil {
-			return err
+	r := &resultReq{ctx: ctx, job: job, started: started, state: state, result: result, errText: errText, done: make(chan struct{})}
+	w.results.add(r)
+	<-r.done
+	if r.err != nil {
+		return fmt.Errorf("quote %s: store result: %w", job.Args.QuoteID, r.err)
+	}
+	return nil
+}
+
+// storeResultsSQL writes quotes' results once, in one statement: each only
+// while its job is running the very attempt that computed it (the jobs are
+// locked against a rescuer until the statement's transaction ends), and
+// only if no result is stored yet. It notifies each stored quote's waiters
+// with its row (see resultNote), or with its id alone when the row would
+// not fit in a notification. It answers every job it found, with its state
+// and attempt as it found them and, when it stored the job's result, the
+// quote's request.
+const storeResultsSQL = `
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::timestamptz[], $7::bigint[])
+        AS i(quote_id, status, result, error, attempt, started_at, job_id)
+), job AS (
+    SELECT id, state::text AS state, attempt FROM ficus.river_job
+    WHERE id IN (SELECT job_id FROM input) ORDER BY id FOR UPDATE
+), stored AS (
+    UPDATE ficus.pricing_quotes q
+    SET status = i.status, result = i.result::jsonb, error = i.error, attempt = i.attempt,
+        started_at = i.started_at, finished_at = clock_timestamp()
+    FROM input i JOIN job ON job.id = i.job_id
+    WHERE q.id = i.quote_id AND q.status = 'queued' AND job.state = 'running' AND job.attempt = i.attempt
+    RETURNING q.id, q.tenant, q.request_key, q.lane, q.model_url, q.request, q.status, q.result, q.error,
+              q.attempt, q.created_at, q.started_at, q.finished_at, i.job_id
+), note AS (
+    SELECT pg_notify('` + doneChannel + `', CASE WHEN octet_length(n.body) <= ` + maxNoteBody + ` THEN s.id::text || ' ' || n.body ELSE s.id::text END)
+    FROM stored s, LATERAL (SELECT json_build_object(
+        'id', s.id, 'tenant', s.tenant, 'lane', s.lane, 'model_url', s.model_url, 'request', s.request,
+        'state', s.status, 'result', s.result, 'error', s.error, 'attempt', s.attempt,
+        'created_at', s.created_at, 'started_at', s.started_at, 'finished_at', s.finished_at)::text AS body) n
+)
+SELECT job.id, job.state, job.attempt, s.tenant, s.request_key, s.lane, s.model_url, (SELECT count(*) FROM note)
+FROM job LEFT JOIN stored s ON s.job_id = job.id`
+
+// storeBatch writes reqs' results in one statement (one transaction with
+// an Outbox) and answers each.
+func (w *Worker) storeBatch(reqs []*resultReq) {
+	// The results are written even when the jobs' own contexts ended
+	// right after the calculator returned.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(reqs[0].ctx), w.cfg.StoreTimeout)
+	defer cancel()
+	n := len(reqs)
+	quoteIDs, states, results, errTexts := make([]string, n), make([]string, n), make([]*string, n), make([]string, n)
+	attempts, starts, jobIDs := make([]int32, n), make([]time.Time, n), make([]int64, n)
+	for i, r := range reqs {
+		quoteIDs[i], states[i], errTexts[i] = r.job.Args.QuoteID, r.state, r.errText
+		attempts[i], starts[i], jobIDs[i] = int32(r.job.Attempt), r.started, r.job.ID
+		if r.result != nil {
+			res := string(r.result)
+			results[i] = &res
 		}
-		if jobState != "running" || attempt != job.Attempt {
-			return fmt.Errorf("%w (state %s, attempt %d)", errNotOwner, jobState, attempt)
+	}
+	type found struct {
+		state                              string
+		attempt                            int
+		tenant, requestKey, lane, modelURL *string
+	}
+	write := func(q interface {
+		Query(context.Context, string, ...any) (pgx.Rows, error)
+	}) (map[int64]found, error) {
+		rows, err := q.Query(ctx, storeResultsSQL, quoteIDs, states, results, errTexts, attempts, starts, jobIDs)
+		if err != nil {
+			return nil, err
 		}
-		var res any
-		if result != nil {
-			res = result
-		}
-		var tenant, requestKey, lane, modelURL string
-		err := tx.QueryRow(ctx, storeResultSQL, job.Args.QuoteID, state, res, errText, job.Attempt, started).
-			Scan(&tenant, &requestKey, &lane, &modelURL)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			// A result is stored already: nothing to store or announce.
-		case err != nil:
-			return err
-		case w.cfg.Outbox != nil:
-			ev, err := ResultEvent(ResultPayload{
-				QuoteID: job.Args.QuoteID, Tenant: tenant, RequestKey: requestKey, Lane: Lane(lane),
-				ModelURL: modelURL, Request: job.Args.Request, Status: state, Error: errText,
-				Attempt: job.Attempt,
-			}, result)
-			if err != nil {
-				return err
+		defer rows.Close()
+		out := make(map[int64]found, n)
+		for rows.Next() {
+			var id int64
+			var f found
+			var notes int64
+			if err := rows.Scan(&id, &f.state, &f.attempt, &f.tenant, &f.requestKey, &f.lane, &f.modelURL, &notes); err != nil {
+				return nil, err
 			}
-			if _, err := w.cfg.Outbox.Enqueue(ctx, tx, ev); err != nil {
-				return fmt.Errorf("announce result: %w", err)
-			}
+			out[id] = f
 		}
-		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", doneChannel, job.Args.QuoteID); err != nil {
-			return err
-		}
-		if state == StateDone {
-			if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
-				return fmt.Errorf("complete job: %w", err)
+		return out, rows.Err()
+	}
+	// answer checks each job's ownership and, for those whose result was
+	// stored, calls stored.
+	answer := func(got map[int64]found, stored func(*resultReq, ResultPayload) error) error {
+		for _, r := range reqs {
+			f, ok := got[r.job.ID]
+			switch {
+			case !ok:
+				r.err = fmt.Errorf("%w (the job is gone)", errNotOwner)
+			case f.state != "running" || f.attempt != r.job.Attempt:
+				r.err = fmt.Errorf("%w (state %s, attempt %d)", errNotOwner, f.state, f.attempt)
+			case f.tenant == nil:
+				// A result is stored already: nothing to store or announce.
+			case stored != nil:
+				if err := stored(r, ResultPayload{
+					QuoteID: r.job.Args.QuoteID, Tenant: *f.tenant, RequestKey: *f.requestKey, Lane: Lane(*f.lane),
+					ModelURL: *f.modelURL, Request: r.job.Args.Request, Status: r.state, Error: r.errText,
+					Attempt: r.job.Attempt,
+				}); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("quote %s: store result: %w", job.Args.QuoteID, err)
 	}
-	return nil
+	var err error
+	if w.cfg.Outbox == nil {
+		var got map[int64]found
+		if got, err = write(w.cfg.Pool); err == nil {
+			err = answer(got, nil)
+		}
+	} else {
+		err = pgx.BeginFunc(ctx, w.cfg.Pool, func(tx pgx.Tx) error {
+			got, err := write(tx)
+			if err != nil {
+				return err
+			}
+			return answer(got, func(r *resultReq, p ResultPayload) error {
+				ev, err := ResultEvent(p, r.result)
+				if err != nil {
+					return err
+				}
+				if _, err := w.cfg.Outbox.Enqueue(ctx, tx, ev); err != nil {
+					return fmt.Errorf("announce result: %w", err)
+				}
+				return nil
+			})
+		})
+	}
+	for _, r := range reqs {
+		if err != nil {
+			r.err = err
+		}
+		close(r.done)
+	}
 }
