@@ -282,7 +282,8 @@ func TestCheckReportsDrift(t *testing.T) {
 	t.Run("metric on no panel", func(t *testing.T) {
 		var kept []usage
 		for _, u := range all {
-			if u.kind != onPanel || !slices.ContainsFunc(parseQuery(u.expr).selectors, func(s selector) bool {
+			q, _ := parseQuery(u.expr)
+			if u.kind != onPanel || !slices.ContainsFunc(q.selectors, func(s selector) bool {
 				return strings.HasPrefix(s.name, someMetric)
 			}) {
 				kept = append(kept, u)
