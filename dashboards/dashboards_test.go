@@ -89,12 +89,13 @@ type ruleFile struct {
 }
 
 type rule struct {
-	Alert       string            `yaml:"alert"`
-	Record      string            `yaml:"record"`
-	Expr        string            `yaml:"expr"`
-	For         string            `yaml:"for"`
-	Labels      map[string]string `yaml:"labels"`
-	Annotations map[string]string `yaml:"annotations"`
+	Alert         string            `yaml:"alert"`
+	KeepFiringFor string            `yaml:"keep_firing_for"`
+	Record        string            `yaml:"record"`
+	Expr          string            `yaml:"expr"`
+	For           string            `yaml:"for"`
+	Labels        map[string]string `yaml:"labels"`
+	Annotations   map[string]string `yaml:"annotations"`
 }
 
 type namedDashboard struct {
@@ -223,6 +224,16 @@ func loadDoc(t *testing.T, root string) doc {
 	data, err := os.ReadFile(filepath.Join(root, "docs", "metrics.md"))
 	if err != nil {
 		t.Fatalf("read the metrics documentation: %v", err)
+	}
+	return parseDoc(string(data))
+}
+
+// loadReadme parses dashboards/README.md, which holds the runbooks.
+func loadReadme(t *testing.T, root string) doc {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root, "dashboards", "README.md"))
+	if err != nil {
+		t.Fatalf("read the runbooks: %v", err)
 	}
 	return parseDoc(string(data))
 }
@@ -479,7 +490,7 @@ func TestLegacyWorldDashboard(t *testing.T) {
 var (
 	alertNameRE = regexp.MustCompile(`^[A-Z][A-Za-z0-9]+$`)
 	durationRE  = regexp.MustCompile(`^(?:[0-9]+(?:ms|s|m|h|d|w|y))+$`)
-	runbookRE   = regexp.MustCompile(`^docs/metrics\.md#([a-z0-9_-]+)$`)
+	runbookRE   = regexp.MustCompile(`^` + regexp.QuoteMeta(RunbookBase) + `#([a-z0-9_-]+)$`)
 )
 
 // TestAlertRules checks every alert rule for what whoever is paged needs:
@@ -487,7 +498,7 @@ var (
 // that exists; and that every runbook belongs to an alert.
 func TestAlertRules(t *testing.T) {
 	t.Parallel()
-	d := loadDoc(t, moduleRoot(t))
+	d := loadReadme(t, moduleRoot(t))
 	seen := map[string]string{}
 	for _, rf := range loadRules(t) {
 		if len(rf.Groups) == 0 {
@@ -520,18 +531,18 @@ func TestAlertRules(t *testing.T) {
 				default:
 					t.Errorf("%s: severity %q: want critical, warning or info", where, r.Labels["severity"])
 				}
-				for _, a := range []string{"summary", "description", "runbook"} {
+				for _, a := range []string{"summary", "description", "runbook_url"} {
 					if strings.TrimSpace(r.Annotations[a]) == "" {
 						t.Errorf("%s: no %s annotation", where, a)
 					}
 				}
-				m := runbookRE.FindStringSubmatch(r.Annotations["runbook"])
+				m := runbookRE.FindStringSubmatch(r.Annotations["runbook_url"])
 				if m == nil {
-					t.Errorf("%s: runbook %q: want docs/metrics.md#<heading>", where, r.Annotations["runbook"])
+					t.Errorf("%s: runbook_url %q: want %s#<heading>", where, r.Annotations["runbook_url"], RunbookBase)
 					continue
 				}
 				if !slices.Contains(d.runbooks, m[1]) {
-					t.Errorf("%s: runbook %q: docs/metrics.md has no such heading under Runbooks", where, m[1])
+					t.Errorf("%s: runbook %q: dashboards/README.md has no such heading under Runbooks", where, m[1])
 				}
 				if m[1] != strings.ToLower(r.Alert) {
 					t.Errorf("%s: runbook %q: want the heading named after the alert (#%s)", where, m[1], strings.ToLower(r.Alert))
@@ -545,7 +556,7 @@ func TestAlertRules(t *testing.T) {
 			found = found || strings.ToLower(name) == anchor
 		}
 		if !found {
-			t.Errorf("docs/metrics.md: runbook #%s belongs to no alert rule", anchor)
+			t.Errorf("dashboards/README.md: runbook #%s belongs to no alert rule", anchor)
 		}
 	}
 }

@@ -32,6 +32,12 @@ func ScaleRules(src []byte, factor int) ([]byte, error) {
 	if factor < 1 {
 		return nil, fmt.Errorf("%w: factor %d: want 1 or more", ErrScale, factor)
 	}
+	// Decoding into a value first refuses what a node tree would keep,
+	// such as a key given twice.
+	var plain any
+	if err := yaml.Unmarshal(src, &plain); err != nil {
+		return nil, fmt.Errorf("%w: read YAML: %v", ErrScale, err)
+	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		return nil, fmt.Errorf("%w: read YAML: %v", ErrScale, err)
