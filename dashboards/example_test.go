@@ -31,6 +31,7 @@ func ExampleFS() {
 	// grafana/cdc.json
 	// grafana/cutover.json
 	// grafana/legacy-world.json
+	// grafana/migration-health.json
 	// grafana/orders.json
 	// grafana/outbox.json
 	// grafana/pricing-fleet.json
