@@ -64,7 +64,13 @@ type panel struct {
 	} `json:"gridPos"`
 	FieldConfig struct {
 		Defaults struct {
-			Unit string `json:"unit"`
+			Unit       string `json:"unit"`
+			Thresholds *struct {
+				Steps []struct {
+					Color string   `json:"color"`
+					Value *float64 `json:"value"`
+				} `json:"steps"`
+			} `json:"thresholds"`
 		} `json:"defaults"`
 	} `json:"fieldConfig"`
 	Targets []target `json:"targets"`
@@ -435,6 +441,9 @@ func checkPanel(t *testing.T, p panel) {
 	}
 	if p.FieldConfig.Defaults.Unit == "" {
 		t.Errorf("panel %q: no unit", p.Title)
+	}
+	if th := p.FieldConfig.Defaults.Thresholds; th == nil || len(th.Steps) == 0 || th.Steps[0].Value != nil {
+		t.Errorf("panel %q: want thresholds whose first step is the base (value null)", p.Title)
 	}
 	if len(p.Targets) == 0 {
 		t.Errorf("panel %q: no query", p.Title)
