@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,11 +25,9 @@ import (
 // a short healthy run cannot make them exist. Each names why; every other
 // metric of a board or rule must be in a scrape of the running commands.
 var eventBorn = map[string]string{
-	"ficus_outbox_inbox_events_total":     "outbox.Inbox is a library for consumers; no ficus command runs one",
-	"ficus_outbox_inbox_expired_total":    "outbox.Inbox is a library for consumers; no ficus command runs one",
-	"ficus_proxy_idempotency_waits_total": "born when a retry waits for its first request still in flight",
-	"ficus_proxy_intake_lookups_total":    "born with the first reconcile lookup, after an ambiguous delivery",
-	"ficus_proxy_intake_retries_total":    "born with the first failed delivery attempt",
+	"ficus_outbox_inbox_events_total":  "outbox.Inbox is a library for consumers; no ficus command runs one",
+	"ficus_outbox_inbox_expired_total": "outbox.Inbox is a library for consumers; no ficus command runs one",
+	"ficus_proxy_intake_lookups_total": "born with the first reconcile lookup, after an ambiguous delivery",
 }
 
 // coverageProxyConfig exercises the proxy's parts: tenants and a rate
@@ -136,9 +135,33 @@ func TestMetricsCoverage(t *testing.T) {
 		"--sink", "orderview:", "--heartbeat", "1s")
 
 	exerciseProxy(t, proxy)
-	// A fault of the MES, injected and seen by a request.
-	send(t, http.MethodPost, "http://"+mes+"/admin/faults", "", `{"latency_ms": 1}`, http.StatusOK)
-	send(t, http.MethodGet, "http://"+mes+"/api/v1/orders", "", "", http.StatusOK)
+	// Faults of the MES: a slow MES makes a retry wait for its first
+	// request; a failing one makes the intake retry its delivery.
+	send(t, http.MethodPost, "http://"+mes+"/admin/faults", "", `{"latency_ms": 300}`, http.StatusOK)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			// Not send: t.Fatal must not be called from this goroutine.
+			req, _ := http.NewRequest(http.MethodPost, "http://"+proxy+"/api/v1/cancel", strings.NewReader(`{"n": 3}`))
+			req.Header.Set("X-Api-Key", "acme-key")
+			req.Header.Set("Idempotency-Key", "coverage-3")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Errorf("POST /api/v1/cancel: %v", err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		})
+	}
+	wg.Wait()
+	send(t, http.MethodPost, "http://"+mes+"/admin/faults", "", `{"latency_ms": 0, "error_rate": 1}`, http.StatusOK)
+	send(t, http.MethodPost, "http://"+proxy+"/api/v1/orders", "acme-key", `{"client_ref": "coverage-4", "items": []}`, http.StatusAccepted, "Idempotency-Key", "coverage-4")
+	procs["proxy"].waitFor(t, 30*time.Second, "a delivery retried", func() bool {
+		names, err := scrapeNames(ctx, procs["proxy"].base+"/metrics")
+		return err == nil && slices.Contains(names, "ficus_proxy_intake_retries_total")
+	})
+	send(t, http.MethodPost, "http://"+mes+"/admin/faults", "", `{"error_rate": 0}`, http.StatusOK)
 	procs["proxy"].waitFor(t, 30*time.Second, "the cutover plan evaluated", func() bool {
 		_, ok := procs["proxy"].metric(`ficus_cutover_gate_value{route="list",gate="error_rate"}`)
 		return ok
@@ -348,12 +371,12 @@ func TestCoverageProblemsReportBothWays(t *testing.T) {
 	}
 	delete(scraped, "ficus_cdc_lag_seconds")
 	scraped["ficus_test_unshown_total"] = "test"
-	scraped["ficus_proxy_idempotency_waits_total"] = "test"
+	scraped["ficus_proxy_intake_lookups_total"] = "test"
 	got := strings.Join(coverageProblems(t, scraped), "\n")
 	for _, want := range []string{
 		"names ficus_cdc_lag_seconds, which no running command exposes",
 		"ficus test exposes ficus_test_unshown_total, which no board panel shows",
-		"ficus_proxy_idempotency_waits_total is listed as born only with its first event",
+		"ficus_proxy_intake_lookups_total is listed as born only with its first event",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("problems:\n%s\nwant one containing %q", got, want)
