@@ -43,6 +43,9 @@ type Selector struct {
 	// `variable instance`, `alert FicusProxyBreakerOpen` or `record
 	// ficus:proxy_requests:rate5m`.
 	Source string
+	// Kind is the kind of query it is in: "panel", "variable", "alert" or
+	// "record" (as Query.Kind).
+	Kind string
 	// Recorded reports whether Metric is the output of a recording rule of
 	// FS, so that it only has data where the rules are evaluated and
 	// their results written back.
@@ -268,7 +271,7 @@ func Selectors() ([]Selector, error) {
 			return nil, fmt.Errorf("%s: %s: %w", q.File, q.Source, err)
 		}
 		for _, s := range exprSelectors(e) {
-			s.File, s.Source, s.Recorded = q.File, q.Source, recorded[s.Metric]
+			s.File, s.Source, s.Kind, s.Recorded = q.File, q.Source, q.Kind, recorded[s.Metric]
 			out = append(out, s)
 		}
 	}

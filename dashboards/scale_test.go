@@ -188,6 +188,9 @@ func TestSelectors(t *testing.T) {
 	from := map[string]bool{}
 	for _, s := range sels {
 		from[s.File+"|"+s.Source] = true
+		if s.Kind == "" || !strings.Contains(s.Source, s.Kind) {
+			t.Errorf("%s: %s: kind %q does not match the source", s.File, s.Source, s.Kind)
+		}
 		if s.Metric == "" && !strings.Contains(s.String(), "__name__") {
 			t.Errorf("%s: %s: a selector without a metric: %s", s.File, s.Source, s)
 		}
