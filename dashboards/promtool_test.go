@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,12 +40,35 @@ func TestPromtool(t *testing.T) {
 	if len(rules) == 0 || len(tests) == 0 {
 		t.Fatalf("rule files %v, test files %v: want both", rules, tests)
 	}
-	for _, args := range [][]string{append([]string{"check", "rules"}, rules...), append([]string{"test", "rules"}, tests...)} {
+	// The rules as ScaleRules shortens them must still be rules Prometheus
+	// reads, not only MetricsQL.
+	dir := t.TempDir()
+	var scaled []string
+	for _, p := range rules {
+		src, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := ScaleRules(src, 15)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		name := filepath.Join(dir, filepath.Base(p))
+		if err := os.WriteFile(name, out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		scaled = append(scaled, name)
+	}
+	for _, args := range [][]string{
+		append([]string{"check", "rules"}, rules...),
+		append([]string{"check", "rules"}, scaled...),
+		append([]string{"test", "rules"}, tests...),
+	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
 		cancel()
 		if err != nil {
-			t.Errorf("promtool %s %s: %v\n%s", args[0], args[1], err, out)
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
 }
