@@ -48,11 +48,11 @@ type SlotMonitor struct {
 func NewSlotMonitor(cfg SlotMonitorConfig) (*SlotMonitor, error) {
 	switch {
 	case cfg.Pool == nil:
-		return nil, errors.Join(ErrSlotMonitorConfig, errors.New("Pool is required"))
+		return nil, errors.Join(ErrSlotMonitorConfig, errors.New("a Pool is required"))
 	case cfg.Metrics == nil:
-		return nil, errors.Join(ErrSlotMonitorConfig, errors.New("Metrics is required"))
+		return nil, errors.Join(ErrSlotMonitorConfig, errors.New("a metrics Set is required"))
 	case cfg.Interval < 0:
-		return nil, errors.Join(ErrSlotMonitorConfig, errors.New("Interval must not be negative"))
+		return nil, errors.Join(ErrSlotMonitorConfig, errors.New("the interval must not be negative"))
 	}
 	if err := validateSlotAndPublication(cfg.Slot, cfg.Publication); err != nil {
 		return nil, errors.Join(ErrSlotMonitorConfig, err)
