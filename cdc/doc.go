@@ -73,4 +73,13 @@
 //	ficus_cdc_sink_paused             gauge      1 while delivery waits to retry a
 //	                                             failed Deliver
 //	ficus_cdc_delivery_retries_total  counter    Deliver calls retried
+//
+// A SlotMonitor registers, from the server's own view (Status, every 30s):
+//
+//	ficus_cdc_slot_retained_wal_bytes gauge      WAL kept on disk for the slot:
+//	                                             current WAL position minus restart_lsn
+//	ficus_cdc_slot_safe_wal_bytes     gauge      WAL that may still be written before
+//	                                             max_slot_wal_keep_size makes the server
+//	                                             give the slot up (0 when lost); -1
+//	                                             when the server sets no limit
 package cdc

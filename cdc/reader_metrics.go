@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/ficuslabs/ficus/internal/buckets"
 )
 
 // readerMetrics are the ficus_cdc_* metrics (see the package doc).
@@ -13,7 +15,7 @@ type readerMetrics struct {
 	set                 *metrics.Set
 	transactions        *metrics.Counter
 	reconnects, retries *metrics.Counter
-	deliver             *metrics.Histogram
+	deliver             *metrics.PrometheusHistogram
 
 	snapshotChunks, snapshotRows, snapshotDropped *metrics.Counter
 	snapshotPending                               atomic.Int64
@@ -59,7 +61,7 @@ func newReaderMetrics(set *metrics.Set, r *Reader) *readerMetrics {
 		reconnects:      set.GetOrCreateCounter("ficus_cdc_reconnects_total"),
 		retries:         set.GetOrCreateCounter("ficus_cdc_delivery_retries_total"),
 		transactions:    set.GetOrCreateCounter("ficus_cdc_transactions_total"),
-		deliver:         set.GetOrCreateHistogram("ficus_cdc_deliver_seconds"),
+		deliver:         set.GetOrCreatePrometheusHistogramExt("ficus_cdc_deliver_seconds", buckets.Delivery()),
 		events:          make(map[eventKey]*metrics.Counter),
 		snapshotChunks:  set.GetOrCreateCounter("ficus_cdc_snapshot_chunks_total"),
 		snapshotRows:    set.GetOrCreateCounter("ficus_cdc_snapshot_rows_total"),

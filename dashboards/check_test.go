@@ -1,7 +1,6 @@
 package dashboards
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"runtime"
@@ -50,8 +49,7 @@ type series struct {
 }
 
 // codeSeries returns the series the ficus metrics expose, by name: a
-// VictoriaMetrics histogram is NAME_bucket (with a vmrange label), NAME_sum
-// and NAME_count; a summary is NAME (with a quantile label), NAME_sum and
+// histogram is NAME_bucket (with an le label), NAME_sum and NAME_count; a summary is NAME (with a quantile label), NAME_sum and
 // NAME_count.
 func (w world) codeSeries() map[string]series {
 	out := map[string]series{}
@@ -59,7 +57,7 @@ func (w world) codeSeries() map[string]series {
 		with := func(extra string) []string { return append(slices.Clone(m.labels), extra) }
 		switch m.kind {
 		case "histogram":
-			out[name+"_bucket"] = series{name, with("vmrange")}
+			out[name+"_bucket"] = series{name, with("le")}
 			out[name+"_sum"] = series{name, m.labels}
 			out[name+"_count"] = series{name, m.labels}
 		case "summary":
@@ -98,7 +96,11 @@ func (w world) check(uses []usage) []string {
 	onDashboard := map[string]bool{}    // ficus metrics on a panel
 	processShown := map[string]string{} // go_/process_ metrics on a dashboard → where
 	for _, u := range uses {
-		q := parseQuery(u.expr)
+		q, err := parseQuery(u.expr)
+		if err != nil {
+			report("%s: %v: %s", u.where, err, u.expr)
+			continue
+		}
 		if len(q.selectors) == 0 && u.kind == onPanel {
 			report("%s: the query names no ficus_, go_ or process_ metric: %s", u.where, u.expr)
 		}
@@ -144,7 +146,7 @@ func (w world) check(uses []usage) []string {
 			}
 		}
 		for _, l := range q.grouping {
-			if !allowed[l] {
+			if !allowed[l] && !q.recorded {
 				report("%s: the query groups by %q, a label none of its metrics has", u.where, l)
 			}
 		}
@@ -208,25 +210,41 @@ func processSeries() (map[string][]string, bool) {
 	var b bytes.Buffer
 	metrics.WriteProcessMetrics(&b)
 	out := map[string][]string{}
-	sc := bufio.NewScanner(&b)
-	for sc.Scan() {
-		line := sc.Text()
+	for name, labels := range exposedSeries(b.String()) {
+		out[name] = labels
+	}
+	return out, runtime.GOOS == "linux"
+}
+
+// exposedSeries returns the series of a Prometheus text exposition, by
+// name, with their label names in the order first seen. The series part of
+// each sample line (name{labels}) is a selector, read by the same parser
+// as the queries; lines it cannot read are skipped.
+func exposedSeries(text string) map[string][]string {
+	out := map[string][]string{}
+	for line := range strings.Lines(text) {
+		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		name := identRE.FindString(line)
-		var labels []string
-		if rest := line[len(name):]; strings.HasPrefix(rest, "{") {
-			labels, _ = readBraces(blankStrings(rest))
+		series, _, _ := strings.Cut(line, " ")
+		if i := strings.LastIndexByte(line, '}'); i >= 0 {
+			series = line[:i+1]
 		}
-		for _, l := range labels {
-			if !slices.Contains(out[name], l) {
-				out[name] = append(out[name], l)
+		e, err := parseExpr(series)
+		if err != nil {
+			continue
+		}
+		for _, s := range exprSelectors(e) {
+			if _, ok := out[s.Metric]; !ok {
+				out[s.Metric] = nil
+			}
+			for _, m := range s.Matchers {
+				if !slices.Contains(out[s.Metric], m.Label) {
+					out[s.Metric] = append(out[s.Metric], m.Label)
+				}
 			}
 		}
-		if _, ok := out[name]; !ok {
-			out[name] = nil
-		}
 	}
-	return out, runtime.GOOS == "linux"
+	return out
 }

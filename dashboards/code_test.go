@@ -19,7 +19,7 @@ import (
 //
 // ficus exports metrics only through github.com/VictoriaMetrics/metrics,
 // and every metric that package writes is created by a call that takes the
-// metric's name: a constructor (GetOrCreateCounter, NewHistogram, ..., on a
+// metric's name: a constructor (GetOrCreateCounter, NewPrometheusHistogramExt, ..., on a
 // *metrics.Set or on the package) or a Write{Counter,Gauge}{Uint64,Float64}
 // helper. So scanModule parses every non-test Go file of the module
 // (skipping testdata, vendor, hidden and underscore directories and nested
@@ -67,26 +67,36 @@ type constructor struct {
 // github.com/VictoriaMetrics/metrics that name a metric.
 func constructors() map[string]constructor {
 	return map[string]constructor{
-		"GetOrCreateCounter":      {"counter", 0},
-		"NewCounter":              {"counter", 0},
-		"GetOrCreateFloatCounter": {"counter", 0},
-		"NewFloatCounter":         {"counter", 0},
-		"GetOrCreateGauge":        {"gauge", 0},
-		"NewGauge":                {"gauge", 0},
-		"GetOrCreateHistogram":    {"histogram", 0},
-		"NewHistogram":            {"histogram", 0},
-		"GetOrCreateSummary":      {"summary", 0},
-		"GetOrCreateSummaryExt":   {"summary", 0},
-		"NewSummary":              {"summary", 0},
-		"NewSummaryExt":           {"summary", 0},
-		"WriteCounterUint64":      {"counter", 1},
-		"WriteCounterFloat64":     {"counter", 1},
-		"WriteGaugeUint64":        {"gauge", 1},
-		"WriteGaugeFloat64":       {"gauge", 1},
+		"GetOrCreateCounter":                {"counter", 0},
+		"NewCounter":                        {"counter", 0},
+		"GetOrCreateFloatCounter":           {"counter", 0},
+		"NewFloatCounter":                   {"counter", 0},
+		"GetOrCreateGauge":                  {"gauge", 0},
+		"NewGauge":                          {"gauge", 0},
+		"GetOrCreateHistogram":              {vmrangeHistogram, 0},
+		"NewHistogram":                      {vmrangeHistogram, 0},
+		"GetOrCreatePrometheusHistogram":    {"histogram", 0},
+		"GetOrCreatePrometheusHistogramExt": {"histogram", 0},
+		"NewPrometheusHistogram":            {"histogram", 0},
+		"NewPrometheusHistogramExt":         {"histogram", 0},
+		"GetOrCreateSummary":                {"summary", 0},
+		"GetOrCreateSummaryExt":             {"summary", 0},
+		"NewSummary":                        {"summary", 0},
+		"NewSummaryExt":                     {"summary", 0},
+		"WriteCounterUint64":                {"counter", 1},
+		"WriteCounterFloat64":               {"counter", 1},
+		"WriteGaugeUint64":                  {"gauge", 1},
+		"WriteGaugeFloat64":                 {"gauge", 1},
 	}
 }
 
 const metricsImport = "github.com/VictoriaMetrics/metrics"
+
+// vmrangeHistogram is the kind of a VictoriaMetrics histogram, whose
+// vmrange buckets only MetricsQL reads; ficus exports Prometheus
+// histograms (le buckets) instead, so that every board and rule is plain
+// PromQL.
+const vmrangeHistogram = "vmrange histogram"
 
 var (
 	metricNameRE  = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
@@ -206,6 +216,12 @@ func scanPackage(root, dir string, scan *moduleScan, documented map[string]strin
 				return true
 			}
 			pos := rel(fset.Position(call.Pos()))
+			if c.kind == vmrangeHistogram {
+				scan.problems = append(scan.problems, fmt.Sprintf(
+					"%s: %s builds a histogram with vmrange buckets, which Prometheus cannot read; use %s with bounds from internal/buckets",
+					pos, sel.Sel.Name, strings.Replace(sel.Sel.Name, "Histogram", "PrometheusHistogramExt", 1)))
+				return true
+			}
 			name, labels, err := parseMetricTemplate(nameTemplate(call.Args[c.arg], consts))
 			if err != nil {
 				scan.problems = append(scan.problems, fmt.Sprintf("%s: %s: %v", pos, sel.Sel.Name, err))

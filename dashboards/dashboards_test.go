@@ -64,7 +64,13 @@ type panel struct {
 	} `json:"gridPos"`
 	FieldConfig struct {
 		Defaults struct {
-			Unit string `json:"unit"`
+			Unit       string `json:"unit"`
+			Thresholds *struct {
+				Steps []struct {
+					Color string   `json:"color"`
+					Value *float64 `json:"value"`
+				} `json:"steps"`
+			} `json:"thresholds"`
 		} `json:"defaults"`
 	} `json:"fieldConfig"`
 	Targets []target `json:"targets"`
@@ -89,12 +95,13 @@ type ruleFile struct {
 }
 
 type rule struct {
-	Alert       string            `yaml:"alert"`
-	Record      string            `yaml:"record"`
-	Expr        string            `yaml:"expr"`
-	For         string            `yaml:"for"`
-	Labels      map[string]string `yaml:"labels"`
-	Annotations map[string]string `yaml:"annotations"`
+	Alert         string            `yaml:"alert"`
+	KeepFiringFor string            `yaml:"keep_firing_for"`
+	Record        string            `yaml:"record"`
+	Expr          string            `yaml:"expr"`
+	For           string            `yaml:"for"`
+	Labels        map[string]string `yaml:"labels"`
+	Annotations   map[string]string `yaml:"annotations"`
 }
 
 type namedDashboard struct {
@@ -227,6 +234,16 @@ func loadDoc(t *testing.T, root string) doc {
 	return parseDoc(string(data))
 }
 
+// loadReadme parses dashboards/README.md, which holds the runbooks.
+func loadReadme(t *testing.T, root string) doc {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root, "dashboards", "README.md"))
+	if err != nil {
+		t.Fatalf("read the runbooks: %v", err)
+	}
+	return parseDoc(string(data))
+}
+
 // loadWorld reads the code, the process metrics and the docs, and returns
 // the problems found while reading them.
 func loadWorld(t *testing.T) (world, []string) {
@@ -282,7 +299,8 @@ func TestCheckReportsDrift(t *testing.T) {
 	t.Run("metric on no panel", func(t *testing.T) {
 		var kept []usage
 		for _, u := range all {
-			if u.kind != onPanel || !slices.ContainsFunc(parseQuery(u.expr).selectors, func(s selector) bool {
+			q, _ := parseQuery(u.expr)
+			if u.kind != onPanel || !slices.ContainsFunc(q.selectors, func(s selector) bool {
 				return strings.HasPrefix(s.name, someMetric)
 			}) {
 				kept = append(kept, u)
@@ -424,6 +442,9 @@ func checkPanel(t *testing.T, p panel) {
 	if p.FieldConfig.Defaults.Unit == "" {
 		t.Errorf("panel %q: no unit", p.Title)
 	}
+	if th := p.FieldConfig.Defaults.Thresholds; th == nil || len(th.Steps) == 0 || th.Steps[0].Value != nil {
+		t.Errorf("panel %q: want thresholds whose first step is the base (value null)", p.Title)
+	}
 	if len(p.Targets) == 0 {
 		t.Errorf("panel %q: no query", p.Title)
 	}
@@ -478,7 +499,7 @@ func TestLegacyWorldDashboard(t *testing.T) {
 var (
 	alertNameRE = regexp.MustCompile(`^[A-Z][A-Za-z0-9]+$`)
 	durationRE  = regexp.MustCompile(`^(?:[0-9]+(?:ms|s|m|h|d|w|y))+$`)
-	runbookRE   = regexp.MustCompile(`^docs/metrics\.md#([a-z0-9_-]+)$`)
+	runbookRE   = regexp.MustCompile(`^` + regexp.QuoteMeta(RunbookBase) + `#([a-z0-9_-]+)$`)
 )
 
 // TestAlertRules checks every alert rule for what whoever is paged needs:
@@ -486,7 +507,7 @@ var (
 // that exists; and that every runbook belongs to an alert.
 func TestAlertRules(t *testing.T) {
 	t.Parallel()
-	d := loadDoc(t, moduleRoot(t))
+	d := loadReadme(t, moduleRoot(t))
 	seen := map[string]string{}
 	for _, rf := range loadRules(t) {
 		if len(rf.Groups) == 0 {
@@ -519,18 +540,18 @@ func TestAlertRules(t *testing.T) {
 				default:
 					t.Errorf("%s: severity %q: want critical, warning or info", where, r.Labels["severity"])
 				}
-				for _, a := range []string{"summary", "description", "runbook"} {
+				for _, a := range []string{"summary", "description", "runbook_url"} {
 					if strings.TrimSpace(r.Annotations[a]) == "" {
 						t.Errorf("%s: no %s annotation", where, a)
 					}
 				}
-				m := runbookRE.FindStringSubmatch(r.Annotations["runbook"])
+				m := runbookRE.FindStringSubmatch(r.Annotations["runbook_url"])
 				if m == nil {
-					t.Errorf("%s: runbook %q: want docs/metrics.md#<heading>", where, r.Annotations["runbook"])
+					t.Errorf("%s: runbook_url %q: want %s#<heading>", where, r.Annotations["runbook_url"], RunbookBase)
 					continue
 				}
 				if !slices.Contains(d.runbooks, m[1]) {
-					t.Errorf("%s: runbook %q: docs/metrics.md has no such heading under Runbooks", where, m[1])
+					t.Errorf("%s: runbook %q: dashboards/README.md has no such heading under Runbooks", where, m[1])
 				}
 				if m[1] != strings.ToLower(r.Alert) {
 					t.Errorf("%s: runbook %q: want the heading named after the alert (#%s)", where, m[1], strings.ToLower(r.Alert))
@@ -544,7 +565,7 @@ func TestAlertRules(t *testing.T) {
 			found = found || strings.ToLower(name) == anchor
 		}
 		if !found {
-			t.Errorf("docs/metrics.md: runbook #%s belongs to no alert rule", anchor)
+			t.Errorf("dashboards/README.md: runbook #%s belongs to no alert rule", anchor)
 		}
 	}
 }

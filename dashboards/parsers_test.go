@@ -1,6 +1,7 @@
 package dashboards
 
 import (
+	"errors"
 	"go/parser"
 	"os"
 	"path/filepath"
@@ -22,8 +23,8 @@ func TestParseQuery(t *testing.T) {
 			grouping: []string{"route", "code"},
 		},
 		{
-			expr: `histogram_quantile(0.99, sum(rate(ficus_x_seconds_bucket[5m])) by (vmrange))`,
-			want: []selector{{"ficus_x_seconds_bucket", nil}}, grouping: []string{"vmrange"},
+			expr: `histogram_quantile(0.99, sum(rate(ficus_x_seconds_bucket[5m])) by (le))`,
+			want: []selector{{"ficus_x_seconds_bucket", nil}}, grouping: []string{"le"},
 		},
 		{
 			// Label values and label names are never metrics.
@@ -31,8 +32,8 @@ func TestParseQuery(t *testing.T) {
 			want: []selector{{"go_goroutines", []string{"job", "process_kind"}}},
 		},
 		{
-			expr: `a / on() group_left() sum without (ficus_label) (process_cpu_seconds_total offset 5m)`,
-			want: []selector{{"process_cpu_seconds_total", nil}}, grouping: []string{"ficus_label"},
+			expr: `ficus_a / on() group_left(ficus_b) sum without (ficus_label) (process_cpu_seconds_total offset 5m)`,
+			want: []selector{{"ficus_a", nil}, {"process_cpu_seconds_total", nil}}, grouping: []string{"ficus_label", "ficus_b"},
 		},
 		{
 			expr: "time() - process_start_time_seconds # ficus_in_a_comment\n + 1e-3",
@@ -40,11 +41,12 @@ func TestParseQuery(t *testing.T) {
 		},
 		{
 			expr: `label_values(go_info{job=~"$job"}, instance)`,
-			want: []selector{{"go_info", []string{"job"}}},
+			want: []selector{{"go_info", []string{"job"}}}, grouping: []string{"instance"},
 		},
 		{
-			// Other prefixes and functions are not metrics of ficus.
-			expr: `up == 0 or node_load1 > 1 or ficus_like_function(x)`,
+			// Other prefixes are not metrics of ficus.
+			expr: `up == 0 or node_load1 > 1 or absent(ficus_r)`,
+			want: []selector{{"ficus_r", nil}},
 		},
 		{
 			expr: `max_over_time(ficus_q{a="}"}[10m:1m]) and ficus_r`,
@@ -52,26 +54,47 @@ func TestParseQuery(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		q := parseQuery(tt.expr)
+		q, err := parseQuery(tt.expr)
+		if err != nil {
+			t.Errorf("parseQuery(%q): %v", tt.expr, err)
+			continue
+		}
 		if !slices.EqualFunc(q.selectors, tt.want, func(a, b selector) bool {
 			return a.name == b.name && slices.Equal(a.labels, b.labels)
 		}) {
 			t.Errorf("parseQuery(%q).selectors = %v, want %v", tt.expr, q.selectors, tt.want)
 		}
-		if !slices.Equal(q.grouping, tt.grouping) {
+		if !slices.Equal(sortedCopy(q.grouping), sortedCopy(tt.grouping)) {
 			t.Errorf("parseQuery(%q).grouping = %v, want %v", tt.expr, q.grouping, tt.grouping)
+		}
+	}
+	for _, bad := range []string{`sum(rate(ficus_x[5m]`, `ficus_x{a=}`, `rate(ficus_x[5m]) by`} {
+		if _, err := parseQuery(bad); !errors.Is(err, ErrQuery) {
+			t.Errorf("parseQuery(%q): %v, want ErrQuery", bad, err)
 		}
 	}
 }
 
-// FuzzParseQuery checks that any expression is read to its end without a
-// panic, and that only metric names come out as metrics.
+func sortedCopy(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
+}
+
+// FuzzParseQuery checks that any expression is read without a panic, and
+// that only metric names come out as metrics.
 func FuzzParseQuery(f *testing.F) {
 	f.Add(`sum by (route) (rate(ficus_a_total{code="5xx"}[5m])) / on() group_left() go_x`)
-	f.Add("histogram_quantile(0.99, sum(rate(ficus_x_bucket[5m])) by (vmrange)) # c\n")
+	f.Add("histogram_quantile(0.99, sum(rate(ficus_x_bucket[5m])) by (le)) # c\n")
 	f.Add(`{a="\"} ficus_y"} 'x' ` + "`y`")
+	f.Add(`label_values(ficus_x{job=~"$job"}, route)`)
+	f.Add(`WITH (x = ficus_y[5m]) rate(x)`)
 	f.Fuzz(func(t *testing.T, expr string) {
-		for _, s := range parseQuery(expr).selectors {
+		q, err := parseQuery(expr)
+		if err != nil {
+			return
+		}
+		for _, s := range q.selectors {
 			if !queryMetricRE.MatchString(s.name) {
 				t.Errorf("parseQuery(%q) returned %q as a metric", expr, s.name)
 			}
@@ -156,9 +179,10 @@ const waitName = "ficus_a_wait_seconds"
 
 func New(set *metrics.Set, route string, name string) {
 	set.GetOrCreateCounter(fmt.Sprintf("ficus_a_requests_total{route=%q}", route)).Inc()
-	set.GetOrCreateHistogram(waitName)
+	set.GetOrCreatePrometheusHistogramExt(waitName, []float64{1, 2})
 	metrics.NewGauge("ficus_a_depth", nil)
 	set.GetOrCreateCounter(name)
+	set.GetOrCreateHistogram("ficus_a_vmrange_seconds")
 	_ = "ficus_a_just_a_string_total"
 }
 `)
@@ -206,9 +230,10 @@ var _ = metrics.NewCounter("ficus_hidden_total")
 	if !slices.Equal(got, want) {
 		t.Errorf("metrics:\n got %q\nwant %q", got, want)
 	}
-	if len(scan.problems) != 2 ||
+	if len(scan.problems) != 3 ||
 		!strings.Contains(scan.problems[0], "a/a.go:15: GetOrCreateCounter: the metric name is not a constant") ||
-		!strings.Contains(scan.problems[1], "lists ficus_a_renamed_total, but no code in the module constructs it") {
+		!strings.Contains(scan.problems[1], "a/a.go:16: GetOrCreateHistogram builds a histogram with vmrange buckets") ||
+		!strings.Contains(scan.problems[2], "lists ficus_a_renamed_total, but no code in the module constructs it") {
 		t.Errorf("problems: %q", scan.problems)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ficuslabs/ficus/cloudevent"
+	"github.com/ficuslabs/ficus/internal/buckets"
 )
 
 // Sink applies cdc change events to the view: a sink.Sink for ficus cdc
@@ -27,7 +28,7 @@ type Sink struct {
 	sources map[string]*Source // by table
 
 	applied, skipped, ignored *metrics.Counter
-	applySeconds              *metrics.Histogram
+	applySeconds              *metrics.PrometheusHistogram
 
 	mu     sync.Mutex
 	closed bool
@@ -51,7 +52,7 @@ func NewSink(pool *pgxpool.Pool, cfg Config, set *metrics.Set) (*Sink, error) {
 		applied:      set.GetOrCreateCounter(`ficus_orders_events_total{outcome="applied"}`),
 		skipped:      set.GetOrCreateCounter(`ficus_orders_events_total{outcome="skipped"}`),
 		ignored:      set.GetOrCreateCounter(`ficus_orders_events_total{outcome="ignored"}`),
-		applySeconds: set.GetOrCreateHistogram(`ficus_orders_apply_seconds`),
+		applySeconds: set.GetOrCreatePrometheusHistogramExt(`ficus_orders_apply_seconds`, buckets.Fast()),
 		lastCommit:   map[string]time.Time{},
 	}
 	for i := range cfg.Sources {

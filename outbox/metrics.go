@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/ficuslabs/ficus/internal/buckets"
 )
 
 // relayMetrics are the relay's ficus_outbox_* metrics; see the package
@@ -12,7 +14,7 @@ import (
 type relayMetrics struct {
 	events  *metrics.Counter
 	retries *metrics.Counter
-	latency *metrics.Histogram
+	latency *metrics.PrometheusHistogram
 	parked  *metrics.Counter
 	// malformed counts outbox messages that could not be read.
 	malformed *metrics.Counter
@@ -26,7 +28,7 @@ func newRelayMetrics(set *metrics.Set) *relayMetrics {
 	m := &relayMetrics{
 		events:    set.GetOrCreateCounter("ficus_outbox_events_total"),
 		retries:   set.GetOrCreateCounter("ficus_outbox_retries_total"),
-		latency:   set.GetOrCreateHistogram("ficus_outbox_delivery_latency_seconds"),
+		latency:   set.GetOrCreatePrometheusHistogramExt("ficus_outbox_delivery_latency_seconds", buckets.Delivery()),
 		parked:    set.GetOrCreateCounter("ficus_outbox_parked_events_total"),
 		malformed: set.GetOrCreateCounter("ficus_outbox_malformed_messages_total"),
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/ficuslabs/ficus/internal/buckets"
 )
 
 // proxyMetrics are the request-level metrics; the guards and the shadow
@@ -15,8 +17,8 @@ type proxyMetrics struct {
 
 	mu       sync.RWMutex
 	requests map[requestLabels]*metrics.Counter
-	duration map[string]*metrics.Histogram
-	upstream map[string]*metrics.Histogram
+	duration map[string]*metrics.PrometheusHistogram
+	upstream map[string]*metrics.PrometheusHistogram
 	idem     map[[2]string]*metrics.Counter
 	body     map[[2]string]*metrics.Counter // by route and reason
 }
@@ -30,8 +32,8 @@ func newProxyMetrics(set *metrics.Set) *proxyMetrics {
 	return &proxyMetrics{
 		set:      set,
 		requests: map[requestLabels]*metrics.Counter{},
-		duration: map[string]*metrics.Histogram{},
-		upstream: map[string]*metrics.Histogram{},
+		duration: map[string]*metrics.PrometheusHistogram{},
+		upstream: map[string]*metrics.PrometheusHistogram{},
 		idem:     map[[2]string]*metrics.Counter{},
 		body:     map[[2]string]*metrics.Counter{},
 	}
@@ -72,16 +74,16 @@ func (m *proxyMetrics) request(rt *route, lane string, status int, took time.Dur
 }
 
 // routeDuration returns the request duration histogram of a route.
-func (m *proxyMetrics) routeDuration(route string) *metrics.Histogram {
-	return lookup(&m.mu, m.duration, route, func() *metrics.Histogram {
-		return m.set.GetOrCreateHistogram(fmt.Sprintf(`ficus_proxy_request_duration_seconds{route=%q}`, route))
+func (m *proxyMetrics) routeDuration(route string) *metrics.PrometheusHistogram {
+	return lookup(&m.mu, m.duration, route, func() *metrics.PrometheusHistogram {
+		return m.set.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`ficus_proxy_request_duration_seconds{route=%q}`, route), buckets.Request())
 	})
 }
 
 // upstreamDuration returns the call duration histogram of an upstream.
-func (m *proxyMetrics) upstreamDuration(upstream string) *metrics.Histogram {
-	return lookup(&m.mu, m.upstream, upstream, func() *metrics.Histogram {
-		return m.set.GetOrCreateHistogram(fmt.Sprintf(`ficus_proxy_upstream_duration_seconds{upstream=%q}`, upstream))
+func (m *proxyMetrics) upstreamDuration(upstream string) *metrics.PrometheusHistogram {
+	return lookup(&m.mu, m.upstream, upstream, func() *metrics.PrometheusHistogram {
+		return m.set.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`ficus_proxy_upstream_duration_seconds{upstream=%q}`, upstream), buckets.Request())
 	})
 }
 

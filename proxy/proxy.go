@@ -158,6 +158,9 @@ func New(s Settings) (*Proxy, error) {
 		p.store = idempotency.NewMemory(idempotency.MemoryConfig{MaxKeys: s.Config.Idempotency.MaxKeys})
 	}
 	p.met = newProxyMetrics(p.set)
+	// Exported from the start, at 0, so that boards and rules see the
+	// gauge before the first wait.
+	p.set.GetOrCreateGauge(waitingGauge, nil)
 	p.limiter = ratelimit.New(ratelimit.Config{Metrics: p.set})
 	if err := p.setupIntake(s); err != nil {
 		return nil, err

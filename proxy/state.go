@@ -51,7 +51,7 @@ type route struct {
 	configBPS int
 	timeout   time.Duration
 	shadow    *shadow.Shadow
-	duration  *metrics.Histogram // ficus_proxy_request_duration_seconds of the route
+	duration  *metrics.PrometheusHistogram // ficus_proxy_request_duration_seconds of the route
 }
 
 type upstream struct {
@@ -63,7 +63,7 @@ type upstream struct {
 	pool      *h1.Pool // the direct path's connections; nil for https and under Settings.NoDirectPath
 	breaker   *breaker.Breaker
 	shed      *Shedder
-	duration  *metrics.Histogram // ficus_proxy_upstream_duration_seconds
+	duration  *metrics.PrometheusHistogram // ficus_proxy_upstream_duration_seconds
 }
 
 // policy is a rate-limit policy and whom it applies to.

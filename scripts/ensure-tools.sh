@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ensure-tools.sh: the reference tools the tests compare ficus with
-# (PrusaSlicer, OpenSCAD, admesh, numpy-stl) and the browser that drives the
+# (PrusaSlicer, OpenSCAD, admesh, numpy-stl, promtool) and the browser that drives the
 # operators' page (Chromium). Installs what is missing from
 # Debian's packages when run as root on Debian; elsewhere it says what is
 # missing, and the tests that need it skip (unless FICUS_REQUIRE_TOOLS=1,
@@ -13,6 +13,7 @@ missing=()
 command -v prusa-slicer >/dev/null 2>&1 || missing+=(prusa-slicer)
 command -v openscad >/dev/null 2>&1 || missing+=(openscad)
 command -v admesh >/dev/null 2>&1 || missing+=(admesh)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus) # promtool, for the alert rule tests
 /usr/bin/python3 -c 'import stl' >/dev/null 2>&1 || missing+=(python3-stl)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0

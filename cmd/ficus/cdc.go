@@ -274,11 +274,17 @@ func (a *app) cdcRunCommand(f *cdcFlags) *cobra.Command {
 					"SpoolDir": "--spool-dir", "SnapshotChunkSize": "--snapshot-chunk-size",
 				})
 			}
+			slotMonitor, err := cdc.NewSlotMonitor(cdc.SlotMonitorConfig{
+				Pool: pool, Slot: f.slot, Publication: f.publication, Metrics: set, Logger: a.log,
+			})
+			if err != nil {
+				return err
+			}
 			h.AddCheck("replication", func(*http.Request) error { return reader.Ready() })
 			planGC(gcPercent, memoryLimit, os.LookupEnv, availableMemory()).apply(a.log)
 			a.log.Info("streaming", "slot", f.slot, "publication", f.publication, "sink", redactURL(sinkURL),
 				"confirmed_flush_lsn", st.ConfirmedFlushLSN)
-			return a.serve(ctx, metricsAddr, h, reader.Run)
+			return a.serve(ctx, metricsAddr, h, reader.Run, slotMonitor.Run)
 		},
 	}
 	fl := cmd.Flags()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/ficuslabs/ficus/internal/buckets"
 	"github.com/ficuslabs/ficus/pricing"
 )
 
@@ -90,7 +91,7 @@ type API struct {
 	log        *slog.Logger
 	set        *metrics.Set
 	uploads    chan struct{}
-	modelBytes *metrics.Histogram
+	modelBytes *metrics.PrometheusHistogram
 }
 
 // NewAPI checks cfg and returns the API's handler.
@@ -133,7 +134,7 @@ func NewAPI(cfg APIConfig) (*API, error) {
 		for _, o := range modelOutcomes {
 			a.modelsAnswered(o)
 		}
-		a.modelBytes = a.set.GetOrCreateHistogram("ficus_pricing_api_model_bytes")
+		a.modelBytes = a.set.GetOrCreatePrometheusHistogramExt("ficus_pricing_api_model_bytes", buckets.Bytes())
 	}
 	for _, l := range Lanes {
 		for _, o := range apiOutcomes {

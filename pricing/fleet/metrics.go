@@ -8,6 +8,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ficuslabs/ficus/internal/buckets"
 )
 
 // metricsSet holds the fleet's metrics. Every metric has a lane label
@@ -45,12 +47,12 @@ func (m *metricsSet) heartbeatErrors(l Lane) *metrics.Counter {
 	return m.set.GetOrCreateCounter(fmt.Sprintf(`ficus_pricing_heartbeat_errors_total{lane=%q}`, l))
 }
 
-func (m *metricsSet) wait(l Lane) *metrics.Histogram {
-	return m.set.GetOrCreateHistogram(fmt.Sprintf(`ficus_pricing_wait_seconds{lane=%q}`, l))
+func (m *metricsSet) wait(l Lane) *metrics.PrometheusHistogram {
+	return m.set.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`ficus_pricing_wait_seconds{lane=%q}`, l), buckets.Wait())
 }
 
-func (m *metricsSet) run(l Lane) *metrics.Histogram {
-	return m.set.GetOrCreateHistogram(fmt.Sprintf(`ficus_pricing_run_seconds{lane=%q}`, l))
+func (m *metricsSet) run(l Lane) *metrics.PrometheusHistogram {
+	return m.set.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`ficus_pricing_run_seconds{lane=%q}`, l), buckets.Run())
 }
 
 func (m *metricsSet) depth(l Lane) *metrics.Gauge {

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/ficuslabs/ficus/internal/buckets"
 	"github.com/ficuslabs/ficus/internal/tracing"
 )
 
@@ -87,7 +88,7 @@ type live struct {
 	// By side (legacy, new): ficus_cutover_requests_total,
 	// ficus_cutover_errors_total, ficus_cutover_request_duration_seconds.
 	requests, errors [2]*metrics.Counter
-	duration         [2]*metrics.Histogram
+	duration         [2]*metrics.PrometheusHistogram
 
 	// What the gauges show, from the last poll.
 	mu    sync.Mutex
@@ -299,7 +300,7 @@ func (c *Controller) newLive(sp RouteSpec, prev *live) *live {
 	for i, target := range []string{SideLegacy, SideNew} {
 		l.requests[i] = c.set.GetOrCreateCounter(fmt.Sprintf(`ficus_cutover_requests_total{route=%q,target=%q}`, sp.Route, target))
 		l.errors[i] = c.set.GetOrCreateCounter(fmt.Sprintf(`ficus_cutover_errors_total{route=%q,target=%q}`, sp.Route, target))
-		l.duration[i] = c.set.GetOrCreateHistogram(fmt.Sprintf(`ficus_cutover_request_duration_seconds{route=%q,target=%q}`, sp.Route, target))
+		l.duration[i] = c.set.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`ficus_cutover_request_duration_seconds{route=%q,target=%q}`, sp.Route, target), buckets.Request())
 	}
 	if prev != nil {
 		l.epoch.Store(prev.epoch.Load())

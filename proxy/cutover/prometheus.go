@@ -49,7 +49,7 @@ func CheckPrometheusURL(s string) error {
 // from the Prometheus-compatible query endpoint of its plan, from the
 // metrics every proxy replica exports: ficus_cutover_requests_total,
 // ficus_cutover_errors_total, ficus_cutover_request_duration_seconds (its
-// p99 with MetricsQL's histogram_quantile over vmrange buckets),
+// p99 with histogram_quantile over the le buckets, plain PromQL),
 // ficus_proxy_shadow_total and ficus_proxy_breaker_transitions_total, each
 // increase over the time since the step started.
 func prometheusFigures(ctx context.Context, client *http.Client, st State, now time.Time) (legacy, next Figures, err error) {
@@ -72,7 +72,7 @@ func prometheusFigures(ctx context.Context, client *http.Client, st State, now t
 			return
 		}
 		side.f.Errors = int64(math.Round(v))
-		if v, err = q(`histogram_quantile(0.99, sum(increase(ficus_cutover_request_duration_seconds_bucket{%s}[%ds])) by (vmrange))`, sel, window); err != nil {
+		if v, err = q(`histogram_quantile(0.99, sum by (le) (increase(ficus_cutover_request_duration_seconds_bucket{%s}[%ds])))`, sel, window); err != nil {
 			return
 		}
 		side.f.Quantile99 = v

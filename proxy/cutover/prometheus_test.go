@@ -92,7 +92,7 @@ func TestGatesReadPrometheus(t *testing.T) {
 	queries := strings.Join(prom.queries, "\n")
 	prom.mu.Unlock()
 	for _, want := range []string{`increase(ficus_cutover_requests_total{route="quotes",target="new"}[90s])`,
-		`ficus_proxy_breaker_transitions_total{upstream="pricing",to="open"}`, `by (vmrange)`} {
+		`ficus_proxy_breaker_transitions_total{upstream="pricing",to="open"}`, `histogram_quantile(0.99, sum by (le) (increase(ficus_cutover_request_duration_seconds_bucket{route="quotes",target="new"}[90s])))`} {
 		if !strings.Contains(queries, want) {
 			t.Errorf("no query contains %s:\n%s", want, queries)
 		}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/ficuslabs/ficus/internal/buckets"
 )
 
 var (
@@ -386,7 +388,7 @@ func backoff(initial, ceiling time.Duration, attempt int) time.Duration {
 type delivererMetrics struct {
 	set             *metrics.Set
 	attempts        *metrics.Counter
-	latency         *metrics.Histogram
+	latency         *metrics.PrometheusHistogram
 	backlog, oldest atomic.Uint64 // float64 bits
 }
 
@@ -394,7 +396,7 @@ func newDelivererMetrics(set *metrics.Set) *delivererMetrics {
 	m := &delivererMetrics{
 		set:      set,
 		attempts: set.GetOrCreateCounter("ficus_proxy_intake_attempts_total"),
-		latency:  set.GetOrCreateHistogram("ficus_proxy_intake_delivery_seconds"),
+		latency:  set.GetOrCreatePrometheusHistogramExt("ficus_proxy_intake_delivery_seconds", buckets.Request()),
 	}
 	load := func(v *atomic.Uint64) func() float64 {
 		return func() float64 { return math.Float64frombits(v.Load()) }

@@ -29,6 +29,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/ficuslabs/ficus/internal/buckets"
 	"github.com/ficuslabs/ficus/internal/tracing"
 )
 
@@ -174,7 +175,7 @@ type Shadow struct {
 
 type shadowMetrics struct {
 	match, mismatch, errors, skipped *metrics.Counter
-	duration                         *metrics.Histogram
+	duration                         *metrics.PrometheusHistogram
 }
 
 // New returns a Shadow, or an error wrapping ErrInvalidConfig.
@@ -227,7 +228,7 @@ func New(cfg Config) (*Shadow, error) {
 		mismatch: set.GetOrCreateCounter(fmt.Sprintf(`ficus_proxy_shadow_total{route=%q,result="mismatch"}`, s.route)),
 		errors:   set.GetOrCreateCounter(fmt.Sprintf(`ficus_proxy_shadow_total{route=%q,result="error"}`, s.route)),
 		skipped:  set.GetOrCreateCounter(fmt.Sprintf(`ficus_proxy_shadow_total{route=%q,result="skipped"}`, s.route)),
-		duration: set.GetOrCreateHistogram(fmt.Sprintf(`ficus_proxy_shadow_duration_seconds{route=%q}`, s.route)),
+		duration: set.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`ficus_proxy_shadow_duration_seconds{route=%q}`, s.route), buckets.Request()),
 	}
 	s.base, s.cancel = context.WithCancel(context.Background())
 	return s, nil

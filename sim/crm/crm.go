@@ -15,6 +15,7 @@ import (
 
 	"github.com/ficuslabs/ficus/sim/shop"
 
+	"github.com/ficuslabs/ficus/internal/buckets"
 	"github.com/ficuslabs/ficus/internal/ctxsleep"
 	"github.com/ficuslabs/ficus/internal/tracing"
 )
@@ -139,7 +140,7 @@ type crmMetrics struct {
 	transitions, gaps, missed    *metrics.Counter
 	outOfOrder                   *metrics.Counter
 	polls, pollErrors            *metrics.Counter
-	pollDuration, pollRows       *metrics.Histogram
+	pollDuration, pollRows       *metrics.PrometheusHistogram
 }
 
 func newMetrics(set *metrics.Set) crmMetrics {
@@ -154,8 +155,8 @@ func newMetrics(set *metrics.Set) crmMetrics {
 		outOfOrder:   set.GetOrCreateCounter("ficus_sim_crm_out_of_order_total"),
 		polls:        set.GetOrCreateCounter("ficus_sim_crm_polls_total"),
 		pollErrors:   set.GetOrCreateCounter("ficus_sim_crm_poll_errors_total"),
-		pollDuration: set.GetOrCreateHistogram("ficus_sim_crm_poll_duration_seconds"),
-		pollRows:     set.GetOrCreateHistogram("ficus_sim_crm_poll_rows"),
+		pollDuration: set.GetOrCreatePrometheusHistogramExt("ficus_sim_crm_poll_duration_seconds", buckets.Fast()),
+		pollRows:     set.GetOrCreatePrometheusHistogramExt("ficus_sim_crm_poll_rows", buckets.Rows()),
 	}
 }
 

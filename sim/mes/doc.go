@@ -75,6 +75,6 @@
 //	ficus_sim_mes_quote_wait_seconds            histogram  time a quote waited for the calculator
 //	ficus_sim_mes_quote_calc_seconds            histogram  time a price calculation took
 //
-// Histograms are VictoriaMetrics histograms (vmrange buckets). Reset clears
+// Histograms are Prometheus histograms (le buckets). Reset clears
 // the statistics but not the metrics, which only ever grow.
 package mes

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/ficuslabs/ficus/internal/buckets"
 	"github.com/ficuslabs/ficus/internal/ctxsleep"
 	"github.com/ficuslabs/ficus/internal/tracing"
 	"github.com/ficuslabs/ficus/pricing"
@@ -141,8 +142,8 @@ type serverMetrics struct {
 	quotesComputed *metrics.Counter
 	statusChanges  *metrics.Counter
 	queueDepth     *metrics.Gauge
-	quoteWait      *metrics.Histogram
-	quoteCalc      *metrics.Histogram
+	quoteWait      *metrics.PrometheusHistogram
+	quoteCalc      *metrics.PrometheusHistogram
 }
 
 // New returns a Server with no orders and no faults, or an error wrapping
@@ -207,8 +208,8 @@ func New(cfg Config) (*Server, error) {
 		quotesComputed: set.GetOrCreateCounter("ficus_sim_mes_quotes_computed_total"),
 		statusChanges:  set.GetOrCreateCounter("ficus_sim_mes_status_changes_total"),
 		queueDepth:     set.GetOrCreateGauge("ficus_sim_mes_quote_queue_depth", nil),
-		quoteWait:      set.GetOrCreateHistogram("ficus_sim_mes_quote_wait_seconds"),
-		quoteCalc:      set.GetOrCreateHistogram("ficus_sim_mes_quote_calc_seconds"),
+		quoteWait:      set.GetOrCreatePrometheusHistogramExt("ficus_sim_mes_quote_wait_seconds", buckets.Wait()),
+		quoteCalc:      set.GetOrCreatePrometheusHistogramExt("ficus_sim_mes_quote_calc_seconds", buckets.Run()),
 	}
 
 	if tracing.Enabled(cfg.TracerProvider) {

@@ -14,6 +14,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/ficuslabs/ficus/cloudevent"
+	"github.com/ficuslabs/ficus/internal/buckets"
 )
 
 // ErrInvalidEvent means an event of a batch cannot be written as
@@ -156,7 +157,7 @@ type Metrics struct {
 	// DeadLetters counts dead-letter writes, one per rejected request.
 	DeadLetters *metrics.Counter
 	// SendSeconds observes how long each Send took.
-	SendSeconds *metrics.Histogram
+	SendSeconds *metrics.PrometheusHistogram
 }
 
 // NewMetrics returns the metrics of the sink named name on set, creating
@@ -171,7 +172,7 @@ func NewMetrics(set *metrics.Set, name string) *Metrics {
 		DeadLettered: events("dead_lettered"),
 		Failed:       events("failed"),
 		DeadLetters:  set.GetOrCreateCounter(fmt.Sprintf(`ficus_sink_dead_letters_total{sink=%q}`, name)),
-		SendSeconds:  set.GetOrCreateHistogram(fmt.Sprintf(`ficus_sink_send_seconds{sink=%q}`, name)),
+		SendSeconds:  set.GetOrCreatePrometheusHistogramExt(fmt.Sprintf(`ficus_sink_send_seconds{sink=%q}`, name), buckets.Request()),
 	}
 }
 
