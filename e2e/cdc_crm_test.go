@@ -87,11 +87,11 @@ func TestShopStatusChangesReachTheCRMDespiteCrashesAndCuts(t *testing.T) {
 	if err := w.Run(ctx, total, nil); err != nil {
 		t.Fatal(err)
 	}
-	plEventually(t, 45*time.Second, "every acknowledged change reaches the CRM", func() error {
+	plAwait(t, 60*time.Second, 15*time.Second, "every acknowledged change reaches the CRM", func() (int, bool, error) {
 		if err := r.Poll(ctx); err != nil {
-			return err
+			return r.received, false, err
 		}
-		return plLost(ck)
+		return r.received, plLost(ck) == nil, nil
 	})
 	env.Report.Figure(t, "redeliveries the CRM dropped by event id", fmt.Sprint(r.dropped))
 	plVerdict(t, "shop status changes into the CRM", ck)

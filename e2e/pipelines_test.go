@@ -51,6 +51,36 @@ func plEventually(t *testing.T, timeout time.Duration, what string, f func() err
 	}
 }
 
+// plAwait polls f until it reports done, for at most timeout, or until
+// what has arrived (n) stops growing for quiet: then the checker's verdict
+// says what is missing. An error of f is logged and polled again.
+func plAwait(t *testing.T, timeout, quiet time.Duration, what string, f func() (n int, done bool, err error)) {
+	t.Helper()
+	start := time.Now()
+	last, lastChange := -1, start
+	for {
+		n, done, err := f()
+		if done {
+			return
+		}
+		if err != nil {
+			t.Logf("%s: %v", what, err)
+		}
+		if n != last {
+			last, lastChange = n, time.Now()
+		}
+		if time.Since(start) > timeout || time.Since(lastChange) > quiet {
+			t.Logf("%s: gave up after %s, nothing new for %s", what, time.Since(start).Round(time.Second), time.Since(lastChange).Round(time.Second))
+			return
+		}
+		select {
+		case <-t.Context().Done():
+			return
+		case <-time.After(200 * time.Millisecond): // polling a condition, bounded by timeout
+		}
+	}
+}
+
 // plRetry runs f until it succeeds, for at most a minute: a writer riding
 // out a restart of its database.
 func plRetry(ctx context.Context, f func() error) error {
