@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,6 +79,20 @@ func plAwait(t *testing.T, timeout, quiet time.Duration, what string, f func() (
 			return
 		case <-time.After(200 * time.Millisecond): // polling a condition, bounded by timeout
 		}
+	}
+}
+
+// plAll runs the starters at once and waits for them; when one failed
+// (its t.Fatal ends only its own goroutine), t stops here.
+func plAll(t *testing.T, starters ...func()) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, f := range starters {
+		wg.Go(f)
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
 	}
 }
 
