@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ficuslabs/ficus/proxy/breaker"
 	"github.com/ficuslabs/ficus/proxy/idempotency"
 )
 
@@ -181,6 +183,18 @@ func (p *Proxy) reconcile(c *call, r *http.Request, k idempotency.Key, rec idemp
 		return rec, false
 	}
 	found, resource, err := p.lookup(c, r, rc, body)
+	var open *breaker.OpenError
+	if errors.As(err, &open) {
+		// The lookup is a call to the upstream like any other: while its
+		// breaker is open the retry is answered at once, and the key stays
+		// unknown for the next retry.
+		c.noteBreakerOpen()
+		writeProblem(w, Problem{Status: http.StatusServiceUnavailable, Title: "Upstream unavailable", Type: problemBase + "circuit-open",
+			RetryAfter: open.RetryAfter,
+			Detail: fmt.Sprintf("the circuit breaker for upstream %s is open after repeated failures; the first request with this Idempotency-Key "+
+				"may or may not have taken effect: retry later with the same key to find out", c.up.name)})
+		return rec, false
+	}
 	if err != nil {
 		// The error may name the upstream's address: it goes to the log,
 		// under the request id, not to the client.
@@ -251,12 +265,28 @@ func (p *Proxy) lookup(c *call, r *http.Request, rc *ReconcileConfig, body []byt
 	}
 	req.Header.Set("X-Ficus-Tenant", c.caller.Tenant)
 	req.Header.Set(requestIDHeader, c.id)
-	resp, err := c.up.transport.RoundTrip(req)
+	// The lookup goes through the upstream's breaker, so that retries of
+	// unknown outcomes neither hammer a failing upstream nor go unnoticed
+	// by the breaker.
+	call, err := c.up.breaker.Begin()
 	if err != nil {
 		return false, nil, err
 	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	start := p.now()
+	var answer []byte
+	resp, err := c.up.transport.RoundTrip(req)
+	if err == nil {
+		answer, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+	}
+	outcome := breaker.Outcome{Err: err, Duration: p.now().Sub(start)}
+	if resp != nil {
+		outcome.Status = resp.StatusCode
+	}
+	if err != nil && r.Context().Err() != nil {
+		outcome.Err = context.Canceled // the client went away: says nothing about the upstream
+	}
+	c.up.breaker.End(call, outcome)
 	if err != nil {
 		return false, nil, err
 	}

@@ -451,6 +451,38 @@ upstreams:
 	}
 }
 
+// A retry of an order whose outcome is unknown asks the MES whether the
+// order exists. While the MES is down those lookups count toward the
+// breaker like any call, and once it is open a retry gets 503 with
+// Retry-After at once instead of another lookup of a dead MES.
+func TestReconcileLookupsGoThroughTheBreaker(t *testing.T) {
+	t.Parallel()
+	m, mesURL := startMES(t)
+	_, url := startProxy(t, tenantsYAML+`
+upstreams:
+  default:
+    url: `+mesURL+`
+    breaker: {consecutive_failures: 3, open_for: 1m}
+`+ordersRoute, mesURL, proxy.Settings{})
+	m.SetFaults(mes.Faults{Down: true})
+	if a := do(t, "POST", url+"/api/v1/orders", acmeKey, "k", order("PO-4")); a.status != http.StatusBadGateway {
+		t.Fatalf("first: %d %s; want 502", a.status, a.body)
+	}
+	for i := range 2 {
+		if a := do(t, "POST", url+"/api/v1/orders", acmeKey, "k", order("PO-4")); a.status != http.StatusConflict || !strings.Contains(a.body, "reconcile lookup failed") {
+			t.Fatalf("retry %d: %d %s; want 409 with the lookup's failure", i, a.status, a.body)
+		}
+	}
+	seen := m.Stats().RequestsSeen
+	a := do(t, "POST", url+"/api/v1/orders", acmeKey, "k", order("PO-4"))
+	if a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" || !strings.Contains(a.body, "circuit-open") {
+		t.Fatalf("retry after three failed calls: %d %s; want 503 circuit-open with Retry-After", a.status, a.body)
+	}
+	if got := m.Stats().RequestsSeen; got != seen {
+		t.Fatalf("the MES saw %d lookups while the breaker was open", got-seen)
+	}
+}
+
 // With no config file the proxy is a drop-in: everything passes, and a
 // client's Idempotency-Key is honoured on POST.
 func TestDropInDefaults(t *testing.T) {
