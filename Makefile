@@ -20,7 +20,7 @@ DEMO_DURATION ?= 45s
 FUZZTIME ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build test e2e bench lint fmt demo images images-slicer fuzz clean postgres tools
+.PHONY: all build test e2e e2e-break bench lint fmt demo images images-slicer fuzz clean postgres tools
 
 all: build
 
@@ -57,6 +57,25 @@ e2e: images $(BIN)/gotestsum
 		--jsonfile $(E2E_REPORT)/test.json -- \
 		-tags e2e -race -count=1 -timeout 20m -run '$(E2E_RUN)' ./e2e/
 	@echo "e2e: report in $(E2E_REPORT) (summary.md, junit.xml)"
+
+## e2e-break: one scenario against a deliberately broken ficus, which it
+## must catch (docs/e2e.md): BREAK=cdc-checkpoint (cdc confirms what it
+## read before the sink has it; an image built with that build tag) or
+## BREAK=outbox-inbox (the inbox takes every event as new; the test's
+## consumer built with that tag). Succeeds when the scenario fails.
+BREAK ?=
+e2e-break: images
+	@case '$(BREAK)' in \
+	cdc-checkpoint) tag=e2ebreak_cdc_checkpoint; run=TestShopStatusChangesReachTheCRMDespiteCrashesAndCuts ;; \
+	outbox-inbox) tag=e2ebreak_outbox_inbox; run=TestOutboxRelayKillAndDroppingMESLoseAndRepeatNothing ;; \
+	*) echo "e2e-break: say BREAK=cdc-checkpoint or BREAK=outbox-inbox" >&2; exit 2 ;; \
+	esac; \
+	FICUS_GO_TAGS=$$tag FICUS_IMAGE=ficus/ficus:break-$(BREAK) FICUS_IMAGE_ONLY=1 bash scripts/images.sh ficus || exit 1; \
+	if FICUS_IMAGE=ficus/ficus:break-$(BREAK) FICUS_POSTGRES_IMAGE=$${FICUS_POSTGRES_IMAGE:-$(LOCAL_PG_IMAGE)} \
+		$(GO) test -tags e2e,$$tag -race -count=1 -timeout 10m -run "^$$run\$$" -v ./e2e/; then \
+		echo "e2e-break: $$run passed with BREAK=$(BREAK): it does not catch the break" >&2; exit 1; \
+	fi; \
+	echo "e2e-break: $$run failed with BREAK=$(BREAK), as it must"
 
 $(BIN)/gotestsum:
 	GOBIN=$(BIN) $(GO) install gotest.tools/gotestsum@$(GOTESTSUM_VERSION)

@@ -745,6 +745,7 @@ func (r *Reader) enqueue(ctx context.Context, s *session, tx Tx, queue chan<- Tx
 	}
 	r.pending.push(tx.CommitTime)
 	r.held.push()
+	r.confirmOnRead(tx)
 	return waitSend(ctx, r, s, queue, tx)
 }
 

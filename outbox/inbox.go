@@ -129,7 +129,7 @@ func (in *Inbox) Process(ctx context.Context, tx pgx.Tx, eventID string, fn func
 		span.RecordError(err)
 		return false, fmt.Errorf("inbox record %s: %w", eventID, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if inboxKnown(tag.RowsAffected()) {
 		span.SetAttributes(attrDuplicate.Bool(true))
 		in.duplicates.Inc()
 		return false, nil

@@ -338,8 +338,10 @@ build_ficus() {
 	# Stamp the version the way `make build` does.
 	local version
 	version="${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}"
-	step "go build ./cmd/ficus (static, version $version)" \
-		env CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$version" -o "$ctx/ficus" ./cmd/ficus
+	# FICUS_GO_TAGS: build tags, for the end-to-end suite's deliberately
+	# broken variants (make e2e-break, docs/e2e.md); empty for a real image.
+	step "go build ./cmd/ficus (static, version $version${FICUS_GO_TAGS:+, tags $FICUS_GO_TAGS})" \
+		env CGO_ENABLED=0 go build -trimpath -tags "${FICUS_GO_TAGS:-}" -ldflags "-X main.version=$version" -o "$ctx/ficus" ./cmd/ficus
 	mkdir "$ctx/tmp" # the image's /tmp (images/ficus/Dockerfile)
 	local ca=/etc/ssl/certs/ca-certificates.crt
 	if [ ! -s "$ca" ]; then
@@ -471,8 +473,10 @@ build_slicer() {
 	work="$(mktemp -d /var/tmp/ficus-slicer-worker.XXXXXX)"
 	ctx="$work"
 	version="${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}"
-	step "go build ./cmd/ficus (static, version $version)" \
-		env CGO_ENABLED=0 go build -trimpath -ldflags "-X main.version=$version" -o "$ctx/ficus" ./cmd/ficus
+	# FICUS_GO_TAGS: build tags, for the end-to-end suite's deliberately
+	# broken variants (make e2e-break, docs/e2e.md); empty for a real image.
+	step "go build ./cmd/ficus (static, version $version${FICUS_GO_TAGS:+, tags $FICUS_GO_TAGS})" \
+		env CGO_ENABLED=0 go build -trimpath -tags "${FICUS_GO_TAGS:-}" -ldflags "-X main.version=$version" -o "$ctx/ficus" ./cmd/ficus
 	old="$(docker image inspect -f '{{.Id}}' "$slicer_image" 2>/dev/null || true)"
 	step "docker build $slicer_image" \
 		docker_build -q --build-arg "BASE=$slicer_base" -f "$root/images/slicer/Dockerfile" -t "$slicer_image" "$ctx" >/dev/null

@@ -233,8 +233,9 @@ func (a *app) simCRMCommand() *cobra.Command {
 (one, or a batch), deduplicates them by id, and records every transition.
 
 Both report at GET /admin/stats what they saw: events received, unique and
-duplicate; per-order status history (GET /admin/orders/{id}); and the gaps
-and out-of-order transitions they detected.`,
+duplicate; per-order status history (GET /admin/orders/{id}); every accepted
+event, redeliveries included (GET /admin/events); and the gaps and
+out-of-order transitions they detected.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()

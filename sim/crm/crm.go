@@ -62,6 +62,9 @@ type Config struct {
 	// recognise redelivered events; the oldest are forgotten first.
 	// Defaults to 1,048,576.
 	DedupCapacity int
+	// EventLogCapacity is how many accepted events (duplicates included)
+	// GET /admin/events keeps, the newest. Defaults to 100,000.
+	EventLogCapacity int
 	// Now is the clock sightings and poll durations are measured with.
 	// Defaults to time.Now.
 	Now func() time.Time
@@ -132,6 +135,7 @@ type CRM struct {
 	duplicates int
 	polls      int
 	seen       dedup
+	events     eventLog
 }
 
 type crmMetrics struct {
@@ -181,6 +185,9 @@ func New(cfg Config) (*CRM, error) {
 	if cfg.DedupCapacity < 0 {
 		return nil, fmt.Errorf("%w: DedupCapacity %d: want a positive count", ErrInvalidConfig, cfg.DedupCapacity)
 	}
+	if cfg.EventLogCapacity < 0 {
+		return nil, fmt.Errorf("%w: EventLogCapacity %d: want a positive count", ErrInvalidConfig, cfg.EventLogCapacity)
+	}
 	set := cfg.Metrics
 	if set == nil {
 		set = metrics.NewSet()
@@ -212,6 +219,7 @@ func New(cfg Config) (*CRM, error) {
 		c.tracer = cfg.TracerProvider.Tracer(tracerName)
 	}
 	c.seen = newDedup(c.dedupCapacity)
+	c.events = eventLog{capacity: cmp.Or(cfg.EventLogCapacity, DefaultEventLogCapacity)}
 	return c, nil
 }
 
@@ -252,7 +260,7 @@ func (c *CRM) Stats() Stats {
 // Tracker returns the Tracker both modes record into.
 func (c *CRM) Tracker() *Tracker { return c.tracker }
 
-// Reset forgets every order, counter and remembered event id, as POST
+// Reset forgets every order, counter, remembered event id and logged event, as POST
 // /admin/reset does. The poll cursor stays, so rows already read are not
 // read again, and metrics, being totals, keep counting.
 func (c *CRM) Reset() {
@@ -260,6 +268,7 @@ func (c *CRM) Reset() {
 	defer c.mu.Unlock()
 	c.received, c.unique, c.duplicates, c.polls = 0, 0, 0, 0
 	c.seen = newDedup(c.dedupCapacity)
+	c.events = eventLog{capacity: c.events.capacity}
 	c.tracker.Reset()
 }
 

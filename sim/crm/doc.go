@@ -55,6 +55,12 @@
 //	                           "gaps": N, "missed_statuses": N, "out_of_order": N,
 //	                           "polls": N}
 //	GET  /admin/orders/{id}   one order's history
+//	GET  /admin/events        ?after=SEQ&limit=N (default 1000, at most 10000): the
+//	                          accepted events in the order they were recorded,
+//	                          duplicates included: {"events": [{"seq", "source", "id",
+//	                          "duplicate", "order_id", "status"}], "next": SEQ,
+//	                          "forgotten": N}; the newest Config.EventLogCapacity
+//	                          (100,000) are kept, "forgotten" counts the older ones
 //	POST /admin/reset         forget every order and counter
 //
 // # Metrics

@@ -27,6 +27,7 @@ const OrdersTable = "shop.orders"
 //	POST /events              CloudEvents from ficus cdc (webhook mode)
 //	GET  /admin/stats         Stats as JSON
 //	GET  /admin/orders/{id}   the OrderHistory of one order as JSON
+//	GET  /admin/events        an EventsPage of the accepted events (?after=SEQ&limit=N)
 //	POST /admin/reset         Reset
 //
 // Errors are application/problem+json documents.
@@ -37,6 +38,7 @@ func (c *CRM) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, c.Stats())
 	})
 	mux.HandleFunc("GET /admin/orders/{id}", c.serveOrder)
+	mux.HandleFunc("GET /admin/events", c.serveEventLog)
 	mux.HandleFunc("POST /admin/reset", func(w http.ResponseWriter, _ *http.Request) {
 		c.Reset()
 		w.WriteHeader(http.StatusNoContent)
@@ -137,6 +139,11 @@ func (c *CRM) receive(ctx context.Context, body []byte, batch bool) (receipt, er
 		c.received++
 		c.m.received.Inc()
 		dup := !c.seen.add(e.Source + "\x00" + e.ID)
+		logged := ReceivedEvent{Source: e.Source, ID: e.ID, Duplicate: dup}
+		if ch := changes[i]; ch != nil {
+			logged.OrderID, logged.Status = ch.OrderID, ch.Status
+		}
+		c.events.add(logged)
 		c.traceEvent(ctx, e, dup, changes[i], observedAt)
 		if dup {
 			rc.Duplicates++
