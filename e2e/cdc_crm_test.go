@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 
+	"github.com/ficuslabs/ficus/dashboards/live"
 	"github.com/ficuslabs/ficus/e2e/checker"
 	"github.com/ficuslabs/ficus/e2e/harness"
 )
@@ -25,6 +26,8 @@ import (
 // Not parallel: it kills cdc.
 func TestShopStatusChangesReachTheCRMDespiteCrashesAndCuts(t *testing.T) {
 	env.Report.Scenario(t)
+	// Alerts that say what this scenario does on purpose (cdc is killed twice; while the CRM is cut off the sink fails and the reader holds its position).
+	env.AllowAlerts(t, "FicusProcessRestarted", "FicusSinkFailing", "FicusCDCReaderStuck")
 	ctx := t.Context()
 	db := env.PG.Database(t, "shop")
 	slot := harness.Name(t, "crm")
@@ -74,6 +77,13 @@ func TestShopStatusChangesReachTheCRMDespiteCrashesAndCuts(t *testing.T) {
 	// here, and the kill below loses it.
 	confirmed := plSlotReaches(t, db, slot, 3*time.Second)
 	env.Report.Figure(t, "slot confirmed past the undelivered changes while the CRM was cut off", fmt.Sprint(confirmed))
+	// The CRM stays cut off until the on-call engineer hears of it: the
+	// undelivered changes pass FicusCDCLagHigh's 60 s and the CRM's
+	// freshness objective burns (their windows and for: shortened by
+	// harness.AlertFactor, the 60 s threshold not).
+	env.ExpectAlerts(t, 150*time.Second,
+		live.ExpectedAlert{Name: "FicusCDCLagHigh"},
+		live.ExpectedAlert{Name: "FicusCRMFreshnessBudgetBurn"})
 	cdc.Kill(t)
 	if err := w.Run(ctx, 20, nil); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ficuslabs/ficus/dashboards/live"
 	"github.com/ficuslabs/ficus/e2e/checker"
 	"github.com/ficuslabs/ficus/e2e/harness"
 )
@@ -29,6 +30,8 @@ import (
 func TestCutoverRollsBackABreakingTargetWithoutLosingOrders(t *testing.T) {
 	t.Parallel()
 	env.Report.Scenario(t)
+	// Alerts that say what this scenario does on purpose (the new target is made to fail at 50%).
+	env.AllowAlerts(t, "LegacyMESFaultsInjected", "LegacyMESAnswering5xx")
 	state := env.PG.Database(t, "ficus")
 	legacy := mes(t, env.PG.Database(t, "legacy"))
 	next := cutoverTarget(t, env.PG.Database(t, "next"))
@@ -123,6 +126,8 @@ routes:
 	if after.status != "rolled_back" || after.weight != 1000 {
 		t.Fatalf("after the fault the route is %s at %d bps (%s); want rolled_back to the last good step, 1000 bps", after.status, after.weight, after.reason)
 	}
+	// The rollback is news for the team running the migration.
+	env.ExpectAlerts(t, 60*time.Second, live.ExpectedAlert{Name: "FicusCutoverRolledBack"})
 	if !strings.Contains(after.reason, "gate") {
 		t.Fatalf("the route rolled back, but not by a gate: %s", after.reason)
 	}

@@ -30,6 +30,17 @@ func TestMain(m *testing.M) {
 	}
 	stopOnTimeoutOrSignal()
 	code := m.Run()
+	// The dashboards' proof needs the whole run's metrics, so it runs
+	// after every scenario, and only when they all ran (not with -run).
+	// It runs also when a scenario failed, to report what it can.
+	if run := flag.Lookup("test.run").Value.String(); run == "" || run == "." {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		if err := env.ProveDashboards(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: dashboards:", err)
+			code = 1
+		}
+		cancel()
+	}
 	if err := closeEnv(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: cleanup:", err)
 		if code == 0 {

@@ -33,6 +33,8 @@ import (
 func TestPostgresRestartUnderLoadLosesNothing(t *testing.T) {
 	t.Parallel()
 	env.Report.Scenario(t)
+	// Alerts that say what this scenario does on purpose (the database under every component restarts: requests fail while it is down and cdc loses its connection).
+	env.AllowAlerts(t, "FicusProxyAnswering5xx", "FicusProxyRouteErrorBudgetBurn", "FicusCDCDisconnected", "FicusSinkFailing")
 	ctx, start := t.Context(), time.Now()
 	// The containers start in three waves, each wave's at once.
 	var (

@@ -45,6 +45,8 @@ const (
 func TestFleetQuotesKeepLanesAndSurviveKills(t *testing.T) {
 	t.Parallel()
 	env.Report.Scenario(t)
+	// Alerts that say what this scenario does on purpose (a B2B worker is killed mid-job).
+	env.AllowAlerts(t, "FicusProcessRestarted")
 	const burst = 16
 
 	db := env.PG.Database(t, "db")

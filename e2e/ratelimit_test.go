@@ -46,6 +46,8 @@ routes:
 func TestFloodingTenantIsLimitedAlone(t *testing.T) {
 	t.Parallel()
 	env.Report.Scenario(t)
+	// Alerts that say what this scenario does on purpose (one tenant floods on purpose).
+	env.AllowAlerts(t, "FicusProxyTenantRateLimited", "FicusProxyRateLimitSpike")
 	ctx := t.Context()
 	db := env.PG.Database(t, "db")
 	m := mes(t, db)

@@ -70,6 +70,8 @@ routes:
 func TestRetriedOrdersAreCreatedOnce(t *testing.T) {
 	t.Parallel()
 	env.Report.Scenario(t)
+	// Alerts that say what this scenario does on purpose (the MES is slowed past the proxy timeout on purpose, so outcomes are unknown until reconciled).
+	env.AllowAlerts(t, "LegacyMESFaultsInjected", "FicusProxyIdempotencyOutcomeUnknown", "LegacyMESClientsGivingUp", "FicusProxyAnswering5xx", "FicusProxyRouteErrorBudgetBurn", "FicusProxyRouteLatencyBudgetBurn")
 	broken := os.Getenv("FICUS_E2E_BREAK") == retriesBreak
 	if broken {
 		t.Log("FICUS_E2E_BREAK=idempotency: idempotency is off in the proxy's configuration; this scenario must fail")

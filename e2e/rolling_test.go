@@ -46,6 +46,8 @@ routes:
 // acknowledged in the end, and exists in the MES exactly once.
 func TestRollingProxyReleaseKeepsEveryOrder(t *testing.T) {
 	env.Report.Scenario(t)
+	// Alerts that say what this scenario does on purpose (each replica is stopped and started again).
+	env.AllowAlerts(t, "FicusProcessRestarted")
 	ctx := t.Context()
 	db := env.PG.Database(t, "db")
 	m := mes(t, db)

@@ -37,7 +37,7 @@ func TestLostDuplicatedUnexpected(t *testing.T) {
 	c.Receive("b") // duplicated
 	c.Send("c", "")
 	c.Fail("c")
-	c.Receive("c") // refused yet arrived: unexpected
+	c.Receive("c")  // refused yet arrived: unexpected
 	c.Receive("zz") // never sent: unexpected
 	c.Send("d", "") // indeterminate, never arrives: fine
 	c.Send("e", "") // indeterminate, arrives: recovered

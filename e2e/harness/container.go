@@ -18,6 +18,8 @@ import (
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/network"
 	"github.com/testcontainers/testcontainers-go/wait"
+
+	"github.com/ficuslabs/ficus/dashboards/live"
 )
 
 // Spec is one container of a scenario.
@@ -46,6 +48,8 @@ type Spec struct {
 	// Files are copied into the container before it starts: container path
 	// to content (mode 0644).
 	Files map[string][]byte
+	// Binds are Docker bind mounts, "host-path:container-path[:ro]".
+	Binds []string
 	// Labels are added to the run's labels (for example the scrape label of
 	// the metrics proof).
 	Labels map[string]string
@@ -55,11 +59,11 @@ type Spec struct {
 	Metrics string
 	// StartTimeout bounds the wait for Ready. Default one minute.
 	StartTimeout time.Duration
-}
 
-// MetricsLabel marks a container whose /metrics the run scrapes; its value
-// is the port.
-const MetricsLabel = "dev.ficus.e2e.metrics"
+	// job is the job label of the container's series: the scenario's
+	// name (Job), so that every alert says which scenario it is about.
+	job string
+}
 
 // Container is a running (or stopped) container of the run.
 type Container struct {
@@ -91,6 +95,7 @@ func port(p string) string {
 // the report folder and their tail to t's output first.
 func (e *Env) Run(t testing.TB, spec Spec) *Container {
 	t.Helper()
+	spec.job = Job(t)
 	c, err := e.start(t.Context(), spec)
 	if err != nil {
 		t.Fatalf("start %s: %v", spec.Name, err)
@@ -100,6 +105,10 @@ func (e *Env) Run(t testing.TB, spec Spec) *Container {
 		defer cancel()
 		if t.Failed() {
 			c.dumpLogs(ctx, t)
+		}
+		if e.Metrics != nil && spec.Metrics != "" {
+			// The last moments' metrics count for the dashboards' proof.
+			e.Metrics.awaitScrape(ctx, c.dockerName(), time.Now())
 		}
 		if err := c.terminate(ctx); err != nil {
 			t.Errorf("stop %s: %v", c.Name, err)
@@ -120,7 +129,8 @@ func (e *Env) start(ctx context.Context, spec Spec) (*Container, error) {
 	}
 	labels := map[string]string{runLabel: e.run, "dev.ficus.e2e.name": spec.Name}
 	if spec.Metrics != "" {
-		labels[MetricsLabel] = strings.TrimSuffix(spec.Metrics, "/tcp")
+		labels[live.ScrapeLabel] = strings.TrimSuffix(spec.Metrics, "/tcp")
+		labels[live.ScrapeJobLabel] = spec.job
 	}
 	maps.Copy(labels, spec.Labels)
 	exposed := make([]string, len(spec.Ports))
@@ -128,7 +138,7 @@ func (e *Env) start(ctx context.Context, spec Spec) (*Container, error) {
 		exposed[i] = port(p)
 	}
 	opts := []testcontainers.ContainerCustomizer{
-		testcontainers.WithName("ficus-e2e-" + e.run + "-" + spec.Name),
+		testcontainers.WithName(e.dockerName(spec.Name)),
 		testcontainers.WithLabels(labels),
 		network.WithNetwork([]string{spec.Name}, e.network),
 		testcontainers.WithExposedPorts(exposed...),
@@ -143,6 +153,11 @@ func (e *Env) start(ctx context.Context, spec Spec) (*Container, error) {
 	for path, content := range spec.Files {
 		opts = append(opts, testcontainers.WithFiles(testcontainers.ContainerFile{
 			Reader: bytes.NewReader(content), ContainerFilePath: path, FileMode: 0o644,
+		}))
+	}
+	if len(spec.Binds) > 0 {
+		opts = append(opts, testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
+			hc.Binds = append(hc.Binds, spec.Binds...)
 		}))
 	}
 	if w := spec.waitStrategy(); w != nil {
@@ -179,6 +194,12 @@ func (s Spec) waitStrategy() wait.Strategy {
 	}
 	return nil
 }
+
+// dockerName is the container's Docker name (the instance label of its
+// series).
+func (e *Env) dockerName(name string) string { return "ficus-e2e-" + e.run + "-" + name }
+
+func (c *Container) dockerName() string { return c.env.dockerName(c.Name) }
 
 // Addr is the published address of a container port on 127.0.0.1
 // ("127.0.0.1:32771"), for the test process.

@@ -27,6 +27,8 @@ import (
 
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/network"
+
+	"github.com/ficuslabs/ficus/dashboards/live"
 )
 
 // Config says which images the world is made of and where reports go.
@@ -41,6 +43,11 @@ type Config struct {
 	// $FICUS_TOXIPROXY_IMAGE, else ficus/toxiproxy:2.12.0 (scripts/images.sh
 	// builds it from github.com/Shopify/toxiproxy/v2).
 	ToxiproxyImage string
+	// VictoriaMetricsImage and VMAlertImage are the metrics server and
+	// the rule evaluator. Defaults: $FICUS_VM_IMAGE and
+	// $FICUS_VMALERT_IMAGE, else ficus/victoria-metrics and ficus/vmalert
+	// at live.VictoriaMetricsVersion (scripts/images.sh builds them).
+	VictoriaMetricsImage, VMAlertImage string
 	// ReportDir receives the summary, the checker's verdicts and the logs
 	// of failed tests' containers. Default: $FICUS_E2E_REPORT, else
 	// "report" below the e2e package.
@@ -60,6 +67,8 @@ func (c *Config) defaults() {
 	def(&c.PostgresImage, "FICUS_POSTGRES_IMAGE", "postgres:17")
 	def(&c.ToxiproxyImage, "FICUS_TOXIPROXY_IMAGE", "ficus/toxiproxy:2.12.0")
 	def(&c.ReportDir, "FICUS_E2E_REPORT", "report")
+	def(&c.VictoriaMetricsImage, "FICUS_VM_IMAGE", "ficus/victoria-metrics:"+live.VictoriaMetricsVersion)
+	def(&c.VMAlertImage, "FICUS_VMALERT_IMAGE", "ficus/vmalert:"+live.VictoriaMetricsVersion)
 }
 
 // runLabel marks every container and network of one run, so that Close
@@ -78,6 +87,10 @@ type Env struct {
 	// its own (Postgres.Database).
 	PG *Postgres
 
+	// Metrics is the run's metrics server and rule evaluator; nil with
+	// FICUS_E2E_METRICS=0.
+	Metrics *Metrics
+
 	// Report collects what each scenario ran and the checker's verdicts.
 	Report *Report
 
@@ -93,7 +106,11 @@ func Start(ctx context.Context, cfg Config) (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker: %w (start it with scripts/docker-up.sh)", err)
 	}
-	for _, img := range []string{cfg.FicusImage, cfg.PostgresImage, cfg.ToxiproxyImage} {
+	images := []string{cfg.FicusImage, cfg.PostgresImage, cfg.ToxiproxyImage}
+	if metricsEnabled() {
+		images = append(images, cfg.VictoriaMetricsImage, cfg.VMAlertImage)
+	}
+	for _, img := range images {
 		if _, err := docker.ImageInspect(ctx, img); err != nil {
 			docker.Close()
 			return nil, fmt.Errorf("image %s: %w (build the images with \"make images\"; no registry is used)", img, err)
@@ -114,10 +131,18 @@ func Start(ctx context.Context, cfg Config) (*Env, error) {
 		return nil, fmt.Errorf("docker network: %w", err)
 	}
 	e := &Env{cfg: cfg, run: run, network: nw, docker: docker, Report: newReport(cfg.ReportDir)}
+	e.Report.env = e
 	e.PG, err = e.startPostgres(ctx, "postgres", nil)
 	if err != nil {
 		e.Close(context.WithoutCancel(ctx))
 		return nil, err
+	}
+	if metricsEnabled() {
+		e.Metrics, err = e.startMetrics(ctx)
+		if err != nil {
+			e.Close(context.WithoutCancel(ctx))
+			return nil, err
+		}
 	}
 	return e, nil
 }

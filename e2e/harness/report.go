@@ -19,6 +19,7 @@ import (
 // summary.json into the report folder when the run ends.
 type Report struct {
 	dir string
+	env *Env
 
 	mu        sync.Mutex
 	scenarios map[string]*ScenarioReport
@@ -33,6 +34,11 @@ type ScenarioReport struct {
 	Skipped  bool          `json:"skipped"`
 	Verdicts []Verdict     `json:"verdicts,omitempty"`
 	Figures  []Figure      `json:"figures,omitempty"`
+	// ExpectedAlerts are the alerts its faults must fire; FiredAlerts the
+	// ones that fired about its containers while it ran.
+	ExpectedAlerts []string `json:"expected_alerts,omitempty"`
+	AllowedAlerts  []string `json:"allowed_alerts,omitempty"`
+	FiredAlerts    []string `json:"fired_alerts,omitempty"`
 }
 
 // Verdict is one delivery check's outcome, as the checker's summary line.
@@ -62,9 +68,13 @@ func (r *Report) Scenario(t testing.TB) *ScenarioReport {
 		s = &ScenarioReport{Name: t.Name(), Started: time.Now()}
 		r.scenarios[t.Name()] = s
 		t.Cleanup(func() {
+			end := time.Now()
+			if r.env != nil {
+				r.env.checkAlerts(t, s, end)
+			}
 			r.mu.Lock()
 			defer r.mu.Unlock()
-			s.Duration = time.Since(s.Started)
+			s.Duration = end.Sub(s.Started)
 			s.Failed = t.Failed()
 			s.Skipped = t.Skipped()
 		})
@@ -107,7 +117,7 @@ func (r *Report) write() error {
 		return fmt.Errorf("report: %w", err)
 	}
 	var b strings.Builder
-	b.WriteString("# ficus end-to-end run\n\n| scenario | result | time | verdicts |\n|---|---|--:|---|\n")
+	b.WriteString("# ficus end-to-end run\n\n| scenario | result | time | verdicts | alerts expected or allowed | alerts fired |\n|---|---|--:|---|---|---|\n")
 	for _, s := range list {
 		result := "passed"
 		switch {
@@ -124,8 +134,9 @@ func (r *Report) write() error {
 			}
 			vs = append(vs, fmt.Sprintf("%s %s: %s", mark, v.What, v.Summary))
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.1f s | %s |\n", s.Name, result, s.Duration.Seconds(),
-			strings.ReplaceAll(strings.Join(vs, "<br>"), "|", "\\|"))
+		fmt.Fprintf(&b, "| %s | %s | %.1f s | %s | %s | %s |\n", s.Name, result, s.Duration.Seconds(),
+			strings.ReplaceAll(strings.Join(vs, "<br>"), "|", "\\|"),
+			strings.Join(slices.Concat(s.ExpectedAlerts, s.AllowedAlerts), ", "), strings.Join(s.FiredAlerts, ", "))
 	}
 	var figs []string
 	for _, s := range list {
