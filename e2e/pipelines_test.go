@@ -436,7 +436,9 @@ func newPLConsumer(t *testing.T, pool *pgxpool.Pool) *plConsumer {
 	if _, err := pool.Exec(t.Context(), `CREATE TABLE e2e_effects (n bigserial PRIMARY KEY, event_id text NOT NULL, aggregate text NOT NULL)`); err != nil {
 		t.Fatalf("consumer: effects table: %v", err)
 	}
-	in, err := outbox.NewInbox(outbox.InboxConfig{Consumer: "e2e", Pool: pool})
+	// Its metrics are scraped like a service's (the outbox board's inbox
+	// panel).
+	in, err := outbox.NewInbox(outbox.InboxConfig{Consumer: "e2e", Pool: pool, Metrics: env.ConsumerMetrics()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,7 +89,8 @@ type Env struct {
 
 	// Metrics is the run's metrics server and rule evaluator; nil with
 	// FICUS_E2E_METRICS=0.
-	Metrics *Metrics
+	Metrics   *Metrics
+	consumers *consumers
 
 	// Report collects what each scenario ran and the checker's verdicts.
 	Report *Report
@@ -167,6 +168,9 @@ func (e *Env) Close(ctx context.Context) error {
 		if err := ctrs[i].terminate(ctx); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if e.consumers != nil {
+		e.consumers.srv.Close()
 	}
 	if e.network != nil {
 		if err := e.network.Remove(ctx); err != nil {

@@ -48,10 +48,15 @@ func Job(t interface{ Name() string }) string {
 	return "e2e-" + strings.ToLower(strings.TrimPrefix(top, "Test"))
 }
 
-func (e *Env) startMetrics(ctx context.Context) (*Metrics, error) {
+func (e *Env) startMetrics(ctx context.Context) (_ *Metrics, err error) {
+	e.consumers, err = e.startConsumers(ctx)
+	if err != nil {
+		return nil, err
+	}
 	scrape, err := live.ScrapeConfig{
 		Interval: scrapeInterval,
 		Docker:   &live.DockerDiscovery{Network: e.network.Name},
+		Targets:  []live.Target{{Job: "e2e-consumers", Address: e.consumers.addr}},
 	}.Marshal()
 	if err != nil {
 		return nil, err
