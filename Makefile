@@ -59,7 +59,9 @@ e2e: images $(BIN)/gotestsum
 	@echo "e2e: report in $(E2E_REPORT) (summary.md, junit.xml)"
 
 ## e2e-break: one scenario against a deliberately broken ficus, which it
-## must catch (docs/e2e.md): BREAK=cdc-checkpoint (cdc confirms what it
+## must catch (docs/e2e.md): BREAK=idempotency (the order route's
+## Idempotency-Key handling turned off in the scenario's proxy config),
+## BREAK=cdc-checkpoint (cdc confirms what it
 ## read before the sink has it; an image built with that build tag) or
 ## BREAK=outbox-inbox (the inbox takes every event as new; the test's
 ## consumer built with that tag). Succeeds when the scenario fails.
@@ -68,11 +70,12 @@ e2e-break: images
 	@case '$(BREAK)' in \
 	cdc-checkpoint) tag=e2ebreak_cdc_checkpoint; run=TestShopStatusChangesReachTheCRMDespiteCrashesAndCuts ;; \
 	outbox-inbox) tag=e2ebreak_outbox_inbox; run=TestOutboxRelayKillAndDroppingMESLoseAndRepeatNothing ;; \
-	*) echo "e2e-break: say BREAK=cdc-checkpoint or BREAK=outbox-inbox" >&2; exit 2 ;; \
+	idempotency) tag=; run=TestRetriedOrdersAreCreatedOnce; export FICUS_E2E_BREAK=idempotency ;; \
+	*) echo "e2e-break: say BREAK=idempotency, BREAK=cdc-checkpoint or BREAK=outbox-inbox" >&2; exit 2 ;; \
 	esac; \
 	FICUS_GO_TAGS=$$tag FICUS_IMAGE=ficus/ficus:break-$(BREAK) FICUS_IMAGE_ONLY=1 bash scripts/images.sh ficus || exit 1; \
 	if FICUS_IMAGE=ficus/ficus:break-$(BREAK) FICUS_POSTGRES_IMAGE=$${FICUS_POSTGRES_IMAGE:-$(LOCAL_PG_IMAGE)} \
-		$(GO) test -tags e2e,$$tag -race -count=1 -timeout 10m -run "^$$run\$$" -v ./e2e/; then \
+		$(GO) test -tags e2e$${tag:+,$$tag} -race -count=1 -timeout 10m -run "^$$run\$$" -v ./e2e/; then \
 		echo "e2e-break: $$run passed with BREAK=$(BREAK): it does not catch the break" >&2; exit 1; \
 	fi; \
 	echo "e2e-break: $$run failed with BREAK=$(BREAK), as it must"
