@@ -42,6 +42,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/ficuslabs/ficus/bench/internal/cpustat"
 	"github.com/ficuslabs/ficus/internal/pgserver"
 	"github.com/ficuslabs/ficus/outbox"
 	"github.com/ficuslabs/ficus/sink"
@@ -147,7 +148,7 @@ func run(ctx context.Context, c config) error {
 	}
 	b := &bench{c: c, srv: srv, admin: admin, log: log}
 	loadStart := loadAverage()
-	b.postmaster = postmasterPID(ctx, admin)
+	b.postmaster = cpustat.PostmasterPID(ctx, admin)
 	if strings.Contains(c.sinks, "nats") {
 		if b.natsDir, err = os.MkdirTemp("", "outboxbench-nats-"); err != nil {
 			return err

@@ -33,6 +33,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ficuslabs/ficus/bench/internal/benchdb"
+	"github.com/ficuslabs/ficus/bench/internal/cpustat"
 	"github.com/ficuslabs/ficus/internal/ctxsleep"
 	"github.com/ficuslabs/ficus/migrate"
 	"github.com/ficuslabs/ficus/pricing"
@@ -116,7 +117,7 @@ func runFleet(ctx context.Context, c fleetConfig, store *pricing.Store, pl *pric
 		return err
 	}
 	fb := &fleetBench{cfg: c, pool: pool, store: store, pl: pl, log: log, tracer: tracer,
-		postmaster: postmasterPID(ctx, pool),
+		postmaster: cpustat.PostmasterPID(ctx, pool),
 		client:     &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}}
 	cube := cubeSTL(20)
 	if err := store.Put(ctx, "bench/cube20.stl", cube); err != nil {
