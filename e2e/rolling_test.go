@@ -46,8 +46,8 @@ routes:
 // acknowledged in the end, and exists in the MES exactly once.
 func TestRollingProxyReleaseKeepsEveryOrder(t *testing.T) {
 	env.Report.Scenario(t)
-	// Alerts that say what this scenario does on purpose (each replica is stopped and started again).
-	env.AllowAlerts(t, "FicusProcessRestarted")
+	// Alerts that say what this scenario does on purpose (each replica is stopped and started again; the MES is slowed so that orders are in flight).
+	env.AllowAlerts(t, "FicusProcessRestarted", "LegacyMESFaultsInjected")
 	ctx := t.Context()
 	db := env.PG.Database(t, "db")
 	m := mes(t, db)
