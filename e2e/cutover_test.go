@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/ficuslabs/ficus/dashboards/live"
 	"github.com/ficuslabs/ficus/e2e/checker"
 	"github.com/ficuslabs/ficus/e2e/harness"
@@ -30,8 +32,9 @@ import (
 func TestCutoverRollsBackABreakingTargetWithoutLosingOrders(t *testing.T) {
 	t.Parallel()
 	env.Report.Scenario(t)
-	// Alerts that say what this scenario does on purpose (the new target is made to fail at 50%).
-	env.AllowAlerts(t, "LegacyMESFaultsInjected", "LegacyMESAnswering5xx")
+	// Alerts that say what this scenario does on purpose (the new target is made to fail at 50%, and the proxy passes its 500s on
+	// until the rollback; the order list is shadowed to the new target, which holds other orders).
+	env.AllowAlerts(t, "LegacyMESFaultsInjected", "LegacyMESAnswering5xx", "FicusProxyAnswering5xx", "FicusProxyRouteErrorBudgetBurn", "FicusProxyShadowMismatch")
 	state := env.PG.Database(t, "ficus")
 	legacy := mes(t, env.PG.Database(t, "legacy"))
 	next := cutoverTarget(t, env.PG.Database(t, "next"))
@@ -42,6 +45,8 @@ func TestCutoverRollsBackABreakingTargetWithoutLosingOrders(t *testing.T) {
 	config := fmt.Sprintf(`upstreams:
   mes: {url: "http://%s", timeout: 10s}
   next: {url: "http://%s", timeout: 10s, breaker: {consecutive_failures: 5, open_for: 2s}}
+  replica: {url: "http://%s", timeout: 5s}
+  retired: {url: "http://127.0.0.1:9", timeout: 2s}
 tenants:
   - {name: acme, lane: b2b, api_keys: ["%s"]}
 routes:
@@ -58,9 +63,21 @@ routes:
         min_duration: 3s
         steps: [{percent: 10}, {percent: 50}, {percent: 100}]
         gates: {min_requests: 8, max_error_rate_delta: 0.1, max_p99_ratio: 1000}
+  - name: order-get
+    match: {methods: [GET], path: /api/v1/orders/*}
+    upstream: mes
+    shadow: {upstream: replica, percent: 100, ignore: [status, updated_at]}
+  - name: order-list
+    match: {methods: [GET], path: /api/v1/orders}
+    upstream: mes
+    shadow: {upstream: next, percent: 100}
+  - name: order-stats
+    match: {methods: [GET], path: /admin/stats}
+    upstream: mes
+    shadow: {upstream: retired, percent: 100}
   - name: mes
     upstream: mes
-`, legacy.Inside("8081"), next.Inside("8081"), keyHash(apiKey))
+`, legacy.Inside("8081"), next.Inside("8081"), legacy.Inside("8081"), keyHash(apiKey))
 	migrate(t, state)
 	px := env.Run(t, harness.Spec{
 		Name: harness.Host(t, "proxy"),
@@ -142,6 +159,8 @@ routes:
 	if !strings.Contains(history, "gate_rollback") {
 		t.Fatalf("ficus route history shows no gate_rollback:\n%s", history)
 	}
+
+	cutoverShadowReads(t, px, env.PG.Pool(t, harness.Name(t, "legacy")))
 
 	nLegacy := receiveOrders(t, ck, legacy, "legacy")
 	nNext := receiveOrders(t, ck, next, "next")
@@ -320,4 +339,56 @@ func (l *orderLoad) more(n int) {
 func (l *orderLoad) stop() {
 	l.once.Do(func() { close(l.done) })
 	l.wg.Wait()
+}
+
+// cutoverShadowReads reads orders through the proxy's shadowed routes and
+// checks that the proxy compared each read with its candidate as it
+// should: the MES's own orders read again from it (a stand-in for a read
+// replica) match; its order list against the new target's, which holds
+// only the orders the split sent it, does not; and the MES's stats
+// mirrored to a retired address, which refuses connections, are errors.
+// The client gets the MES's answer every time.
+func cutoverShadowReads(t *testing.T, px *harness.Container, legacy *pgxpool.Pool) {
+	t.Helper()
+	ctx := t.Context()
+	var id string
+	if err := legacy.QueryRow(ctx, `SELECT id::text FROM mes.orders ORDER BY created_at LIMIT 1`).Scan(&id); err != nil {
+		t.Fatalf("an order of the MES to read: %v", err)
+	}
+	base := px.URL(t, "8080")
+	const reads = 3
+	for range reads {
+		for _, path := range []string{"/api/v1/orders/" + id, "/api/v1/orders", "/admin/stats"} {
+			var v any
+			if err := edgeGetJSON(ctx, base+path, &v); err != nil {
+				t.Fatalf("read through the shadowed route: %v", err)
+			}
+		}
+	}
+	want := map[string]string{"order-get": "match", "order-list": "mismatch", "order-stats": "error"}
+	got := map[string]float64{}
+	edgeEventually(t, 20*time.Second, "the proxy to compare every shadowed read", func() error {
+		for route, result := range want {
+			v, err := edgeMetric(ctx, px.URL(t, "9189"), fmt.Sprintf(`ficus_proxy_shadow_total{route=%q,result=%q}`, route, result))
+			if err != nil {
+				return err
+			}
+			if got[route] = v; v < reads {
+				return fmt.Errorf("route %s: %.0f of %d reads counted %s", route, v, reads, result)
+			}
+		}
+		return nil
+	})
+	for route, result := range want {
+		for _, other := range []string{"match", "mismatch", "error"} {
+			if other == result {
+				continue
+			}
+			if v, err := edgeMetric(ctx, px.URL(t, "9189"), fmt.Sprintf(`ficus_proxy_shadow_total{route=%q,result=%q}`, route, other)); err == nil && v > 0 {
+				t.Errorf("route %s: %.0f shadowed reads counted %s, want every one %s", route, v, other, result)
+			}
+		}
+	}
+	env.Report.Figure(t, "shadowed reads", fmt.Sprintf("%.0f matched the MES's replica, %.0f mismatched the new target, %.0f failed against a retired address",
+		got["order-get"], got["order-list"], got["order-stats"]))
 }
