@@ -113,11 +113,15 @@ func startQueue(t *testing.T, pool *pgxpool.Pool) *fleet.Queue {
 }
 
 // fastConfig is a worker configuration with short heartbeats and polls.
+// A worker fences itself after HeartbeatTimeout/2 without a heartbeat:
+// 1.5 s, which a loaded CI machine's PostgreSQL can take (1 s was once too
+// short under the race detector), while a killed worker's job is still
+// rescued within seconds.
 func fastConfig(pool *pgxpool.Pool, lane fleet.Lane, c pricing.Calculator) fleet.WorkerConfig {
 	return fleet.WorkerConfig{
 		Pool: pool, Lane: lane, Calculator: c, Logger: quiet,
 		HeartbeatInterval: 100 * time.Millisecond,
-		HeartbeatTimeout:  time.Second,
+		HeartbeatTimeout:  3 * time.Second,
 		RescueInterval:    100 * time.Millisecond,
 		StatsInterval:     time.Hour,
 		FetchPollInterval: 100 * time.Millisecond,
