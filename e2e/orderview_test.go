@@ -120,10 +120,12 @@ func TestOperatorsSeeEveryOrderAndItsDrift(t *testing.T) {
 		return nil
 	})
 
-	// 2. The MES down for a moment: the shop's forwards are aborted.
+	// 2. The MES down for a few seconds: the shop's forwards are aborted.
+	// Ten of them take longer than two scrapes, so that the MES's count of
+	// aborted requests is seen to grow, not only to appear.
 	ovFaults(t, mesAPI, `{"down":true}`)
-	plEventually(t, 15*time.Second, "the shop fails to forward orders to the MES while it is down", func() error {
-		if n := ovMetric(shopMetrics, "ficus_sim_shop_forward_failures_total"); n < 2 {
+	plEventually(t, 20*time.Second, "the shop fails to forward orders to the MES while it is down", func() error {
+		if n := ovMetric(shopMetrics, "ficus_sim_shop_forward_failures_total"); n < 10 {
 			return fmt.Errorf("%v forward failures", n)
 		}
 		return nil
@@ -143,6 +145,13 @@ func TestOperatorsSeeEveryOrderAndItsDrift(t *testing.T) {
 	if err := x.Proxy(t, "pg").Enable(); err != nil {
 		t.Fatal(err)
 	}
+	before := ovMetric(shopMetrics, "ficus_sim_shop_orders_created_total")
+	plEventually(t, 15*time.Second, "the shop takes orders again once its database is back", func() error {
+		if n := ovMetric(shopMetrics, "ficus_sim_shop_orders_created_total"); n < before+4 {
+			return fmt.Errorf("%v orders created, %v before the database came back", n, before)
+		}
+		return nil
+	})
 
 	// 4. A status drift by hand: a shop order shipped in both systems is
 	// set back to paid in the shop's database (no MES event will move it
@@ -179,7 +188,7 @@ func TestOperatorsSeeEveryOrderAndItsDrift(t *testing.T) {
 	shopOrders := ovShopOrders(t, shopPool)
 	mesOrders := ovMESOrders(t, mesPool)
 	ck := checker.New(checker.Config{Name: "shop orders into the operators' view"})
-	var missing, statusDrift, overdue []string
+	var missing, missingStatus, statusDrift, overdue []string
 	for _, o := range shopOrders {
 		ref := strconv.FormatInt(o.id, 10)
 		ck.Send(ref, "")
@@ -188,6 +197,7 @@ func TestOperatorsSeeEveryOrderAndItsDrift(t *testing.T) {
 		case !ok:
 			ck.Fail(ref) // never reached the MES: the view must not list it
 			missing = append(missing, ref)
+			missingStatus = append(missingStatus, ref+":"+o.status)
 		default:
 			ck.Ack(ref)
 			if ovCommon(o.status) != ovCommon(ms) {
@@ -206,6 +216,7 @@ func TestOperatorsSeeEveryOrderAndItsDrift(t *testing.T) {
 	}
 	env.Report.Figure(t, "shop orders / MES orders", fmt.Sprintf("%d / %d", len(shopOrders), len(mesOrders)))
 	env.Report.Figure(t, "drift expected from the databases (status / missing)", fmt.Sprintf("%d / %d", len(statusDrift), len(missing)))
+	env.Report.Figure(t, "shop orders the MES never got, with their shop status", strings.Join(missingStatus, " "))
 	env.Report.Figure(t, "overdue expected (shop orders paid longer than 8 s)", strconv.Itoa(len(overdue)))
 
 	var got ovState
