@@ -45,8 +45,8 @@ const ovConfig = `status_limits:
 //
 // Parallel: everything it breaks is its own.
 func TestOperatorsSeeEveryOrderAndItsDrift(t *testing.T) {
-	env.Report.Scenario(t)
 	t.Parallel()
+	env.Report.Scenario(t)
 	// Faults on purpose: the MES down (aborted requests, a fault injected),
 	// the shop's database away (step errors), orders overdue and drifted;
 	// the shop stopped at the end.
