@@ -90,7 +90,7 @@ func TestMESOutageOpensTheBreaker(t *testing.T) {
 		defer close(done)
 		edgeRun(ctx, c, edgeRefs("outage", 8), 2)
 	}()
-	edgeEventually(t, 30*time.Second, "the breaker answers for the stopped MES", func() error {
+	harness.Eventually(t, 30*time.Second, "the breaker answers for the stopped MES", func() error {
 		mu.Lock()
 		n := len(open)
 		mu.Unlock()
@@ -124,7 +124,7 @@ func TestMESOutageOpensTheBreaker(t *testing.T) {
 	m.Start(t)
 	t.Log("MES started again")
 	<-done
-	edgeEventually(t, 20*time.Second, "the breaker closes", func() error {
+	harness.Eventually(t, 20*time.Second, "the breaker closes", func() error {
 		if !c.Order(ctx, fmt.Sprintf("probe-%d", time.Now().UnixNano())) {
 			return fmt.Errorf("a probe order was not acknowledged (%s)", c.Tally())
 		}

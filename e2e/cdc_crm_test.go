@@ -47,7 +47,7 @@ func TestShopStatusChangesReachTheCRMDespiteCrashesAndCuts(t *testing.T) {
 	go func() {
 		writeErr <- w.Run(ctx, 60, func(n int) { done.Store(int64(n)) })
 	}()
-	plEventually(t, 30*time.Second, "the first status changes reach the CRM", func() error {
+	harness.Eventually(t, 30*time.Second, "the first status changes reach the CRM", func() error {
 		if err := r.Poll(ctx); err != nil {
 			return err
 		}

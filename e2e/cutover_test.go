@@ -114,7 +114,7 @@ routes:
 			Scan(&s.status, &s.weight, &s.version, &s.reason)
 		return s, err
 	}
-	pollUntil(t, 60*time.Second, "the plan at 50%", func() error {
+	harness.Eventually(t, 60*time.Second, "the plan at 50%", func() error {
 		s, err := read()
 		if err != nil {
 			return err
@@ -128,7 +128,7 @@ routes:
 	t.Log("the new target fails half of its requests from now on")
 
 	var after routeState
-	pollUntil(t, 30*time.Second, "the plan to roll back by itself", func() error {
+	harness.Eventually(t, 30*time.Second, "the plan to roll back by itself", func() error {
 		s, err := read()
 		if err != nil {
 			return err
@@ -367,7 +367,7 @@ func cutoverShadowReads(t *testing.T, px *harness.Container, legacy *pgxpool.Poo
 	}
 	want := map[string]string{"order-get": "match", "order-list": "mismatch", "order-stats": "error"}
 	got := map[string]float64{}
-	edgeEventually(t, 20*time.Second, "the proxy to compare every shadowed read", func() error {
+	harness.Eventually(t, 20*time.Second, "the proxy to compare every shadowed read", func() error {
 		for route, result := range want {
 			v, err := edgeMetric(ctx, px.URL(t, "9189"), fmt.Sprintf(`ficus_proxy_shadow_total{route=%q,result=%q}`, route, result))
 			if err != nil {

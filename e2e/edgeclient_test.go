@@ -361,27 +361,6 @@ func edgePost(ctx context.Context, url, body string) error {
 	return nil
 }
 
-// edgeEventually polls cond until it returns nil, failing t with its last
-// error after timeout.
-func edgeEventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("%s: %v", what, t.Context().Err())
-		case <-time.After(100 * time.Millisecond): // polling a condition, bounded
-		}
-	}
-}
-
 // edgeMetric reads the value of one series from a /metrics page:
 // name{labels} exactly as exposed (`ficus_proxy_breaker_state{upstream="default"}`).
 func edgeMetric(ctx context.Context, metricsURL, series string) (float64, error) {

@@ -109,7 +109,7 @@ func TestOperatorsSeeEveryOrderAndItsDrift(t *testing.T) {
 	mesAPI := m.URL(t, "8081")
 
 	// 1. Orders flow: the shop's reach the MES and both reach the view.
-	plEventually(t, 30*time.Second, "the first shop orders are in the view", func() error {
+	harness.Eventually(t, 30*time.Second, "the first shop orders are in the view", func() error {
 		l, err := ovList(viewAPI)
 		if err != nil {
 			return err
@@ -124,7 +124,7 @@ func TestOperatorsSeeEveryOrderAndItsDrift(t *testing.T) {
 	// Ten of them take longer than two scrapes, so that the MES's count of
 	// aborted requests is seen to grow, not only to appear.
 	ovFaults(t, mesAPI, `{"down":true}`)
-	plEventually(t, 20*time.Second, "the shop fails to forward orders to the MES while it is down", func() error {
+	harness.Eventually(t, 20*time.Second, "the shop fails to forward orders to the MES while it is down", func() error {
 		if n := ovMetric(shopMetrics, "ficus_sim_shop_forward_failures_total"); n < 10 {
 			return fmt.Errorf("%v forward failures", n)
 		}
@@ -136,7 +136,7 @@ func TestOperatorsSeeEveryOrderAndItsDrift(t *testing.T) {
 	if err := x.Proxy(t, "pg").Disable(); err != nil {
 		t.Fatal(err)
 	}
-	plEventually(t, 15*time.Second, "the shop's steps fail while its database is away", func() error {
+	harness.Eventually(t, 15*time.Second, "the shop's steps fail while its database is away", func() error {
 		if n := ovMetric(shopMetrics, "ficus_sim_shop_step_errors_total"); n < 1 {
 			return fmt.Errorf("%v step errors", n)
 		}
@@ -146,7 +146,7 @@ func TestOperatorsSeeEveryOrderAndItsDrift(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := ovMetric(shopMetrics, "ficus_sim_shop_orders_created_total")
-	plEventually(t, 15*time.Second, "the shop takes orders again once its database is back", func() error {
+	harness.Eventually(t, 15*time.Second, "the shop takes orders again once its database is back", func() error {
 		if n := ovMetric(shopMetrics, "ficus_sim_shop_orders_created_total"); n < before+4 {
 			return fmt.Errorf("%v orders created, %v before the database came back", n, before)
 		}
@@ -157,21 +157,21 @@ func TestOperatorsSeeEveryOrderAndItsDrift(t *testing.T) {
 	// set back to paid in the shop's database (no MES event will move it
 	// again).
 	var drifted int64
-	plEventually(t, 30*time.Second, "a shop order is shipped", func() error {
+	harness.Eventually(t, 30*time.Second, "a shop order is shipped", func() error {
 		return shopPool.QueryRow(ctx, `UPDATE shop.orders SET status = 'paid', updated_at = now()
 			WHERE id = (SELECT id FROM shop.orders WHERE status = 'shipped' ORDER BY id LIMIT 1) RETURNING id`).Scan(&drifted)
 	})
 	env.Report.Figure(t, "shop order set back to paid by hand", strconv.FormatInt(drifted, 10))
 
 	// 5. The shop stops taking orders; the MES ships all it has.
-	plEventually(t, 20*time.Second, "the shop has created 40 orders", func() error {
+	harness.Eventually(t, 20*time.Second, "the shop has created 40 orders", func() error {
 		if n := ovMetric(shopMetrics, "ficus_sim_shop_orders_created_total"); n < 40 {
 			return fmt.Errorf("%v orders created", n)
 		}
 		return nil
 	})
 	shop.Stop(t, 10*time.Second)
-	plEventually(t, 30*time.Second, "the MES ships every order", func() error {
+	harness.Eventually(t, 30*time.Second, "the MES ships every order", func() error {
 		var open int
 		if err := mesPool.QueryRow(ctx, `SELECT count(*) FROM mes.orders WHERE status <> 'shipped'`).Scan(&open); err != nil {
 			return err
@@ -220,7 +220,7 @@ func TestOperatorsSeeEveryOrderAndItsDrift(t *testing.T) {
 	env.Report.Figure(t, "overdue expected (shop orders paid longer than 8 s)", strconv.Itoa(len(overdue)))
 
 	var got ovState
-	plEventually(t, 40*time.Second, "the view reports what the databases say", func() error {
+	harness.Eventually(t, 40*time.Second, "the view reports what the databases say", func() error {
 		s, err := ovRead(viewAPI, view.URL(t, "9198")+"/metrics")
 		if err != nil {
 			return err

@@ -64,7 +64,7 @@ func TestOutboxRelayKillAndDroppingMESLoseAndRepeatNothing(t *testing.T) {
 		}
 		emitErr <- nil
 	}()
-	plEventually(t, 30*time.Second, "a quarter of the events emitted", func() error {
+	harness.Eventually(t, 30*time.Second, "a quarter of the events emitted", func() error {
 		if n := emitted.Load(); n < total/4 {
 			return fmt.Errorf("%d emitted", n)
 		}
@@ -122,7 +122,7 @@ routes:
 		ref := fmt.Sprintf("%s-%d", prefix, i)
 		orders.Send(ref, "")
 		body := fmt.Sprintf(`{"client_ref":%q,"customer":"acme","items":[{"model_url":"bracket.stl","material":"PLA","quantity":1}]}`, ref)
-		plEventually(t, 20*time.Second, "the intake accepts "+ref, func() error {
+		harness.Eventually(t, 20*time.Second, "the intake accepts "+ref, func() error {
 			req, err := http.NewRequestWithContext(ctx, http.MethodPost, proxyURL+"/api/v1/orders", strings.NewReader(body))
 			if err != nil {
 				return err

@@ -31,27 +31,6 @@ import (
 	"github.com/ficuslabs/ficus/sim/shop"
 )
 
-// plEventually calls f until it returns nil, every 200 ms for at most
-// timeout, and fails t with f's last error.
-func plEventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("%s: %v (last: %v)", what, t.Context().Err(), err)
-		case <-time.After(200 * time.Millisecond): // polling a condition, bounded by timeout
-		}
-	}
-}
-
 // plAwait polls f until it reports done, for at most timeout, or until
 // what has arrived (n) stops growing for quiet: then the checker's verdict
 // says what is missing. An error of f is logged and polled again.

@@ -145,7 +145,7 @@ routes:
 	g.Go(paced(nOrders, 100*time.Millisecond, &ordered, func(i int) error {
 		return plOrderThroughProxy(gctx, orders, proxyURL, fmt.Sprintf("%s-%d", prefix, i))
 	}))
-	plEventually(t, 30*time.Second, "every writer under way", func() error {
+	harness.Eventually(t, 30*time.Second, "every writer under way", func() error {
 		if shopDone.Load() < 30 || emitted.Load() < 50 || ordered.Load() < 8 {
 			return fmt.Errorf("%d shop changes, %d events, %d orders", shopDone.Load(), emitted.Load(), ordered.Load())
 		}

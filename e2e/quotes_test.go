@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -163,7 +162,7 @@ routes:
 	var job int64
 	var killedQuote string
 	for try := 1; job == 0; try++ {
-		pollUntil(t, 30*time.Second, "a B2B job running", func() error {
+		harness.Eventually(t, 30*time.Second, "a B2B job running", func() error {
 			var id int64
 			return pool.QueryRow(t.Context(), `SELECT id FROM ficus.river_job WHERE queue = 'pricing_b2b' AND state = 'running' LIMIT 1`).Scan(&id)
 		})
@@ -181,7 +180,7 @@ routes:
 	}
 	t.Logf("killed %s while it ran job %d (quote %s)", b2b.Name, job, killedQuote)
 
-	pollUntil(t, 90*time.Second, "every quote priced", func() error {
+	harness.Eventually(t, 90*time.Second, "every quote priced", func() error {
 		var left []string
 		if err := pool.QueryRow(t.Context(), `SELECT coalesce(array_agg(request_key || ' ' || status ORDER BY request_key), '{}')
 			FROM ficus.pricing_quotes WHERE status <> 'done'`).Scan(&left); err != nil {
@@ -298,28 +297,4 @@ func quoteLane(t *testing.T, pool *pgxpool.Pool, key string) string {
 		t.Fatalf("quote %s in ficus.pricing_quotes: %v", key, err)
 	}
 	return lane
-}
-
-// pollUntil calls fn until it returns nil, failing t with fn's last error
-// after timeout: a wait for something real, bounded.
-func pollUntil(t *testing.T, timeout time.Duration, what string, fn func() error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), timeout)
-	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-				err = ctx.Err()
-			}
-			t.Fatalf("waiting %s for %s: %v", timeout, what, err)
-		case <-tick.C:
-		}
-	}
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ficuslabs/ficus/e2e/harness"
+
 	"github.com/ficuslabs/ficus/e2e/checker"
 )
 
@@ -95,7 +97,7 @@ func TestFloodingTenantIsLimitedAlone(t *testing.T) {
 		})
 	}
 	// Let the flood empty its bucket before the others start.
-	edgeEventually(t, 30*time.Second, "the flood is limited", func() error {
+	harness.Eventually(t, 30*time.Second, "the flood is limited", func() error {
 		if flood.Count("429") == 0 {
 			return fmt.Errorf("no 429 yet (%s)", flood.Tally())
 		}

@@ -123,7 +123,7 @@ func TestRetriedOrdersAreCreatedOnce(t *testing.T) {
 		defer close(done)
 		edgeRun(ctx, c, refs, len(refs))
 	}()
-	edgeEventually(t, 30*time.Second, "every late order attempted twice", func() error {
+	harness.Eventually(t, 30*time.Second, "every late order attempted twice", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, ref := range refs {

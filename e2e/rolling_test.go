@@ -109,7 +109,7 @@ func TestRollingProxyReleaseKeepsEveryOrder(t *testing.T) {
 	// waitAcked waits for n more acknowledged orders.
 	waitAcked := func(n int64, what string) {
 		want := acked.Load() + n
-		edgeEventually(t, 30*time.Second, what, func() error {
+		harness.Eventually(t, 30*time.Second, what, func() error {
 			if got := acked.Load(); got < want {
 				return fmt.Errorf("%d orders acknowledged, want %d (%s)", got, want, c.Tally())
 			}

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/testcontainers/testcontainers-go"
@@ -229,4 +230,27 @@ func Name(t interface{ Name() string }, part string) string {
 // ReportPath is a path in the report folder for this test's files.
 func (e *Env) ReportPath(t interface{ Name() string }, file string) string {
 	return filepath.Join(e.cfg.ReportDir, strings.ReplaceAll(t.Name(), "/", "_"), file)
+}
+
+// Eventually polls cond until it returns nil, and fails t with cond's last
+// error when that takes longer than timeout (or t's context ends). It
+// waits for something real to happen; it never lets time pass for its own
+// sake.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatalf("%s: %v (last: %v)", what, t.Context().Err(), err)
+		case <-time.After(100 * time.Millisecond): // polling a condition, bounded by timeout
+		}
+	}
 }
