@@ -19,26 +19,9 @@ import (
 const breakerTimeout = 3 * time.Second
 
 func breakerConfig(upstream, key string) string {
-	return fmt.Sprintf(`
-upstreams:
-  default:
-    url: http://%s
+	return edgeConfig(upstream, fmt.Sprintf(`
     timeout: %s
-    breaker: {consecutive_failures: 3, open_for: 2s, half_open_probes: 1}
-tenants:
-  - name: acme
-    lane: b2b
-    api_keys: [%q]
-routes:
-  - name: create-order
-    match: {methods: [POST], path: /api/v1/orders}
-    auth: required
-    idempotency:
-      mode: required
-      reconcile:
-        path: /api/v1/orders?client_ref={body.client_ref}
-  - name: mes
-`, upstream, breakerTimeout, edgeKeyHash(key))
+    breaker: {consecutive_failures: 3, open_for: 2s, half_open_probes: 1}`, breakerTimeout), key, edgeIdempotency)
 }
 
 // TestMESOutageOpensTheBreaker guards against a proxy that keeps sending

@@ -390,3 +390,32 @@ func edgeMetric(ctx context.Context, metricsURL, series string) (float64, error)
 	}
 	return 0, fmt.Errorf("%s: not on %s/metrics", series, metricsURL)
 }
+
+// edgeIdempotency is the order route's Idempotency-Key handling in the
+// proxy scenarios: keys required, and a reconcile lookup by client_ref for
+// the requests whose outcome the proxy could not learn.
+const edgeIdempotency = `
+    idempotency:
+      mode: required
+      reconcile:
+        path: /api/v1/orders?client_ref={body.client_ref}`
+
+// edgeConfig is a proxy configuration of the proxy scenarios: the default
+// upstream at upstream with the given extra settings (indented under it),
+// the B2B tenant acme with API key key, and the order route with
+// idempotency (edgeIdempotency, or another setting), everything else going
+// to the MES.
+func edgeConfig(upstream, upstreamSettings, key, idempotency string) string {
+	return fmt.Sprintf(`
+upstreams:
+  default:
+    url: http://%s%s
+tenants:
+  - {name: acme, lane: b2b, api_keys: [%q]}
+routes:
+  - name: create-order
+    match: {methods: [POST], path: /api/v1/orders}
+    auth: required%s
+  - name: mes
+`, upstream, upstreamSettings, edgeKeyHash(key), idempotency)
+}

@@ -26,31 +26,14 @@ const retriesBreak = "idempotency"
 // this scenario is about retries, TestMESOutageOpensTheBreaker about the
 // breaker. broken turns idempotency off on the order route.
 func retriesConfig(upstream, key string, broken bool) string {
-	idem := `
-    idempotency:
-      mode: required
-      reconcile:
-        path: /api/v1/orders?client_ref={body.client_ref}`
+	idem := edgeIdempotency
 	if broken {
 		idem = `
     idempotency: {mode: "off"}`
 	}
-	return fmt.Sprintf(`
-upstreams:
-  default:
-    url: http://%s
+	return edgeConfig(upstream, `
     timeout: 1s
-    breaker: {disabled: true}
-tenants:
-  - name: acme
-    lane: b2b
-    api_keys: [%q]
-routes:
-  - name: create-order
-    match: {methods: [POST], path: /api/v1/orders}
-    auth: required%s
-  - name: mes
-`, upstream, edgeKeyHash(key), idem)
+    breaker: {disabled: true}`, key, idem)
 }
 
 // TestRetriedOrdersAreCreatedOnce guards against the legacy world's worst

@@ -14,25 +14,10 @@ import (
 	"github.com/ficuslabs/ficus/e2e/harness"
 )
 
+// rollingConfig keeps the keys in PostgreSQL, shared by both replicas.
 func rollingConfig(upstream, key string) string {
-	return fmt.Sprintf(`
-upstreams:
-  default:
-    url: http://%s
-    timeout: 5s
-tenants:
-  - {name: acme, lane: b2b, api_keys: [%q]}
-idempotency: {store: postgres}
-routes:
-  - name: create-order
-    match: {methods: [POST], path: /api/v1/orders}
-    auth: required
-    idempotency:
-      mode: required
-      reconcile:
-        path: /api/v1/orders?client_ref={body.client_ref}
-  - name: mes
-`, upstream, edgeKeyHash(key))
+	return "idempotency: {store: postgres}\n" + edgeConfig(upstream, `
+    timeout: 5s`, key, edgeIdempotency)
 }
 
 // TestRollingProxyReleaseKeepsEveryOrder guards against a release that
