@@ -220,7 +220,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		<-w.river.Stopped()
 	case <-w.river.Stopped():
-		err = errors.New("pricing worker: river client stopped")
+		// River stops by itself when ctx ends, so both cases may be ready
+		// at once: only a stop that ctx did not ask for is an error.
+		if ctx.Err() == nil {
+			err = errors.New("pricing worker: river client stopped")
+		}
 	case err = <-beatErr:
 		beatDone = true
 		w.log.Error("pricing worker lost its heartbeat; cancelling its jobs", "err", err)
