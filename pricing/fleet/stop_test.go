@@ -19,8 +19,8 @@ type stopHook struct {
 }
 
 func (h *stopHook) Enabled(context.Context, slog.Level) bool { return true }
-func (h *stopHook) WithAttrs([]slog.Attr) slog.Handler      { return h }
-func (h *stopHook) WithGroup(string) slog.Handler           { return h }
+func (h *stopHook) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *stopHook) WithGroup(string) slog.Handler            { return h }
 
 func (h *stopHook) Handle(_ context.Context, r slog.Record) error {
 	switch r.Message {
