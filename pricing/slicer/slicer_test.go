@@ -200,8 +200,14 @@ func fakeSlicer(t *testing.T, body string) string {
 	t.Helper()
 	name := filepath.Join(t.TempDir(), "fake-slicer")
 	script := "#!/bin/sh\nwhile [ $# -gt 0 ]; do if [ \"$1\" = --output ]; then out=$2; fi; shift; done\n" + body + "\n"
-	if err := os.WriteFile(name, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
+	// A child process writes the script, so this process never holds it
+	// open for writing: a parallel test's fork would inherit that
+	// descriptor, and running the script while the forked child still
+	// holds it fails with "text file busy" (golang.org/issue/22315).
+	write := exec.Command("/bin/sh", "-c", `cat > "$1" && chmod 755 "$1"`, "sh", name)
+	write.Stdin = strings.NewReader(script)
+	if out, err := write.CombinedOutput(); err != nil {
+		t.Fatalf("write %s: %v: %s", name, err, out)
 	}
 	return name
 }
