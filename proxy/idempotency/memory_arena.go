@@ -10,8 +10,9 @@ import (
 // fingerprints, reasons, responses) in large chunks of bytes outside the
 // Go heap (see offSlice), instead of an object per record. Space of
 // deleted parts is reclaimed by compaction: once the chunks are more than
-// twice the size of what records still refer to, the live parts are
-// copied into a fresh chunk and the old ones are given back.
+// three times the size of what records still refer to (and more than a
+// few small chunks), the live parts are copied into a fresh chunk and the
+// old ones are given back.
 type memArena struct {
 	chunks []offSlice[byte] // each holds its used bytes, up to its capacity
 	size   int              // total capacity of the chunks

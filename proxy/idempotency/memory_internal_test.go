@@ -31,6 +31,22 @@ func (m *Memory) ArenaBytes() (size, live int) {
 	return size, live
 }
 
+// OversizedArenas lists the shards whose arena is past what compaction
+// allows: more than a few small chunks, and more than three times the
+// bytes records still refer to.
+func (m *Memory) OversizedArenas() []string {
+	var over []string
+	for i := range m.shards {
+		sh := &m.shards[i]
+		sh.mu.Lock()
+		if a := sh.arena; a.size > 4*memMinChunk && a.size > 3*a.live {
+			over = append(over, "shard "+strconv.Itoa(i)+": "+strconv.Itoa(a.size)+" bytes for "+strconv.Itoa(a.live)+" live")
+		}
+		sh.mu.Unlock()
+	}
+	return over
+}
+
 // What the memory store keeps outside the Go heap (records, index
 // buckets, expiry entries, free slot numbers, spans) must hold no Go
 // pointers: the collector does not see that memory, and nothing in it may

@@ -158,9 +158,16 @@ func TestMemoryCompactsAfterDeletes(t *testing.T) {
 	if err != nil || deleted != n-n/3 {
 		t.Fatalf("deleted %d, %v; want %d", deleted, err, n-n/3)
 	}
+	// A quarter of the bytes stay live. Which shard a key lands in, and so
+	// when each shard compacts, depends on the store's random hash seed:
+	// over 300 seeds the arenas kept 39% to 51% of their bytes, and at
+	// most 2.03 times the live bytes.
 	size, live := m.ArenaBytes()
-	if size >= sizeBefore/2 || size > 2*live {
+	if size > sizeBefore*3/5 || size > 3*live {
 		t.Fatalf("after deleting two thirds: arenas of %d bytes (%d before) for %d live bytes; want them compacted", size, sizeBefore, live)
+	}
+	if over := m.OversizedArenas(); len(over) > 0 {
+		t.Fatalf("after deleting two thirds, arenas larger than compaction allows: %v", over)
 	}
 	for i := 0; i < n; i += 3 {
 		k := key(fmt.Sprint("key-", i))
