@@ -485,7 +485,13 @@ func TestIntakeRunDelivers(t *testing.T) {
 	if got := mesOrders(t, w.mesURL, "RUN-1"); got["RUN-1"] != 1 {
 		t.Fatalf("MES orders: %v", got)
 	}
-	if n := set.GetOrCreateCounter(`ficus_proxy_intake_deliveries_total{outcome="delivered"}`).Get(); n != 1 {
+	// The deliverer counts a delivery after it has stored its state, so
+	// the status URL may show it a moment before the counter does.
+	delivered := set.GetOrCreateCounter(`ficus_proxy_intake_deliveries_total{outcome="delivered"}`)
+	for delivered.Get() == 0 && time.Now().Before(deadline) {
+		pollPause()
+	}
+	if n := delivered.Get(); n != 1 {
 		t.Fatalf("deliveries counted: %d", n)
 	}
 }

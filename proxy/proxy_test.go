@@ -412,8 +412,10 @@ func TestBreakerOpensAndCloses(t *testing.T) {
 upstreams:
   default:
     url: `+mesURL+`
-    breaker: {consecutive_failures: 3, open_for: 200ms, half_open_probes: 2}
+    breaker: {consecutive_failures: 3, open_for: 2s, half_open_probes: 2}
 `, mesURL, proxy.Settings{})
+	// The open period runs on the real clock (gobreaker reads time.Now):
+	// it must outlast the 20 requests below on a loaded machine.
 	m.SetFaults(mes.Faults{Down: true})
 	for i := range 3 {
 		if a := do(t, "GET", url+"/api/v1/orders", "", "", ""); a.status != http.StatusBadGateway {
@@ -432,7 +434,7 @@ upstreams:
 	}
 	m.SetFaults(mes.Faults{})
 	// Wait for half-open: poll until a request goes through, bounded.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		a := do(t, "GET", url+"/api/v1/orders", "", "", "")
 		if a.status == http.StatusOK {

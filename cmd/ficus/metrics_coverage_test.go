@@ -89,7 +89,7 @@ func TestMetricsCoverage(t *testing.T) {
 	bin := buildFicus(t)
 	db := pgtest.New(t)
 	env := append(os.Environ(), "FICUS_DATABASE_URL="+db.URL, "FICUS_LOG_LEVEL=warn")
-	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if out, err := runFicus(ctx, bin, env, "migrate", "up"); err != nil {
 		t.Fatalf("ficus migrate up: %v\n%s", err, out)
@@ -136,8 +136,10 @@ func TestMetricsCoverage(t *testing.T) {
 
 	exerciseProxy(t, proxy)
 	// Faults of the MES: a slow MES makes a retry wait for its first
-	// request; a failing one makes the intake retry its delivery.
-	send(t, http.MethodPost, "http://"+mes+"/admin/faults", "", `{"latency_ms": 300}`, http.StatusOK)
+	// request (slow enough that the second of two requests sent together
+	// arrives while the first is still out, on a loaded machine too); a
+	// failing one makes the intake retry its delivery.
+	send(t, http.MethodPost, "http://"+mes+"/admin/faults", "", `{"latency_ms": 2000}`, http.StatusOK)
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Go(func() {

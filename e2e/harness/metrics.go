@@ -226,13 +226,28 @@ func (e *Env) checkAlerts(t testing.TB, s *ScenarioReport, end time.Time) {
 	slices.Sort(fired)
 	e.Report.mu.Lock()
 	s.FiredAlerts = fired
-	expected := slices.Concat(s.ExpectedAlerts, s.AllowedAlerts)
+	expected := withSlowBurns(slices.Concat(s.ExpectedAlerts, s.AllowedAlerts))
 	e.Report.mu.Unlock()
 	for _, a := range fired {
 		if !slices.Contains(expected, a) {
 			t.Errorf("alert %s fired about this scenario's containers %v, which it does not expect (expected or allowed: %v)", a, about[a], expected)
 		}
 	}
+}
+
+// withSlowBurns adds to alert names the slow-burn alert of every fast
+// burn among them (FicusXBudgetBurn: FicusXBudgetSlowBurn). Shortened by
+// AlertFactor, a slow burn's windows (3 days and 6 hours) cover the
+// scenario's whole life, so whatever burns the budget fast burns it slowly
+// too once the rule's 15 minutes, shortened, have passed.
+func withSlowBurns(names []string) []string {
+	out := slices.Clone(names)
+	for _, n := range names {
+		if base, ok := strings.CutSuffix(n, "BudgetBurn"); ok {
+			out = append(out, base+"BudgetSlowBurn")
+		}
+	}
+	return out
 }
 
 // awaitScrape waits, at most a few scrape intervals, until VictoriaMetrics

@@ -296,7 +296,9 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "child.pid")
 	bin := fakeSlicer(t, "sleep 300 & echo $! > "+pidFile+".tmp; mv "+pidFile+".tmp "+pidFile+"; wait")
 	tmp := t.TempDir()
-	s := newSlicer(t, Config{Binary: bin, TempDir: tmp, Timeout: 500 * time.Millisecond})
+	// The script waits for ever, so only the timeout ends it; it leaves a
+	// loaded machine time to start the child and write its pid.
+	s := newSlicer(t, Config{Binary: bin, TempDir: tmp, Timeout: 3 * time.Second})
 	_, err := s.Estimate(context.Background(), box, pla)
 	if !errors.Is(err, ErrTimeout) || errors.Is(err, pricing.ErrRejected) {
 		t.Fatalf("err = %v, want ErrTimeout", err)

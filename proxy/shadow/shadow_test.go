@@ -379,7 +379,9 @@ func TestShadowDoesNotDelayPrimary(t *testing.T) {
 func TestShadowCandidateTimeout(t *testing.T) {
 	t.Parallel()
 	cand := newBlockingCandidate(t) // never released: only the timeout ends the request
-	f := newShadowFixture(t, cand, func(s *Config) { s.Timeout = 50 * time.Millisecond })
+	// The timeout starts before the mirrored request is dialled: it leaves
+	// a loaded machine time to reach the candidate, which then holds it.
+	f := newShadowFixture(t, cand, func(s *Config) { s.Timeout = time.Second })
 	p := f.mirror(t, httptest.NewRequest(http.MethodGet, "/api/v1/orders/7", nil), nil)
 	cand.waitEntered(t)
 	p.Compare(http.StatusOK, http.Header{}, []byte(orderJSON))
