@@ -64,7 +64,8 @@ const testRules = `groups:
 func TestLiveProof(t *testing.T) {
 	t.Parallel()
 	vmBinaries(t) // built before the clock below starts
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	// One bound for all the waits below (each has its own, shorter one).
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ms := newMetricsServer(t)
 	vm := startVM(t, live.ScrapeConfig{
