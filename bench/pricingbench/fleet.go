@@ -124,7 +124,7 @@ func runFleet(ctx context.Context, c fleetConfig, store *pricing.Store, pl *pric
 		return err
 	}
 
-	fmt.Fprintf(b, "\n# The pricing fleet\n\n- PostgreSQL: %s (%s); the API, the workers and PostgreSQL share this machine's CPUs (and, while it ran, other work)\n", srv.Kind, srv.Detail)
+	fmt.Fprintf(b, "\n# The pricing fleet\n\n- PostgreSQL: %s (%s); the API, the workers and PostgreSQL share this machine's CPUs with any other work on it (the load average below)\n", srv.Kind, srv.Detail)
 	fmt.Fprintf(b, "- River fetch settings of the workers: FetchCooldown 5ms, FetchPollInterval 100ms (River's defaults, 100ms and 1s, cap one worker near MaxWorkers per 100ms); the API's insert notifications at most one per 5ms (QueueConfig.NotifyCooldown)\n")
 	fmt.Fprintf(b, "- load average at the start: %s; CPU per quote: this process's (clients, API, workers) + the PostgreSQL server's; statements: every query, BEGIN and COMMIT the fleet's pool sent (each a round trip), per quote\n\n", loadAverage())
 	fmt.Fprintln(b, "| run | calculator | worker slots | quotes | wall time | quotes/s | p50 submit-to-ready | p99 submit-to-ready | CPU per quote | statements per quote |")
