@@ -4,7 +4,7 @@ package e2e
 
 import (
 	"bufio"
-	"encoding/json"
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -110,7 +110,7 @@ func TestOperatorsSeeEveryOrderAndItsDrift(t *testing.T) {
 
 	// 1. Orders flow: the shop's reach the MES and both reach the view.
 	harness.Eventually(t, 30*time.Second, "the first shop orders are in the view", func() error {
-		l, err := ovList(viewAPI)
+		l, err := ovList(t.Context(), viewAPI)
 		if err != nil {
 			return err
 		}
@@ -221,7 +221,7 @@ func TestOperatorsSeeEveryOrderAndItsDrift(t *testing.T) {
 
 	var got ovState
 	harness.Eventually(t, 40*time.Second, "the view reports what the databases say", func() error {
-		s, err := ovRead(viewAPI, view.URL(t, "9198")+"/metrics")
+		s, err := ovRead(t.Context(), viewAPI, view.URL(t, "9198")+"/metrics")
 		if err != nil {
 			return err
 		}
@@ -378,21 +378,9 @@ func ovMetrics(url, name string) (map[string]float64, error) {
 	return out, sc.Err()
 }
 
-func ovGet(url string, v any) error {
-	resp, err := http.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
-}
-
 // ovList is the view's MES orders by client_ref, with their status, read
 // page by page by cursor.
-func ovList(api string) (map[string]string, error) {
+func ovList(ctx context.Context, api string) (map[string]string, error) {
 	out := map[string]string{}
 	cursor := ""
 	for range 100 {
@@ -403,7 +391,7 @@ func ovList(api string) (map[string]string, error) {
 			} `json:"orders"`
 			NextCursor *string `json:"next_cursor"`
 		}
-		if err := ovGet(api+"/api/v1/orders?per_page=500&cursor="+cursor, &page); err != nil {
+		if err := plGet(ctx, api+"/api/v1/orders?per_page=500&cursor="+cursor, &page); err != nil {
 			return nil, err
 		}
 		for _, o := range page.Orders {
@@ -425,10 +413,10 @@ type ovState struct {
 	metricOverdue float64             // sum of ficus_orders_overdue
 }
 
-func ovRead(api, metrics string) (ovState, error) {
+func ovRead(ctx context.Context, api, metrics string) (ovState, error) {
 	s := ovState{drift: map[string][]string{}, metricDrift: map[string]float64{}}
 	var err error
-	if s.list, err = ovList(api); err != nil {
+	if s.list, err = ovList(ctx, api); err != nil {
 		return s, err
 	}
 	var d struct {
@@ -437,7 +425,7 @@ func ovRead(api, metrics string) (ovState, error) {
 			Kind string `json:"kind"`
 		} `json:"drift"`
 	}
-	if err := ovGet(api+"/api/v1/drift?limit=500", &d); err != nil {
+	if err := plGet(ctx, api+"/api/v1/drift?limit=500", &d); err != nil {
 		return s, err
 	}
 	for _, x := range d.Drift {
@@ -449,7 +437,7 @@ func ovRead(api, metrics string) (ovState, error) {
 			ID     int64  `json:"id"`
 		} `json:"overdue"`
 	}
-	if err := ovGet(api+"/api/v1/overdue?limit=500", &o); err != nil {
+	if err := plGet(ctx, api+"/api/v1/overdue?limit=500", &o); err != nil {
 		return s, err
 	}
 	for _, x := range o.Overdue {

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -181,7 +182,7 @@ func plMESOrders(t *testing.T, mesURL, prefix string) (map[string]int, error) {
 			ClientRef string `json:"client_ref"`
 		} `json:"orders"`
 	}
-	if err := plGet(t, mesURL+"/api/v1/orders?per_page=500", &list); err != nil {
+	if err := plGet(t.Context(), mesURL+"/api/v1/orders?per_page=500", &list); err != nil {
 		return nil, err
 	}
 	refs := map[string]int{}
@@ -193,8 +194,9 @@ func plMESOrders(t *testing.T, mesURL, prefix string) (map[string]int, error) {
 	return refs, nil
 }
 
-func plGet(t *testing.T, url string, v any) error {
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+// plGet reads url's JSON answer into v; anything but 200 is an error.
+func plGet(ctx context.Context, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
@@ -211,7 +213,7 @@ func plGet(t *testing.T, url string, v any) error {
 
 func plGetJSON(t *testing.T, url string, v any) {
 	t.Helper()
-	if err := plGet(t, url, v); err != nil {
+	if err := plGet(t.Context(), url, v); err != nil {
 		t.Fatal(err)
 	}
 }
