@@ -20,7 +20,7 @@ DEMO_DURATION ?= 45s
 FUZZTIME ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: all build test e2e e2e-break bench lint fmt demo images images-slicer fuzz clean postgres tools
+.PHONY: all build test e2e e2e-break proxy-regressions bench lint fmt demo images images-slicer fuzz clean postgres tools
 
 all: build
 
@@ -101,6 +101,14 @@ bench: postgres
 	$(GO) run ./bench/ordersbench
 	$(GO) run ./bench/pricingbench
 	$(GO) run ./bench/outboxbench
+
+## proxy-regressions: the proxy's tests against hostile upstreams and
+## clients, run on the build of PREVIOUS (the one before the proxy's
+## hardening) and on this tree: each must fail there and pass here
+## (docs/proxy.md#hostile-peers).
+PREVIOUS ?= c5d164a
+proxy-regressions:
+	GO=$(GO) bash scripts/proxy-regressions.sh $(PREVIOUS)
 
 ## lint: gofmt, go vet and staticcheck (installed into ./bin).
 lint: $(BIN)/staticcheck

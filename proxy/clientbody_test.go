@@ -18,6 +18,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/ficuslabs/ficus/internal/rawhttp"
 	"github.com/ficuslabs/ficus/internal/syncbuf"
 	"github.com/ficuslabs/ficus/proxy"
 )
@@ -98,48 +99,6 @@ func bodyProxy(t *testing.T, up *bodyUpstream) (addr string, set *metrics.Set, l
 	return strings.TrimPrefix(url, "http://"), set, log
 }
 
-// rawExchange sends head and then body on a new connection, closing the
-// sending side after the body when hangUp is set, and reads the answer
-// meanwhile. It returns the answer, nil when the connection closed
-// without one.
-func rawExchange(t *testing.T, addr, head string, body []byte, hangUp bool) (*http.Response, []byte) {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(20 * time.Second))
-	wrote := make(chan struct{})
-	go func() {
-		defer close(wrote)
-		// The proxy may answer and close before it read everything: write
-		// errors are expected then.
-		if _, err := io.WriteString(conn, head); err != nil {
-			return
-		}
-		if _, err := conn.Write(body); err != nil {
-			return
-		}
-		if hangUp {
-			conn.(*net.TCPConn).CloseWrite()
-		}
-	}()
-	defer func() { conn.Close(); <-wrote }()
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		return nil, nil
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	return resp, b
-}
-
-// chunked encodes b as one chunk and the last chunk.
-func chunked(b []byte) []byte {
-	return append(fmt.Appendf(nil, "%x\r\n", len(b)), append(b, "\r\n0\r\n\r\n"...)...)
-}
-
 func metricValue(set *metrics.Set, series string) string {
 	var buf bytes.Buffer
 	set.WritePrometheus(&buf)
@@ -174,8 +133,8 @@ func TestClientBodyFaultsNeverOpenBreaker(t *testing.T) {
 	}{
 		{"malformed chunk size, streamed", post + "Transfer-Encoding: chunked\r\n\r\n", []byte("zz\r\nhello\r\n0\r\n\r\n"), false, 400, "malformed"},
 		{"malformed chunk size, read first", post + keyed + "Transfer-Encoding: chunked\r\n\r\n", []byte("zz\r\nhello\r\n0\r\n\r\n"), false, 400, "malformed"},
-		{"chunked over the limit, streamed", post + "Transfer-Encoding: chunked\r\n\r\n", chunked(big), false, 413, "too_large"},
-		{"chunked over the limit, read first", post + keyed + "Transfer-Encoding: chunked\r\n\r\n", chunked(big), false, 413, "too_large"},
+		{"chunked over the limit, streamed", post + "Transfer-Encoding: chunked\r\n\r\n", rawhttp.Chunked(big), false, 413, "too_large"},
+		{"chunked over the limit, read first", post + keyed + "Transfer-Encoding: chunked\r\n\r\n", rawhttp.Chunked(big), false, 413, "too_large"},
 		{"Content-Length over the limit", post + fmt.Sprintf("Content-Length: %d\r\n\r\n", len(big)), big, false, 413, "too_large"},
 		{"abandoned small body, read first", post + "Content-Length: 1000\r\n\r\n", []byte("{\"half\":"), true, 0, "aborted"},
 		{"abandoned large body, streamed", post + "Content-Length: 200000\r\n\r\n", half, true, 0, "aborted"},
@@ -191,7 +150,7 @@ func TestClientBodyFaultsNeverOpenBreaker(t *testing.T) {
 				if strings.Contains(head, "%d") {
 					head = fmt.Sprintf(head, i)
 				}
-				resp, body := rawExchange(t, addr, head, tc.body, tc.hangUp)
+				resp, body := rawhttp.Send(t, addr, head, tc.body, tc.hangUp)
 				switch {
 				case tc.status == 0 && resp != nil:
 					t.Fatalf("attempt %d: a client that hung up was answered %d %s\n%s", i, resp.StatusCode, body, log.String())
@@ -270,13 +229,13 @@ func TestBodyOverLimitNeverReachesUpstream(t *testing.T) {
 		maxReceived   int64 // bytes on the upstream's wire
 	}{
 		{"Content-Length", fmt.Sprintf("Content-Length: %d\r\n", len(big)), big, 0},
-		{"chunked", "Transfer-Encoding: chunked\r\n", chunked(big), 1<<20 + 8<<10}, // the limit, a head and chunk sizes
+		{"chunked", "Transfer-Encoding: chunked\r\n", rawhttp.Chunked(big), 1<<20 + 8<<10}, // the limit, a head and chunk sizes
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			up := newBodyUpstream(t)
 			addr, _, _ := bodyProxy(t, up)
-			resp, body := rawExchange(t, addr, "POST /upload HTTP/1.1\r\nHost: mes\r\n"+tc.framing+"\r\n", tc.body, false)
+			resp, body := rawhttp.Send(t, addr, "POST /upload HTTP/1.1\r\nHost: mes\r\n"+tc.framing+"\r\n", tc.body, false)
 			if resp == nil {
 				t.Fatal("no answer")
 			}

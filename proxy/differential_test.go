@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ficuslabs/ficus/internal/rawhttp"
 )
 
 // upstreamBehaviour is one way an upstream answers, scripted on raw TCP.
@@ -41,7 +43,7 @@ func okAnswer(req *http.Request) string {
 
 var behaviours = []upstreamBehaviour{
 	{name: "plain", answer: func(r *http.Request) (string, bool) { return okAnswer(r), false }},
-	{name: "late bytes", answer: func(r *http.Request) (string, bool) { return okAnswer(r), false }, late: strayAnswer},
+	{name: "late bytes", answer: func(r *http.Request) (string, bool) { return okAnswer(r), false }, late: rawhttp.StrayAnswer},
 	{name: "bytes after the length", answer: func(r *http.Request) (string, bool) { return okAnswer(r) + "EXTRA", false }},
 	{name: "close mid-body", answer: func(r *http.Request) (string, bool) {
 		return "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b", true

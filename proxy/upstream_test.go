@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,10 +9,10 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ficuslabs/ficus/internal/rawhttp"
 	"github.com/ficuslabs/ficus/internal/syncbuf"
 )
 
@@ -25,53 +24,6 @@ var paths = []struct {
 	name   string
 	direct bool
 }{{"direct", true}, {"reverseproxy", false}}
-
-// echoAnswer is an upstream's answer that names the request it answers:
-// its path and Authorization.
-func echoAnswer(req *http.Request) string {
-	body := req.URL.Path + " " + req.Header.Get("Authorization")
-	return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-}
-
-const strayAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray"
-
-// lateUpstream answers every request with echoAnswer on keep-alive
-// connections. For each path under /late it writes, once release is
-// closed, a second, unsolicited answer on that connection (between
-// answers, never inside one) and counts it in written. A path under
-// /glued gets the stray answer in the same write as its own.
-func lateUpstream(t *testing.T, release <-chan struct{}, written *sync.WaitGroup) string {
-	return rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
-		var mu sync.Mutex // one answer at a time on c
-		write := func(s string) {
-			mu.Lock()
-			defer mu.Unlock()
-			io.WriteString(c, s)
-		}
-		var strays sync.WaitGroup
-		defer strays.Wait()
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
-			switch {
-			case strings.HasPrefix(req.URL.Path, "/glued"):
-				write(echoAnswer(req) + strayAnswer)
-			case strings.HasPrefix(req.URL.Path, "/late"):
-				write(echoAnswer(req))
-				strays.Go(func() {
-					<-release
-					write(strayAnswer)
-					written.Done()
-				})
-			default:
-				write(echoAnswer(req))
-			}
-		}
-	})
-}
 
 // waitGroup waits for wg, for 10 seconds at most.
 func waitGroup(t *testing.T, wg *sync.WaitGroup) {
@@ -116,7 +68,7 @@ func TestLateUpstreamBytesNeverReachAnotherClient(t *testing.T) {
 			t.Parallel()
 			release := make(chan struct{})
 			var written sync.WaitGroup
-			base := newDirectProxy(t, lateUpstream(t, release, &written), 5*time.Second, path.direct)
+			base := newDirectProxy(t, "http://"+rawhttp.LateAnswers(t, release, &written).Addr, 5*time.Second, path.direct)
 			check := func(who string) {
 				status, body, err := getAs(base, "/"+who, who)
 				if want := "/" + who + " Basic " + who; err != nil || status != 200 || body != want {
@@ -135,7 +87,7 @@ func TestLateUpstreamBytesNeverReachAnotherClient(t *testing.T) {
 
 			// In parallel: several pooled connections turn readable.
 			release2 := make(chan struct{})
-			base = newDirectProxy(t, lateUpstream(t, release2, &written), 5*time.Second, path.direct)
+			base = newDirectProxy(t, "http://"+rawhttp.LateAnswers(t, release2, &written).Addr, 5*time.Second, path.direct)
 			var wg sync.WaitGroup
 			written.Add(8)
 			for i := range 8 {
@@ -152,72 +104,6 @@ func TestLateUpstreamBytesNeverReachAnotherClient(t *testing.T) {
 	}
 }
 
-// An answer followed at once by bytes nobody asked for may belong to
-// another request: under an Idempotency-Key it is never stored as the
-// request's answer, and the connection is not used again.
-func TestAnswerFollowedByStrayBytesIsNotStored(t *testing.T) {
-	t.Parallel()
-	var conns atomic.Int32
-	up := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
-		conns.Add(1)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			io.Copy(io.Discard, req.Body)
-			io.WriteString(c, "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}"+strayAnswer)
-		}
-	})
-	base := newDirectProxy(t, up, 5*time.Second, true)
-	post := func() (*http.Response, string) {
-		req, _ := http.NewRequest("POST", base+"/orders", strings.NewReader(`{"ref":"PO-9"}`))
-		req.Header.Set("Authorization", "Bearer "+directKey)
-		req.Header.Set("Idempotency-Key", `"stray-1"`)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp, string(b)
-	}
-	post()
-	resp, body := post()
-	if resp.Header.Get("Idempotent-Replayed") == "true" {
-		t.Errorf("a questionable answer was stored and replayed: %d %q", resp.StatusCode, body)
-	}
-	if resp.StatusCode != http.StatusConflict {
-		t.Errorf("retry: status %d %q, want 409 (outcome unknown)", resp.StatusCode, body)
-	}
-	if g := send(t, base, request{method: "GET", path: "/next"}); g.Status != 201 || g.Body != "{}" {
-		t.Errorf("next request: %d %q, want its own answer", g.Status, g.Body)
-	}
-	if n := conns.Load(); n != 2 {
-		t.Errorf("upstream connections: %d, want 2: one per answer, none reused after stray bytes", n)
-	}
-}
-
-// hugeHeadUpstream answers with a head of about size bytes of fields.
-func hugeHeadUpstream(t *testing.T, size int) string {
-	return rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
-		if _, err := http.ReadRequest(br); err != nil {
-			return
-		}
-		bw := bufio.NewWriterSize(c, 64<<10)
-		bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n")
-		field := "X-Filler: " + strings.Repeat("f", 1000) + "\r\n"
-		for n := 0; n < size; n += len(field) {
-			if _, err := bw.WriteString(field); err != nil {
-				return // the proxy gave up reading: fine
-			}
-		}
-		bw.WriteString("\r\nok")
-		bw.Flush()
-	})
-}
-
 // An upstream answer with more header bytes than the bound (1 MiB by
 // default, max_response_header_bytes) gets the client 502 on both paths;
 // one within the bound goes through (issue: unbounded upstream response
@@ -227,7 +113,7 @@ func TestUpstreamResponseHeadersAreBounded(t *testing.T) {
 	for _, path := range paths {
 		t.Run(path.name, func(t *testing.T) {
 			t.Parallel()
-			base := newDirectProxy(t, hugeHeadUpstream(t, 3<<20), 5*time.Second, path.direct)
+			base := newDirectProxy(t, "http://"+rawhttp.HugeHead(t, 3<<20).Addr, 5*time.Second, path.direct)
 			if g := send(t, base, request{method: "GET", path: "/huge"}); g.Status != http.StatusBadGateway {
 				t.Errorf("3 MiB of header fields: status %d, want 502", g.Status)
 			}
@@ -235,7 +121,7 @@ func TestUpstreamResponseHeadersAreBounded(t *testing.T) {
 				t.Errorf("again: status %d, want 502", g.Status)
 			}
 
-			small := hugeHeadUpstream(t, 8<<10)
+			small := "http://" + rawhttp.HugeHead(t, 8<<10).Addr
 			bounded := serveProxy(t, strings.Replace(directConfig(small, 5*time.Second),
 				"    breaker:", "    max_response_header_bytes: 4KiB\n    breaker:", 1), path.direct, nil)
 			if g := send(t, bounded, request{method: "GET", path: "/8k"}); g.Status != http.StatusBadGateway {

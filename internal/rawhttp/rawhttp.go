@@ -8,6 +8,7 @@ package rawhttp
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -114,3 +115,46 @@ func Serve(t testing.TB, serve func(c net.Conn, br *bufio.Reader)) *Server {
 
 // Conns returns how many connections the server accepted.
 func (s *Server) Conns() int { return int(s.conns.Load()) }
+
+// Send writes head and then body on a new connection, closing the sending
+// side after the body when hangUp is set, and reads the answer meanwhile:
+// a server may answer, and close, before it has read the whole body. It
+// returns the answer and its body, or nil when the connection closed
+// without one or none came within 20 seconds.
+func Send(t testing.TB, addr, head string, body []byte, hangUp bool) (*http.Response, []byte) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		// The server may answer and close before it read everything:
+		// write errors are expected then.
+		if _, err := io.WriteString(conn, head); err != nil {
+			return
+		}
+		if _, err := conn.Write(body); err != nil {
+			return
+		}
+		if hangUp {
+			conn.(*net.TCPConn).CloseWrite()
+		}
+	}()
+	defer func() { conn.Close(); <-wrote }()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return nil, nil
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, b
+}
+
+// Chunked encodes b as one chunk and the last chunk.
+func Chunked(b []byte) []byte {
+	return append(fmt.Appendf(nil, "%x\r\n", len(b)), append(b, "\r\n0\r\n\r\n"...)...)
+}
