@@ -51,28 +51,7 @@ func BenchmarkProxyTracing(b *testing.B) {
 			}
 			srv := httptest.NewServer(p)
 			defer srv.Close()
-			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}}
-			b.ReportAllocs()
-			b.ResetTimer()
-			reportGC(b, func() {
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						req, _ := http.NewRequest("GET", srv.URL+"/api/v1/orders", nil)
-						req.Header.Set("Authorization", "Bearer "+acmeKey)
-						resp, err := client.Do(req)
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-						if resp.StatusCode != http.StatusOK {
-							b.Errorf("status %d", resp.StatusCode)
-							return
-						}
-					}
-				})
-			})
+			benchGET(b, srv.URL)
 		})
 	}
 }
