@@ -179,23 +179,31 @@ func storeName(s any) string {
 
 // reloadOnHangup reloads the configuration on every SIGHUP until ctx ends.
 func (a *app) reloadOnHangup(ctx context.Context, p *proxy.Proxy, load func() (*proxy.Config, error)) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-hup:
-		}
+	onHangup(ctx, func() {
 		cfg, err := load()
 		if err == nil {
 			err = p.Reload(cfg)
 		}
 		if err != nil {
 			a.log.Error("config reload failed; keeping the running configuration", "err", err)
-			continue
+			return
 		}
 		a.log.Info("config reloaded")
+	})
+	return nil
+}
+
+// onHangup calls reload on every SIGHUP until ctx ends.
+func onHangup(ctx context.Context, reload func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			reload()
+		}
 	}
 }

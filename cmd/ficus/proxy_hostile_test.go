@@ -40,8 +40,10 @@ func proxyBinary(t *testing.T) string {
 // proxyProcess is one `ficus proxy` a test started; it is stopped when the
 // test ends.
 type proxyProcess struct {
-	addr string          // host:port it serves clients on
-	log  *syncbuf.Buffer // what it wrote to stderr
+	addr   string          // host:port it serves clients on
+	log    *syncbuf.Buffer // what it wrote to stderr
+	config string          // the config file's path, "" without one
+	cmd    *exec.Cmd
 }
 
 var listeningLine = regexp.MustCompile(`msg="proxy listening" addr=(\S+)`)
@@ -53,14 +55,16 @@ var listeningLine = regexp.MustCompile(`msg="proxy listening" addr=(\S+)`)
 func startProxyBinary(t *testing.T, config string, args ...string) *proxyProcess {
 	t.Helper()
 	args = append([]string{"proxy", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--steady-sysmon=false"}, args...)
+	p := &proxyProcess{log: &syncbuf.Buffer{}}
 	if config != "" {
-		path := t.TempDir() + "/proxy.yaml"
-		if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		p.config = t.TempDir() + "/proxy.yaml"
+		if err := os.WriteFile(p.config, []byte(config), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		args = append(args, "--config", path)
+		args = append(args, "--config", p.config)
 	}
 	cmd := exec.Command(proxyBinary(t), args...)
+	p.cmd = cmd
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +72,6 @@ func startProxyBinary(t *testing.T, config string, args ...string) *proxyProcess
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("could not start ficus proxy: %v", err)
 	}
-	p := &proxyProcess{log: &syncbuf.Buffer{}}
 	listening := make(chan string, 1)
 	exited := make(chan struct{})
 	go func() {
@@ -102,6 +105,26 @@ func startProxyBinary(t *testing.T, config string, args ...string) *proxyProcess
 	}
 	t.Fatalf("could not start ficus proxy %s:\n%s", strings.Join(args, " "), p.log)
 	return nil
+}
+
+// waitLog waits up to 10 seconds for a line of the log that has every one
+// of words, and fails the test without one.
+func (p *proxyProcess) waitLog(t *testing.T, words ...string) {
+	t.Helper()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); <-tick.C {
+	lines:
+		for line := range strings.Lines(p.log.String()) {
+			for _, w := range words {
+				if !strings.Contains(line, w) {
+					continue lines
+				}
+			}
+			return
+		}
+	}
+	t.Fatalf("the log has no line with %q:\n%s", words, p.log)
 }
 
 // url returns the proxy's base URL.
@@ -381,14 +404,6 @@ func TestProxyBinaryAgainstHostilePeers(t *testing.T) {
 				t.Errorf("the client was told %q: %s", leak, raw)
 			}
 		}
-		// The log line may come a moment after the answer.
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			for line := range strings.Lines(p.log.String()) {
-				if strings.Contains(line, prob.RequestID) && strings.Contains(line, "connection refused") {
-					return
-				}
-			}
-		}
-		t.Errorf("the log has no line with the request id %s and the error:\n%s", prob.RequestID, p.log)
+		p.waitLog(t, prob.RequestID, "connection refused")
 	})
 }

@@ -5,9 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/pflag"
 
@@ -61,21 +58,14 @@ func (t *serverTLS) reloadOnHangup(a *app) service {
 		if t.cert == nil {
 			return nil
 		}
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-hup:
-			}
+		onHangup(ctx, func() {
 			if err := t.cert.Reload(); err != nil {
 				a.log.Error("TLS certificate reload failed; keeping the running one", "err", err)
-				continue
+				return
 			}
 			a.log.Info("TLS certificate reloaded", "cert", t.certFile)
-		}
+		})
+		return nil
 	}
 }
 
