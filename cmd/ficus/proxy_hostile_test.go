@@ -386,7 +386,7 @@ func TestProxyBinaryAgainstHostilePeers(t *testing.T) {
 	// those under the request id.
 	t.Run("error-details", func(t *testing.T) {
 		t.Parallel()
-		closed := freeAddr(t) // nothing listens there: connection refused
+		const closed = "127.0.0.1:1" // nothing listens there: connection refused
 		p := startProxyBinary(t, "", "--upstream", "http://"+closed)
 		resp, err := http.Get(p.url() + "/x")
 		if err != nil {
@@ -398,8 +398,7 @@ func TestProxyBinaryAgainstHostilePeers(t *testing.T) {
 		if err := json.Unmarshal(raw, &prob); err != nil || resp.StatusCode != http.StatusBadGateway || prob.RequestID == "" {
 			t.Fatalf("answer %d %s, want a 502 problem with the request id", resp.StatusCode, raw)
 		}
-		_, port, _ := net.SplitHostPort(closed)
-		for _, leak := range []string{"127.0.0.1", port, "dial", "refused", "tcp"} {
+		for _, leak := range []string{"127.0.0.1", "dial", "refused", "tcp"} {
 			if strings.Contains(string(raw), leak) {
 				t.Errorf("the client was told %q: %s", leak, raw)
 			}
